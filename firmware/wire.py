@@ -1,0 +1,156 @@
+# Wire contract constants shared by every firmware module.
+# The construct definitions in protocol/frames.py are the host-side source of
+# truth; tests prove that both sides agree byte for byte.
+# All multi-byte fields are little-endian.
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# ---- frame layout -----------------------------------------------------------
+# off size field
+#   0   2  magic      b"\xA5\x5C"
+#   2   1  version    VERSION
+#   3   1  type       T_*
+#   4   1  flags      F_*
+#   5   1  src        node id (0 = host PC, 1..254 boards)
+#   6   1  dst        node id, BROADCAST = 0xFF
+#   7   1  group      copy group id (0 = default)
+#   8   2  seq        link sequence number (reliable links) / request tag (host port)
+#  10   2  ack        cumulative ack: next expected seq (reliable links), else 0
+#  12   2  length     payload length, 0..MAX_PAYLOAD
+#  14   2  hcheck     crc32(bytes 0..13) & 0xFFFF
+#  16   n  payload
+#  16+n 4  crc        crc32(bytes 0..16+n-1)   (zlib / binascii / crcmod 'crc-32')
+MAGIC0 = const(0xA5)
+MAGIC1 = const(0x5C)
+VERSION = const(1)
+HDR_SIZE = const(16)
+CRC_SIZE = const(4)
+OVERHEAD = const(20)
+MAX_PAYLOAD = const(4096)
+MAX_FRAME = const(4116)
+BROADCAST = const(0xFF)
+HOST_ID = const(0)
+BLOCK_SIZE = const(512)
+
+# header struct (without the hcheck) and full header
+HDR_FMT = "<BBBBBBBBHHH"      # magic0 magic1 ver type flags src dst group seq ack length
+HCHECK_OFF = const(14)
+
+# ---- flags ------------------------------------------------------------------
+F_RETX = const(0x01)     # retransmission of an earlier frame
+F_MORE = const(0x02)     # sender has more queued (bus replies)
+F_REPLY = const(0x04)    # host-port reply
+F_SYNC = const(0x08)     # peer write record sent in synchronous mode
+
+# ---- message types ----------------------------------------------------------
+# site bus
+T_COPY_ACTIVE = const(0x01)
+T_CLOCK_SYNC = const(0x02)
+T_CHECKPOINT = const(0x03)      # also on the peer stream, and forwarded on the secondary bus
+T_RELEASE = const(0x04)
+T_UPDATE_COMPLETE = const(0x05)
+T_RESET_UIP = const(0x06)
+T_RESIGN = const(0x07)
+T_POLL = const(0x08)
+T_IDLE = const(0x09)
+# peer link
+T_WRITE_BATCH = const(0x10)
+T_ACK = const(0x11)
+T_NAK = const(0x12)
+T_PEER_HELLO = const(0x13)
+# host port
+T_H_WRITE = const(0x20)
+T_H_READ = const(0x21)
+T_H_STATUS = const(0x22)
+T_H_COMMAND = const(0x23)
+T_H_REPLY = const(0x30)
+T_ERROR = const(0x3F)
+
+# ---- payload layouts (struct formats, little-endian) --------------------------
+P_COPY_ACTIVE = "<BBBBI"    # role, peer, copy_state, mode, incarnation
+P_CLOCK_SYNC = "<QI"        # master sequence time (us), sync round
+P_CHECKPOINT = "<IQ"        # n, T (us, or epoch in clockless mode)
+P_RELEASE = "<IQ"           # n, T
+P_UPDATE_COMPLETE = "<I"    # n
+P_RESET_UIP = "<I"          # n
+P_RESIGN = "<BB"            # node, reason (R_*)
+P_POLL = "<BH"              # polled node id, poll cycle number
+P_IDLE = ""                 # empty
+P_BATCH_HEAD = "<B"         # record count; then count records:
+P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data bytes
+RECORD_HDR = const(19)
+P_ACK = "<I"                # highest record lseq durably journaled
+P_NAK = ""                  # empty; header ack = first seq wanted again
+P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / next lseq to send (primary)
+P_H_WRITE = "<BI"           # vol, block; then BLOCK_SIZE data bytes
+P_H_READ = "<BI"            # vol, block
+P_H_STATUS = ""             # empty
+P_H_COMMAND = "<BI"         # command (C_*), argument
+P_H_REPLY = "<B"            # status (S_*); then a body that depends on the request
+P_ERROR = "<BBH"            # error code (S_*), offending type, detail
+# reply body to H_STATUS:
+P_STATUS_BODY = "<BBBBIIIIIIQiIII"
+# role, node, copy_state, flags (ST_*), ckpt_seen_n, ckpt_released_n, ckpt_applied_n,
+# journal_depth, journal_capacity, writes_completed, seq_time_us, skew_us,
+# lag_us, frames_bad, records_rejected
+
+# ---- status codes (H_REPLY.status and ERROR.code) ----------------------------
+S_OK = const(0)
+S_BUSY_UIP = const(1)
+S_NOT_COPY_ACTIVE = const(2)
+S_BAD_FRAME = const(3)
+S_OUT_OF_RANGE = const(4)
+S_UNKNOWN_VOLUME = const(5)
+S_READ_ONLY = const(6)          # host write to a secondary volume
+S_UNKNOWN_TYPE = const(7)
+S_BAD_LENGTH = const(8)
+S_JOURNAL_FULL = const(9)
+S_NOT_READY = const(10)         # booting / must-complete recovery running
+S_BAD_COMMAND = const(11)
+S_IO_ERROR = const(12)
+S_BAD_STATE = const(13)         # command not valid in the current state
+
+# ---- host commands (H_COMMAND.command) ---------------------------------------
+C_START_COPY = const(1)
+C_STOP_COPY = const(2)
+C_SUSPEND = const(3)
+C_RESUME = const(4)
+C_FAILOVER = const(5)
+C_FAILBACK = const(6)
+C_SET_MODE = const(7)           # argument: MODE_*
+C_SET_POLICY = const(8)         # argument: POLICY_*
+C_REBOOT = const(9)
+
+# ---- roles, modes, states --------------------------------------------------
+ROLE_PRIMARY = const(1)
+ROLE_SECONDARY = const(2)
+
+MODE_CLOCK = const(0)
+MODE_CLOCKLESS = const(1)
+MODE_SYNC = const(2)
+
+POLICY_FREEZE = const(0)
+POLICY_CONTINUE = const(1)
+
+# copy (pair) states
+CS_SIMPLEX = const(0)       # no copy
+CS_PENDING = const(1)       # initial copy running
+CS_DUPLEX = const(2)        # copy active and consistent
+CS_SUSPENDED = const(3)
+CS_RESIGNED = const(4)      # secondary left the group
+CS_FAILED_OVER = const(5)   # secondary opened to the host
+
+# status flags (STATUS body flags)
+ST_MASTER = const(0x01)
+ST_UIP = const(0x02)
+ST_COPY_ACTIVE = const(0x04)
+ST_FROZEN = const(0x08)
+ST_MUST_COMPLETE = const(0x10)
+
+# resign reasons
+R_PEER_LOST = const(1)
+R_OPERATOR = const(2)
+R_ERROR = const(3)

@@ -1,0 +1,43 @@
+"""arcopy: one command table over the host tools.
+
+Each command lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so a broken
+or slow import in one command never affects another.
+"""
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "sim": ("host_tools.sim.cli", "run the deterministic simulator (one seed, or `sim sweep`)"),
+    "bench": ("host_tools.bench", "benchmarks: print figures, optionally write JSON"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="arcopy",
+        description="Sequence-consistent asynchronous remote copy on MicroPython boards.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (modname, helptext) in COMMANDS.items():
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.set_defaults(_module=modname)
+        mod = importlib.import_module(modname)
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    mod = importlib.import_module(args._module)
+    return mod.run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
