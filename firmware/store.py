@@ -1,0 +1,657 @@
+# Crash-safe block store on a raw block device (SD card, RAM disk, image file).
+#
+# Runs unchanged under MicroPython and CPython: struct + binascii only, buffers
+# allocated once at mount, no per-byte loops on the I/O paths.
+#
+# Block device protocol (as MicroPython's AbstractBlockDev): readblocks(n, buf),
+# writeblocks(n, buf), ioctl(4, 0) -> block count, ioctl(5, 0) -> 512.
+# A device exception (a simulated power cut, an SD driver error) propagates
+# unchanged; a device that reports failure through a return value, or (with
+# verify=True) whose read-back differs, raises StoreError(S_IO_ERROR).
+#
+# On-disk layout (512-byte blocks), all integers little-endian:
+#
+#   block 0, 1        superblock copies A and B. Each commit writes the copy that
+#                     does not hold the current state, with generation + 1; mount
+#                     takes the valid copy (magic, version, CRC) with the highest
+#                     generation. A torn superblock write fails its CRC, so the
+#                     other copy (the previous state) wins.
+#   bm_start ..       change bitmaps: bm_blocks blocks per volume, volume v first
+#                     at bm_start + v * bm_blocks. Each block holds BM_BITS bits
+#                     (bytes 0..507, bit i of block b = volume block b*BM_BITS+i,
+#                     LSB first) and a CRC-32 of those bytes at 508. A block that
+#                     fails its CRC at mount is taken as all-set (conservative:
+#                     resync copies more, never less) and rewritten.
+#   j_start ..        journal ring: journal_slots slots of two blocks each; slot s
+#                     is [data block, header block] at j_start + 2*s. Entry jseq
+#                     lives in slot jseq % journal_slots. The data block is written
+#                     first, then the header block: magic, jseq, kind, vol, blk,
+#                     lseq, t, data CRC, header CRC over all of that (bytes 38..
+#                     are zero). A header that passes its CRC proves that its data
+#                     block was written completely.
+#   vol_start ..      volumes: volume v, block b at vol_start + v*vol_blocks + b.
+#
+# Journal liveness: the superblock holds j_head, a persisted lower bound of the
+# first live jseq. Mount scans forward from it: live entries are the run of valid
+# headers whose jseq is exactly j_head, j_head+1, ...; a stale header (earlier lap:
+# jseq - journal_slots) or a torn one ends the run. Trims move the RAM head only
+# (lazy; any commit persists the current head). Before an append reuses the slot of
+# jseq J - journal_slots, the store makes sure the persisted head is beyond that
+# jseq (committing the superblock if needed), so a reboot never mistakes a reused
+# slot for part of the live run, nor loses live entries behind it.
+#
+# RAM: the journal index is one bytearray of IDX_SIZE (22) bytes per slot
+# (kind, vol, blk, lseq, t, data CRC); the bitmaps are kept as one bytearray
+# (512 bytes per bitmap block) plus 2 bytes of set-bit count per bitmap block.
+
+import struct
+import binascii
+
+from wire import (const, BLOCK_SIZE, S_OUT_OF_RANGE, S_UNKNOWN_VOLUME, S_BAD_LENGTH,
+                  S_JOURNAL_FULL, S_IO_ERROR, S_BAD_STATE, S_NOT_READY)
+
+_crc32 = binascii.crc32
+
+# journal entry kinds
+J_RECORD = const(1)
+J_CHECKPOINT = const(2)
+
+STORE_VERSION = const(1)
+SB_MAGIC = const(0x1A5C5B01)      # below 2**30: a small int on MicroPython too
+J_MAGIC = const(0x1A5C4A01)
+
+# superblock: header, then the fields in _SB_FIELDS order, then CRC-32 of all that
+_SB_HDR = "<IHHQ"                 # magic, version, reserved, generation
+_SB_HDR_SIZE = const(16)
+_SB_FIELDS = (
+    "role", "node", "peer", "group", "nvol", "copy_state", "mode", "policy",
+    "vol_blocks", "journal_slots", "incarnation",
+    "uip_n", "uip_t", "applied_n", "applied_t", "ckpt_n", "ckpt_t",
+    "next_lseq", "acked_lseq", "t_floor",
+    "j_head", "bm_start", "bm_blocks", "j_start", "vol_start", "dev_blocks",
+)
+_SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII"
+_SB_BODY = "<" + _SB_TYPES
+_SB_BODY_SIZE = struct.calcsize(_SB_BODY)
+SB_CRC_OFF = _SB_HDR_SIZE + _SB_BODY_SIZE
+# fields commit() may not change: geometry and the journal head (store-managed)
+_SB_FIXED = ("nvol", "vol_blocks", "journal_slots", "j_head", "bm_start", "bm_blocks",
+             "j_start", "vol_start", "dev_blocks")
+
+# journal header block: magic, jseq, then the index entry (kind, vol, blk, lseq, t,
+# data crc: bytes 12..33, copied verbatim to/from the RAM index), then the header
+# CRC-32 over bytes 0..33. The rest of the block is zero.
+_JH_FMT = "<IQ"
+JH_IDX_OFF = const(12)
+JH_CRC_OFF = const(34)
+# RAM index entry per slot (the same bytes as the header's)
+_IDX_FMT = "<BBIIQI"
+IDX_SIZE = const(22)
+
+BM_BYTES = const(508)             # bitmap bytes per block (the CRC takes the rest)
+BM_BITS = const(4064)
+_ZERO_MV = memoryview(bytes(BLOCK_SIZE))
+_BM_ZERO = _ZERO_MV[0:BM_BYTES]
+_BM_ONES = memoryview(b"\xff" * BM_BYTES)
+
+_U32_MAX = 0xFFFFFFFF
+_U64_MAX = (1 << 64) - 1
+
+
+class StoreError(Exception):
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+
+
+class JournalFull(StoreError):
+    def __init__(self, msg):
+        super().__init__(S_JOURNAL_FULL, msg)
+
+
+class SuperBlock:
+    """Decoded superblock: one attribute per field, plus `generation`.
+    Read-only by convention: change fields with Store.commit(**changes)."""
+
+    def __init__(self):
+        self.generation = 0
+        for name in _SB_FIELDS:
+            setattr(self, name, 0)
+
+    def as_dict(self):
+        d = {"generation": self.generation}
+        for name in _SB_FIELDS:
+            d[name] = getattr(self, name)
+        return d
+
+
+def _max_of(code):
+    if code == "B":
+        return 0xFF
+    if code == "H":
+        return 0xFFFF
+    if code == "I":
+        return _U32_MAX
+    return _U64_MAX
+
+
+def _check_rc(r, what, n):
+    # a block device reports failure by returning a nonzero value (MicroPython's
+    # extended protocol returns 0 or a negative errno); None means success.
+    if r is not None and r != 0 and r is not True:
+        raise StoreError(S_IO_ERROR, "%s of block %d failed (device returned %r)" % (what, n, r))
+
+
+def _dev_write(bdev, n, buf, vbuf):
+    _check_rc(bdev.writeblocks(n, buf), "write", n)
+    if vbuf is not None:
+        _check_rc(bdev.readblocks(n, vbuf), "verify read", n)
+        if vbuf != buf:
+            raise StoreError(S_IO_ERROR, "write of block %d did not stick (verify mismatch)" % n)
+
+
+def _pack_sb(buf, generation, values):
+    struct.pack_into(_SB_HDR, buf, 0, SB_MAGIC, STORE_VERSION, 0, generation)
+    struct.pack_into(_SB_BODY, buf, _SB_HDR_SIZE, *values)
+    struct.pack_into("<I", buf, SB_CRC_OFF, _crc32(memoryview(buf)[0:SB_CRC_OFF]))
+
+
+def _parse_sb(buf):
+    """-> (generation, values tuple) or None when the copy is not valid."""
+    magic, version, _rsv, gen = struct.unpack_from(_SB_HDR, buf, 0)
+    if magic != SB_MAGIC or version != STORE_VERSION:
+        return None
+    (crc,) = struct.unpack_from("<I", buf, SB_CRC_OFF)
+    if crc != _crc32(memoryview(buf)[0:SB_CRC_OFF]):
+        return None
+    return gen, struct.unpack_from(_SB_BODY, buf, _SB_HDR_SIZE)
+
+
+def _bm_seal(mv, off):
+    # mv: memoryview over bitmap bytes; off: start of a 512-byte bitmap block
+    struct.pack_into("<I", mv, off + BM_BYTES, _crc32(mv[off:off + BM_BYTES]))
+
+
+def _popcount(mv):
+    # bit count of a bitmap block (mount time only)
+    x = int.from_bytes(bytes(mv), "little")
+    if x == 0:
+        return 0
+    return bin(x).count("1")
+
+
+class Store:
+    def __init__(self, bdev, verify=False):
+        self.bdev = bdev
+        self.verify = verify
+        self.sb = None
+        self._buf = bytearray(BLOCK_SIZE)       # superblock / journal header scratch
+        self._mv = memoryview(self._buf)
+        self._scan_mv = self._mv[0:JH_CRC_OFF]
+        self._scan_ent = self._mv[JH_IDX_OFF:JH_CRC_OFF]
+        self._hbuf = bytearray(BLOCK_SIZE)      # journal header to write (bytes 38.. stay zero)
+        self._hcrc_mv = memoryview(self._hbuf)[0:JH_CRC_OFF]
+        self._vbuf = bytearray(BLOCK_SIZE) if verify else None
+        self._cur = 0                           # superblock copy holding the current state
+        self._idx = None                        # journal index (bytearray), None = not mounted
+        self._head = 0                          # first live jseq (RAM)
+        self._tail = 0                          # next jseq to assign
+        self._slots = 0
+        self._bm = None
+        self._bmv = None
+        self._bmc = None                        # per bitmap block set-bit counts ("<H" each)
+        self._bmtot = None                      # per volume set-bit totals
+        self.bm_repaired = 0                    # bitmap blocks found torn at mount
+        self.head_commits = 0                   # superblock commits forced by appends
+
+    # ---- format / mount -------------------------------------------------------
+    @staticmethod
+    def format(bdev, role, node, peer, group, nvol, vol_blocks, journal_slots, verify=False):
+        """Lay out a fresh device. Not crash-safe itself: a power cut during format
+        leaves no valid superblock (mount then fails), never a half-old store."""
+        for name, v, lo, hi in (("role", role, 0, 255), ("node", node, 0, 255),
+                                ("peer", peer, 0, 255), ("group", group, 0, 255),
+                                ("nvol", nvol, 1, 255), ("vol_blocks", vol_blocks, 1, _U32_MAX),
+                                ("journal_slots", journal_slots, 2, 0x3FFFFFFF)):
+            if not isinstance(v, int) or v < lo or v > hi:
+                raise StoreError(S_OUT_OF_RANGE, "format: %s=%r not in %d..%d" % (name, v, lo, hi))
+        bs = bdev.ioctl(5, 0)
+        if bs is not None and bs != BLOCK_SIZE:
+            raise StoreError(S_IO_ERROR, "block size %r, need %d" % (bs, BLOCK_SIZE))
+        count = bdev.ioctl(4, 0)
+        bm_blocks = (vol_blocks + BM_BITS - 1) // BM_BITS
+        bm_start = 2
+        j_start = bm_start + nvol * bm_blocks
+        vol_start = j_start + 2 * journal_slots
+        dev_blocks = vol_start + nvol * vol_blocks
+        if dev_blocks > count:
+            raise StoreError(S_OUT_OF_RANGE, "device too small: layout needs %d blocks, device has %d"
+                             % (dev_blocks, count))
+        buf = bytearray(BLOCK_SIZE)
+        vbuf = bytearray(BLOCK_SIZE) if verify else None
+        # 1. invalidate both superblock copies first
+        _dev_write(bdev, 0, buf, vbuf)
+        _dev_write(bdev, 1, buf, vbuf)
+        # 2. no journal header may survive from an earlier life of the device
+        for s in range(journal_slots):
+            _dev_write(bdev, j_start + 2 * s + 1, buf, vbuf)
+        # 3. empty bitmaps
+        mv = memoryview(buf)
+        _bm_seal(mv, 0)
+        for b in range(nvol * bm_blocks):
+            _dev_write(bdev, bm_start + b, buf, vbuf)
+        # 4. the superblock, both copies (generations 1 and 2)
+        sb = SuperBlock()
+        sb.role = role
+        sb.node = node
+        sb.peer = peer
+        sb.group = group
+        sb.nvol = nvol
+        sb.vol_blocks = vol_blocks
+        sb.journal_slots = journal_slots
+        sb.next_lseq = 1
+        sb.bm_start = bm_start
+        sb.bm_blocks = bm_blocks
+        sb.j_start = j_start
+        sb.vol_start = vol_start
+        sb.dev_blocks = dev_blocks
+        values = [getattr(sb, name) for name in _SB_FIELDS]
+        for copy in (0, 1):
+            mv[0:BLOCK_SIZE] = _ZERO_MV
+            _pack_sb(buf, copy + 1, values)
+            _dev_write(bdev, copy, buf, vbuf)
+
+    def mount(self):
+        bdev = self.bdev
+        bs = bdev.ioctl(5, 0)
+        if bs is not None and bs != BLOCK_SIZE:
+            raise StoreError(S_IO_ERROR, "block size %r, need %d" % (bs, BLOCK_SIZE))
+        count = bdev.ioctl(4, 0)
+        best = None
+        cur = 0
+        for copy in (0, 1):
+            self._rd(copy, self._buf)
+            got = _parse_sb(self._buf)
+            if got is not None and (best is None or got[0] > best[0]):
+                best = got
+                cur = copy
+        if best is None:
+            raise StoreError(S_IO_ERROR, "no valid superblock (device not formatted, or both copies damaged)")
+        sb = SuperBlock()
+        sb.generation = best[0]
+        for name, v in zip(_SB_FIELDS, best[1]):
+            setattr(sb, name, v)
+        bm_blocks = (sb.vol_blocks + BM_BITS - 1) // BM_BITS
+        if (sb.nvol < 1 or sb.journal_slots < 2 or sb.bm_blocks != bm_blocks or sb.bm_start != 2
+                or sb.j_start != sb.bm_start + sb.nvol * bm_blocks
+                or sb.vol_start != sb.j_start + 2 * sb.journal_slots
+                or sb.dev_blocks != sb.vol_start + sb.nvol * sb.vol_blocks):
+            raise StoreError(S_IO_ERROR, "superblock geometry is inconsistent")
+        if sb.dev_blocks > count:
+            raise StoreError(S_IO_ERROR, "device has %d blocks, superblock needs %d" % (count, sb.dev_blocks))
+        self.sb = sb
+        self._cur = cur
+        self._load_bitmaps()
+        self._scan_journal()
+
+    def _need(self):
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
+
+    # ---- device helpers -------------------------------------------------------
+    def _rd(self, n, buf):
+        _check_rc(self.bdev.readblocks(n, buf), "read", n)
+
+    def _wr(self, n, buf):
+        _dev_write(self.bdev, n, buf, self._vbuf)
+
+    # ---- superblock -----------------------------------------------------------
+    def commit(self, **changes):
+        """Write the superblock with `changes` applied (and the current journal head)
+        to the other copy, generation + 1. Durable when it returns; on an error the
+        in-RAM superblock is left unchanged."""
+        self._need()
+        sb = self.sb
+        for name in changes:
+            if name not in _SB_FIELDS:
+                raise StoreError(S_BAD_STATE, "unknown superblock field %r" % (name,))
+            if name in _SB_FIXED:
+                raise StoreError(S_BAD_STATE, "superblock field %r is not changeable" % (name,))
+        values = []
+        i = 0
+        for name in _SB_FIELDS:
+            if name == "j_head":
+                v = self._head
+            elif name in changes:
+                v = changes[name]
+            else:
+                v = getattr(sb, name)
+            if not isinstance(v, int) or v < 0 or v > _max_of(_SB_TYPES[i]):
+                raise StoreError(S_OUT_OF_RANGE, "superblock field %s=%r out of range" % (name, v))
+            values.append(v)
+            i += 1
+        gen = sb.generation + 1
+        other = self._cur ^ 1
+        buf = self._buf
+        self._mv[SB_CRC_OFF + 4:] = _ZERO_MV[SB_CRC_OFF + 4:]
+        _pack_sb(buf, gen, values)
+        self._wr(other, buf)
+        # durable: now publish it in RAM
+        self._cur = other
+        sb.generation = gen
+        i = 0
+        for name in _SB_FIELDS:
+            setattr(sb, name, values[i])
+            i += 1
+
+    # ---- volumes --------------------------------------------------------------
+    def _chk(self, vol, blk):
+        sb = self.sb
+        if not isinstance(vol, int) or vol < 0 or vol >= sb.nvol:
+            raise StoreError(S_UNKNOWN_VOLUME, "unknown volume %r (have %d)" % (vol, sb.nvol))
+        if not isinstance(blk, int) or blk < 0 or blk >= sb.vol_blocks:
+            raise StoreError(S_OUT_OF_RANGE, "block %r out of range 0..%d" % (blk, sb.vol_blocks - 1))
+
+    def read_block(self, vol, blk, buf):
+        self._need()
+        self._chk(vol, blk)
+        if len(buf) != BLOCK_SIZE:
+            raise StoreError(S_BAD_LENGTH, "read buffer is %d bytes, need %d" % (len(buf), BLOCK_SIZE))
+        self._rd(self.sb.vol_start + vol * self.sb.vol_blocks + blk, buf)
+
+    def write_block(self, vol, blk, data):
+        self._need()
+        self._chk(vol, blk)
+        if len(data) != BLOCK_SIZE:
+            raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
+        self._wr(self.sb.vol_start + vol * self.sb.vol_blocks + blk, data)
+
+    # ---- journal --------------------------------------------------------------
+    def _scan_journal(self):
+        sb = self.sb
+        nslots = sb.journal_slots
+        idx = bytearray(nslots * IDX_SIZE)
+        idxmv = memoryview(idx)
+        buf = self._buf
+        hmv = self._scan_mv
+        ent = self._scan_ent
+        head = sb.j_head
+        j = head
+        while j - head < nslots:
+            slot = j % nslots
+            self._rd(sb.j_start + 2 * slot + 1, buf)
+            magic, jseq = struct.unpack_from(_JH_FMT, buf, 0)
+            if magic != J_MAGIC or jseq != j:
+                break
+            (hcrc,) = struct.unpack_from("<I", buf, JH_CRC_OFF)
+            if hcrc != _crc32(hmv):
+                break
+            kind = buf[JH_IDX_OFF]
+            if kind != J_RECORD and kind != J_CHECKPOINT:
+                break
+            off = slot * IDX_SIZE
+            idxmv[off:off + IDX_SIZE] = ent
+            j += 1
+        self._slots = nslots
+        self._head = head
+        self._tail = j
+        self._idx = idx
+
+    def _append(self, kind, lseq, vol, blk, t, data, dcrc):
+        j = self._tail
+        nslots = self._slots
+        if j - self._head >= nslots:
+            raise JournalFull("journal full: %d of %d slots live" % (j - self._head, nslots))
+        if j - nslots >= self.sb.j_head:
+            # the slot still holds jseq j - nslots, which a reboot would take as
+            # live: persist the head past it before overwriting
+            self.head_commits += 1
+            self.commit()
+        slot = j % nslots
+        base = self.sb.j_start + 2 * slot
+        if data is not None:
+            self._wr(base, data)
+        buf = self._hbuf
+        struct.pack_into(_JH_FMT, buf, 0, J_MAGIC, j)
+        struct.pack_into(_IDX_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
+        struct.pack_into("<I", buf, JH_CRC_OFF, _crc32(self._hcrc_mv))
+        self._wr(base + 1, buf)
+        struct.pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq, t, dcrc)
+        self._tail = j + 1
+        return j
+
+    def j_append_record(self, lseq, vol, blk, t, data):
+        """Journal one block write; durable when it returns. -> jseq."""
+        self._need()
+        self._chk(vol, blk)
+        if len(data) != BLOCK_SIZE:
+            raise StoreError(S_BAD_LENGTH, "record data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
+        if not isinstance(lseq, int) or lseq < 0 or lseq > _U32_MAX:
+            raise StoreError(S_OUT_OF_RANGE, "lseq %r out of range" % (lseq,))
+        if not isinstance(t, int) or t < 0 or t > _U64_MAX:
+            raise StoreError(S_OUT_OF_RANGE, "time %r out of range" % (t,))
+        return self._append(J_RECORD, lseq, vol, blk, t, data, _crc32(data))
+
+    def j_append_checkpoint(self, n, t):
+        """Journal a checkpoint marker CHECKPOINT(n, t); durable when it returns. -> jseq."""
+        self._need()
+        if not isinstance(n, int) or n < 0 or n > _U32_MAX:
+            raise StoreError(S_OUT_OF_RANGE, "checkpoint n %r out of range" % (n,))
+        if not isinstance(t, int) or t < 0 or t > _U64_MAX:
+            raise StoreError(S_OUT_OF_RANGE, "time %r out of range" % (t,))
+        return self._append(J_CHECKPOINT, n, 0, 0, t, None, 0)
+
+    def j_entry(self, jseq):
+        """-> (jseq, kind, lseq, vol, blk, t) of one live entry."""
+        self._need()
+        if jseq < self._head or jseq >= self._tail:
+            raise StoreError(S_OUT_OF_RANGE, "jseq %r not live (%d..%d)" % (jseq, self._head, self._tail - 1))
+        kind, vol, blk, lseq, t, _dcrc = struct.unpack_from(
+            _IDX_FMT, self._idx, (jseq % self._slots) * IDX_SIZE)
+        return (jseq, kind, lseq, vol, blk, t)
+
+    def j_entries(self):
+        """Iterator of live entries (jseq, kind, lseq, vol, blk, t) in append order
+        (for a checkpoint, lseq holds n). Tolerates trims/appends while iterating."""
+        self._need()
+        j = self._head
+        while j < self._tail:
+            if j < self._head:
+                j = self._head
+                continue
+            yield self.j_entry(j)
+            j += 1
+
+    def j_read_data(self, jseq, buf):
+        """Read the block of live record `jseq` into buf (512 bytes); checks its CRC."""
+        self._need()
+        if jseq < self._head or jseq >= self._tail:
+            raise StoreError(S_OUT_OF_RANGE, "jseq %r not live (%d..%d)" % (jseq, self._head, self._tail - 1))
+        if len(buf) != BLOCK_SIZE:
+            raise StoreError(S_BAD_LENGTH, "read buffer is %d bytes, need %d" % (len(buf), BLOCK_SIZE))
+        slot = jseq % self._slots
+        off = slot * IDX_SIZE
+        kind = self._idx[off]
+        if kind != J_RECORD:
+            raise StoreError(S_BAD_STATE, "journal entry %d is not a record" % jseq)
+        (dcrc,) = struct.unpack_from("<I", self._idx, off + IDX_SIZE - 4)
+        self._rd(self.sb.j_start + 2 * slot, buf)
+        if _crc32(buf) != dcrc:
+            raise StoreError(S_IO_ERROR, "journal entry %d: data block fails its CRC" % jseq)
+
+    def j_trim(self, upto_jseq):
+        """Drop live entries with jseq < upto_jseq (persisted lazily)."""
+        self._need()
+        if upto_jseq > self._tail:
+            upto_jseq = self._tail
+        if upto_jseq > self._head:
+            self._head = upto_jseq
+
+    def j_depth(self):
+        self._need()
+        return self._tail - self._head
+
+    def j_free(self):
+        self._need()
+        return self._slots - (self._tail - self._head)
+
+    def j_capacity(self):
+        self._need()
+        return self._slots
+
+    def j_first(self):
+        """jseq of the oldest live entry (== j_next() when empty)."""
+        self._need()
+        return self._head
+
+    def j_next(self):
+        """jseq the next append will get."""
+        self._need()
+        return self._tail
+
+    # ---- change bitmaps -------------------------------------------------------
+    def _load_bitmaps(self):
+        sb = self.sb
+        nblk = sb.nvol * sb.bm_blocks
+        bm = bytearray(nblk * BLOCK_SIZE)
+        bmv = memoryview(bm)
+        bmc = bytearray(2 * nblk)
+        tot = [0] * sb.nvol
+        repaired = 0
+        for g in range(nblk):
+            off = g * BLOCK_SIZE
+            self._rd(sb.bm_start + g, bmv[off:off + BLOCK_SIZE])
+            (crc,) = struct.unpack_from("<I", bm, off + BM_BYTES)
+            if crc == _crc32(bmv[off:off + BM_BYTES]):
+                c = _popcount(bmv[off:off + BM_BYTES])
+            else:
+                c = self._bm_fill(bmv, g)
+                repaired += 1
+            struct.pack_into("<H", bmc, 2 * g, c)
+            tot[g // sb.bm_blocks] += c
+        self._bm = bm
+        self._bmv = bmv
+        self._bmc = bmc
+        self._bmtot = tot
+        self.bm_repaired = repaired
+        # rewrite the repaired blocks so they are valid again
+        if repaired:
+            for g in range(nblk):
+                off = g * BLOCK_SIZE
+                (crc,) = struct.unpack_from("<I", bm, off + BM_BYTES)
+                if crc != _crc32(bmv[off:off + BM_BYTES]):
+                    _bm_seal(bmv, off)
+                    self._wr(sb.bm_start + g, bmv[off:off + BLOCK_SIZE])
+
+    def _bm_fill(self, bmv, g):
+        # set every valid bit of bitmap block g (global index); -> bits set
+        sb = self.sb
+        bi = g % sb.bm_blocks
+        nvalid = sb.vol_blocks - bi * BM_BITS
+        if nvalid > BM_BITS:
+            nvalid = BM_BITS
+        off = g * BLOCK_SIZE
+        bmv[off:off + BM_BYTES] = _BM_ZERO
+        full = nvalid >> 3
+        if full:
+            bmv[off:off + full] = _BM_ONES[0:full]
+        rem = nvalid & 7
+        if rem:
+            bmv[off + full] = (1 << rem) - 1
+        # leave the CRC stale on purpose: _load_bitmaps rewrites blocks whose CRC fails
+        return nvalid
+
+    def _bm_locate(self, vol, blk):
+        self._need()
+        self._chk(vol, blk)
+        bi = blk // BM_BITS
+        bit = blk - bi * BM_BITS
+        return vol * self.sb.bm_blocks + bi, bit
+
+    def _bm_update(self, g, delta):
+        c = struct.unpack_from("<H", self._bmc, 2 * g)[0] + delta
+        struct.pack_into("<H", self._bmc, 2 * g, c)
+        self._bmtot[g // self.sb.bm_blocks] += delta
+        off = g * BLOCK_SIZE
+        _bm_seal(self._bmv, off)
+        self._wr(self.sb.bm_start + g, self._bmv[off:off + BLOCK_SIZE])
+
+    def bm_set(self, vol, blk):
+        g, bit = self._bm_locate(vol, blk)
+        i = g * BLOCK_SIZE + (bit >> 3)
+        m = 1 << (bit & 7)
+        if self._bm[i] & m:
+            return
+        self._bm[i] |= m
+        self._bm_update(g, 1)
+
+    def bm_clear(self, vol, blk):
+        g, bit = self._bm_locate(vol, blk)
+        i = g * BLOCK_SIZE + (bit >> 3)
+        m = 1 << (bit & 7)
+        if not self._bm[i] & m:
+            return
+        self._bm[i] &= ~m & 0xFF
+        self._bm_update(g, -1)
+
+    def bm_test(self, vol, blk):
+        g, bit = self._bm_locate(vol, blk)
+        return bool(self._bm[g * BLOCK_SIZE + (bit >> 3)] & (1 << (bit & 7)))
+
+    def bm_count(self, vol):
+        self._need()
+        self._chk(vol, 0)
+        return self._bmtot[vol]
+
+    def bm_iter(self, vol):
+        """Iterator of the set block numbers of `vol`, ascending (a snapshot per
+        bitmap block: bits changed while iterating may or may not be seen)."""
+        self._need()
+        self._chk(vol, 0)
+        nb = self.sb.bm_blocks
+        vb = self.sb.vol_blocks
+        bm = self._bm
+        for bi in range(nb):
+            g = vol * nb + bi
+            left = struct.unpack_from("<H", self._bmc, 2 * g)[0]
+            off = g * BLOCK_SIZE
+            byte = 0
+            while left > 0 and byte < BM_BYTES:
+                v = bm[off + byte]
+                if v:
+                    base = bi * BM_BITS + (byte << 3)
+                    k = 0
+                    while v:
+                        if v & 1:
+                            if base + k >= vb:
+                                return
+                            left -= 1
+                            yield base + k
+                        v >>= 1
+                        k += 1
+                byte += 1
+
+    def bm_clear_all(self, vol):
+        self._need()
+        self._chk(vol, 0)
+        nb = self.sb.bm_blocks
+        for bi in range(nb):
+            g = vol * nb + bi
+            c = struct.unpack_from("<H", self._bmc, 2 * g)[0]
+            if c:
+                off = g * BLOCK_SIZE
+                self._bmv[off:off + BM_BYTES] = _BM_ZERO
+                self._bm_update(g, -c)
+
+    # ---- misc -----------------------------------------------------------------
+    def stats(self):
+        return {
+            "generation": self.sb.generation if self.sb else 0,
+            "j_depth": self._tail - self._head,
+            "j_capacity": self._slots,
+            "j_first": self._head,
+            "j_next": self._tail,
+            "j_head_persisted": self.sb.j_head if self.sb else 0,
+            "head_commits": self.head_commits,
+            "bm_repaired": self.bm_repaired,
+        }
