@@ -1,0 +1,147 @@
+"""Virtual-time event scheduler for the deterministic simulator.
+
+Time is an integer number of microseconds. Events sit in a binary heap as plain
+tuples ``(at_us, serial, fn, args)``; the insertion serial breaks ties, so events
+due at the same instant run in the order they were scheduled, and a run depends
+on nothing but the order of calls (no wall clock, no hash order, no id()).
+
+Cancelling is lazy: the serial goes into a set and the event is skipped when it
+reaches the top of the heap. A handle is the event's serial (an int).
+
+Optional tracing folds every executed event (time, callable name) into a
+BLAKE2b digest: two runs from one seed must end with the same digest.
+"""
+import hashlib
+from heapq import heappush, heappop
+
+
+class SchedulerError(Exception):
+    pass
+
+
+def _fn_name(fn):
+    # bound methods: Class.method; functions: qualname; partials and others: type name
+    name = getattr(fn, "__qualname__", None)
+    if name is None:
+        name = type(fn).__qualname__
+    return name
+
+
+class Scheduler:
+    """Event heap in virtual microseconds.
+
+    schedule(at_us, fn, *args) -> handle; cancel(handle); run_until(t); run(max_events).
+    Events scheduled in the past run at the current time (``now`` never moves back).
+    """
+
+    def __init__(self, trace=False):
+        self.now = 0
+        self._heap = []
+        self._serial = 0
+        self._cancelled = set()
+        self._stop = False
+        self.events = 0              # events executed
+        self.trace = trace
+        self._digest = hashlib.blake2b(digest_size=16) if trace else None
+
+    # -- scheduling ------------------------------------------------------------
+    def schedule(self, at_us, fn, *args):
+        """Run fn(*args) at virtual time at_us (clamped to now). Returns a handle."""
+        s = self._serial
+        self._serial = s + 1
+        if at_us < self.now:
+            at_us = self.now
+        heappush(self._heap, (at_us, s, fn, args))
+        return s
+
+    def after(self, delay_us, fn, *args):
+        """Run fn(*args) delay_us from now."""
+        s = self._serial
+        self._serial = s + 1
+        heappush(self._heap, (self.now + (delay_us if delay_us > 0 else 0), s, fn, args))
+        return s
+
+    def cancel(self, handle):
+        """Forget a scheduled event. Cancelling an event that already ran, or None, is harmless."""
+        if handle is not None and handle < self._serial:
+            self._cancelled.add(handle)
+
+    def stop(self):
+        """Make the running run()/run_until() return after the current event."""
+        self._stop = True
+
+    # -- introspection -----------------------------------------------------------
+    def pending(self):
+        """Number of scheduled, not cancelled events (O(n))."""
+        c = self._cancelled
+        return sum(1 for e in self._heap if e[1] not in c)
+
+    def peek(self):
+        """Time of the next live event, or None."""
+        heap = self._heap
+        c = self._cancelled
+        while heap and heap[0][1] in c:
+            c.discard(heappop(heap)[1])
+        return heap[0][0] if heap else None
+
+    def digest(self):
+        """Hex digest of the executed-event trace (requires trace=True)."""
+        if self._digest is None:
+            raise SchedulerError("tracing is off")
+        return self._digest.hexdigest()
+
+    def note(self, *values):
+        """Fold extra values (e.g. delivered bytes) into the trace digest, if tracing."""
+        if self._digest is not None:
+            self._digest.update(repr(values).encode())
+
+    # -- running -----------------------------------------------------------------
+    def run_until(self, t_us):
+        """Run every event due at or before t_us, then set now = t_us (unless stopped).
+        Returns the number of events executed."""
+        heap = self._heap
+        c = self._cancelled
+        n = 0
+        self._stop = False
+        dg = self._digest
+        while heap and heap[0][0] <= t_us:
+            at, s, fn, args = heappop(heap)
+            if c and s in c:
+                c.discard(s)
+                continue
+            self.now = at
+            if dg is not None:
+                dg.update(b"%d %d %s;" % (at, s, _fn_name(fn).encode()))
+            fn(*args)
+            n += 1
+            if self._stop:
+                break
+        else:
+            if t_us > self.now:
+                self.now = t_us
+        self.events += n
+        return n
+
+    def run(self, max_events=None):
+        """Run until the heap is empty, stop() is called, or max_events have run.
+        Returns the number of events executed."""
+        heap = self._heap
+        c = self._cancelled
+        n = 0
+        limit = -1 if max_events is None else max_events
+        self._stop = False
+        dg = self._digest
+        while heap and n != limit:
+            at, s, fn, args = heappop(heap)
+            if c and s in c:
+                c.discard(s)
+                continue
+            self.now = at
+            if dg is not None:
+                dg.update(b"%d %d %s;" % (at, s, _fn_name(fn).encode()))
+            fn(*args)
+            n += 1
+            if self._stop:
+                break
+        self.events += n
+        return n

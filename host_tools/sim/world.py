@@ -1,0 +1,444 @@
+"""The simulated installation: N primary + N secondary boards, two site buses, N
+peer links, a host port per board, a workload, faults and the disaster, all in
+one Scheduler and all derived from one seed.
+
+    w = World(seed=7, faults="loss,crash", pairs=4, workload=my_workload)
+    w.run()                       # until duration_us
+    w.stats(); w.read_volume("s0", 0); w.call("s0", T_H_COMMAND, payload)
+
+Names: primaries "p0".."p{n-1}" (node ids 1..n on the primary bus), secondaries
+"s0".."s{n-1}" (node ids 129..128+n on the secondary bus); peer link i joins p<i>
+(side 0) and s<i> (side 1).
+
+Randomness: FaultOptions.from_seed(seed, ...) decides every fault; the runtime
+draws (which frame is lost, chunk sizes, torn prefixes, reboot clock offsets)
+come from named streams of SeedTree(seed), one per fake, so the same seed gives
+the same run, event for event.
+"""
+import struct
+
+from .scheduler import Scheduler
+from .rng import SeedTree, FaultOptions, parse_faults, primary_name, secondary_name
+from .clock import LocalClock
+from .link import SerialLink
+from .bus import Bus
+from .board import SimBoard, SimError, PORT_HOST
+
+SECONDARY_ID_BASE = 128
+
+DEFAULTS = {
+    "pairs": 4,
+    "duration_us": 30000000,
+    "bus_baud": 115200,
+    "peer_baud": 115200,
+    "host_latency_us": 200,          # host PC <-> board, one way (USB), no pacing
+    "host_timeout_us": 2000000,      # a host request without reply fails after this
+    "peer_chunk_max": 512,           # UART driver hand-over size on the peer links (main.py reads <= 512)
+    "bus_chunk_max": 0,              # 0: a bus transmission is handed over whole
+    "boot_spread_us": 20000,         # boards power on at random instants in [0, this)
+    "workload_start_us": 1000000,
+    "powercut_window_us": 200000,
+    "offset_max_us": 1 << 28,        # local clocks start below this (small ints on a board)
+    "nvol": 1,
+    "vol_blocks": 256,
+    "journal_slots": 512,
+    "autostart": True,
+    "config": None,                  # extra config.Config fields for every board
+    "trace": False,                  # fold every event into a digest (slower)
+    "disaster": True,                # add the disaster class to `faults` (False: only if named)
+}
+
+
+# ---------------------------------------------------------------------------
+class HostPort:
+    """The host PC's port to one board: request frames go to the board after a fixed
+    latency; reply frames come back, are deframed and matched by tag (seq).
+
+    callback(now, status, mtype, payload): status is the S_* code (payload[0] of
+    H_REPLY or ERROR), or None when the request timed out.
+    """
+
+    def __init__(self, sched, board, latency_us=200, timeout_us=2000000, encode=None,
+                 deframer=None):
+        self.sched = sched
+        self.board = board
+        self.latency_us = latency_us
+        self.timeout_us = timeout_us
+        self._encode = encode
+        self._deframer = deframer
+        self._pending = {}            # tag -> (callback, timeout handle)
+        self._tag = 0
+        self.board_up = False
+        # counters
+        self.requests = 0
+        self.replies = 0
+        self.timeouts = 0
+        self.unmatched = 0            # replies with an unknown tag (late, or ERROR tag 0)
+
+    def _codec(self):
+        if self._encode is None or self._deframer is None:
+            import host_tools.fwpath  # noqa: F401
+            import codec
+            import deframer
+            import wire
+            if self._encode is None:
+                self._encode = codec.encode
+            if self._deframer is None:
+                self._deframer = deframer.Deframer(wire.MAX_PAYLOAD)
+
+    def board_state(self, up):
+        self.board_up = up
+
+    def _next_tag(self):
+        for _ in range(65535):
+            self._tag = self._tag % 65535 + 1
+            if self._tag not in self._pending:
+                return self._tag
+        raise SimError("host port %s: 65535 requests outstanding" % self.board.name)
+
+    def request(self, mtype, payload, callback, timeout_us=None):
+        """Send a request frame; returns its tag."""
+        self._codec()
+        tag = self._next_tag()
+        frame = self._encode(mtype, 0, self.board.cfg.node, payload, seq=tag,
+                             group=self.board.cfg.group)
+        t = self.timeout_us if timeout_us is None else timeout_us
+        h = self.sched.after(t, self._timeout, tag) if t else None
+        self._pending[tag] = (callback, h)
+        self.requests += 1
+        self.sched.after(self.latency_us, self.board.receive, PORT_HOST, frame)
+        return tag
+
+    def from_board(self, frame):
+        """The board's sender for PORT_HOST."""
+        self.sched.after(self.latency_us, self._arrive, frame)
+
+    def _arrive(self, frame):
+        self._codec()
+        d = self._deframer
+        d.feed(frame)
+        while d.next():
+            tag = d.seq
+            ent = self._pending.pop(tag, None)
+            if ent is None:
+                self.unmatched += 1
+                continue
+            cb, h = ent
+            if h is not None:
+                self.sched.cancel(h)
+            payload = bytes(d.payload)
+            self.replies += 1
+            cb(self.sched.now, payload[0] if payload else None, d.mtype, payload)
+
+    def _timeout(self, tag):
+        ent = self._pending.pop(tag, None)
+        if ent is None:
+            return
+        self.timeouts += 1
+        ent[0](self.sched.now, None, None, b"")
+
+    def outstanding(self):
+        return len(self._pending)
+
+
+# ---------------------------------------------------------------------------
+class WorkloadDriver:
+    """Feeds a sans-I/O workload's write requests to the primaries' host ports.
+
+    The workload: start(now); poll(now) -> [(write_id, pair, vol, block, data, ...)]
+    (tuples or host_tools.workload.WriteRequest);
+    complete(write_id, now, ok); next_wakeup() -> virtual us or None; done (attribute
+    or method). Times are virtual microseconds (the host PC's clock).
+    """
+
+    def __init__(self, sched, workload, hosts, h_write_type, h_write_fmt, ok_status=0):
+        self.sched = sched
+        self.workload = workload
+        self.hosts = hosts                # pair index -> HostPort of that primary
+        self._t_write = h_write_type
+        self._fmt = h_write_fmt
+        self._ok = ok_status
+        self._wake = None
+        self._wake_at = None
+        self.stopped = False
+        self.issued = 0
+        self.completed = 0
+        self.failed = 0                   # error status, or timed out before the disaster
+        self.abandoned = 0                # timed out after the disaster (left in flight)
+
+    def _done(self):
+        d = getattr(self.workload, "done", False)
+        return d() if callable(d) else bool(d)
+
+    def start(self):
+        self.workload.start(self.sched.now)
+        self._pump()
+
+    def stop(self):
+        """No more requests (the primary site is gone); completions still count."""
+        self.stopped = True
+        if self._wake is not None:
+            self.sched.cancel(self._wake)
+            self._wake = None
+
+    def _pump(self):
+        if self.stopped or self._done():
+            return
+        now = self.sched.now
+        reqs = self.workload.poll(now)
+        for req in reqs:
+            wid, pair, vol, block, data = req[0], req[1], req[2], req[3], req[4]
+            payload = struct.pack(self._fmt, vol, block) + bytes(data)
+            self.issued += 1
+            self.hosts[pair].request(self._t_write, payload,
+                                     lambda t, st, mt, pl, _w=wid: self._complete(_w, t, st))
+        nw = self.workload.next_wakeup()
+        if nw is None or self._done():
+            return
+        if nw <= now:
+            nw = now if reqs else now + 1
+        if self._wake is not None:
+            if self._wake_at == nw:
+                return
+            self.sched.cancel(self._wake)
+        self._wake_at = nw
+        self._wake = self.sched.schedule(nw, self._on_wake)
+
+    def _on_wake(self):
+        self._wake = None
+        self._wake_at = None
+        self._pump()
+
+    def _complete(self, wid, now, status):
+        if status is None and self.stopped:
+            # timed out after the disaster: the outcome is unknown, the write stays
+            # in flight in the workload's log
+            self.abandoned += 1
+            return
+        ok = status == self._ok
+        if ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+        self.workload.complete(wid, now, ok)
+        self._pump()
+
+
+# ---------------------------------------------------------------------------
+def _default_disk_factory(name, cfg, rng, nblocks):
+    from .disk import RamDisk, FaultyDisk
+    return FaultyDisk(RamDisk(nblocks), rng)
+
+
+class World:
+    def __init__(self, seed=0, faults="none", workload=None, fault_options=None,
+                 disk_factory=None, **options):
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise TypeError("unknown World option(s): %s" % ", ".join(sorted(unknown)))
+        o = dict(DEFAULTS)
+        o.update(options)
+        self.opts = o
+        self.seed = int(seed)
+        n = o["pairs"]
+        self.pairs = n
+        self.duration_us = o["duration_us"]
+        self.tree = SeedTree(self.seed)
+        if fault_options is None:
+            fault_options = FaultOptions.from_seed(self.seed, parse_faults(faults, o["disaster"]), n,
+                                                   self.duration_us, o["offset_max_us"])
+        self.faults = fo = fault_options
+        self.sched = sched = Scheduler(trace=o["trace"])
+        self.disaster_time = None
+        self.errors = []                  # harness-level problems (mount failures, ...)
+
+        import host_tools.fwpath  # noqa: F401
+        import wire
+        import config as config_mod
+        import store as store_mod
+        try:
+            from .disk import PowerCut
+        except ImportError:               # pragma: no cover - the disk module is separate work
+            PowerCut = None
+        self._wire = wire
+
+        # site buses
+        t = self.tree
+        self.bus_p = Bus(sched, o["bus_baud"], t.stream("bus/primary"), ber=fo.bus_ber,
+                         burst_rate=fo.bus_burst_rate, chunk_max=o["bus_chunk_max"], name="bus-p")
+        self.bus_s = Bus(sched, o["bus_baud"], t.stream("bus/secondary"), ber=fo.bus_ber,
+                         burst_rate=fo.bus_burst_rate, chunk_max=o["bus_chunk_max"], name="bus-s")
+        # peer links
+        self.links = []
+        for i in range(n):
+            self.links.append(SerialLink(
+                sched, o["peer_baud"], t.stream("link/%d" % i), latency_us=fo.peer_latency_us,
+                jitter_us=fo.peer_jitter_us, frame_loss=fo.peer_frame_loss,
+                range_loss=fo.peer_range_loss, ber=fo.peer_ber, outages=fo.peer_outages.get(i, ()),
+                chunk_max=o["peer_chunk_max"], name="peer%d" % i))
+
+        # boards
+        p_ids = [i + 1 for i in range(n)]
+        s_ids = [SECONDARY_ID_BASE + 1 + i for i in range(n)]
+        extra = dict(o["config"] or {})
+        self.boards = {}
+        self.primaries = []
+        self.secondaries = []
+        self.hosts = {}
+        make_disk = disk_factory or _default_disk_factory
+        for role, names, ids, peers, bus in (
+                (wire.ROLE_PRIMARY, [primary_name(i) for i in range(n)], p_ids, s_ids, self.bus_p),
+                (wire.ROLE_SECONDARY, [secondary_name(i) for i in range(n)], s_ids, p_ids, self.bus_s)):
+            for i, name in enumerate(names):
+                kw = {
+                    "node": ids[i], "role": role, "peer": peers[i], "site_nodes": list(ids),
+                    "nvol": o["nvol"], "vol_blocks": o["vol_blocks"],
+                    "journal_slots": o["journal_slots"], "bus_baud": o["bus_baud"],
+                    "peer_baud": o["peer_baud"], "autostart": o["autostart"],
+                    "latency_us": fo.peer_latency_us + fo.peer_jitter_us,
+                }
+                kw.update(extra)
+                cfg = config_mod.Config(**kw)
+                nblocks = _device_blocks(store_mod, cfg)
+                disk = make_disk(name, cfg, t.stream("disk/" + name), nblocks)
+                store_mod.Store.format(disk, cfg.role, cfg.node, cfg.peer, cfg.group, cfg.nvol,
+                                       cfg.vol_blocks, cfg.journal_slots)
+                clock = LocalClock(fo.drift_ppm.get(name, 0.0), fo.clock_offset_us.get(name, 0))
+                b = SimBoard(sched, name, cfg, disk, clock, t.stream("board/" + name),
+                             powercut_exc=PowerCut, offset_max_us=o["offset_max_us"])
+                b.attach_bus(bus, cfg.node)
+                b.attach_peer(self.links[i], 0 if role == wire.ROLE_PRIMARY else 1)
+                host = HostPort(sched, b, o["host_latency_us"], o["host_timeout_us"])
+                b.attach_host(host)
+                b.on_death = self._on_death
+                self.boards[name] = b
+                self.hosts[name] = host
+                (self.primaries if role == wire.ROLE_PRIMARY else self.secondaries).append(b)
+
+        # power on, faults, disaster, workload
+        r = t.stream("boot")
+        spread = o["boot_spread_us"]
+        for name in sorted(self.boards):
+            sched.schedule(r.randrange(spread) if spread > 0 else 0, self.boards[name].power_on)
+        for at, name, after, torn, down in fo.power_cuts:
+            sched.schedule(at, self._power_cut, name, after, torn, down)
+        for at, name, down in fo.crashes:
+            sched.schedule(at, self._crash, name, down)
+        if fo.disaster_at is not None:
+            sched.schedule(fo.disaster_at, self.disaster)
+        self.workload = workload
+        self.driver = None
+        if workload is not None:
+            self.driver = WorkloadDriver(sched, workload, [self.hosts[b.name] for b in self.primaries],
+                                         wire.T_H_WRITE, wire.P_H_WRITE, wire.S_OK)
+            sched.schedule(o["workload_start_us"], self.driver.start)
+
+    # -- faults ------------------------------------------------------------------------
+    def _power_cut(self, name, after, torn, down):
+        b = self.boards[name]
+        b.arm_power_cut(after, torn, down, self.opts["powercut_window_us"])
+
+    def _crash(self, name, down):
+        self.boards[name].crash(down)
+
+    def _on_death(self, board, reason):
+        if reason == "mount-failed":
+            self.errors.append((self.sched.now, board.name, "mount failed after reboot"))
+
+    def disaster(self):
+        """The whole primary site is lost now: every primary stops for good (its bytes
+        already on a peer line still arrive), and the host stops writing."""
+        if self.disaster_time is not None:
+            return
+        self.disaster_time = self.sched.now
+        if self.driver is not None:
+            self.driver.stop()
+        for b in self.primaries:
+            b.destroy()
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, until_us=None):
+        """Run to until_us (default: the configured duration). Returns events executed."""
+        return self.sched.run_until(self.duration_us if until_us is None else until_us)
+
+    @property
+    def now(self):
+        return self.sched.now
+
+    def digest(self):
+        return self.sched.digest()
+
+    # -- host access ---------------------------------------------------------------------
+    def request(self, name, mtype, payload, callback, timeout_us=None):
+        return self.hosts[name].request(mtype, payload, callback, timeout_us)
+
+    def call(self, name, mtype, payload=b"", timeout_us=None):
+        """Send one host request and run the simulation until its reply (or timeout).
+        Returns (status, mtype, payload); status None on timeout."""
+        box = []
+
+        def done(now, status, mt, pl):
+            box.append((status, mt, pl))
+            self.sched.stop()
+
+        host = self.hosts[name]
+        host.request(mtype, payload, done, timeout_us)
+        limit = self.sched.now + (host.timeout_us if timeout_us is None else timeout_us) + 1
+        while not box and self.sched.now < limit:
+            self.sched.run_until(limit)
+            if not box and self.sched.peek() is None:
+                break
+        return box[0] if box else (None, None, b"")
+
+    def command(self, name, cmd, arg=0, arg2=0, timeout_us=None):
+        """H_COMMAND to a board (synchronous, see call)."""
+        w = self._wire
+        return self.call(name, w.T_H_COMMAND, struct.pack(w.P_H_COMMAND, cmd, arg, arg2), timeout_us)
+
+    # -- inspection -------------------------------------------------------------------------
+    def read_volume(self, name, vol):
+        """The whole volume `vol` of board `name`, read through the store (bypassing the
+        firmware's UIP refusal: the harness sees the disk). A dead board's disk is
+        mounted read-only for the purpose."""
+        b = self.boards[name]
+        st = b.store if (b.alive and b.store is not None) else None
+        if st is None:
+            import host_tools.fwpath  # noqa: F401
+            import store as store_mod
+            dev = getattr(b.disk, "inner", b.disk)
+            st = store_mod.Store(dev)
+            st.mount()
+        bs = self._wire.BLOCK_SIZE
+        nblk = st.sb.vol_blocks
+        out = bytearray(nblk * bs)
+        mv = memoryview(out)
+        for blk in range(nblk):
+            st.read_block(vol, blk, mv[blk * bs:(blk + 1) * bs])
+        return out
+
+    def stats(self):
+        s = self.sched
+        return {
+            "seed": self.seed,
+            "virtual_us": s.now,
+            "events": s.events,
+            "faults": self.faults.to_dict(),
+            "disaster_us": self.disaster_time,
+            "boards": {name: b.stats() for name, b in sorted(self.boards.items())},
+            "links": {l.name: l.stats() for l in self.links},
+            "buses": {self.bus_p.name: self.bus_p.stats(), self.bus_s.name: self.bus_s.stats()},
+            "hosts": {name: {"requests": h.requests, "replies": h.replies,
+                             "timeouts": h.timeouts, "unmatched": h.unmatched}
+                      for name, h in sorted(self.hosts.items())},
+            "workload": None if self.driver is None else {
+                "issued": self.driver.issued, "completed": self.driver.completed,
+                "failed": self.driver.failed, "abandoned": self.driver.abandoned},
+            "errors": list(self.errors),
+        }
+
+
+def _device_blocks(store_mod, cfg):
+    """Blocks the store layout needs for cfg (as Store.format computes it)."""
+    per = store_mod.BM_BITS
+    bm_blocks = (cfg.vol_blocks + per - 1) // per
+    return 2 + cfg.nvol * bm_blocks + 2 * cfg.journal_slots + cfg.nvol * cfg.vol_blocks
