@@ -44,18 +44,19 @@ F_RETX = const(0x01)     # retransmission of an earlier frame
 F_MORE = const(0x02)     # sender has more queued (bus replies)
 F_REPLY = const(0x04)    # host-port reply
 F_SYNC = const(0x08)     # peer write record sent in synchronous mode
+F_UIP = const(0x10)      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
+F_WARM = const(0x20)     # beacon from a master whose clock is established (members may sync to it)
 
 # ---- message types ----------------------------------------------------------
 # site bus
 T_COPY_ACTIVE = const(0x01)
-T_CLOCK_SYNC = const(0x02)
+T_CLOCK_SYNC = const(0x02)       # also the bus beacon that opens every slot cycle
 T_CHECKPOINT = const(0x03)      # also on the peer stream, and forwarded on the secondary bus
 T_RELEASE = const(0x04)
 T_UPDATE_COMPLETE = const(0x05)
 T_RESET_UIP = const(0x06)
 T_RESIGN = const(0x07)
-T_POLL = const(0x08)
-T_IDLE = const(0x09)
+T_IDLE = const(0x09)             # peer-link keepalive (unsequenced)
 # peer link
 T_WRITE_BATCH = const(0x10)
 T_ACK = const(0x11)
@@ -74,10 +75,9 @@ P_COPY_ACTIVE = "<BBBBI"    # role, peer, copy_state, mode, incarnation
 P_CLOCK_SYNC = "<QI"        # master sequence time (us), sync round
 P_CHECKPOINT = "<IQ"        # n, T (us, or epoch in clockless mode)
 P_RELEASE = "<IQ"           # n, T
-P_UPDATE_COMPLETE = "<I"    # n
+P_UPDATE_COMPLETE = "<IQ"   # n, T of the applied checkpoint
 P_RESET_UIP = "<I"          # n
 P_RESIGN = "<BB"            # node, reason (R_*)
-P_POLL = "<BH"              # polled node id, poll cycle number
 P_IDLE = ""                 # empty
 P_BATCH_HEAD = "<B"         # record count; then count records:
 P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data bytes
@@ -88,14 +88,19 @@ P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secon
 P_H_WRITE = "<BI"           # vol, block; then BLOCK_SIZE data bytes
 P_H_READ = "<BI"            # vol, block
 P_H_STATUS = ""             # empty
-P_H_COMMAND = "<BI"         # command (C_*), argument
+P_H_COMMAND = "<BIQ"        # command (C_*), argument, second argument (e.g. FAILOVER: n, T)
 P_H_REPLY = "<B"            # status (S_*); then a body that depends on the request
 P_ERROR = "<BBH"            # error code (S_*), offending type, detail
-# reply body to H_STATUS:
-P_STATUS_BODY = "<BBBBIIIIIIQiIII"
-# role, node, copy_state, flags (ST_*), ckpt_seen_n, ckpt_released_n, ckpt_applied_n,
-# journal_depth, journal_capacity, writes_completed, seq_time_us, skew_us,
-# lag_us, frames_bad, records_rejected
+# reply body to H_STATUS (96 bytes):
+P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIII"
+# role, node, copy_state, flags (ST_*), mode, policy, master (site master id, 0 = none), peer,
+# ckpt_n, ckpt_t        primary: last checkpoint accepted; secondary: highest checkpoint held
+# released_n            secondary: last RELEASE seen (primary: 0)
+# applied_n, applied_t  secondary: last checkpoint applied to the volumes
+# uip_n, uip_t          secondary: update in progress (0 = none)
+# journal_depth, journal_capacity, writes_completed, records_sent (primary) / received (secondary),
+# records_acked, seq_time_us, skew_us (last correction), skew_max_us, lag_us,
+# frames_bad, records_rejected
 
 # ---- status codes (H_REPLY.status and ERROR.code) ----------------------------
 S_OK = const(0)

@@ -1,0 +1,164 @@
+# Site-bus access (sans-I/O): slotted access opened by the master's beacon.
+#
+# The bus is half-duplex and multi-drop, so two boards talking at once garble each
+# other. The site master opens every cycle: it sends its own frames, then the
+# beacon (CLOCK_SYNC). Each other member owns one slot after the beacon, in id
+# order, and transmits only inside it. Nobody but the master transmits without a
+# beacon, so in steady state no collision can happen; during an election, or when
+# a board's timing is off, a collision garbles frames, and the upper layer's
+# messages are state that is re-sent every cycle until the master's broadcasts
+# show it was taken in (acknowledgement by state), so nothing is lost silently.
+#
+# Election: the master is the lowest id alive. A board that hears no beacon for
+# (3 + rank) cycles, rank = number of lower ids it believes alive, takes over. A
+# master that hears a beacon from a lower id steps down. Each master adds an
+# id-dependent offset to its cycle so two masters drift apart in phase and
+# cannot collide forever.
+
+ACT_NONE = 0
+ACT_MASTER = 1      # master: send the cycle's frames, then the beacon
+ACT_SLOT = 2        # member: the slot is open now
+
+
+class BusMac:
+    def __init__(self, me, members, slot_us, cycle_us, member_timeout_us):
+        self.me = me
+        self.members = members               # sorted tuple of ids on the bus
+        self.slot_us = slot_us
+        self.cycle_us = cycle_us + (me % 8) * 97
+        self.member_timeout_us = member_timeout_us
+        self.heard = {}                      # id -> local time last heard
+        self.master = 0                      # current master id (0: none known)
+        self.boot_us = None
+        self.last_beacon = None              # local time our view of the master last beaconed
+        self.next_cycle = 0                  # master: when the next cycle starts
+        self.slot_open = None                # member: when my slot opens (None: not scheduled)
+        self.cycle = 0                       # beacon counter (master) / last seen (member)
+        self.elections = 0
+        self.became_master = 0                 # local time this board last became master
+        self.ready = False                     # set by the role: allowed to preempt
+
+    # -- helpers ---------------------------------------------------------------
+    def is_master(self):
+        return self.master == self.me
+
+    def alive(self, node, now):
+        if node == self.me:
+            return True
+        t = self.heard.get(node)
+        if t is None:
+            # never heard: assume alive during the first member timeout after boot
+            return now - self.boot_us < self.member_timeout_us
+        return now - t < self.member_timeout_us
+
+    def alive_members(self, now):
+        return [m for m in self.members if self.alive(m, now)]
+
+    def _rank(self, now):
+        r = 0
+        for m in self.members:
+            if m >= self.me:
+                break
+            if m != self.master and self.alive(m, now):
+                r += 1
+        return r
+
+    def _slot_index(self):
+        i = 0
+        for m in self.members:
+            if m == self.master:
+                continue
+            if m == self.me:
+                return i
+            i += 1
+        return -1
+
+    # -- events ----------------------------------------------------------------
+    def boot(self, now):
+        self.boot_us = now
+        self.last_beacon = now
+        self.master = 0
+        self.slot_open = None
+
+    def on_heard(self, now, src):
+        """Any valid frame from src on the bus (liveness)."""
+        if src != self.me and src in self.members:
+            self.heard[src] = now
+
+    def on_beacon(self, now, src, cycle):
+        """A beacon from src ended at local time now."""
+        if src == self.me or src not in self.members:
+            return
+        if self.master == self.me:
+            if src < self.me:
+                self.master = src          # a lower id is master: step down
+            else:
+                return                     # a higher id will step down when it hears ours
+        elif self.master and src > self.master and self.alive(self.master, now):
+            return                         # stray beacon from a higher id; keep the lower master
+        self.master = src
+        self.cycle = cycle
+        self.last_beacon = now
+        if self.me < src and self.ready and self._rank(now) == 0 \
+                and now - self.boot_us >= self.member_timeout_us:
+            # the rule is "lowest id alive": preempt. Start our first cycle after the
+            # members' slots of this one, well before the old master's next beacon;
+            # it steps down when it hears us.
+            self.master = self.me
+            self.elections += 1
+            self.became_master = now
+            self.slot_open = None
+            self.next_cycle = now + (len(self.members) - 1) * self.slot_us + self.slot_us // 2
+            return
+        idx = self._slot_index()
+        self.slot_open = now + idx * self.slot_us if idx >= 0 else None
+
+    def poll(self, now):
+        """What the bus layer wants to do at local time now (call from tick)."""
+        if self.master == self.me:
+            if now >= self.next_cycle:
+                self.cycle = (self.cycle + 1) & 0xFFFFFFFF
+                self.next_cycle = now + self.cycle_us + self._jitter()
+                return ACT_MASTER
+            return ACT_NONE
+        if self.slot_open is not None and now >= self.slot_open:
+            late = now - self.slot_open
+            self.slot_open = None
+            if late <= self.slot_us // 2:
+                return ACT_SLOT
+            return ACT_NONE                 # missed our slot: wait for the next beacon
+        silent = now - self.last_beacon
+        if silent >= self._election_wait(now):
+            # no beacon for too long: the master is gone (or never was)
+            if self.master:
+                self.heard.pop(self.master, None)
+            self.master = self.me
+            self.elections += 1
+            self.became_master = now
+            self.next_cycle = now
+            return self.poll(now)
+        return ACT_NONE
+
+    def _election_wait(self, now):
+        rank = self._rank(now)
+        w = (3 + rank) * self.cycle_us
+        if now - self.boot_us < self.member_timeout_us:
+            # just booted: let the boards that were running settle first
+            b = self.member_timeout_us + rank * self.cycle_us
+            if b > w:
+                w = b
+        return w
+
+    def _jitter(self):
+        # deterministic pseudo-random start offset, so that two boards that both
+        # believe they are master cannot keep their beacons in phase (colliding)
+        x = (self.cycle * 2654435761 + self.me * 40503) & 0xFFFFFF
+        return (x >> 4) % self.slot_us
+
+    def deadline(self, now):
+        if self.master == self.me:
+            return self.next_cycle
+        d = self.last_beacon + self._election_wait(now)
+        if self.slot_open is not None and self.slot_open < d:
+            d = self.slot_open
+        return d

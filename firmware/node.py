@@ -1,0 +1,229 @@
+# The replication core's entry point (sans-I/O).
+#
+#   node = Node(cfg, store); node.boot(now)
+#   node.on_frame(now, port, mtype, flags, src, dst, group, seq, ack, payload)
+#   node.on_garbage(now, port, count)     # the deframer dropped bytes on a port
+#   node.tick(now)                        # when now >= node.next_deadline
+#   node.take_out() -> [(port, bytes)]
+#
+# `now` is this board's own microsecond clock. The node never reads a clock or a
+# port; disk I/O goes through the injected Store. Role logic lives in primary.py
+# and secondary.py; this file routes frames, answers the host port, and runs the
+# bus access layer.
+from wire import *
+import codec
+from busmac import BusMac, ACT_MASTER, ACT_SLOT
+from store import StoreError
+
+PORT_HOST = const(0)
+PORT_BUS = const(1)
+PORT_PEER = const(2)
+
+_NEVER = const(0x3FFFFFFF)
+
+
+class Node:
+    def __init__(self, cfg, store):
+        self.cfg = cfg
+        self.store = store
+        self.me = cfg.node
+        self.out = []
+        self.tx = bytearray(MAX_FRAME)
+        self.txv = memoryview(self.tx)
+        self.scratch = bytearray(BLOCK_SIZE)
+        self.mac = BusMac(cfg.node, cfg.site_nodes, cfg.slot_us, cfg.cycle_us, cfg.member_timeout_us)
+        self.next_deadline = 0
+        self.booted = False
+        self.c = {
+            "frames_in": 0, "frames_out": 0, "bad_frames": 0, "unknown_src": 0,
+            "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
+            "stale_ckpt": 0, "release_not_held": 0, "dup_records": 0,
+            "host_writes": 0, "host_reads": 0, "writes_completed": 0,
+        }
+        if cfg.role == ROLE_PRIMARY:
+            from primary import Primary
+            self.role = Primary(self)
+        else:
+            from secondary import Secondary
+            self.role = Secondary(self)
+
+    # -- output ----------------------------------------------------------------
+    def emit(self, port, mtype, dst, plen, seq=0, ack=0, flags=0):
+        """Seal the payload already packed at tx[HDR_SIZE:] and queue the frame."""
+        n = codec.build_frame(self.tx, mtype, flags, self.me, dst, self.cfg.group, seq, ack, plen)
+        self.out.append((port, bytes(self.txv[:n])))
+        self.c["frames_out"] += 1
+        return n
+
+    def emit_raw(self, port, frame):
+        self.out.append((port, frame))
+        self.c["frames_out"] += 1
+
+    def take_out(self):
+        o = self.out
+        self.out = []
+        return o
+
+    def reply(self, tag, status, body_len=0):
+        """Host reply; a body, if any, is already packed at tx[HDR_SIZE+1:]."""
+        codec.pack_h_reply(self.tx, HDR_SIZE, status)
+        self.emit(PORT_HOST, T_H_REPLY, HOST_ID, 1 + body_len, seq=tag, flags=F_REPLY)
+        if status != S_OK:
+            self.c["host_errors"] += 1
+
+    def error(self, port, code, mtype=0, detail=0, dst=HOST_ID, tag=0):
+        codec.pack_error(self.tx, HDR_SIZE, code, mtype, detail)
+        self.emit(port, T_ERROR, dst, 4, seq=tag, flags=F_REPLY if port == PORT_HOST else 0)
+
+    # -- events ----------------------------------------------------------------
+    def boot(self, now):
+        inc = (self.store.sb.incarnation + 1) & 0xFFFFFFFF
+        self.store.commit(incarnation=inc)
+        self.mac.boot(now)
+        self.role.boot(now)
+        self.booted = True
+        self._schedule(now)
+
+    def on_garbage(self, now, port, count):
+        """The deframer on `port` discarded `count` bytes or a bad frame."""
+        self.c["bad_frames"] += 1
+        if port == PORT_HOST:
+            self.error(PORT_HOST, S_BAD_FRAME, 0, count & 0xFFFF)
+
+    def on_frame(self, now, port, mtype, flags, src, dst, group, seq, ack, payload):
+        self.c["frames_in"] += 1
+        try:
+            if port == PORT_HOST:
+                self._host(now, mtype, flags, src, seq, payload)
+            elif port == PORT_BUS:
+                self._bus(now, mtype, flags, src, dst, group, payload)
+            elif port == PORT_PEER:
+                if src != self.cfg.peer or group != self.cfg.group:
+                    self.c["unknown_src"] += 1
+                else:
+                    self.role.on_peer(now, mtype, flags, seq, ack, payload)
+        except ValueError:
+            # a payload that does not decode (wrong length, bad field)
+            self.c["bad_frames"] += 1
+            if port == PORT_HOST:
+                self.error(PORT_HOST, S_BAD_LENGTH, mtype, len(payload), tag=seq)
+        self._schedule(now)
+
+    def tick(self, now):
+        act = self.mac.poll(now)
+        if act == ACT_MASTER:
+            sent = self.role.master_cycle(now)
+            self._beacon(now, sent)
+        elif act == ACT_SLOT:
+            self.role.member_slot(now)
+        self.role.tick(now)
+        self._schedule(now)
+
+    def _schedule(self, now):
+        d = self.mac.deadline(now)
+        r = self.role.deadline(now)
+        if r is not None and r < d:
+            d = r
+        self.next_deadline = d
+
+    # -- bus ---------------------------------------------------------------------
+    def _beacon(self, now, bytes_before):
+        # the time the beacon carries is the sender's sequence time at the END of its
+        # transmission: frames queued before it, plus the beacon itself (32 bytes)
+        air = ((bytes_before + OVERHEAD + 12) * 10000000 // self.cfg.bus_baud)
+        t = self.role.beacon_time(now, air)
+        codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle)
+        self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, 12, flags=F_WARM if self.mac.ready else 0)
+
+    def _bus(self, now, mtype, flags, src, dst, group, payload):
+        if src not in self.cfg.site_nodes or src == self.me or group != self.cfg.group:
+            self.c["unknown_src"] += 1
+            return
+        self.mac.on_heard(now, src)
+        # every board takes in every valid frame on its bus: reports addressed to the
+        # master are overheard by all, so whoever is elected next starts with a warm table
+        if mtype == T_CLOCK_SYNC and dst != BROADCAST:
+            # a member's clock report to the master: (its sequence time, its last checkpoint)
+            if dst == self.me:
+                t, n = codec.unpack_clock_sync(payload)
+                self.role.on_clock_report(now, src, t, n)
+            return
+        if mtype == T_CLOCK_SYNC:
+            t, cycle = codec.unpack_clock_sync(payload)
+            was = self.mac.master
+            self.mac.on_beacon(now, src, cycle)
+            if self.mac.master == src:
+                self.role.on_beacon(now, src, t, was != src, flags & F_WARM)
+            return
+        self.role.on_bus(now, mtype, flags, src, payload)
+
+    # -- host port ---------------------------------------------------------------
+    def _host(self, now, mtype, flags, src, tag, payload):
+        if mtype == T_H_WRITE:
+            vol, blk, data = codec.unpack_h_write(payload)
+            if not self._in_range(tag, vol, blk):
+                return
+            self.c["host_writes"] += 1
+            self.role.host_write(now, tag, vol, blk, data)
+        elif mtype == T_H_READ:
+            vol, blk = codec.unpack_h_read(payload)
+            if not self._in_range(tag, vol, blk):
+                return
+            st = self.role.host_read_status()
+            if st != S_OK:
+                self.reply(tag, st)
+                return
+            self.c["host_reads"] += 1
+            self.store.read_block(vol, blk, self.txv[HDR_SIZE + 1:HDR_SIZE + 1 + BLOCK_SIZE])
+            self.reply(tag, S_OK, BLOCK_SIZE)
+        elif mtype == T_H_STATUS:
+            n = self.pack_status(now, HDR_SIZE + 1)
+            self.reply(tag, S_OK, n)
+        elif mtype == T_H_COMMAND:
+            cmd, arg, arg2 = codec.unpack_h_command(payload)
+            self.reply(tag, self.role.command(now, cmd, arg, arg2))
+        else:
+            self.c["unknown_type"] += 1
+            self.error(PORT_HOST, S_UNKNOWN_TYPE, mtype, 0, tag=tag)
+
+    def _in_range(self, tag, vol, blk):
+        sb = self.store.sb
+        if vol >= sb.nvol:
+            self.reply(tag, S_UNKNOWN_VOLUME)
+            return False
+        if blk >= sb.vol_blocks:
+            self.reply(tag, S_OUT_OF_RANGE)
+            return False
+        return True
+
+    def complete_write(self, tag, status=S_OK):
+        if status == S_OK:
+            self.c["writes_completed"] += 1
+        self.reply(tag, status)
+
+    # -- status --------------------------------------------------------------------
+    def pack_status(self, now, off):
+        r = self.role
+        sb = self.store.sb
+        flags = 0
+        if self.mac.is_master():
+            flags |= ST_MASTER
+        flags |= r.status_flags()
+        return codec.pack_status_body(
+            self.tx, off,
+            sb.role, self.me, sb.copy_state, flags, self.cfg.mode, self.cfg.policy,
+            self.mac.master, self.cfg.peer,
+            r.ckpt_n, r.ckpt_t, r.released_n(), sb.applied_n, sb.applied_t, sb.uip_n, sb.uip_t,
+            self.store.j_depth(), sb.journal_slots, self.c["writes_completed"],
+            r.records_moved, r.records_acked, r.seq_time(now),
+            r.skew_last, r.skew_max, r.lag_us(now),
+            self.c["bad_frames"], self.c["records_rejected"]) - off
+
+    def stats(self, now=0):
+        d = dict(self.c)
+        d.update(self.role.stats(now))
+        d["master"] = self.mac.master
+        d["elections"] = self.mac.elections
+        d["journal_depth"] = self.store.j_depth()
+        d["copy_state"] = self.store.sb.copy_state
+        return d

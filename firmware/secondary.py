@@ -1,0 +1,518 @@
+# Secondary role: journal what the peer sends, apply it only at released checkpoints.
+#
+# Records and checkpoint markers from the primary are appended durably to the
+# journal before they are acknowledged; nothing is applied on arrival. Every
+# board on the secondary bus hears every frame, so each keeps a table of the
+# copy-active secondaries (checkpoint held, checkpoint applied, in-progress,
+# resigned). The board that is bus master runs the rendezvous over that table:
+#   - when every copy-active secondary holds checkpoint m > last release, it
+#     broadcasts RELEASE(m, T) (again every cycle until the round completes);
+#   - a secondary receiving RELEASE records UIP(m, T) durably, applies every
+#     journaled record with applied_T < time <= T in journal order (idempotent
+#     redo), records m as applied, and reports UPDATE_COMPLETE(m, T);
+#   - when every one has applied m, the master broadcasts RESET_UIP(m).
+# Host reads are refused with busy-UIP from release to reset. A board that
+# boots with UIP(n) not yet applied finishes the apply before anything else.
+# The table is soft state rebuilt from what members keep sending, so a new
+# master after an election picks up a round where the old one left it.
+from wire import *
+import codec
+from peerlink import Receiver
+from store import StoreError, J_RECORD, J_CHECKPOINT
+from node import PORT_BUS, PORT_PEER
+
+_HEARTBEAT = const(4)
+_JOURNAL_RESERVE = const(2)     # slots kept for checkpoint markers
+_RESET_RESEND = const(3)
+
+# member table entry fields
+M_HELD_N = const(0)
+M_HELD_T = const(1)
+M_APPLIED_N = const(2)
+M_APPLIED_T = const(3)
+M_UIP = const(4)
+M_RESIGNED = const(5)
+M_ACTIVE = const(6)
+
+
+class Secondary:
+    def __init__(self, node):
+        self.node = node
+        self.cfg = node.cfg
+        self.store = node.store
+        self.tx = node.tx
+        self.rx = Receiver()
+        self.policy = self.cfg.policy
+        self.ckpt_n = 0              # highest checkpoint held (marker journaled)
+        self.ckpt_t = 0
+        self.next_lseq = 1
+        self.session = 0
+        self.linked = False
+        self.last_rx = 0
+        self.released_seen = 0
+        self.members = {}            # id -> [held_n, held_t, applied_n, applied_t, uip, resigned, active]
+        self.was_master = False
+        self.rel_n = 0
+        self.rel_t = 0
+        self.reset_n = 0
+        self.reset_t = 0
+        self.reset_resend = 0
+        self.frozen = False
+        self.slots = 0
+        self.cycles = 0
+        self.skew_last = 0
+        self.skew_max = 0
+        self.records_moved = 0
+        self.records_acked = 0
+        self.applies = 0
+        self.records_applied = 0
+        self.releases = 0
+        self.resets = 0
+        self.journal_full = 0
+
+    # -- state -------------------------------------------------------------------
+    def state(self):
+        return self.store.sb.copy_state
+
+    def in_group(self):
+        s = self.store.sb.copy_state
+        return s == CS_DUPLEX or s == CS_RESIGNED
+
+    def status_flags(self):
+        sb = self.store.sb
+        f = 0
+        if sb.uip_n:
+            f |= ST_UIP
+        if sb.copy_state == CS_DUPLEX:
+            f |= ST_COPY_ACTIVE
+        if self.frozen:
+            f |= ST_FROZEN
+        return f
+
+    def released_n(self):
+        return self.released_seen
+
+    def seq_time(self, now):
+        return 0
+
+    def lag_us(self, now):
+        d = self.ckpt_t - self.store.sb.applied_t
+        return d if d > 0 and self.cfg.mode != MODE_CLOCKLESS else 0
+
+    def stats(self, now):
+        sb = self.store.sb
+        return {
+            "role": "secondary", "held_n": self.ckpt_n, "applied_n": sb.applied_n,
+            "uip_n": sb.uip_n, "released_seen": self.released_seen,
+            "records_received": self.records_moved, "records_applied": self.records_applied,
+            "applies": self.applies, "releases": self.releases, "resets": self.resets,
+            "frozen": self.frozen, "linked": self.linked, "journal_full": self.journal_full,
+            "next_lseq": self.next_lseq,
+        }
+
+    # -- boot ----------------------------------------------------------------------
+    def boot(self, now):
+        sb = self.store.sb
+        self.ckpt_n, self.ckpt_t = sb.applied_n, sb.applied_t
+        self.next_lseq = sb.next_lseq if sb.next_lseq else 1
+        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+            if kind == J_RECORD:
+                if lseq >= self.next_lseq:
+                    self.next_lseq = lseq + 1
+            elif t > self.ckpt_t:
+                self.ckpt_n, self.ckpt_t = lseq, t
+        self.records_acked = self.next_lseq - 1
+        self.released_seen = sb.uip_n if sb.uip_n else sb.applied_n
+        if sb.uip_n and sb.applied_t < sb.uip_t:
+            # must-complete: a release was recorded but its apply did not finish
+            self._apply(sb.uip_n, sb.uip_t)
+        self.rx.reset()
+        self.linked = False
+        self.last_rx = now
+
+    # -- host ------------------------------------------------------------------------
+    def host_read_status(self):
+        if self.store.sb.copy_state == CS_FAILED_OVER:
+            return S_OK
+        if self.store.sb.uip_n:
+            return S_BUSY_UIP
+        return S_OK
+
+    def host_write(self, now, tag, vol, blk, data):
+        if self.store.sb.copy_state != CS_FAILED_OVER:
+            self.node.reply(tag, S_READ_ONLY)
+            return
+        self.store.write_block(vol, blk, data)
+        self.store.bm_set(vol, blk)           # changed since failover: what failback copies
+        self.node.complete_write(tag)
+
+    def command(self, now, cmd, arg, arg2):
+        if cmd == C_FAILOVER:
+            return self.failover(arg, arg2)
+        if cmd == C_SET_POLICY:
+            if arg not in (POLICY_FREEZE, POLICY_CONTINUE):
+                return S_BAD_COMMAND
+            self.policy = arg
+            self.store.commit(policy=arg)
+            return S_OK
+        if cmd == C_START_COPY:
+            return S_BAD_STATE       # a secondary joins when its primary starts copy
+        return S_BAD_COMMAND
+
+    def failover(self, n, t):
+        """Recover to checkpoint (n, T) and open the volumes to the host.
+
+        n == 0: the newest checkpoint this board knows to be released. T == 0: the
+        time of checkpoint n as journaled here."""
+        sb = self.store.sb
+        if sb.copy_state == CS_FAILED_OVER:
+            return S_OK
+        if n == 0:
+            n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
+                else (sb.applied_n, sb.applied_t)
+        if not t:
+            t = self._marker_time(n)
+            if t is None:
+                return S_BAD_STATE
+        if t > sb.applied_t:
+            if t > self.ckpt_t:
+                return S_BAD_STATE           # this board never received that cut
+            self._apply(n, t)
+        elif t < sb.applied_t:
+            return S_BAD_STATE               # already past the requested point
+        self.store.commit(copy_state=CS_FAILED_OVER, uip_n=0, uip_t=0)
+        self.linked = False
+        return S_OK
+
+    def _marker_time(self, n):
+        if n == self.store.sb.uip_n:
+            return self.store.sb.uip_t
+        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+            if kind == J_CHECKPOINT and lseq == n:
+                return t
+        return None
+
+    # -- apply -------------------------------------------------------------------------
+    def _apply(self, n, t):
+        sb = self.store.sb
+        lo = sb.applied_t
+        self.store.commit(uip_n=n, uip_t=t)
+        buf = self.node.scratch
+        cut = None
+        count = 0
+        for jseq, kind, lseq, vol, blk, rt in self.store.j_entries():
+            if kind == J_RECORD:
+                if rt > t:
+                    if cut is None:
+                        cut = jseq
+                    continue
+                if rt > lo:
+                    self.store.j_read_data(jseq, buf)
+                    self.store.write_block(vol, blk, buf)
+                    count += 1
+            elif rt > t and cut is None:
+                cut = jseq
+        self.store.commit(applied_n=n, applied_t=t, next_lseq=self.next_lseq)
+        if cut is None:
+            cut = self.store.j_next()
+        self.store.j_trim(cut)
+        self.applies += 1
+        self.records_applied += count
+        if t > self.ckpt_t:
+            self.ckpt_n, self.ckpt_t = n, t
+        self.released_seen = n
+
+
+    def on_release(self, now, n, t):
+        if not self.in_group():
+            return
+        sb = self.store.sb
+        if t <= sb.applied_t:
+            return                       # applied already (a release sent again)
+        self.released_seen = n
+        if t > self.ckpt_t:
+            self.node.c["release_not_held"] += 1
+            return
+        self._apply(n, t)
+
+    def on_reset(self, n):
+        sb = self.store.sb
+        if sb.uip_n and n == sb.uip_n and sb.applied_t >= sb.uip_t:
+            self.store.commit(uip_n=0, uip_t=0)
+            self.resets += 1
+
+    # -- peer link ------------------------------------------------------------------------
+    def on_peer(self, now, mtype, flags, seq, ack, payload):
+        if self.store.sb.copy_state == CS_FAILED_OVER:
+            return                   # the stream ended at failover
+        self.last_rx = now
+        if mtype == T_PEER_HELLO:
+            role, node, session, nxt = codec.unpack_peer_hello(payload)
+            if role != ROLE_PRIMARY:
+                self.node.c["unknown_type"] += 1
+                return
+            self.session = session
+            self.rx.reset()
+            self.linked = True
+            if self.store.sb.copy_state != CS_DUPLEX:
+                self.store.commit(copy_state=CS_DUPLEX)
+            self._hello(session)
+            return
+        if not self.linked:
+            # data from a session we do not know (we rebooted): ask for a new HELLO
+            if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT or mtype == T_IDLE:
+                self._hello(0xFFFFFFFF)
+            return
+        if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT:
+            k = self.rx.classify(seq)
+            if k == Receiver.ACCEPT:
+                if self._take(mtype, payload):
+                    self.rx.advance()
+                    self._ack()
+            elif k == Receiver.DUPLICATE:
+                self._ack()
+            elif self.rx.should_nak(now, self.cfg.rto_us // 4):
+                self.node.emit(PORT_PEER, T_NAK, self.cfg.peer, 0, ack=self.rx.expected)
+        elif mtype == T_IDLE:
+            self._ack()
+        else:
+            self.node.c["unknown_type"] += 1
+
+    def _hello(self, session):
+        codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_SECONDARY, self.node.me, session, self.next_lseq)
+        self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10)
+
+    def _ack(self):
+        codec.pack_ack(self.tx, HDR_SIZE, self.next_lseq - 1)
+        self.node.emit(PORT_PEER, T_ACK, self.cfg.peer, 4, ack=self.rx.expected)
+
+    def _take(self, mtype, payload):
+        """Journal one in-order frame. False: not all of it could be taken (retry later)."""
+        st = self.store
+        if mtype == T_CHECKPOINT:
+            n, t = codec.unpack_checkpoint(payload)
+            if t <= self.ckpt_t:
+                return True                      # a marker we already hold (or an older cut)
+            try:
+                st.j_append_checkpoint(n, t)
+            except StoreError:
+                self.journal_full += 1
+                return False
+            self.ckpt_n, self.ckpt_t = n, t
+            return True
+        count = codec.unpack_batch_head(payload)[0]
+        off = 1
+        nvol = st.sb.nvol
+        nblk = st.sb.vol_blocks
+        for _ in range(count):
+            vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
+            if lseq < self.next_lseq:
+                self.node.c["dup_records"] += 1
+                continue
+            if lseq > self.next_lseq:
+                return False                     # a hole in the stream: wait for a resend
+            if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
+                self.node.c["records_rejected"] += 1
+                self.next_lseq = lseq + 1
+                continue
+            if st.j_free() <= _JOURNAL_RESERVE:
+                self.journal_full += 1
+                return False
+            st.j_append_record(lseq, vol, blk, t, data)
+            self.next_lseq = lseq + 1
+            self.records_moved += 1
+        self.records_acked = self.next_lseq - 1
+        return True
+
+    # -- bus -------------------------------------------------------------------------------
+    def on_beacon(self, now, src, t, new_master, warm):
+        self.node.mac.ready = True
+
+    def on_clock_report(self, now, src, t, n):
+        pass
+
+    def _member(self, src):
+        m = self.members.get(src)
+        if m is None:
+            m = [0, 0, 0, 0, False, False, True]
+            self.members[src] = m
+        return m
+
+    def on_bus(self, now, mtype, flags, src, payload):
+        master = self.node.mac.master
+        if mtype == T_RELEASE:
+            if src == master:
+                n, t = codec.unpack_release(payload)
+                self.on_release(now, n, t)
+        elif mtype == T_RESET_UIP:
+            if src == master:
+                self.on_reset(codec.unpack_reset_uip(payload)[0])
+        elif mtype == T_CHECKPOINT:
+            n, t = codec.unpack_checkpoint(payload)
+            m = self._member(src)
+            if t > m[M_HELD_T]:
+                m[M_HELD_N], m[M_HELD_T] = n, t
+            m[M_ACTIVE] = True
+        elif mtype == T_UPDATE_COMPLETE:
+            n, t = codec.unpack_update_complete(payload)
+            m = self._member(src)
+            if t >= m[M_APPLIED_T]:
+                m[M_APPLIED_N], m[M_APPLIED_T] = n, t
+            if t > m[M_HELD_T]:
+                m[M_HELD_N], m[M_HELD_T] = n, t
+            m[M_UIP] = bool(flags & F_UIP)
+            if m[M_UIP] and t <= self.reset_t and self.node.mac.is_master():
+                self.reset_resend = 1
+        elif mtype == T_COPY_ACTIVE:
+            role, peer, state, mode, inc = codec.unpack_copy_active(payload)
+            m = self._member(src)
+            m[M_ACTIVE] = state == CS_DUPLEX or state == CS_RESIGNED
+            m[M_RESIGNED] = state == CS_RESIGNED
+        elif mtype == T_RESIGN:
+            m = self._member(src)
+            m[M_RESIGNED] = True
+        else:
+            self.node.c["unknown_type"] += 1
+
+    def beacon_time(self, now, air_us):
+        return 0
+
+    def _self_entry(self):
+        sb = self.store.sb
+        m = self._member(self.node.me)
+        m[M_HELD_N], m[M_HELD_T] = self.ckpt_n, self.ckpt_t
+        m[M_APPLIED_N], m[M_APPLIED_T] = sb.applied_n, sb.applied_t
+        m[M_UIP] = sb.uip_n != 0
+        m[M_RESIGNED] = sb.copy_state == CS_RESIGNED
+        m[M_ACTIVE] = self.in_group()
+
+    def _take_over(self):
+        """Just became master: pick up the round from the table (soft state)."""
+        sb = self.store.sb
+        n, t = sb.applied_n, sb.applied_t
+        if sb.uip_n and sb.uip_t > t:
+            n, t = sb.uip_n, sb.uip_t
+        for m in self.members.values():
+            if m[M_ACTIVE] and m[M_APPLIED_T] > t:
+                n, t = m[M_APPLIED_N], m[M_APPLIED_T]
+        busy = sb.uip_n != 0
+        for m in self.members.values():
+            if m[M_ACTIVE] and m[M_UIP]:
+                busy = True
+        self.rel_n, self.rel_t = n, t
+        # a round in progress (somebody still in UIP) is completed before a new one
+        self.reset_n, self.reset_t = (n, t - 1 if t else 0) if busy else (n, t)
+
+    def master_cycle(self, now):
+        self.cycles += 1
+        node = self.node
+        mac = node.mac
+        self._self_entry()
+        if not self.was_master:
+            self.was_master = True
+            self._take_over()
+        sent = 0
+        if self.in_group():
+            cont = self.policy == POLICY_CONTINUE
+            table = []
+            frozen = False
+            blocked = False
+            for mid in self.cfg.site_nodes:
+                if mid not in self.members and (not cont or mac.alive(mid, now)):
+                    # a configured board we have not heard from yet may be copy-active:
+                    # releasing without it could leave its volume behind the others
+                    blocked = True
+            for mid, m in self.members.items():
+                if not m[M_ACTIVE]:
+                    continue
+                if cont and not mac.alive(mid, now):
+                    continue
+                table.append(m)
+                if m[M_RESIGNED]:
+                    frozen = True
+            self.frozen = frozen and not cont
+            if self.rel_t > self.reset_t:
+                done = True
+                for m in table:
+                    if m[M_APPLIED_T] < self.rel_t and not (cont and m[M_RESIGNED] and m[M_HELD_T] < self.rel_t):
+                        done = False
+                if done:
+                    self.reset_n, self.reset_t = self.rel_n, self.rel_t
+                    self.reset_resend = _RESET_RESEND
+                    self.on_reset(self.reset_n)
+            if self.rel_t <= self.reset_t and not self.frozen and not blocked:
+                # the newest cut every stream is complete up to: min over the held marker times
+                low = None
+                for m in table:
+                    if cont and m[M_RESIGNED]:
+                        continue
+                    if low is None or m[M_HELD_T] < low[M_HELD_T]:
+                        low = m
+                if low is not None and low[M_HELD_T] > self.rel_t:
+                    self.rel_n, self.rel_t = low[M_HELD_N], low[M_HELD_T]
+                    self.releases += 1
+                    self.on_release(now, self.rel_n, self.rel_t)
+                    self._self_entry()
+            if self.rel_t > self.reset_t:
+                codec.pack_release(self.tx, HDR_SIZE, self.rel_n, self.rel_t)
+                sent += node.emit(PORT_BUS, T_RELEASE, BROADCAST, 12)
+            if self.reset_resend > 0:
+                self.reset_resend -= 1
+                codec.pack_reset_uip(self.tx, HDR_SIZE, self.reset_n)
+                sent += node.emit(PORT_BUS, T_RESET_UIP, BROADCAST, 4)
+        if self.cycles % _HEARTBEAT == 0:
+            sent += self._announce(BROADCAST)
+        return sent
+
+    def member_slot(self, now):
+        self.was_master = False
+        self.slots += 1
+        sb = self.store.sb
+        master = self.node.mac.master
+        budget = 2
+        sent_uc = False
+        if not self.in_group():
+            if self.slots % _HEARTBEAT == 0:
+                self._announce(BROADCAST)
+            return
+        if sb.uip_n and sb.applied_t >= sb.uip_t:
+            self._update_complete(master, F_UIP)
+            sent_uc = True
+            budget -= 1
+        if self.ckpt_t > sb.applied_t:
+            codec.pack_checkpoint(self.tx, HDR_SIZE, self.ckpt_n, self.ckpt_t)
+            self.node.emit(PORT_BUS, T_CHECKPOINT, master, 12)
+            budget -= 1
+        if budget and self.slots % _HEARTBEAT == 0:
+            self._announce(BROADCAST)
+            budget -= 1
+        if budget and not sent_uc and self.slots % _HEARTBEAT == 1:
+            self._update_complete(master, 0)
+
+    def _update_complete(self, dst, flags):
+        sb = self.store.sb
+        codec.pack_update_complete(self.tx, HDR_SIZE, sb.applied_n, sb.applied_t)
+        self.node.emit(PORT_BUS, T_UPDATE_COMPLETE, dst, 12, flags=flags)
+
+    def _announce(self, dst):
+        sb = self.store.sb
+        if sb.copy_state == CS_RESIGNED:
+            codec.pack_resign(self.tx, HDR_SIZE, self.node.me, R_PEER_LOST)
+            return self.node.emit(PORT_BUS, T_RESIGN, dst, 2)
+        codec.pack_copy_active(self.tx, HDR_SIZE, ROLE_SECONDARY, self.cfg.peer, sb.copy_state,
+                               self.cfg.mode, sb.incarnation)
+        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, 8)
+
+    # -- timers ------------------------------------------------------------------------------
+    def tick(self, now):
+        sb = self.store.sb
+        if sb.copy_state == CS_DUPLEX and now - self.last_rx >= self.cfg.peer_timeout_us:
+            # primary or link lost: resign. Released rounds are still completed
+            # (a resigned board keeps obeying RELEASE for checkpoints it holds).
+            self.store.commit(copy_state=CS_RESIGNED)
+            self.linked = False
+
+    def deadline(self, now):
+        if self.store.sb.copy_state == CS_DUPLEX:
+            return self.last_rx + self.cfg.peer_timeout_us
+        return None
