@@ -64,7 +64,8 @@ class Net:
         self.ids = ids or [(i, 100 + i) for i in range(1, pairs + 1)]
         self.pairs = pairs
         self.boards = {}
-        self.held = set()          # link names: ("peer", src_id) / ("bus", src_id) / ("bus", "P"|"S")
+        self.held = set()          # ("peer", src) / ("bus", src) / ("bus", "P"|"S") / ("busto", dst)
+        self.held_in = []          # bus frames waiting for a held receiver: (dst, frame)
         self.queues = []           # pending (link, src_id, port, frame)
         self.tag = 0
         self.trace = []
@@ -145,7 +146,10 @@ class Net:
             else:
                 for other in self.boards.values():
                     if other.id != src and other.cfg.role == sb.cfg.role:
-                        self._deliver(other.id, PORT_BUS, frame)
+                        if ("busto", other.id) in self.held:
+                            self.held_in.append((other.id, frame))
+                        else:
+                            self._deliver(other.id, PORT_BUS, frame)
         self.queues = kept + self.queues
 
     def _host_reply(self, b, frame):
@@ -164,6 +168,11 @@ class Net:
     def release(self, *links):
         for l in links:
             self.held.discard(l)
+            if l[0] == "busto":
+                later = [(d, f) for d, f in self.held_in if d == l[1]]
+                self.held_in = [(d, f) for d, f in self.held_in if d != l[1]]
+                for d, f in later:
+                    self._deliver(d, PORT_BUS, f)
         self.pump()
 
     # -- time ------------------------------------------------------------------------
