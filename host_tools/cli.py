@@ -15,7 +15,8 @@ COMMANDS = {
 }
 
 
-def build_parser():
+def build_parser(command=None):
+    """The argument parser; only `command`'s module is imported (for its add_arguments)."""
     parser = argparse.ArgumentParser(
         prog="arcopy",
         description="Sequence-consistent asynchronous remote copy on MicroPython boards.",
@@ -24,13 +25,15 @@ def build_parser():
     for name, (modname, helptext) in COMMANDS.items():
         p = sub.add_parser(name, help=helptext, description=helptext)
         p.set_defaults(_module=modname)
-        mod = importlib.import_module(modname)
-        mod.add_arguments(p)
+        if name == command:
+            importlib.import_module(modname).add_arguments(p)
     return parser
 
 
 def main(argv=None):
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
