@@ -174,8 +174,15 @@ class Secondary:
             t = self._marker_time(n)
             if t is None:
                 return S_BAD_STATE
+        if self.cfg.mode == MODE_SYNC:
+            # every write the host saw complete is journaled here, and a write issued
+            # after another completed can only be here if that one is: roll forward
+            # through the whole journal
+            last = self._last_record_time()
+            if last > t:
+                t = last
         if t > sb.applied_t:
-            if t > self.ckpt_t:
+            if t > self.ckpt_t and self.cfg.mode != MODE_SYNC:
                 return S_BAD_STATE           # this board never received that cut
             self._apply(n, t)
         elif t < sb.applied_t:
@@ -183,6 +190,13 @@ class Secondary:
         self.store.commit(copy_state=CS_FAILED_OVER, uip_n=0, uip_t=0)
         self.linked = False
         return S_OK
+
+    def _last_record_time(self):
+        last = 0
+        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+            if kind == J_RECORD and t > last:
+                last = t
+        return last
 
     def _marker_time(self, n):
         if n == self.store.sb.uip_n:

@@ -91,15 +91,20 @@ def failover(world, attempts=20):
 
 
 def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", kind="ims",
-                 rate=200.0, ckpt_interval_ms=200, policy="freeze", concurrency=4,
-                 settle_s=4.0, config=None, world_opts=None):
+                 rate=60.0, ckpt_interval_ms=200, policy="freeze", concurrency=4,
+                 settle_s=4.0, bus_baud=115200, peer_baud=115200, workload_start_s=None,
+                 config=None, world_opts=None):
     t0 = time.perf_counter()
     duration_us = int(duration_s * 1e6)
     cfg = {"mode": MODES[mode], "ckpt_interval_us": int(ckpt_interval_ms * 1000),
            "policy": wire.POLICY_CONTINUE if policy == "continue" else wire.POLICY_FREEZE,
            "peer_timeout_us": 1000000}
     cfg.update(config or {})
-    opts = {"vol_blocks": 128, "journal_slots": 256}
+    opts = {"vol_blocks": 128, "journal_slots": 256, "bus_baud": bus_baud, "peer_baud": peer_baud}
+    if workload_start_s is None:
+        # start writing once the primary bus has elected a master and cut a checkpoint
+        workload_start_s = max(1.0, 0.75 * 115200 / bus_baud * 2)
+    opts["workload_start_us"] = int(workload_start_s * 1e6)
     opts.update(world_opts or {})
     wl = Workload(kind=kind, pairs=pairs, vols=1, blocks=opts["vol_blocks"], rate=rate,
                   duration_us=duration_us, concurrency=concurrency, seed=seed)
@@ -130,6 +135,7 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
     stats = world.stats()
     wall = time.perf_counter() - t0
     sec_stats = [b.stats() for b in world.secondaries]
+    skews = [b.stats().get("skew_max_us", 0) for b in world.primaries]
     out = {
         "seed": seed,
         "pairs": pairs,
@@ -155,6 +161,9 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "wall_seconds": round(wall, 3),
         "events": stats["events"],
         "errors": stats["errors"],
+        "recovered_checkpoint": {"n": target_n, "t": target_t},
+        "skew_max_us": max(skews) if skews else 0,
+        "bus_collisions": stats["buses"]["bus-p"]["collisions"] + stats["buses"]["bus-s"]["collisions"],
         "fault_options": world.faults.to_dict(),
         "secondaries": sec_stats,
     }
