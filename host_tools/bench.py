@@ -11,7 +11,7 @@ import sys
 import time
 
 # modules that register more sections when imported (e.g. "host_tools.sim.bench")
-SECTION_MODULES = ()
+SECTION_MODULES = ("host_tools.sim.bench",)
 
 SECTIONS = {}     # name -> (function, help)
 
