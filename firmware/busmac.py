@@ -94,8 +94,8 @@ class BusMac:
                 self.master = src          # a lower id is master: step down
             else:
                 return                     # a higher id will step down when it hears ours
-        elif self.master and src > self.master and self.alive(self.master, now):
-            return                         # stray beacon from a higher id; keep the lower master
+        elif self.master and src > self.master and now - self.last_beacon < 2 * self.cycle_us:
+            return                         # the lower master is still beaconing: keep it
         self.master = src
         self.cycle = cycle
         self.last_beacon = now

@@ -54,6 +54,8 @@ class Primary:
         self.link_resets = 0
         self._carry = None           # entry read but not yet framed
         self.heard_ckpt = False      # a CHECKPOINT from the master since boot
+        self.master_since = -1       # mac.became_master when `reported` was started
+        self.reported = {}           # members that sent a clock report to us as master
         self.ckpt_known = False      # we accepted ckpt_n ourselves (know its T)
         self.clock_jumps = 0
         self.active = {}             # copy-active primaries heard on the bus: id -> copy state
@@ -68,10 +70,27 @@ class Primary:
         earlier elsewhere, or below a checkpoint that was already cut."""
         mac = self.node.mac
         if mac.is_master():
-            return now - mac.became_master >= self._warmup()
+            return self.warm(now)
         if not self.heard_ckpt:
             return False
         return self.synced or self.cfg.mode == MODE_CLOCKLESS
+
+    def warm(self, now):
+        """As master: may our clock be the group's time source? Only once we carry the
+        group's time: either we were synchronised to a warm master since boot, or
+        every member alive has reported its clock to us (and we moved forward to it)."""
+        mac = self.node.mac
+        if mac.became_master != self.master_since:
+            self.master_since = mac.became_master
+            self.reported = {}
+        if now - mac.became_master < self._warmup():
+            return False
+        if self.synced or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
+            return True
+        for m in mac.members:
+            if m != self.node.me and mac.alive(m, now) and m not in self.reported:
+                return False
+        return True
 
     def _warmup(self):
         # long enough for every member's clock report to arrive (one per heartbeat)
@@ -211,6 +230,8 @@ class Primary:
         group's time or checkpoint numbering go backwards."""
         if not self.node.mac.is_master():
             return
+        self.warm(now)                      # (re)starts the report set on a new mastership
+        self.reported[src] = t
         if self.cfg.mode == MODE_CLOCKLESS:
             if n > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = n, t - 1 if t - 1 > self.ckpt_t else self.ckpt_t
@@ -270,7 +291,6 @@ class Primary:
 
     def master_cycle(self, now):
         """This board is the primary master: checkpoint source and clock source."""
-        self.synced = True
         self.cycles += 1
         node = self.node
         sent = 0
@@ -281,8 +301,10 @@ class Primary:
                     group_active = True
                     break
         mac = node.mac
-        warm = now - mac.became_master >= self._warmup()
+        warm = self.warm(now)
         mac.ready = warm
+        if warm:
+            self.synced = True           # we are the group's time now
         if group_active and warm and now >= self.next_ckpt:
             self.next_ckpt = now + self.cfg.ckpt_interval_us
             n = self.ckpt_n + 1

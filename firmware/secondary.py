@@ -432,10 +432,13 @@ class Secondary:
             frozen = False
             blocked = False
             for mid in self.cfg.site_nodes:
-                if mid not in self.members and (not cont or mac.alive(mid, now)):
-                    # a configured board we have not heard from yet may be copy-active:
-                    # releasing without it could leave its volume behind the others
-                    blocked = True
+                m = self.members.get(mid)
+                if m is None or not m[M_ACTIVE]:
+                    # freeze: the consistency group is the configured set, so a board not
+                    # (yet) copy-active holds releases back -- otherwise its volume would
+                    # lag the others'. continue: skip it once it is known or gone.
+                    if not cont or (m is None and mac.alive(mid, now)):
+                        blocked = True
             for mid, m in self.members.items():
                 if not m[M_ACTIVE]:
                     continue
