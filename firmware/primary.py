@@ -237,10 +237,13 @@ class Primary:
                 self.ckpt_n, self.ckpt_t = n, t - 1 if t - 1 > self.ckpt_t else self.ckpt_t
                 self.ckpt_known = False
             return
-        ahead = t - self.seq_time(now)
-        if ahead > 0:
-            self.offset += ahead
+        if t - now > self.offset:
+            # the member is ahead of our clock: move our clock itself (not just the
+            # stamp floor) forward, so beacons and checkpoints carry the group's time
+            self.offset = t - now
             self.clock_jumps += 1
+        if t > self.last_stamp:
+            self.last_stamp = t
         if n > self.ckpt_n:
             self.ckpt_n = n
             self.ckpt_known = False
