@@ -12,6 +12,7 @@ from deframer import Deframer
 from node import Node, PORT_HOST, PORT_BUS, PORT_PEER
 
 _RXBUF = 512
+_QUIET_US = 250000      # a line silent this long mid-frame: the rest of that frame is not coming
 
 
 class Board:
@@ -32,30 +33,43 @@ class Board:
         self.ports = hal.ports()                 # index = PORT_HOST, PORT_BUS, PORT_PEER
         self.deframers = [Deframer(MAX_PAYLOAD) for _ in self.ports]
         self.garbage = [0] * len(self.ports)
+        self.last_rx = [0] * len(self.ports)
         self.rx = bytearray(_RXBUF)
         self.rxv = memoryview(self.rx)
 
     def _errors(self, d):
-        return d.bad_magic + d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc + d.overflow
+        return (d.bad_magic + d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc
+                + d.overflow + d.abandoned)
 
     def poll_ports(self, now):
         node = self.node
         got = False
         for p in range(len(self.ports)):
             n = self.ports[p].read_into(self.rx)
+            d = self.deframers[p]
             if not n:
+                # a frame cut short would keep the deframer waiting for bytes that never
+                # come, and the port would stall: give it up once the line is quiet
+                if now - self.last_rx[p] > _QUIET_US and d.abandon():
+                    while d.next():
+                        node.on_frame(now, p, d.mtype, d.flags, d.src, d.dst, d.group,
+                                      d.seq, d.ack, d.payload)
+                    self._report(now, p, d)
                 continue
             got = True
-            d = self.deframers[p]
+            self.last_rx[p] = now
             d.feed(self.rxv[:n])
             while d.next():
                 node.on_frame(now, p, d.mtype, d.flags, d.src, d.dst, d.group,
                               d.seq, d.ack, d.payload)
-            e = self._errors(d)
-            if e != self.garbage[p]:
-                node.on_garbage(now, p, e - self.garbage[p])
-                self.garbage[p] = e
+            self._report(now, p, d)
         return got
+
+    def _report(self, now, p, d):
+        e = self._errors(d)
+        if e != self.garbage[p]:
+            self.node.on_garbage(now, p, e - self.garbage[p])
+            self.garbage[p] = e
 
     def flush(self):
         for port, frame in self.node.take_out():

@@ -37,9 +37,14 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="shorter measurements (less precise)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
+    from host_tools.cmds import rig     # `arcopy bench up|down|ls` = `arcopy rig up|down|ls`
+    rig.add_bench_aliases(parser)
 
 
 def run(args):
+    from host_tools.cmds import rig
+    if rig.wants(args):
+        return rig.run_from_bench(args)
     _load_sections()
     if args.list:
         for name, (_, help) in sorted(SECTIONS.items()):

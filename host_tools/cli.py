@@ -12,6 +12,15 @@ import sys
 COMMANDS = {
     "sim": ("host_tools.sim.cli", "run the deterministic simulator (one seed, or `sim sweep`)"),
     "bench": ("host_tools.bench", "benchmarks: print figures, optionally write JSON"),
+    "rig": ("host_tools.cmds.rig", "emulated bench: rig up|down|ls|kill|restart|hub"),
+    "start-copy": ("host_tools.cmds.start_copy", "start copy on every primary and wait until duplex"),
+    "status": ("host_tools.cmds.status", "per-pair copy state, checkpoints, journals, lag, skew"),
+    "workload": ("host_tools.cmds.workload", "drive host writes into the primaries in real time"),
+    "disaster": ("host_tools.cmds.disaster", "kill -9 every primary board of the bench"),
+    "failover": ("host_tools.cmds.failover", "recover the secondaries to the newest released checkpoint"),
+    "verify": ("host_tools.cmds.verify", "read the secondaries back and check them against the workload log"),
+    "demo": ("host_tools.cmds.demo", "bench up, copy, workload, disaster, failover, verify, in one go"),
+    "provision": ("host_tools.provision", "install firmware + config on real RP2040 boards (bench.toml)"),
 }
 
 

@@ -1,0 +1,20 @@
+"""arcopy disaster: kill -9 every primary board of the bench (the primary site is lost)."""
+import sys
+
+from host_tools.cmds import add_dir, bench_dir
+
+
+def add_arguments(parser):
+    add_dir(parser)
+
+
+def run(args):
+    from host_tools import benchrig, benchops
+    try:
+        bench = benchrig.load(bench_dir(args))
+    except benchrig.BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    rec = benchops.disaster(bench)
+    print("disaster at %d us: killed %s" % (rec["disaster_us"], ", ".join(rec["killed"]) or "nothing"))
+    return 0

@@ -1,0 +1,31 @@
+"""arcopy verify: read every block of every secondary volume through its host port and
+check the images against the saved workload log; exit 1 if inconsistent."""
+import json
+import sys
+
+from host_tools.cmds import add_dir, bench_dir
+
+
+def add_arguments(parser):
+    add_dir(parser)
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+
+def run(args):
+    from host_tools import benchrig, benchops
+    from host_tools.client import ClientError
+    try:
+        bench = benchrig.load(bench_dir(args))
+        rep, stats = benchops.verify(bench)
+    except (benchrig.BenchError, ClientError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    if args.json:
+        d = rep.to_dict()
+        d["reads"] = stats
+        print(json.dumps(d, indent=1))
+    else:
+        print("read %d blocks from %d secondaries (%d busy retries, %d failed)"
+              % (stats["reads"], bench["pairs"], stats["busy_retries"], stats["failed"]))
+        print(rep.summary())
+    return 0 if rep.consistent else 1

@@ -1,0 +1,50 @@
+"""arcopy workload: drive host writes into the primaries in real time (a Workload from
+host_tools/workload.py over the host ports), with a progress bar; the workload log
+(issue and completion times of every write) is saved in the bench directory."""
+import json
+import sys
+
+from host_tools.cmds import add_dir, bench_dir
+
+
+def add_arguments(parser):
+    add_dir(parser)
+    parser.add_argument("--kind", default="ims", choices=("ims", "random", "hot", "seq"))
+    parser.add_argument("--rate", type=float, default=50.0, help="writes per second (default 50)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument("--concurrency", type=int, default=4, help="parallel streams (default 4)")
+    parser.add_argument("--burst", type=int, default=0, help="extra unpaced streams at the start")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def run(args):
+    from host_tools import benchrig, benchops
+    try:
+        bench = benchrig.load(bench_dir(args))
+    except benchrig.BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    wl = benchops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
+                                args.concurrency, args.burst)
+    drv = benchops.SerialDriver(bench, wl)
+    cb, close = benchops.tqdm_progress(args.duration, not args.no_progress and not args.json)
+    try:
+        log = drv.run(progress=cb)
+    except KeyboardInterrupt:
+        log = wl.log
+        log.close(benchops.mono_us())
+    finally:
+        close()
+    path = benchops.save_log(bench, log)
+    summ = drv.summary()
+    summ["log"] = path
+    if args.json:
+        print(json.dumps(summ, indent=1))
+    else:
+        print("%d writes issued, %d acknowledged, %d failed, %d in flight; latency p50 %s ms, "
+              "p99 %s ms; log %s" % (summ["issued"], summ["completed_ok"], summ["failed"],
+                                     summ["in_flight"], summ["latency_ms_p50"],
+                                     summ["latency_ms_p99"], path))
+    return 0

@@ -1,0 +1,94 @@
+"""firmware/main.py's event loop, in-process, over a fake HAL (no processes, no ptys)."""
+import host_tools.fwpath  # noqa: F401
+from wire import *  # noqa: F401,F403
+import codec
+import main
+from deframer import Deframer
+from store import Store
+from host_tools.sim.disk import RamDisk
+
+
+class FakePort:
+    def __init__(self):
+        self.inbox = bytearray()
+        self.sent = bytearray()
+
+    def read_into(self, buf):
+        n = min(len(buf), len(self.inbox))
+        buf[:n] = self.inbox[:n]
+        del self.inbox[:n]
+        return n
+
+    def write(self, frame):
+        self.sent += frame
+
+
+class FakeHal:
+    def __init__(self):
+        self.now = 1000
+        self.disk = RamDisk(2 + 64 + 2 * 32 + 8)
+        self.portlist = [FakePort(), FakePort(), FakePort()]
+        self.logs = []
+
+    def config(self):
+        return dict(node=1, role=ROLE_PRIMARY, peer=101, site_nodes=[1], vol_blocks=64,
+                    journal_slots=32, autostart=False)
+
+    def block_device(self):
+        return self.disk
+
+    def ports(self):
+        return self.portlist
+
+    def ticks_us(self):
+        return self.now
+
+    def wait(self, us):
+        self.now += us
+
+    def log(self, msg):
+        self.logs.append(msg)
+
+
+def replies(port):
+    d = Deframer()
+    d.feed(bytes(port.sent))
+    port.sent.clear()
+    out = []
+    while d.next():
+        out.append((d.mtype, d.seq, bytes(d.payload)))
+    return out
+
+
+def test_fresh_device_is_formatted_and_host_requests_are_served():
+    hal = FakeHal()
+    b = main.Board(hal)
+    assert any("formatting" in m for m in hal.logs)
+    b.node.boot(hal.ticks_us())
+    host = hal.portlist[0]
+    host.inbox += codec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little") + bytes(range(256)) * 2, seq=7)
+    host.inbox += codec.encode(T_H_READ, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little"), seq=8)
+    for _ in range(4):
+        b.step()
+    r = replies(host)
+    assert (r[0][0], r[0][1], r[0][2][0]) == (T_H_REPLY, 7, S_OK)
+    assert r[1][1] == 8 and r[1][2][1:] == bytes(range(256)) * 2
+
+
+def test_a_frame_cut_short_does_not_stall_the_port():
+    hal = FakeHal()
+    b = main.Board(hal)
+    b.node.boot(hal.ticks_us())
+    host = hal.portlist[0]
+    whole = codec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (1).to_bytes(4, "little") + bytes(512), seq=1)
+    host.inbox += whole[:100]                 # the rest never comes
+    b.step()
+    hal.now += 300000                         # the line stays quiet
+    b.step()
+    host.inbox += codec.encode(T_H_STATUS, HOST_ID, 1, b"", seq=2)
+    b.step()
+    r = replies(host)
+    kinds = [(m, s) for m, s, _ in r]
+    assert (T_ERROR, 0) in kinds              # the cut frame is reported as a bad frame
+    assert (T_H_REPLY, 2) in kinds            # and the next request is answered at once
+    assert b.deframers[0].abandoned == 1
