@@ -5,8 +5,12 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# MicroPython rp2 stubs for type-checking firmware + rp2 HAL (tests/test_typecheck.py);
+# kept apart from the venv's site-packages, where they would shadow CPython's typeshed
+TYPINGS_STAMP := typings/.installed
+RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: all demo test venv node prereq sweep clean
+.PHONY: all demo test venv node typings prereq sweep clean
 
 all: test
 
@@ -29,10 +33,16 @@ $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(TYPINGS_STAMP): $(STAMP) Makefile
+	rm -rf typings
+	$(VPY) -m pip install --quiet --no-deps --target typings $(RP2_STUBS)
+	touch $@
+
 venv: $(STAMP)
 node: $(NODE_STAMP)
+typings: $(TYPINGS_STAMP)
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(TYPINGS_STAMP)
 	$(VPY) -m pytest -q
 
 demo: $(STAMP) $(NODE_STAMP)
@@ -42,4 +52,4 @@ sweep: $(STAMP)
 	$(VENV)/bin/arcopy sim sweep --seeds 10000
 
 clean:
-	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis typings .mypy_cache

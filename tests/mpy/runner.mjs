@@ -2,10 +2,18 @@
 //
 //   node tests/mpy/runner.mjs [--heapsize BYTES] SCRIPT.py [SCRIPT.py ...]
 //
-// The repository's firmware/*.py, protocol/vectors.json and the given scripts are copied
-// into MicroPython's in-memory filesystem with the repository layout under /repo; the
-// working directory is /repo and /repo/firmware is first on sys.path, so firmware modules
-// import each other by bare name exactly as on a board. Each script runs as __main__.
+// The repository's firmware/*.py, boards/*.py, tests/mpy/support/*.py (stand-ins such as
+// `machine`), protocol/vectors.json and the given scripts are copied into MicroPython's
+// in-memory filesystem with the repository layout under /repo; the working directory is
+// /repo and /repo/firmware is first on sys.path, so firmware modules import each other by
+// bare name exactly as on a board (a script adds "boards" or "tests/mpy/support" to
+// sys.path itself when it needs them). Each script runs as __main__.
+//
+// Chunked scripts: the heap of this port is only collected between runPython() calls, so
+// a script that wants to measure the heap in use can define mp_continue(). The runner sets
+// __mp_chunks__ = True before the script runs; after the script, it calls mp_continue() in
+// fresh runPython() calls, with gc.collect() first, until it returns something other than
+// True. (Run directly under CPython, such a script drives mp_continue() itself.)
 // Exit status: 0 when every script ran, 1 on a Python exception, 2 on a set-up problem.
 import fs from "node:fs";
 import path from "node:path";
@@ -64,9 +72,12 @@ function copyIn(hostPath, mpPath) {
   mp.FS.writeFile(mpPath, fs.readFileSync(hostPath));
 }
 
-const fwDir = path.join(ROOT, "firmware");
-for (const name of fs.readdirSync(fwDir)) {
-  if (name.endsWith(".py")) copyIn(path.join(fwDir, name), "/repo/firmware/" + name);
+for (const dir of ["firmware", "boards", "tests/mpy/support"]) {
+  const full = path.join(ROOT, ...dir.split("/"));
+  if (!fs.existsSync(full)) continue;
+  for (const name of fs.readdirSync(full)) {
+    if (name.endsWith(".py")) copyIn(path.join(full, name), "/repo/" + dir + "/" + name);
+  }
 }
 const vectors = path.join(ROOT, "protocol", "vectors.json");
 if (fs.existsSync(vectors)) copyIn(vectors, "/repo/protocol/vectors.json");
@@ -83,10 +94,16 @@ for (const script of scripts) {
     "for _p in ('/repo/firmware', '" + path.posix.dirname(mpPath) + "'):",
     "    if _p not in sys.path: sys.path.insert(0, _p)",
     "del _p",
+    "__mp_chunks__ = True",
+    "globals().pop('mp_continue', None)",
   ].join("\n");
   try {
     mp.runPython(setup);
     mp.runPython(fs.readFileSync(script, "utf8"));
+    mp.runPython("__mp_more = 'mp_continue' in globals()");
+    while (mp.globals.get("__mp_more") === true) {
+      mp.runPython("import gc\ngc.collect()\n__mp_more = mp_continue() is True");
+    }
   } catch (e) {
     if (e && e.name === "PythonError") {
       process.stderr.write(`runner: ${rel} raised ${e.type}\n${e.message}\n`);
