@@ -5,7 +5,7 @@
 # gives: config(), block_device(), ports() -> (host, bus, peer) port objects with
 # read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> monotonic
 # microseconds, wait(us) to sleep until input or timeout, and log(msg).
-from wire import MAX_PAYLOAD
+from wire import MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD
 from config import Config
 from store import Store, StoreError
 from deframer import Deframer
@@ -31,7 +31,10 @@ class Board:
             self.store.mount()
         self.node = Node(self.cfg, self.store)
         self.ports = hal.ports()                 # index = PORT_HOST, PORT_BUS, PORT_PEER
-        self.deframers = [Deframer(MAX_PAYLOAD) for _ in self.ports]
+        # receive buffers sized for the largest frame each port legitimately carries: a
+        # larger one is rejected (bad_length) and counted like any other garbage
+        self.deframers = [Deframer(MAX_HOST_PAYLOAD), Deframer(MAX_BUS_PAYLOAD),
+                          Deframer(MAX_PAYLOAD)]
         self.garbage = [0] * len(self.ports)
         self.last_rx = [0] * len(self.ports)
         self.rx = bytearray(_RXBUF)

@@ -31,6 +31,9 @@ CRC_SIZE = const(4)
 OVERHEAD = const(20)
 MAX_PAYLOAD = const(4096)
 MAX_FRAME = const(4116)
+# largest payload each port legitimately carries (receive buffers are sized by these)
+MAX_HOST_PAYLOAD = const(528)   # H_WRITE is 517 bytes; H_REPLY to a read 513
+MAX_BUS_PAYLOAD = const(64)     # bus messages are at most 12 bytes
 BROADCAST = const(0xFF)
 HOST_ID = const(0)
 BLOCK_SIZE = const(512)

@@ -133,13 +133,15 @@ class SimBoard:
             store_mod, node_mod, deframer_mod, wire = _firmware()
         mk_store = self._store_factory or store_mod.Store
         mk_node = self._node_factory or node_mod.Node
-        if self._deframer_factory:
-            mk_def = self._deframer_factory
-        else:
-            mk_def = lambda: deframer_mod.Deframer(wire.MAX_PAYLOAD)  # noqa: E731
         self.incarnation += 1
         self.alive = True
-        self.deframers = [mk_def(), mk_def(), mk_def()]
+        if self._deframer_factory:
+            mk_def = self._deframer_factory
+            self.deframers = [mk_def(), mk_def(), mk_def()]
+        else:
+            # sized per port as firmware/main.py does
+            D = deframer_mod.Deframer
+            self.deframers = [D(wire.MAX_HOST_PAYLOAD), D(wire.MAX_BUS_PAYLOAD), D(wire.MAX_PAYLOAD)]
         self._garbage = [0, 0, 0]
         self._spins = 0
         self._connect(True)
