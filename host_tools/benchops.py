@@ -352,8 +352,9 @@ def _sec_key(s):
 
 
 def released_point(s):
-    """The newest checkpoint a secondary knows to be released: (n, T)."""
-    if s["uip_n"] > s["applied_n"]:
+    """The newest checkpoint a secondary knows to be released: (n, T). Checkpoints are
+    ordered by their time T (numbers are labels that a change of master may repeat)."""
+    if s["uip_n"] and s["uip_t"] > s["applied_t"]:
         return s["uip_n"], s["uip_t"]
     return s["applied_n"], s["applied_t"]
 
@@ -365,7 +366,8 @@ def failover(bench, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_timeou
     1. Wait (bounded) until the secondary group is quiet: no update in progress and the
        same statuses over `settle_polls` polls (rounds already released finish).
     2. Target = the newest released checkpoint seen by any secondary
-       (uip_n if uip_n > applied_n, else applied_n, with its T).
+       (the uip checkpoint if it is newer than the applied one, else the applied one;
+       newest by time T).
     3. C_FAILOVER(n, T) to the secondary master first (after it, nobody releases more),
        then to the others; S_BUSY_UIP / S_NOT_READY are retried. A board that answers
        S_BAD_STATE because it moved past the target makes us recompute the target."""
@@ -402,7 +404,7 @@ def failover(bench, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_timeou
         results = {}
         end = time.monotonic() + cmd_timeout
         for _round in range(10):
-            target = max((released_point(s) for s in st.values()), default=(0, 0))
+            target = max((released_point(s) for s in st.values()), key=lambda p: p[1], default=(0, 0))
             order = sorted(st, key=lambda n: (not st[n]["is_master"], n))
             redo = False
             for n in order:

@@ -15,6 +15,10 @@ def run(args):
     except benchrig.BenchError as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
+    if bench.get("hardware"):
+        print("error: this bench is real hardware: a disaster there is switching the primary "
+              "boards off (or pulling their power), not a command", file=sys.stderr)
+        return 2
     rec = benchops.disaster(bench)
     print("disaster at %d us: killed %s" % (rec["disaster_us"], ", ".join(rec["killed"]) or "nothing"))
     return 0
