@@ -10,9 +10,21 @@ from config import Config
 from store import Store, StoreError
 from deframer import Deframer
 from node import Node, PORT_HOST, PORT_BUS, PORT_PEER
+from portrx import PortRx
 
 _RXBUF = 512
-_QUIET_US = 250000      # a line silent this long mid-frame: the rest of that frame is not coming
+
+
+def _blank(bdev):
+    """True if both superblock blocks hold nothing (all 0x00 or all 0xFF)."""
+    buf = bytearray(512)
+    zeros = bytes(512)
+    ones = b"\xff" * 512
+    for n in (0, 1):
+        bdev.readblocks(n, buf)
+        if buf != zeros and buf != ones:
+            return False
+    return True
 
 
 class Board:
@@ -23,7 +35,12 @@ class Board:
         try:
             self.store.mount()
         except StoreError:
-            hal.log("no valid superblock: formatting a fresh store")
+            if not _blank(hal.block_device()):
+                # never format over something that was a store: that would turn a
+                # damaged card into silent data loss
+                hal.log("superblocks unreadable on a used device: refusing to format")
+                raise
+            hal.log("blank device: formatting a fresh store")
             c = self.cfg
             Store.format(hal.block_device(), c.role, c.node, c.peer, c.group,
                          c.nvol, c.vol_blocks, c.journal_slots)
@@ -33,46 +50,23 @@ class Board:
         self.ports = hal.ports()                 # index = PORT_HOST, PORT_BUS, PORT_PEER
         # receive buffers sized for the largest frame each port legitimately carries: a
         # larger one is rejected (bad_length) and counted like any other garbage
-        self.deframers = [Deframer(MAX_HOST_PAYLOAD), Deframer(MAX_BUS_PAYLOAD),
-                          Deframer(MAX_PAYLOAD)]
-        self.garbage = [0] * len(self.ports)
-        self.last_rx = [0] * len(self.ports)
+        n = self.node
+        self.rx_ports = [PortRx(n, PORT_HOST, Deframer(MAX_HOST_PAYLOAD)),
+                         PortRx(n, PORT_BUS, Deframer(MAX_BUS_PAYLOAD)),
+                         PortRx(n, PORT_PEER, Deframer(MAX_PAYLOAD))]
         self.rx = bytearray(_RXBUF)
         self.rxv = memoryview(self.rx)
 
-    def _errors(self, d):
-        return (d.bad_magic + d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc
-                + d.overflow + d.abandoned)
-
     def poll_ports(self, now):
-        node = self.node
         got = False
         for p in range(len(self.ports)):
             n = self.ports[p].read_into(self.rx)
-            d = self.deframers[p]
-            if not n:
-                # a frame cut short would keep the deframer waiting for bytes that never
-                # come, and the port would stall: give it up once the line is quiet
-                if now - self.last_rx[p] > _QUIET_US and d.abandon():
-                    while d.next():
-                        node.on_frame(now, p, d.mtype, d.flags, d.src, d.dst, d.group,
-                                      d.seq, d.ack, d.payload)
-                    self._report(now, p, d)
-                continue
-            got = True
-            self.last_rx[p] = now
-            d.feed(self.rxv[:n])
-            while d.next():
-                node.on_frame(now, p, d.mtype, d.flags, d.src, d.dst, d.group,
-                              d.seq, d.ack, d.payload)
-            self._report(now, p, d)
+            if n:
+                got = True
+                self.rx_ports[p].data(now, self.rxv[:n])
+            else:
+                self.rx_ports[p].idle(now)
         return got
-
-    def _report(self, now, p, d):
-        e = self._errors(d)
-        if e != self.garbage[p]:
-            self.node.on_garbage(now, p, e - self.garbage[p])
-            self.garbage[p] = e
 
     def flush(self):
         for port, frame in self.node.take_out():

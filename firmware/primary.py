@@ -19,6 +19,7 @@ from node import PORT_BUS, PORT_PEER
 
 _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
+_UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
 
 
 class Primary:
@@ -356,10 +357,11 @@ class Primary:
             if session == self.session:
                 if not self.linked:
                     self._resume(now, expected)
-            else:
+            elif session == _UNKNOWN_SESSION:
                 # the secondary does not know our session (it rebooted): start a new one
                 self.linked = False
                 self.hello_at = now
+            # else: an answer to an older HELLO of ours; the newest one's answer follows
         elif not self.linked:
             return
         elif mtype == T_ACK:

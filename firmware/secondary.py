@@ -24,6 +24,7 @@ from node import PORT_BUS, PORT_PEER
 _HEARTBEAT = const(4)
 _JOURNAL_RESERVE = const(2)     # slots kept for checkpoint markers
 _RESET_RESEND = const(3)
+_UNKNOWN_SESSION = const(0xFFFFFFFF)   # HELLO answer meaning "I do not know your session"
 
 # member table entry fields
 M_HELD_N = const(0)
@@ -275,7 +276,7 @@ class Secondary:
         if not self.linked:
             # data from a session we do not know (we rebooted): ask for a new HELLO
             if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT or mtype == T_IDLE:
-                self._hello(0xFFFFFFFF)
+                self._hello(_UNKNOWN_SESSION)
             return
         if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT:
             k = self.rx.classify(seq)

@@ -11,7 +11,7 @@ import sys
 import time
 
 # modules that register more sections when imported (e.g. "host_tools.sim.bench")
-SECTION_MODULES = ("host_tools.sim.bench",)
+SECTION_MODULES = ("host_tools.sim.bench", "host_tools.bench_figures")
 
 SECTIONS = {}     # name -> (function, help)
 
@@ -241,15 +241,7 @@ def _micropython_rates():
 
 
 def _codec_args(F, name, fields):
-    out = []
-    for fname, kind in F.field_kinds(F.MESSAGES[name][1]):
-        if kind == "count":
-            continue
-        v = fields[fname]
-        if kind == "records":
-            v = [tuple(r[n] for n, _ in F.field_kinds(F.RECORD)) for r in v]
-        out.append(v)
-    return out
+    return F.positional(name, fields)
 
 
 def _efficiency_cases(codec, wire, full):

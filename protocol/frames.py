@@ -335,3 +335,17 @@ def kind_range(kind):
         return -(1 << 31), (1 << 31) - 1
     bits = {"u8": 8, "count": 8, "u16": 16, "u32": 32, "u64": 64}[kind]
     return 0, (1 << bits) - 1
+
+
+def positional(name, fields):
+    """The fields of message `name` as positional values in wire order (record lists as
+    tuples): the argument list of the firmware codec's pack_<name>."""
+    out = []
+    for fname, kind in field_kinds(MESSAGES[name][1]):
+        if kind == "count":
+            continue
+        v = fields[fname]
+        if kind == "records":
+            v = [tuple(r[n] for n, _ in field_kinds(RECORD)) for r in v]
+        out.append(v)
+    return out

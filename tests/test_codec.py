@@ -60,15 +60,7 @@ HEADER = st.fixed_dictionaries(dict(flags=_int("u8"), src=_int("u8"), dst=_int("
 
 def codec_args(name, fields):
     """Positional arguments of codec.pack_<name> from construct-style fields."""
-    out = []
-    for fname, kind in F.field_kinds(F.MESSAGES[name][1]):
-        if kind == "count":
-            continue
-        v = fields[fname]
-        if kind == "records":
-            v = [tuple(r[n] for n, _ in F.field_kinds(F.RECORD)) for r in v]
-        out.append(v)
-    return out
+    return F.positional(name, fields)
 
 
 def plain(v):

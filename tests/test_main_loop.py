@@ -83,7 +83,7 @@ def test_a_frame_cut_short_does_not_stall_the_port():
     whole = codec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (1).to_bytes(4, "little") + bytes(512), seq=1)
     host.inbox += whole[:100]                 # the rest never comes
     b.step()
-    hal.now += 300000                         # the line stays quiet
+    hal.now += 150000                         # the line stays quiet
     b.step()
     host.inbox += codec.encode(T_H_STATUS, HOST_ID, 1, b"", seq=2)
     b.step()
@@ -91,4 +91,16 @@ def test_a_frame_cut_short_does_not_stall_the_port():
     kinds = [(m, s) for m, s, _ in r]
     assert (T_ERROR, 0) in kinds              # the cut frame is reported as a bad frame
     assert (T_H_REPLY, 2) in kinds            # and the next request is answered at once
-    assert b.deframers[0].abandoned == 1
+    assert b.rx_ports[0].d.abandoned == 1
+
+
+def test_a_damaged_store_is_never_formatted_over():
+    hal = FakeHal()
+    main.Board(hal)                           # formats the blank device
+    hal.disk.data[0:1024] = b"\x5a" * 1024    # both superblock copies damaged
+    hal.logs.clear()
+    import pytest
+    from store import StoreError
+    with pytest.raises(StoreError):
+        main.Board(hal)
+    assert any("refusing to format" in m for m in hal.logs)

@@ -537,7 +537,11 @@ class FakeDeframer:
         self.buf = bytearray()
         self.bad_magic = self.bad_version = self.bad_hcheck = 0
         self.bad_length = self.bad_crc = self.overflow = 0
+        self.abandoned = 0
         self.frames = 0
+
+    def abandon(self):
+        return False
 
     def feed(self, chunk):
         self.buf += chunk

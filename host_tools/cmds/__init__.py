@@ -11,3 +11,14 @@ def add_dir(parser):
 def bench_dir(args):
     from host_tools import benchrig
     return os.path.abspath(args.dir or benchrig.default_dir())
+
+
+def load_bench(args):
+    """The bench named by --dir, or None after saying why on stderr."""
+    import sys
+    from host_tools import benchrig
+    try:
+        return benchrig.load(bench_dir(args))
+    except benchrig.BenchError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return None

@@ -1,7 +1,7 @@
 """arcopy disaster: kill -9 every primary board of the bench (the primary site is lost)."""
 import sys
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, load_bench
 
 
 def add_arguments(parser):
@@ -9,11 +9,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
-    try:
-        bench = benchrig.load(bench_dir(args))
-    except benchrig.BenchError as e:
-        print("error: %s" % e, file=sys.stderr)
+    from host_tools import benchops
+    bench = load_bench(args)
+    if bench is None:
         return 1
     if bench.get("hardware"):
         print("error: this bench is real hardware: a disaster there is switching the primary "

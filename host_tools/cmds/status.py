@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, load_bench
 
 
 def add_arguments(parser):
@@ -15,11 +15,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
-    try:
-        bench = benchrig.load(bench_dir(args))
-    except benchrig.BenchError as e:
-        print("error: %s" % e, file=sys.stderr)
+    from host_tools import benchops
+    bench = load_bench(args)
+    if bench is None:
         return 1
     if args.json:
         print(json.dumps(benchops.collect_status(bench), indent=1, sort_keys=True))

@@ -2,9 +2,8 @@
 host_tools/workload.py over the host ports), with a progress bar; the workload log
 (issue and completion times of every write) is saved in the bench directory."""
 import json
-import sys
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, load_bench
 
 
 def add_arguments(parser):
@@ -20,11 +19,9 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
-    try:
-        bench = benchrig.load(bench_dir(args))
-    except benchrig.BenchError as e:
-        print("error: %s" % e, file=sys.stderr)
+    from host_tools import benchops
+    bench = load_bench(args)
+    if bench is None:
         return 1
     wl = benchops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
                                 args.concurrency, args.burst)

@@ -142,7 +142,7 @@ class SimBoard:
             # sized per port as firmware/main.py does
             D = deframer_mod.Deframer
             self.deframers = [D(wire.MAX_HOST_PAYLOAD), D(wire.MAX_BUS_PAYLOAD), D(wire.MAX_PAYLOAD)]
-        self._garbage = [0, 0, 0]
+        self._rx = None                  # PortRx per port, made once the node exists
         self._spins = 0
         self._connect(True)
         self.history.append((now_v, "boot", self.incarnation))
@@ -258,20 +258,13 @@ class SimBoard:
         if not self.alive:
             return
         local = self.clock.local_us(self.sched.now)
-        d = self.deframers[port]
-        node = self.node
+        if self._rx is None or self._rx[port].node is not self.node:
+            self._rx = [_port_rx()(self.node, p, self.deframers[p]) for p in range(3)]
+        rx = self._rx[port]
         try:
-            d.feed(data)
-            while d.next():
-                self.frames_in[port] += 1
-                node.on_frame(local, port, d.mtype, d.flags, d.src, d.dst, d.group,
-                              d.seq, d.ack, d.payload)
-            e = (d.bad_magic + d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc
-                 + d.overflow)
-            g = self._garbage[port]
-            if e != g:
-                self._garbage[port] = e
-                node.on_garbage(local, port, e - g)
+            before = rx.frames
+            rx.data(local, data)            # the firmware's own receive path (portrx.py)
+            self.frames_in[port] += rx.frames - before
         except self.powercut_exc:
             self._powercut()
             return
@@ -376,6 +369,12 @@ class SimBoard:
                                   ("frames", "bad_magic", "bad_version", "bad_hcheck",
                                    "bad_length", "bad_crc", "overflow")}
         return out
+
+
+def _port_rx():
+    import host_tools.fwpath  # noqa: F401
+    from portrx import PortRx
+    return PortRx
 
 
 def _note(exc, text):

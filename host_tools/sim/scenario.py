@@ -93,7 +93,7 @@ def failover(world, attempts=20):
 def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", kind="ims",
                  rate=60.0, ckpt_interval_ms=200, policy="freeze", concurrency=4,
                  settle_s=4.0, bus_baud=115200, peer_baud=115200, workload_start_s=None,
-                 config=None, world_opts=None):
+                 master_kills=0, config=None, world_opts=None):
     t0 = time.perf_counter()
     duration_us = int(duration_s * 1e6)
     cfg = {"mode": MODES[mode], "ckpt_interval_us": int(ckpt_interval_ms * 1000),
@@ -111,6 +111,7 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
     world = World(seed=seed, faults=faults, workload=wl, pairs=pairs, duration_us=duration_us,
                   config=cfg, **opts)
     ckpts = CheckpointLog(world)
+    kills = schedule_master_kills(world, master_kills, duration_us) if master_kills else []
     try:
         world.run()
         if world.disaster_time is None:
@@ -162,6 +163,11 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "events": stats["events"],
         "errors": stats["errors"],
         "recovered_checkpoint": {"n": target_n, "t": target_t},
+        "master_kills": kills,
+        "checkpoints_after_last_kill": sum(1 for v in ckpts.first.values()
+                                           if kills and v > kills[-1]["at_us"]),
+        "recovered_cut_after_last_kill": bool(kills and cut_at is not None
+                                              and cut_at > kills[-1]["at_us"]),
         "skew_max_us": max(skews) if skews else 0,
         "bus_collisions": stats["buses"]["bus-p"]["collisions"] + stats["buses"]["bus-s"]["collisions"],
         "fault_options": world.faults.to_dict(),
@@ -180,3 +186,26 @@ def _state_digest(world, images):
         for v in sorted(images[i]):
             h.update(images[i][v])
     return h.hexdigest()
+
+
+def schedule_master_kills(world, count, duration_us):
+    """Crash whichever boards are the primary master and the secondary master at `count`
+    instants drawn from the seed (each down for a drawn time, then rebooted). Returns the
+    list of kills, filled in as they happen."""
+    r = world.tree.stream("master-kills")
+    kills = []
+
+    def kill(site):
+        boards = world.primaries if site == "primary" else world.secondaries
+        for b in boards:
+            node = getattr(b, "node", None)
+            if b.alive and node is not None and node.mac.is_master():
+                down = r.randrange(100000, 2000000)
+                kills.append({"at_us": world.sched.now, "site": site, "board": b.name, "down_us": down})
+                b.crash(down)
+                return
+
+    lo, hi = duration_us // 5, (duration_us * 4) // 5
+    for _ in range(count):
+        world.sched.schedule(r.randrange(lo, hi), kill, r.choice(("primary", "secondary")))
+    return kills
