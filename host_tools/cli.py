@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "sim": ("host_tools.sim.cli", "run the deterministic simulator (one seed, or `sim sweep`)"),
     "bench": ("host_tools.bench", "benchmarks: print figures, optionally write JSON"),
+    "report": ("host_tools.report", "record a simulator run (--record) and render plots + report.md"),
     "rig": ("host_tools.cmds.rig", "emulated bench: rig up|down|ls|kill|restart|hub"),
     "start-copy": ("host_tools.cmds.start_copy", "start copy on every primary and wait until duplex"),
     "status": ("host_tools.cmds.status", "per-pair copy state, checkpoints, journals, lag, skew"),

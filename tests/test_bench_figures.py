@@ -1,0 +1,158 @@
+"""The figures (`arcopy bench async-sync goodput rpo ckpt-cost copy-latency heap --quick`) and
+`arcopy report`: every figure is present and sane (a number, in range), the plots are valid PNGs
+and report.md shows them. No timing thresholds: the figures are measured, not asserted."""
+import json
+import os
+import shutil
+import struct
+
+import pytest
+
+from host_tools import cli, report
+from host_tools.bench_figures import Observer, build_world
+
+SECTIONS = ("async-sync", "goodput", "rpo", "ckpt-cost", "copy-latency", "heap")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_MPY = shutil.which("node") is not None and os.path.isdir(os.path.join(ROOT, "node_modules", "@micropython"))
+
+
+def num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert cli.main(["bench", *SECTIONS, "--quick", "--json", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def figures(bench_json):
+    doc = json.loads(bench_json.read_text())
+    assert doc["meta"]["quick"] is True
+    assert set(SECTIONS) <= set(doc["sections"])
+    return doc["sections"]
+
+
+def rows(sec, i=0):
+    t = sec["tables"][i]
+    return [dict(zip(t["columns"], r)) for r in t["rows"]]
+
+
+def test_async_sync(figures):
+    rs = rows(figures["async-sync"])
+    assert [r["round trip ms"] for r in rs] == [2, 20, 100]
+    for r in rs:
+        for k in ("async p50", "async p99", "sync p50", "sync p99", "sync/async p50", "sync/async p99"):
+            assert num(r[k]) and r[k] > 0, (k, r)
+        assert r["async p50"] <= r["async p99"] and r["sync p50"] <= r["sync p99"]
+        # a synchronous write waits for its secondary: at least one peer round trip (virtual time)
+        assert r["sync p50"] >= r["round trip ms"]
+        assert r["async writes"] > 0 and r["sync writes"] > 0
+
+
+def test_goodput(figures):
+    rs = rows(figures["goodput"])
+    assert [r["batch_max"] for r in rs] == [1, 7, 7]
+    for r in rs:
+        assert num(r["goodput (of line)"]) and 0 < r["goodput (of line)"] <= 1.0
+        assert 0 < r["ceiling"] < 1.0
+        assert 1.0 <= r["records per data frame"] <= r["batch_max"]
+        assert r["records/s per link"] > 0
+    assert any("goal" in n for n in figures["goodput"]["notes"])
+
+
+def test_rpo(figures):
+    rs = rows(figures["rpo"])
+    assert [r["interval ms"] for r in rs] == [50, 100, 200, 500, 1000, 2000]
+    for r in rs:
+        assert r["runs"] >= 1 and r["consistent"] == r["runs"]
+        assert num(r["RPO median ms"]) and 0 <= r["RPO median ms"] <= r["RPO max ms"]
+        assert r["interval + record ms"] > r["interval ms"]
+        assert num(r["median / ref"]) and r["median / ref"] >= 0
+
+
+def test_ckpt_cost(figures):
+    rs = rows(figures["ckpt-cost"])
+    assert [r["pairs"] for r in rs] == [2, 4, 8, 16, 32]
+    for r in rs:
+        assert r["rounds"] >= 1
+        assert num(r["ckpt->reset median ms"]) and r["ckpt->reset median ms"] > 0
+        assert r["ckpt->release median ms"] <= r["ckpt->reset median ms"]
+        assert 0 < r["round frames/round"] <= r["all bus frames/round"]
+    growth = rows(figures["ckpt-cost"], 1)
+    assert growth[-1]["pairs"].startswith("least squares")
+    assert num(growth[-1]["ms per added pair"])
+
+
+def test_copy_latency(figures):
+    sim = [r for r in rows(figures["copy-latency"]) if r["setup"] == "simulator"]
+    assert len(sim) == 2
+    off, on = sim
+    for r in sim:
+        assert r["writes"] > 0 and num(r["p50 ms"]) and r["p50 ms"] > 0
+        assert num(r["p50 / no copy"]) and num(r["p99 / no copy"])
+    assert off["p50 / no copy"] == 1.0
+    assert off["block writes in the write"] == 1.0          # the volume block only
+    assert on["block writes in the write"] >= 3.0            # journal data + header, then the volume
+    assert any(r["setup"] == "emulated bench" for r in rows(figures["copy-latency"]))
+
+
+def test_heap(figures):
+    rs = rows(figures["heap"], 0)
+    peak = rs[0]["KiB"]
+    if HAVE_MPY and os.path.exists(os.path.join(ROOT, "tests", "mpy", "t_boot.py")):
+        assert num(peak) and 0 < peak < 1024, figures["heap"]["notes"]
+    else:
+        assert peak == "unavailable" and figures["heap"]["notes"][0].startswith("unavailable")
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_record_and_render(tmp_path, bench_json, capsys):
+    d = tmp_path / "run"
+    assert cli.main(["report", "--record", str(d), "--quick", "--duration", "3.5"]) == 0
+    doc = json.loads((d / "run.json").read_text())
+    s = doc["summary"]
+    assert s["consistent"] is True and s["writes_completed"] > 0 and s["rounds"] >= 1
+    assert s["latency_ms"]["copy"]["p50"] > 0 and s["latency_ms"]["sync"]["p50"] > 0
+    ts = report._read_csv(str(d / "timeseries.csv"))
+    assert ts and {r["pair"] for r in ts} == {0, 1}
+    ck = report._read_csv(str(d / "checkpoints.csv"))
+    done = [r for r in ck if r["reset_ms"] is not None]
+    assert done and all(r["issued_ms"] <= r["all_held_ms"] <= r["released_ms"] <= r["reset_ms"] for r in done)
+    # render again with the bench figures in the RUN_DIR
+    shutil.copy(bench_json, d / "bench.json")
+    assert cli.main(["report", str(d)]) == 0
+    md = (d / "report.md").read_text()
+    for png in ("lag.png", "checkpoints.png", "latency_cdf.png"):
+        w, h = _png_size(d / png)
+        assert w > 100 and h > 100
+        assert "](%s)" % png in md
+    assert "async-sync" in md and "ckpt-cost" in md
+    assert cli.main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_observer_observes_without_steering():
+    def run(observe):
+        w, wl = build_world(seed=3, pairs=2, duration_s=3.0, rate=16.0)
+        obs = Observer(w) if observe else None
+        if obs:
+            obs.every(10000, lambda now: [b.stats() for b in w.boards.values()])
+        try:
+            w.run()
+        finally:
+            if obs:
+                obs.close()
+        st = w.stats()
+        return st["boards"], st["links"], st["buses"], [(e.id, e.complete_us) for e in wl.log], obs
+    a = run(False)
+    b = run(True)
+    assert a[:4] == b[:4]
+    assert b[4].issued and b[4].reset and b[4].frames
