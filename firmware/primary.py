@@ -310,7 +310,11 @@ class Primary:
         if warm:
             self.synced = True           # we are the group's time now
         if group_active and warm and now >= self.next_ckpt:
-            self.next_ckpt = now + self.cfg.ckpt_interval_us
+            # from the nominal time, so cuts come every interval on average (a cut waits
+            # for the next bus cycle); after a long pause start afresh rather than catch up
+            self.next_ckpt += self.cfg.ckpt_interval_us
+            if self.next_ckpt <= now:
+                self.next_ckpt = now + self.cfg.ckpt_interval_us
             n = self.ckpt_n + 1
             t = self.ckpt_t + 1 if self.cfg.mode == MODE_CLOCKLESS else self.seq_time(now)
             self.accept_checkpoint(now, n, t)
