@@ -19,8 +19,6 @@ PORT_HOST = const(0)
 PORT_BUS = const(1)
 PORT_PEER = const(2)
 
-_NEVER = const(0x3FFFFFFF)
-
 
 class Node:
     def __init__(self, cfg, store):

@@ -27,7 +27,7 @@ class Sender:
         self.slots = [bytearray(MAX_FRAME) for _ in range(window)]
         self.views = [memoryview(s) for s in self.slots]
         self.lens = [0] * window
-        self.hdr = [None] * window        # (mtype, src, dst, group, plen) to rebuild with F_RETX
+        self.hdr = [None] * window        # (mtype, src, dst, group, plen, flags) to rebuild with F_RETX
         self.tags = [0] * window          # upper layer's tag (e.g. last journal entry in the frame)
         self.reset()
         self.retransmits = 0
@@ -50,12 +50,12 @@ class Sender:
         """Buffer in which to build the next frame's payload (at HDR_SIZE)."""
         return self.slots[self.next % self.window]
 
-    def commit(self, mtype, src, dst, group, plen, tag):
+    def commit(self, mtype, src, dst, group, plen, tag, flags=0):
         """Seal the frame built in slot(); returns its sequence number."""
         seq = self.next
         i = seq % self.window
-        self.lens[i] = codec.build_frame(self.slots[i], mtype, 0, src, dst, group, seq, 0, plen)
-        self.hdr[i] = (mtype, src, dst, group, plen)
+        self.lens[i] = codec.build_frame(self.slots[i], mtype, flags, src, dst, group, seq, 0, plen)
+        self.hdr[i] = (mtype, src, dst, group, plen, flags)
         self.tags[i] = tag
         self.next = (seq + 1) & _SEQ_MASK
         return seq
@@ -91,8 +91,8 @@ class Sender:
             s = self.resend
             while seq_diff(s, self.unsent) < 0:
                 i = s % self.window
-                mtype, src, dst, group, plen = self.hdr[i]
-                codec.build_frame(self.slots[i], mtype, F_RETX, src, dst, group, s, 0, plen)
+                mtype, src, dst, group, plen, flags = self.hdr[i]
+                codec.build_frame(self.slots[i], mtype, flags | F_RETX, src, dst, group, s, 0, plen)
                 out.append(bytes(self.views[i][:self.lens[i]]))
                 self.retransmits += 1
                 s = (s + 1) & _SEQ_MASK

@@ -470,7 +470,8 @@ class Primary:
             return False
         codec.pack_batch_head(buf, HDR_SIZE, count)
         flags = F_SYNC if self.cfg.mode == MODE_SYNC else 0
-        s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last)
+        s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last,
+                 flags)
         self.records_moved += count
         self.send_jseq = last + 1
         return True
