@@ -20,6 +20,7 @@ from node import PORT_BUS, PORT_PEER
 _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
 _UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
+_SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample is kept
 
 
 class Primary:
@@ -37,6 +38,7 @@ class Primary:
         self.skew_last = 0
         self.skew_max = 0
         self.syncs = 0
+        self.samples = [0] * _SYNC_SAMPLES     # recent (master time - local time) samples
         self.next_lseq = 1
         self.send_jseq = 0           # next journal entry to put on the link
         self.session = 0
@@ -214,10 +216,21 @@ class Primary:
         if self.cfg.mode == MODE_CLOCKLESS or not warm:
             # a master still collecting its members' clocks is no time source yet
             return
-        # t is the master's sequence time at the end of the beacon, which is now
-        predicted = now + self.offset
-        corr = t - predicted
-        self.offset = t - now
+        # t is the master's sequence time at the end of the beacon, which is when we
+        # read it (now) unless we were late to look: lateness only ever makes the
+        # sample (t - now) too small, so keep the largest of the last few samples
+        sample = t - now
+        ring = self.samples
+        if new_master or not self.synced:
+            for i in range(_SYNC_SAMPLES):
+                ring[i] = sample
+        ring[self.syncs % _SYNC_SAMPLES] = sample
+        best = ring[0]
+        for i in range(1, _SYNC_SAMPLES):
+            if ring[i] > best:
+                best = ring[i]
+        corr = best - self.offset
+        self.offset = best
         if self.synced and not new_master:
             self.skew_last = corr
             a = corr if corr >= 0 else -corr
