@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import struct
+import time
 
 import pytest
 
@@ -86,8 +87,19 @@ def test_ckpt_cost(figures):
     assert num(growth[-1]["ms per added pair"])
 
 
+def _ptys_work():
+    try:
+        m, s = os.openpty()
+    except OSError:
+        return False
+    os.close(m)
+    os.close(s)
+    return True
+
+
 def test_copy_latency(figures):
-    sim = [r for r in rows(figures["copy-latency"]) if r["setup"] == "simulator"]
+    sec = figures["copy-latency"]
+    sim = [r for r in rows(sec) if r["setup"] == "simulator"]
     assert len(sim) == 2
     off, on = sim
     for r in sim:
@@ -96,7 +108,62 @@ def test_copy_latency(figures):
     assert off["p50 / no copy"] == 1.0
     assert off["block writes in the write"] == 1.0          # the volume block only
     assert on["block writes in the write"] >= 3.0            # journal data + header, then the volume
-    assert any(r["setup"] == "emulated bench" for r in rows(figures["copy-latency"]))
+    emu = [r for r in rows(sec) if r["setup"] == "emulated bench"]
+    if not _ptys_work():
+        assert len(emu) == 1 and any(n.startswith("emulated bench: not measured") for n in sec["notes"])
+        return
+    assert [r["variant"] for r in emu] == ["no copy (copy never started)", "copy active (asynchronous)"], \
+        sec["notes"]
+    for r in emu:
+        assert r["writes"] > 0
+        assert num(r["p50 ms"]) and num(r["p99 ms"]) and 0 < r["p50 ms"] <= r["p99 ms"] < 3000
+        assert num(r["p50 / no copy"]) and r["p50 / no copy"] > 0
+        assert num(r["p99 / no copy"]) and r["p99 / no copy"] > 0
+    assert emu[0]["p50 / no copy"] == 1.0 and emu[0]["p99 / no copy"] == 1.0
+    per = rows(sec, 1)
+    assert len(per) >= 2 and [r["order"] for r in per[:2]] == ["A B", "B A"]
+    for r in per:
+        assert r["A writes"] > 0 and r["B writes"] > 0
+        assert num(r["B/A p50"]) and r["B/A p50"] > 0 and num(r["B/A p99"]) and r["B/A p99"] > 0
+    assert any("on the emulated bench" in n and "goal" in n for n in sec["notes"])
+
+
+def test_rig_latency_reports_a_bench_that_does_not_come_up(monkeypatch):
+    from host_tools import benchrig, rig_latency
+
+    def no_ptys(*a, **kw):
+        raise OSError("out of pty devices")
+    monkeypatch.setattr(benchrig, "up", no_ptys)
+    res = rig_latency.measure(True)
+    assert res == {"ok": False, "why": "OSError: out of pty devices"}
+
+
+@pytest.mark.skipif(not _ptys_work(), reason="no pseudo-terminals")
+def test_rig_latency_tears_down_on_error(monkeypatch):
+    """An error after both benches are up still stops every process they started."""
+    from host_tools import benchops, benchrig, rig_latency
+    started = []            # (bench dir, pids) as they were when the bench came up
+    up = benchrig.up
+
+    def recording_up(*a, **kw):
+        b = up(*a, **kw)
+        started.append((b["dir"], [b["hub"]["pid"]] + [x["pid"] for x in b["boards"]]))
+        return b
+
+    def broken(*a, **kw):
+        raise benchops.ClientError("copy did not become active")
+    monkeypatch.setattr(benchrig, "up", recording_up)
+    monkeypatch.setattr(benchops, "start_copy", broken)
+    res = rig_latency.measure(True, pairs=1)
+    assert res["ok"] is False and "copy did not become active" in res["why"]
+    assert len(started) == 2
+    pids = [p for _, ps in started for p in ps]
+    assert len(pids) == 2 * 3 and all(pids)
+    end = time.monotonic() + 5                      # SIGKILL is delivered asynchronously
+    while any(benchrig.pid_alive(p) for p in pids) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert not any(benchrig.pid_alive(p) for p in pids)
+    assert not any(os.path.exists(d) for d, _ in started)
 
 
 def test_heap(figures):
