@@ -76,9 +76,10 @@ class Board:
         hal = self.hal
         now = hal.ticks_us()
         self.poll_ports(now)
+        self.flush()                  # replies first: timers (e.g. filling the peer link) after
         if now >= self.node.next_deadline:
             self.node.tick(now)
-        self.flush()
+            self.flush()
         wait = self.node.next_deadline - hal.ticks_us()
         if wait > 0:
             hal.wait(wait if wait < 20000 else 20000)

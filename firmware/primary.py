@@ -56,6 +56,7 @@ class Primary:
         self.checkpoints_issued = 0
         self.link_resets = 0
         self._carry = None           # entry read but not yet framed
+        self.pump_due = False        # records were queued since the link was last filled
         self.heard_ckpt = False      # a CHECKPOINT from the master since boot
         self.master_since = -1       # mac.became_master when `reported` was started
         self.reported = {}           # members that sent a clock report to us as master
@@ -196,7 +197,9 @@ class Primary:
             self.sync_wait[lseq] = tag
         else:
             self.node.complete_write(tag)
-        self._pump(now)
+        # the peer link is filled from the next tick, so that the reply leaves first
+        # and the host does not wait for journal reads and frame building
+        self.pump_due = True
 
     def command(self, now, cmd, arg, arg2):
         if cmd == C_START_COPY:
@@ -505,6 +508,7 @@ class Primary:
                 self.hello_at = now + self.cfg.keepalive_us
             return
         self._pump(now)
+        self.pump_due = False
         if now - self.last_tx >= self.cfg.keepalive_us:
             self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, 0)
             self.last_tx = now
@@ -514,6 +518,8 @@ class Primary:
             return None
         if not self.linked:
             return self.hello_at
+        if self.pump_due:
+            return now
         d = self.last_tx + self.cfg.keepalive_us
         r = self.sender.deadline()
         if r is not None and r < d:

@@ -154,8 +154,9 @@ def test_secondary_journals_before_acknowledging_and_never_applies_on_arrival():
     # the secondary's next block write fails (power cut): no ACK may leave it
     s1.disk.arm_power_cut(0)
     from host_tools.sim.disk import PowerCut
+    assert net.write(p1, 0, 7, block_of("d")) == S_OK      # completes at the primary at once
     with pytest.raises(PowerCut):
-        net.write(p1, 0, 7, block_of("d"))
+        net.advance(50000)                                   # the record reaches the secondary
     assert p1.node.role.acked_lseq == 0
     net.kill(s1)
     net.reboot(s1)
