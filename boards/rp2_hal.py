@@ -103,16 +103,9 @@ class MonoClock:
         return self._now
 
 
-class BusPort:
-    """RS-485 half-duplex site bus: one UART, DE and /RE driven by one pin."""
-
-    def __init__(self, uart: "UART", de: "Pin", baud: int, clock: MonoClock) -> None:
-        self.uart = uart
-        self.de = de
-        self.clock = clock
-        self.char_us = 10000000 // baud + 1          # one 8N1 character, rounded up
-        self.frames = 0
-        de.value(0)
+class UartRx:
+    """Receive side shared by the UART ports: non-blocking, at most len(buf) bytes."""
+    uart = None  # type: Any
 
     def any(self) -> int:
         return self.uart.any()
@@ -124,6 +117,19 @@ class BusPort:
         if n > len(buf):
             n = len(buf)
         return self.uart.readinto(buf, n) or 0
+
+
+class BusPort(UartRx):
+    """RS-485 half-duplex site bus: one UART, DE and /RE driven by one pin."""
+
+    def __init__(self, uart: "UART", de: "Pin", baud: int, clock: MonoClock) -> None:
+        self.uart = uart
+        self.de = de
+        self.clock = clock
+        self.char_us = 10000000 // baud + 1          # one 8N1 character, rounded up
+        self.frames = 0
+        de.value(0)
+
 
     def write(self, frame: "Any") -> None:
         uart = self.uart
@@ -142,7 +148,7 @@ class BusPort:
         self.frames += 1
 
 
-class PeerPort:
+class PeerPort(UartRx):
     """Point-to-point peer link on a full-duplex UART; writes never block."""
 
     def __init__(self, uart: "UART", baud: int, txbuf: int, clock: MonoClock) -> None:
@@ -157,16 +163,6 @@ class PeerPort:
         self.queued = 0              # frames that had to wait in the software queue
         self.frames = 0
 
-    def any(self) -> int:
-        return self.uart.any()
-
-    def read_into(self, buf: "Any") -> int:
-        n = self.uart.any()
-        if not n:
-            return 0
-        if n > len(buf):
-            n = len(buf)
-        return self.uart.readinto(buf, n) or 0
 
     def _backlog(self, now: int) -> int:
         b = self.busy_until - now

@@ -99,39 +99,27 @@ class Scheduler:
     def run_until(self, t_us):
         """Run every event due at or before t_us, then set now = t_us (unless stopped).
         Returns the number of events executed."""
-        heap = self._heap
-        c = self._cancelled
-        n = 0
-        self._stop = False
-        dg = self._digest
-        while heap and heap[0][0] <= t_us:
-            at, s, fn, args = heappop(heap)
-            if c and s in c:
-                c.discard(s)
-                continue
-            self.now = at
-            if dg is not None:
-                dg.update(b"%d %d %s;" % (at, s, _fn_name(fn).encode()))
-            fn(*args)
-            n += 1
-            if self._stop:
-                break
-        else:
-            if t_us > self.now:
-                self.now = t_us
-        self.events += n
+        n, drained = self._run(t_us, -1)
+        if drained and t_us > self.now:
+            self.now = t_us
         return n
 
     def run(self, max_events=None):
         """Run until the heap is empty, stop() is called, or max_events have run.
         Returns the number of events executed."""
+        return self._run(None, -1 if max_events is None else max_events)[0]
+
+    def _run(self, t_us, limit):
+        """The event loop: -> (events run, True if it ended because nothing more was due)."""
         heap = self._heap
         c = self._cancelled
         n = 0
-        limit = -1 if max_events is None else max_events
         self._stop = False
         dg = self._digest
+        drained = True
         while heap and n != limit:
+            if t_us is not None and heap[0][0] > t_us:
+                break
             at, s, fn, args = heappop(heap)
             if c and s in c:
                 c.discard(s)
@@ -142,6 +130,7 @@ class Scheduler:
             fn(*args)
             n += 1
             if self._stop:
+                drained = False
                 break
         self.events += n
-        return n
+        return n, drained
