@@ -206,6 +206,13 @@ class Store:
 
     # ---- format / mount -------------------------------------------------------
     @staticmethod
+    def blocks_needed(nvol, vol_blocks, journal_slots):
+        """Device size (blocks) the layout needs: 2 superblocks, the bitmaps, the
+        journal ring (2 blocks a slot) and the volumes."""
+        bm_blocks = (vol_blocks + BM_BITS - 1) // BM_BITS
+        return 2 + nvol * bm_blocks + 2 * journal_slots + nvol * vol_blocks
+
+    @staticmethod
     def format(bdev, role, node, peer, group, nvol, vol_blocks, journal_slots, verify=False):
         """Lay out a fresh device. Not crash-safe itself: a power cut during format
         leaves no valid superblock (mount then fails), never a half-old store."""
@@ -223,7 +230,7 @@ class Store:
         bm_start = 2
         j_start = bm_start + nvol * bm_blocks
         vol_start = j_start + 2 * journal_slots
-        dev_blocks = vol_start + nvol * vol_blocks
+        dev_blocks = vol_start + nvol * vol_blocks       # == Store.blocks_needed(...)
         if dev_blocks > count:
             raise StoreError(S_OUT_OF_RANGE, "device too small: layout needs %d blocks, device has %d"
                              % (dev_blocks, count))

@@ -210,8 +210,7 @@ def _wait_for(pred, timeout, what):
 
 def _format_image(path, fw):
     import store
-    nblocks = (2 + fw["nvol"] * ((fw["vol_blocks"] + store.BM_BITS - 1) // store.BM_BITS)
-               + 2 * fw["journal_slots"] + fw["nvol"] * fw["vol_blocks"])
+    nblocks = store.Store.blocks_needed(fw["nvol"], fw["vol_blocks"], fw["journal_slots"])
     emulated.create_image(path, nblocks)
     dev = emulated.FileBlockDevice(path)
     try:

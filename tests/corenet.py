@@ -78,7 +78,7 @@ class Net:
                 cfg = Config(node=me, role=role, peer=peer, site_nodes=site, mode=mode,
                              policy=policy, nvol=nvol, vol_blocks=vol_blocks,
                              journal_slots=journal_slots, autostart=autostart, **kw)
-                disk = RamDisk(2 + 4 + nvol * vol_blocks + 2 * journal_slots + 64)
+                disk = RamDisk(Store.blocks_needed(nvol, vol_blocks, journal_slots))
                 if faulty:
                     disk = FaultyDisk(disk, random.Random(self.rng.random()))
                 Store.format(disk, role, me, peer, 0, nvol, vol_blocks, journal_slots)

@@ -26,7 +26,7 @@ class FakePort:
 class FakeHal:
     def __init__(self):
         self.now = 1000
-        self.disk = RamDisk(2 + 64 + 2 * 32 + 8)
+        self.disk = RamDisk(Store.blocks_needed(1, 64, 32))
         self.portlist = [FakePort(), FakePort(), FakePort()]
         self.logs = []
 

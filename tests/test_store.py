@@ -16,8 +16,7 @@ from host_tools.sim.disk import RamDisk, FaultyDisk, PowerCut, DiskWriteError
 
 
 def blocks_needed(nvol, vol_blocks, slots):
-    bm = (vol_blocks + BM_BITS - 1) // BM_BITS
-    return 2 + nvol * bm + 2 * slots + nvol * vol_blocks
+    return Store.blocks_needed(nvol, vol_blocks, slots)
 
 
 def fresh(nvol=2, vol_blocks=64, slots=8, extra=0, role=1):

@@ -299,7 +299,7 @@ class World:
                 }
                 kw.update(extra)
                 cfg = config_mod.Config(**kw)
-                nblocks = _device_blocks(store_mod, cfg)
+                nblocks = store_mod.Store.blocks_needed(cfg.nvol, cfg.vol_blocks, cfg.journal_slots)
                 disk = make_disk(name, cfg, t.stream("disk/" + name), nblocks)
                 store_mod.Store.format(disk, cfg.role, cfg.node, cfg.peer, cfg.group, cfg.nvol,
                                        cfg.vol_blocks, cfg.journal_slots)
@@ -435,10 +435,3 @@ class World:
                 "failed": self.driver.failed, "abandoned": self.driver.abandoned},
             "errors": list(self.errors),
         }
-
-
-def _device_blocks(store_mod, cfg):
-    """Blocks the store layout needs for cfg (as Store.format computes it)."""
-    per = store_mod.BM_BITS
-    bm_blocks = (cfg.vol_blocks + per - 1) // per
-    return 2 + cfg.nvol * bm_blocks + 2 * cfg.journal_slots + cfg.nvol * cfg.vol_blocks
