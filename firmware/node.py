@@ -35,7 +35,7 @@ class Node:
         self.c = {
             "frames_in": 0, "frames_out": 0, "bad_frames": 0, "unknown_src": 0,
             "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
-            "stale_ckpt": 0, "release_not_held": 0, "dup_records": 0,
+            "stale_ckpt": 0, "markers_dropped": 0, "release_not_held": 0, "dup_records": 0,
             "host_writes": 0, "host_reads": 0, "writes_completed": 0,
         }
         if cfg.role == ROLE_PRIMARY:

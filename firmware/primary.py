@@ -296,7 +296,7 @@ class Primary:
             self.store.j_append_checkpoint(n, t)
         except StoreError:
             # journal full: the next checkpoint covers this one
-            self.node.c["stale_ckpt"] += 1
+            self.node.c["markers_dropped"] += 1
             return False
         self.ckpt_n, self.ckpt_t = n, t
         self.ckpt_known = True
