@@ -23,7 +23,8 @@ from wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, OVERHEAD, MAX_PAY
                   BLOCK_SIZE, HDR_FMT, HCHECK_OFF, RECORD_HDR,
                   P_COPY_ACTIVE, P_CLOCK_SYNC, P_CHECKPOINT, P_RELEASE, P_UPDATE_COMPLETE, P_RESET_UIP,
                   P_RESIGN, P_BATCH_HEAD, P_RECORD, P_ACK, P_PEER_HELLO, P_H_WRITE, P_H_READ,
-                  P_H_COMMAND, P_H_REPLY, P_ERROR, P_STATUS_BODY)
+                  P_H_COMMAND, P_H_REPLY, P_ERROR, P_STATUS_BODY, P_SUSPEND, P_DIRTY_HEAD,
+                  DIRTY_MAX)
 
 # ---- payload sizes ------------------------------------------------------------
 SZ_COPY_ACTIVE = struct.calcsize(P_COPY_ACTIVE)
@@ -36,6 +37,8 @@ SZ_RESIGN = struct.calcsize(P_RESIGN)
 SZ_BATCH_HEAD = struct.calcsize(P_BATCH_HEAD)
 SZ_ACK = struct.calcsize(P_ACK)
 SZ_PEER_HELLO = struct.calcsize(P_PEER_HELLO)
+SZ_SUSPEND = struct.calcsize(P_SUSPEND)
+SZ_DIRTY_HEAD = struct.calcsize(P_DIRTY_HEAD)
 SZ_IDLE = 0
 SZ_NAK = 0
 SZ_H_STATUS = 0
@@ -479,7 +482,47 @@ def unpack_peer_hello(mv, off=0, end=None):
     return struct.unpack_from(P_PEER_HELLO, mv, off)
 
 
+def pack_suspend(buf, off, reason):
+    _u8(reason, "suspend.reason")
+    _room(buf, off, SZ_SUSPEND, "suspend")
+    struct.pack_into(P_SUSPEND, buf, off, reason)
+    return off + SZ_SUSPEND
+
+
+def unpack_suspend(mv, off=0, end=None):
+    _exact(mv, off, end, SZ_SUSPEND, "suspend")
+    return struct.unpack_from(P_SUSPEND, mv, off)
+
+
 # ---- host port payloads -----------------------------------------------------------
+def pack_dirty_list(buf, off, nxt, blocks, count):
+    """Reply body to C_DIRTY_LIST: count, next block to ask for, then blocks[0:count]."""
+    if not isinstance(count, int) or count < 0 or count > DIRTY_MAX:
+        raise ValueError("dirty_list.count out of range 0..%d: %r" % (DIRTY_MAX, count))
+    _u32(nxt, "dirty_list.next")
+    _room(buf, off, SZ_DIRTY_HEAD + 4 * count, "dirty_list")
+    struct.pack_into(P_DIRTY_HEAD, buf, off, count, nxt)
+    o = off + SZ_DIRTY_HEAD
+    for i in range(count):
+        _u32(blocks[i], "dirty_list.block")
+        struct.pack_into("<I", buf, o, blocks[i])
+        o += 4
+    return o
+
+
+def unpack_dirty_list(mv, off=0, end=None):
+    """-> (next block, [blocks])."""
+    if end is None:
+        end = len(mv)
+    if end - off < SZ_DIRTY_HEAD:
+        raise ValueError("dirty_list: %d bytes, need at least %d" % (end - off, SZ_DIRTY_HEAD))
+    count, nxt = struct.unpack_from(P_DIRTY_HEAD, mv, off)
+    if count > DIRTY_MAX or end - off != SZ_DIRTY_HEAD + 4 * count:
+        raise ValueError("dirty_list: %d bytes for %d blocks" % (end - off, count))
+    o = off + SZ_DIRTY_HEAD
+    return nxt, [struct.unpack_from("<I", mv, o + 4 * i)[0] for i in range(count)]
+
+
 def pack_h_write(buf, off, vol, block, data):
     _u8(vol, "h_write.vol")
     _u32(block, "h_write.block")
@@ -577,7 +620,8 @@ STATUS_FIELDS = ("role", "node", "copy_state", "flags", "mode", "policy", "maste
                  "ckpt_n", "ckpt_t", "released_n", "applied_n", "applied_t", "uip_n", "uip_t",
                  "journal_depth", "journal_capacity", "writes_completed", "records_sent",
                  "records_acked", "seq_time_us", "skew_us", "skew_max_us", "lag_us",
-                 "frames_bad", "records_rejected")
+                 "frames_bad", "records_rejected", "dirty_blocks", "copy_done", "copy_total",
+                 "pace_us", "pace_threshold", "pace_max_us", "suspend_reason")
 _STATUS_CODES = P_STATUS_BODY[1:]
 
 

@@ -29,7 +29,12 @@ _FIELDS = (
     ("peer_timeout_us", 2000000),   # peer link silent this long: peer lost
     ("member_timeout_us", 0),  # bus member silent this long: absent; 0 = 8 cycles
     ("latency_us", 0),         # expected one-way peer-link latency (for derived timeouts)
-    ("host_delay_us", 0),      # pacing: extra completion delay per host write (0 = off)
+    ("pace_threshold", 0),     # pacing: journal depth above which host completions are delayed
+                               # (0 = half the journal)
+    ("pace_max_us", 50000),    # pacing: the delay when the journal is full (grows linearly from 0
+                               # at the threshold); 0 = no pacing
+    ("auto_suspend", True),    # a full primary journal suspends the pair (False: refuse the write)
+    ("copy_window", 0),        # resync: copy records in the journal at most (0 = a quarter of it)
 )
 
 ROLES = (ROLE_PRIMARY, ROLE_SECONDARY)
@@ -80,6 +85,12 @@ class Config:
             raise ConfigError("baud rates must be >= 1200")
         if not 1 <= self.window <= 16:
             raise ConfigError("window must be 1..16")
+        if self.pace_threshold < 0 or self.pace_threshold >= self.journal_slots:
+            raise ConfigError("pace_threshold must be 0..journal_slots-1 (0 = half the journal)")
+        if self.pace_max_us < 0 or self.pace_max_us > 10000000:
+            raise ConfigError("pace_max_us must be 0..10000000")
+        if self.copy_window < 0 or self.copy_window > self.journal_slots - 4:
+            raise ConfigError("copy_window must be 0..journal_slots-4 (0 = a quarter of the journal)")
         if not 1 <= self.batch_max <= 7:
             raise ConfigError("batch_max must be 1..7 (a batch must fit MAX_PAYLOAD)")
 
@@ -93,6 +104,10 @@ class Config:
             self.cycle_us = need if need > 50000 else 50000
         if not self.member_timeout_us:
             self.member_timeout_us = 8 * self.cycle_us
+        if not self.pace_threshold:
+            self.pace_threshold = self.journal_slots // 2
+        if not self.copy_window:
+            self.copy_window = self.journal_slots // 4
         if not self.rto_us:
             frame = (MAX_FRAME * 100000000 // self.peer_baud) // 10   # us per full frame
             self.rto_us = 2 * self.window * frame + 2 * self.latency_us + 100000

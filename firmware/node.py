@@ -32,13 +32,22 @@ class Node:
         self.mac = BusMac(cfg.node, cfg.site_nodes, cfg.slot_us, cfg.cycle_us, cfg.member_timeout_us)
         self.next_deadline = 0
         self.booted = False
+        self.deferred = []           # pacing: (due, tag) of host write completions held back
+        self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
+        sb = getattr(store, "sb", None)
+        if sb is not None and sb.role in (ROLE_PRIMARY, ROLE_SECONDARY):
+            # the store is the durable truth: a failback swaps the role there
+            cfg.role = sb.role
         self.c = {
             "frames_in": 0, "frames_out": 0, "bad_frames": 0, "unknown_src": 0,
             "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
             "stale_ckpt": 0, "markers_dropped": 0, "release_not_held": 0, "dup_records": 0,
-            "host_writes": 0, "host_reads": 0, "writes_completed": 0,
+            "host_writes": 0, "host_reads": 0, "writes_completed": 0, "failbacks": 0,
         }
-        if cfg.role == ROLE_PRIMARY:
+        self._make_role()
+
+    def _make_role(self):
+        if self.cfg.role == ROLE_PRIMARY:
             from primary import Primary
             self.role = Primary(self)
         else:
@@ -108,6 +117,8 @@ class Node:
         self._schedule(now)
 
     def tick(self, now):
+        if self.deferred:
+            self._release_deferred(now)
         act = self.mac.poll(now)
         if act == ACT_MASTER:
             sent = self.role.master_cycle(now)
@@ -122,6 +133,9 @@ class Node:
         r = self.role.deadline(now)
         if r is not None and r < d:
             d = r
+        for due, tag in self.deferred:
+            if due < d:
+                d = due
         self.next_deadline = d
 
     # -- bus ---------------------------------------------------------------------
@@ -153,6 +167,11 @@ class Node:
             if self.mac.master == src:
                 self.role.on_beacon(now, src, t, was != src, flags & F_WARM)
             return
+        if mtype == T_CHECKPOINT and dst == BROADCAST and self.cfg.role == ROLE_SECONDARY:
+            # a primary master's checkpoint (this bus is changing roles in a failback):
+            # secondaries only take held-checkpoint reports, which are addressed
+            self.c["unknown_src"] += 1
+            return
         self.role.on_bus(now, mtype, flags, src, payload)
 
     # -- host port ---------------------------------------------------------------
@@ -179,7 +198,16 @@ class Node:
             self.reply(tag, S_OK, n)
         elif mtype == T_H_COMMAND:
             cmd, arg, arg2 = codec.unpack_h_command(payload)
-            self.reply(tag, self.role.command(now, cmd, arg, arg2))
+            if cmd == C_DIRTY_LIST:
+                self._dirty_list(tag, arg, arg2)
+            elif cmd == C_MARK_DIRTY:
+                if self._in_range(tag, arg, arg2):
+                    self.store.bm_set(arg, arg2)
+                    self.reply(tag, S_OK)
+            elif cmd == C_FAILBACK:
+                self.reply(tag, self._failback(now, arg))
+            else:
+                self.reply(tag, self.role.command(now, cmd, arg, arg2))
         else:
             self.c["unknown_type"] += 1
             self.error(PORT_HOST, S_UNKNOWN_TYPE, mtype, 0, tag=tag)
@@ -194,10 +222,64 @@ class Node:
             return False
         return True
 
-    def complete_write(self, tag, status=S_OK):
+    def complete_write(self, tag, status=S_OK, delay_us=0, now=0):
+        """Reply to a host write; with delay_us (pacing) the reply is held back that
+        long (the write is already durable: only its completion waits)."""
+        if delay_us > 0:
+            self.deferred.append((now + delay_us, tag))
+            return
         if status == S_OK:
             self.c["writes_completed"] += 1
         self.reply(tag, status)
+
+    def _release_deferred(self, now):
+        keep = []
+        for e in self.deferred:
+            if e[0] <= now:
+                self.c["writes_completed"] += 1
+                self.reply(e[1], S_OK)
+            else:
+                keep.append(e)
+        self.deferred = keep
+
+    # -- operations --------------------------------------------------------------
+    def _dirty_list(self, tag, vol, start):
+        sb = self.store.sb
+        if vol >= sb.nvol:
+            self.reply(tag, S_UNKNOWN_VOLUME)
+            return
+        n = 0
+        blk = start
+        while n < DIRTY_MAX and blk < sb.vol_blocks:
+            b = self.store.bm_first(vol, blk)
+            if b is None:
+                blk = sb.vol_blocks
+                break
+            self.dirty[n] = b
+            n += 1
+            blk = b + 1
+        if blk > sb.vol_blocks:
+            blk = sb.vol_blocks
+        end = codec.pack_dirty_list(self.tx, HDR_SIZE + 1, blk, self.dirty, n)
+        self.reply(tag, S_OK, end - HDR_SIZE - 1)
+
+    def _failback(self, now, new_role):
+        """Reverse the pair: an old primary becomes a secondary (new_role 2), a failed-over
+        secondary becomes a primary that resyncs its peer (new_role 1)."""
+        if new_role == self.cfg.role or new_role not in (ROLE_PRIMARY, ROLE_SECONDARY):
+            return S_BAD_STATE
+        st = self.role.become_primary() if new_role == ROLE_PRIMARY else self.role.become_secondary()
+        if st != S_OK:
+            return st
+        self.cfg.role = new_role
+        self.c["failbacks"] += 1
+        self.deferred = []
+        self._make_role()
+        self.role.boot(now)
+        if new_role == ROLE_PRIMARY:
+            self.role.start_pending(now)
+        self._schedule(now)
+        return S_OK
 
     # -- status --------------------------------------------------------------------
     def pack_status(self, now, off):
@@ -207,6 +289,7 @@ class Node:
         if self.mac.is_master():
             flags |= ST_MASTER
         flags |= r.status_flags()
+        done, total, pace, reason = r.ops_status()
         return codec.pack_status_body(
             self.tx, off,
             sb.role, self.me, sb.copy_state, flags, self.cfg.mode, self.cfg.policy,
@@ -215,7 +298,8 @@ class Node:
             self.store.j_depth(), sb.journal_slots, self.c["writes_completed"],
             r.records_moved, r.records_acked, r.seq_time(now),
             r.skew_last, r.skew_max, r.lag_us(now),
-            self.c["bad_frames"], self.c["records_rejected"]) - off
+            self.c["bad_frames"], self.c["records_rejected"], self.store.bm_total(),
+            done, total, pace, self.cfg.pace_threshold, self.cfg.pace_max_us, reason) - off
 
     def stats(self, now=0):
         d = dict(self.c)

@@ -11,16 +11,27 @@
 # so after a checkpoint T is accepted, no later write is stamped <= T.
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
 # checkpoint at this board is the boundary.
+#
+# Pair states (superblock copy_state):
+#   SIMPLEX    no copy; writes mark the change bitmap (what a first copy must move)
+#   PENDING    resync: marked blocks are read, journaled as copy records and shipped
+#              (the secondary writes them on arrival); host writes mark the bitmap.
+#              When the bitmap is empty at a checkpoint the pair JOINS there: the
+#              join marker says "the secondary's volume is now the cut at T".
+#   DUPLEX     writes are journaled and shipped as the ordered stream
+#   SUSPENDED  operator or a full journal stopped the stream: the journal's records
+#              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
 from wire import *
 import codec
 from peerlink import Sender, Receiver
-from store import StoreError, J_RECORD, J_CHECKPOINT
+from store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
 from node import PORT_BUS, PORT_PEER
 
 _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
 _UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
 _SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample is kept
+_COPY_PER_TICK = const(4)    # resync: blocks journaled per tick at most (bounded work per tick)
 
 
 class Primary:
@@ -63,10 +74,26 @@ class Primary:
         self.ckpt_known = False      # we accepted ckpt_n ourselves (know its T)
         self.clock_jumps = 0
         self.active = {}             # copy-active primaries heard on the bus: id -> copy state
+        self.copy_vol = 0            # resync cursor: next (volume, block) to look at
+        self.copy_blk = 0
+        self.copy_base = 0           # first lseq of the current copy-pending phase
+        self.copy_last = 0           # lseq of the last copy record of that phase
+        self.copy_done = 0           # copy records the peer acknowledged in that phase
+        self.copied = 0              # copy records journaled (all phases)
+        self.pace_us = 0             # completion delay given to the last host write
+        self.paced = 0               # host writes whose completion was delayed
+        self.reason = 0              # why the pair is suspended (R_*), 0 = not suspended
+        self.suspends = 0
 
     # -- state -----------------------------------------------------------------------
     def copy_active(self):
+        """Host writes are journaled for the peer (the ordered stream)."""
         return self.store.sb.copy_state == CS_DUPLEX
+
+    def shipping(self):
+        """The peer link is in use: the stream, or a resync."""
+        s = self.store.sb.copy_state
+        return s == CS_DUPLEX or s == CS_PENDING
 
     def ready(self, now):
         """May this board stamp writes? It must share the group's time and know the
@@ -123,7 +150,10 @@ class Primary:
         st = self.store
         if self.cfg.mode == MODE_CLOCKLESS or st.j_depth() == 0:
             return 0
-        d = self.seq_time(now) - st.j_entry(st.j_first())[5]
+        t = st.j_entry(st.j_first())[5]
+        if not t:
+            return 0                      # a copy record (resync): no sequence time
+        d = self.seq_time(now) - t
         return d if d > 0 else 0
 
     def stats(self, now):
@@ -134,7 +164,23 @@ class Primary:
             "retransmits": self.sender.retransmits, "linked": self.linked,
             "checkpoints_issued": self.checkpoints_issued, "next_lseq": self.next_lseq,
             "link_resets": self.link_resets, "clock_jumps": self.clock_jumps,
+            "copied": self.copied, "copy_done": self.copy_done, "paced": self.paced,
+            "suspends": self.suspends, "dirty_blocks": self.store.bm_total(),
         }
+
+    def ops_status(self):
+        """(copy_done, copy_total, pace_us, suspend reason) for STATUS."""
+        total = self.copy_done
+        if self.store.sb.copy_state == CS_PENDING:
+            total += self._copies_unacked() + self.store.bm_total()
+        return self.copy_done, total, self.pace_us, self.reason
+
+    def _copies_unacked(self):
+        n = 0
+        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+            if kind == J_COPY and lseq > self.acked_lseq:
+                n += 1
+        return n
 
     # -- boot ----------------------------------------------------------------------
     def boot(self, now):
@@ -143,17 +189,29 @@ class Primary:
         self.next_lseq = sb.next_lseq if sb.next_lseq else 1
         self.last_stamp = sb.t_floor
         buf = self.node.scratch
+        first = None
+        self.copy_last = 0
         for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
-            if kind == J_RECORD:
-                # redo: the volume write may not have happened before the cut
-                self.store.j_read_data(jseq, buf)
-                self.store.write_block(vol, blk, buf)
+            if kind == J_RECORD or kind == J_COPY:
+                if kind == J_RECORD:
+                    # redo: the volume write may not have happened before the cut (a
+                    # copy record is a copy OF the volume: never written back)
+                    self.store.j_read_data(jseq, buf)
+                    self.store.write_block(vol, blk, buf)
                 if lseq >= self.next_lseq:
                     self.next_lseq = lseq + 1
+                if first is None:
+                    first = lseq
+                if kind == J_COPY:
+                    self.copy_last = lseq
                 if t > self.last_stamp:
                     self.last_stamp = t
             elif lseq > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = lseq, t
+        self.copy_base = first if first is not None else self.next_lseq
+        if self.copy_last < self.copy_base:
+            self.copy_last = self.copy_base - 1
+        self.acked_lseq = self.copy_base - 1
         self.send_jseq = self.store.j_first()
         self.synced = False
         self.heard_ckpt = False
@@ -164,7 +222,12 @@ class Primary:
         self.last_rx = now
         self.next_ckpt = now              # the first checkpoint as soon as we may cut one
         if self.cfg.autostart and sb.copy_state == CS_SIMPLEX:
-            self.store.commit(copy_state=CS_DUPLEX)
+            if self.store.bm_total():
+                self.start_pending(now)
+            else:
+                # nothing written since format, and both sides are provisioned blank
+                # together: the pair is established without a copy
+                self.store.commit(copy_state=CS_DUPLEX)
 
     # -- host --------------------------------------------------------------------
     def host_read_status(self):
@@ -177,9 +240,17 @@ class Primary:
         return t
 
     def host_write(self, now, tag, vol, blk, data):
-        if not self.copy_active():
-            self.store.write_block(vol, blk, data)
-            self.node.complete_write(tag)
+        state = self.store.sb.copy_state
+        if state == CS_PENDING:
+            # stamped (so the join can tell whether a write landed after the cut) but
+            # not journaled: the block is marked and the copier ships its contents
+            if not self.ready(now):
+                self.node.reply(tag, S_NOT_READY)
+                return
+            self.stamp(now)
+            state = CS_SIMPLEX
+        if state != CS_DUPLEX:
+            self._write_marked(tag, vol, blk, data)
             return
         if not self.ready(now):
             self.node.reply(tag, S_NOT_READY)
@@ -189,35 +260,158 @@ class Primary:
         try:
             self.store.j_append_record(lseq, vol, blk, t, data)
         except StoreError as e:
-            self.node.reply(tag, e.code)
+            if e.code == S_JOURNAL_FULL and self.cfg.auto_suspend:
+                # the outage outlasted the journal: suspend instead of refusing writes
+                self.suspend(now, R_JOURNAL_FULL)
+                self._write_marked(tag, vol, blk, data)
+            else:
+                self.node.reply(tag, e.code)
             return
         self.next_lseq = lseq + 1
         self.store.write_block(vol, blk, data)
         if self.cfg.mode == MODE_SYNC:
             self.sync_wait[lseq] = tag
         else:
-            self.node.complete_write(tag)
+            self.node.complete_write(tag, delay_us=self._pace(), now=now)
         # the peer link is filled from the next tick, so that the reply leaves first
         # and the host does not wait for journal reads and frame building
         self.pump_due = True
 
+    def _write_marked(self, tag, vol, blk, data):
+        self.store.write_block(vol, blk, data)
+        self.store.bm_set(vol, blk)
+        self.pace_us = 0
+        self.node.complete_write(tag)
+
+    def _pace(self):
+        """Completion delay for a journaled write: 0 up to the threshold, then growing
+        linearly to pace_max_us at a full journal."""
+        cfg = self.cfg
+        d = self.store.j_depth()
+        thr = cfg.pace_threshold
+        if not cfg.pace_max_us or d <= thr:
+            self.pace_us = 0
+            return 0
+        cap = self.store.j_capacity()
+        self.pace_us = cfg.pace_max_us * (d - thr) // (cap - thr)
+        self.paced += 1
+        return self.pace_us
+
     def command(self, now, cmd, arg, arg2):
-        if cmd == C_START_COPY:
-            if self.store.sb.copy_state != CS_DUPLEX:
+        state = self.store.sb.copy_state
+        if cmd == C_START_COPY or cmd == C_RESUME:
+            if state == CS_PENDING or state == CS_DUPLEX:
+                return S_OK
+            if cmd == C_RESUME and state != CS_SUSPENDED:
+                return S_BAD_STATE
+            if cmd == C_START_COPY and arg == 1:
+                for v in range(self.store.sb.nvol):
+                    self.store.bm_set_all(v)
+            if cmd == C_START_COPY and arg == 2:
+                # NOCOPY: the operator vouches that both volumes are identical
+                for v in range(self.store.sb.nvol):
+                    self.store.bm_clear_all(v)
                 self.store.commit(copy_state=CS_DUPLEX)
                 self.linked = False
                 self.hello_at = now
+                return S_OK
+            self.start_pending(now)
+            return S_OK
+        if cmd == C_SUSPEND:
+            if state == CS_SUSPENDED:
+                return S_OK
+            if state != CS_DUPLEX and state != CS_PENDING:
+                return S_BAD_STATE
+            self.suspend(now, R_OPERATOR)
             return S_OK
         if cmd == C_STOP_COPY:
+            self._journal_to_marks()
             self.store.commit(copy_state=CS_SIMPLEX)
             self.linked = False
+            self.reason = 0
             return S_OK
         return S_BAD_COMMAND
 
+    # -- pair state changes ---------------------------------------------------------
+    def start_pending(self, now):
+        """Begin a resync (first copy or resume): ship every marked block, then join."""
+        self.store.commit(copy_state=CS_PENDING)
+        self.copy_base = self.next_lseq
+        self.copy_last = self.next_lseq - 1
+        self.acked_lseq = self.next_lseq - 1
+        self.copy_done = 0
+        self.copy_vol = self.copy_blk = 0
+        self.reason = 0
+        self.linked = False
+        self.hello_at = now
+
+    def suspend(self, now, reason):
+        """Stop shipping: what the journal still holds becomes bitmap marks."""
+        self._journal_to_marks()
+        self.store.commit(copy_state=CS_SUSPENDED, next_lseq=self.next_lseq)
+        self.reason = reason
+        self.suspends += 1
+        self.linked = False
+        self.sender.reset()
+        for lseq in list(self.sync_wait):
+            # synchronous mode: the write is durable here and marked; complete it
+            self.node.complete_write(self.sync_wait.pop(lseq))
+        self._notify_suspend(now)
+
+    def _journal_to_marks(self):
+        st = self.store
+        for jseq, kind, lseq, vol, blk, t in st.j_entries():
+            if kind == J_RECORD or kind == J_COPY:
+                st.bm_set(vol, blk)
+        st.j_trim(st.j_next())
+        self.send_jseq = st.j_next()
+
+    def _notify_suspend(self, now):
+        codec.pack_suspend(self.tx, HDR_SIZE, self.reason)
+        self.node.emit(PORT_PEER, T_SUSPEND, self.cfg.peer, 1)
+        self.last_tx = now
+
+    def become_primary(self):
+        return S_BAD_STATE
+
+    def become_secondary(self):
+        """Failback: this board's pair is reversed. What its journal holds is marked
+        (the host merges the marks into the new primary's bitmap); the role changes."""
+        self._journal_to_marks()
+        self.store.commit(role=ROLE_SECONDARY, copy_state=CS_SIMPLEX, applied_n=0, applied_t=0,
+                          uip_n=0, uip_t=0, next_lseq=1)
+        return S_OK
+
+    def _copy_step(self, now):
+        """Journal up to _COPY_PER_TICK marked blocks as copy records."""
+        st = self.store
+        nvol = st.sb.nvol
+        done = 0
+        while done < _COPY_PER_TICK and st.j_depth() < self.cfg.copy_window:
+            if st.bm_total() == 0:
+                break
+            blk = st.bm_first(self.copy_vol, self.copy_blk)
+            if blk is None:
+                self.copy_vol = (self.copy_vol + 1) % nvol
+                self.copy_blk = 0
+                continue
+            buf = self.node.scratch
+            st.read_block(self.copy_vol, blk, buf)
+            st.j_append_record(self.next_lseq, self.copy_vol, blk, 0, buf, J_COPY)
+            self.copy_last = self.next_lseq
+            self.next_lseq += 1
+            st.bm_clear(self.copy_vol, blk)
+            self.copy_blk = blk + 1
+            self.copied += 1
+            done += 1
+        if done:
+            self.pump_due = True
+
     # -- bus -----------------------------------------------------------------------
     def on_beacon(self, now, src, t, new_master, warm):
-        if self.cfg.mode == MODE_CLOCKLESS or not warm:
-            # a master still collecting its members' clocks is no time source yet
+        if self.cfg.mode == MODE_CLOCKLESS or not warm or not t:
+            # a master still collecting its members' clocks is no time source yet (nor
+            # is a secondary, briefly master of this bus while a failback swaps roles)
             return
         # t is the master's sequence time at the end of the beacon, which is when we
         # read it (now) unless we were late to look: lateness only ever makes the
@@ -276,7 +470,10 @@ class Primary:
             self.node.mac.ready = self.ready(now)
         elif mtype == T_COPY_ACTIVE:
             role, peer, state, mode, inc = codec.unpack_copy_active(payload)
-            self.active[src] = state
+            if role == ROLE_PRIMARY:
+                self.active[src] = state
+            else:
+                self.active.pop(src, None)
 
     def accept_checkpoint(self, now, n, t):
         # A checkpoint is identified by its time T: during a change of master two
@@ -288,12 +485,20 @@ class Primary:
             return False
         if n <= self.ckpt_n:
             n = self.ckpt_n + 1 if n < self.ckpt_n else n
-        if not self.copy_active():
+        kind = J_CHECKPOINT
+        state = self.store.sb.copy_state
+        if state == CS_PENDING and self.last_stamp <= t and self.store.bm_total() == 0:
+            # every marked block is journaled as a copy and no write here is stamped
+            # after T: the secondary's volume will be exactly the cut at T. Join there.
+            kind = J_JOIN
+        elif state != CS_DUPLEX:
             self.ckpt_n, self.ckpt_t = n, t      # keep numbering, nothing to insert
             self.ckpt_known = True
+            if self.last_stamp < t:
+                self.last_stamp = t
             return False
         try:
-            self.store.j_append_checkpoint(n, t)
+            self.store.j_append_checkpoint(n, t, kind)
         except StoreError:
             # journal full: the next checkpoint covers this one
             self.node.c["markers_dropped"] += 1
@@ -302,7 +507,11 @@ class Primary:
         self.ckpt_known = True
         if self.last_stamp < t:
             self.last_stamp = t
-        self.store.commit(ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq, t_floor=self.last_stamp)
+        if kind == J_JOIN:
+            self.store.commit(copy_state=CS_DUPLEX, ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq,
+                              t_floor=self.last_stamp)
+        else:
+            self.store.commit(ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq, t_floor=self.last_stamp)
         self._pump(now)
         return True
 
@@ -314,10 +523,10 @@ class Primary:
         self.cycles += 1
         node = self.node
         sent = 0
-        group_active = self.copy_active()
+        group_active = self.shipping()
         if not group_active:
             for st in self.active.values():
-                if st == CS_DUPLEX:
+                if st == CS_DUPLEX or st == CS_PENDING:
                     group_active = True
                     break
         mac = node.mac
@@ -372,7 +581,7 @@ class Primary:
         self.last_rx = now
         if mtype == T_PEER_HELLO:
             role, node, session, expected = codec.unpack_peer_hello(payload)
-            if role != ROLE_SECONDARY or not self.copy_active():
+            if role != ROLE_SECONDARY or not self.shipping():
                 return
             if session == self.session:
                 if not self.linked:
@@ -388,16 +597,22 @@ class Primary:
             durable = codec.unpack_ack(payload)[0]
             for tag in self.sender.on_ack(ack, now):
                 self.store.j_trim(tag + 1)
-            if durable > self.acked_lseq:
-                self.records_acked += durable - self.acked_lseq
-                self.acked_lseq = durable
-                self._release_sync(durable)
+            self._acked(durable)
             self._pump(now)
         elif mtype == T_NAK:
             self.sender.on_nak(ack, now)
             self._pump(now)
         else:
             self.node.c["unknown_type"] += 1
+
+    def _acked(self, durable):
+        if durable > self.acked_lseq:
+            self.records_acked += durable - self.acked_lseq
+            self.acked_lseq = durable
+            top = durable if durable < self.copy_last else self.copy_last
+            if top - self.copy_base + 1 > self.copy_done:
+                self.copy_done = top - self.copy_base + 1
+            self._release_sync(durable)
 
     def _release_sync(self, durable):
         if self.sync_wait:
@@ -413,14 +628,11 @@ class Primary:
         # and the secondary ignores the ones it has
         cut = None
         for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
-            if kind == J_RECORD and lseq < expected:
+            if (kind == J_RECORD or kind == J_COPY) and lseq < expected:
                 cut = jseq + 1
         if cut is not None:
             self.store.j_trim(cut)
-        if expected - 1 > self.acked_lseq:
-            self.records_acked += expected - 1 - self.acked_lseq
-            self.acked_lseq = expected - 1
-            self._release_sync(self.acked_lseq)
+        self._acked(expected - 1)
         self.sender.reset()
         self.send_jseq = self.store.j_first()
         self.linked = True
@@ -461,23 +673,26 @@ class Primary:
         count = 0
         off = HDR_SIZE + 1
         last = -1
+        bkind = 0
         while True:
             e = pending if pending is not None else next(entries, None)
             pending = None
             if e is None:
                 break
             jseq, kind, lseq, vol, blk, t = e
-            if kind == J_CHECKPOINT:
+            if kind == J_CHECKPOINT or kind == J_JOIN:
                 if count:
                     self._carry = e          # close the batch; the marker goes next
                     break
                 codec.pack_checkpoint(buf, HDR_SIZE, lseq, t)
-                s.commit(T_CHECKPOINT, self.node.me, self.cfg.peer, self.cfg.group, 12, jseq)
+                s.commit(T_CHECKPOINT, self.node.me, self.cfg.peer, self.cfg.group, 12, jseq,
+                         F_COPY if kind == J_JOIN else 0)
                 self.send_jseq = jseq + 1
                 return True
-            if count == self.cfg.batch_max:
-                self._carry = e
+            if count == self.cfg.batch_max or count and kind != bkind:
+                self._carry = e              # a batch is all stream records or all copies
                 break
+            bkind = kind
             self.store.j_read_data(jseq, self.node.scratch)
             off = codec.pack_record(buf, off, vol, blk, t, lseq, self.node.scratch)
             count += 1
@@ -485,7 +700,9 @@ class Primary:
         if not count:
             return False
         codec.pack_batch_head(buf, HDR_SIZE, count)
-        flags = F_SYNC if self.cfg.mode == MODE_SYNC else 0
+        flags = F_SYNC if self.cfg.mode == MODE_SYNC and bkind == J_RECORD else 0
+        if bkind == J_COPY:
+            flags |= F_COPY
         s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last,
                  flags)
         self.records_moved += count
@@ -494,7 +711,14 @@ class Primary:
 
     # -- timers ----------------------------------------------------------------------
     def tick(self, now):
-        if not self.copy_active():
+        state = self.store.sb.copy_state
+        if state == CS_SUSPENDED:
+            if self.reason == R_OPERATOR and now - self.last_tx >= self.cfg.keepalive_us:
+                self._notify_suspend(now)    # the secondary leaves the group, not resigns
+            return
+        if state == CS_PENDING:
+            self._copy_step(now)
+        elif state != CS_DUPLEX:
             return
         if self.linked and now - self.last_rx >= self.cfg.peer_timeout_us:
             self.linked = False          # peer silent: hello again until it answers
@@ -503,8 +727,9 @@ class Primary:
             if now >= self.hello_at:
                 self.session = (self.session & ~0xFF) | ((self.session + 1) & 0xFF)
                 codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_PRIMARY, self.node.me,
-                                      self.session, self.next_lseq)
-                self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10)
+                                      self.session, self._first_lseq())
+                self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10,
+                               flags=F_COPY if state == CS_PENDING else 0)
                 self.hello_at = now + self.cfg.keepalive_us
             return
         self._pump(now)
@@ -513,8 +738,21 @@ class Primary:
             self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, 0)
             self.last_tx = now
 
+    def _first_lseq(self):
+        """The first record lseq the stream (re)starts with."""
+        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+            if kind == J_RECORD or kind == J_COPY:
+                return lseq
+        return self.next_lseq
+
     def deadline(self, now):
-        if not self.copy_active():
+        state = self.store.sb.copy_state
+        if state == CS_SUSPENDED:
+            return self.last_tx + self.cfg.keepalive_us if self.reason == R_OPERATOR else None
+        if state == CS_PENDING and self.store.bm_total() and \
+                self.store.j_depth() < self.cfg.copy_window:
+            return now
+        if not self.shipping():
             return None
         if not self.linked:
             return self.hello_at

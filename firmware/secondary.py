@@ -15,10 +15,19 @@
 # boots with UIP(n) not yet applied finishes the apply before anything else.
 # The table is soft state rebuilt from what members keep sending, so a new
 # master after an election picks up a round where the old one left it.
+#
+# Resync (the primary's pair is copy PENDING): the primary's HELLO says so; this
+# board applies what its journal still holds, then writes each copy record to its
+# volume on arrival (the volume is not consistent meanwhile, and the board is not
+# in the group: releases neither wait for it nor reach it). The join marker ends
+# the resync: the volume is then the cut at the marker's T, which becomes this
+# board's applied checkpoint, and the board counts in the group again.
+# A SUSPENDED pair (operator) is out of the group too; its volume stays at its
+# last applied checkpoint.
 from wire import *
 import codec
 from peerlink import Receiver
-from store import StoreError, J_RECORD, J_CHECKPOINT
+from store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY
 from node import PORT_BUS, PORT_PEER
 
 _HEARTBEAT = const(4)
@@ -34,6 +43,7 @@ M_APPLIED_T = const(3)
 M_UIP = const(4)
 M_RESIGNED = const(5)
 M_ACTIVE = const(6)
+M_STATE = const(7)
 
 
 class Secondary:
@@ -70,6 +80,10 @@ class Secondary:
         self.releases = 0
         self.resets = 0
         self.journal_full = 0
+        self.copy_in = 0             # copy records written in the current resync
+        self.joins = 0
+        self.hello_refused = 0
+        self.announce_due = False
 
     # -- state -------------------------------------------------------------------
     def state(self):
@@ -108,8 +122,12 @@ class Secondary:
             "records_received": self.records_moved, "records_applied": self.records_applied,
             "applies": self.applies, "releases": self.releases, "resets": self.resets,
             "frozen": self.frozen, "linked": self.linked, "journal_full": self.journal_full,
-            "next_lseq": self.next_lseq,
+            "next_lseq": self.next_lseq, "copy_in": self.copy_in, "joins": self.joins,
+            "hello_refused": self.hello_refused, "dirty_blocks": self.store.bm_total(),
         }
+
+    def ops_status(self):
+        return self.copy_in, 0, 0, 0
 
     # -- boot ----------------------------------------------------------------------
     def boot(self, now):
@@ -168,6 +186,8 @@ class Secondary:
         sb = self.store.sb
         if sb.copy_state == CS_FAILED_OVER:
             return S_OK
+        if sb.copy_state == CS_PENDING or sb.copy_state == CS_SIMPLEX:
+            return S_BAD_STATE               # resync running (or never copied): no image
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
                 else (sb.applied_n, sb.applied_t)
@@ -188,9 +208,30 @@ class Secondary:
             self._apply(n, t)
         elif t < sb.applied_t:
             return S_BAD_STATE               # already past the requested point
-        self.store.commit(copy_state=CS_FAILED_OVER, uip_n=0, uip_t=0)
+        # what the journal still holds is beyond the recovered point: those blocks were
+        # written at the primary and are not in this image, so a failback must copy them
+        st = self.store
+        for jseq, kind, lseq, vol, blk, rt in st.j_entries():
+            if kind == J_RECORD:
+                st.bm_set(vol, blk)
+        st.j_trim(st.j_next())
+        st.commit(copy_state=CS_FAILED_OVER, uip_n=0, uip_t=0)
         self.linked = False
         return S_OK
+
+    def become_primary(self):
+        """Failback: this failed-over board becomes its pair's primary; its bitmap (every
+        block changed since failover, plus the merged marks of the old primary) is what
+        the resync copies."""
+        sb = self.store.sb
+        if sb.copy_state != CS_FAILED_OVER:
+            return S_BAD_STATE
+        self.store.commit(role=ROLE_PRIMARY, copy_state=CS_SIMPLEX, ckpt_n=sb.applied_n,
+                          ckpt_t=sb.applied_t, t_floor=sb.applied_t, next_lseq=self.next_lseq)
+        return S_OK
+
+    def become_secondary(self):
+        return S_BAD_STATE
 
     def _last_record_time(self):
         last = 0
@@ -258,20 +299,40 @@ class Secondary:
 
     # -- peer link ------------------------------------------------------------------------
     def on_peer(self, now, mtype, flags, seq, ack, payload):
-        if self.store.sb.copy_state == CS_FAILED_OVER:
+        state = self.store.sb.copy_state
+        if state == CS_FAILED_OVER:
             return                   # the stream ended at failover
         self.last_rx = now
         if mtype == T_PEER_HELLO:
-            role, node, session, nxt = codec.unpack_peer_hello(payload)
+            role, node, session, first = codec.unpack_peer_hello(payload)
             if role != ROLE_PRIMARY:
                 self.node.c["unknown_type"] += 1
                 return
+            if flags & F_COPY:
+                if state != CS_PENDING:
+                    self._enter_pending(first)
+            elif state == CS_SUSPENDED:
+                # the primary streams as if we held its volume, but this board left the
+                # group: only a resync (a HELLO with COPY) brings it back
+                self.hello_refused += 1
+                return
+            elif state == CS_RESIGNED or state == CS_SIMPLEX:
+                # back after an outage the journal covered; or a pair established without
+                # a copy (both sides provisioned blank together: autostart, NOCOPY)
+                self.store.commit(copy_state=CS_DUPLEX)
             self.session = session
             self.rx.reset()
             self.linked = True
-            if self.store.sb.copy_state != CS_DUPLEX:
-                self.store.commit(copy_state=CS_DUPLEX)
             self._hello(session)
+            return
+        if mtype == T_SUSPEND:
+            reason = codec.unpack_suspend(payload)[0]
+            if reason == R_OPERATOR:
+                if state != CS_SUSPENDED:
+                    self.store.commit(copy_state=CS_SUSPENDED)
+            elif state == CS_DUPLEX:
+                self.store.commit(copy_state=CS_RESIGNED)
+            self.linked = False
             return
         if not self.linked:
             # data from a session we do not know (we rebooted): ask for a new HELLO
@@ -281,7 +342,7 @@ class Secondary:
         if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT:
             k = self.rx.classify(seq)
             if k == Receiver.ACCEPT:
-                if self._take(mtype, payload):
+                if self._take(mtype, flags, payload):
                     self.rx.advance()
                     self._ack()
             elif k == Receiver.DUPLICATE:
@@ -301,9 +362,44 @@ class Secondary:
         codec.pack_ack(self.tx, HDR_SIZE, self.next_lseq - 1)
         self.node.emit(PORT_PEER, T_ACK, self.cfg.peer, 4, ack=self.rx.expected)
 
-    def _take(self, mtype, payload):
+    def _enter_pending(self, first):
+        """A resync starts: finish what the journal holds (the volume is about to stop
+        being a consistent image anyway), then take copies from lseq `first` on."""
+        st = self.store
+        buf = self.node.scratch
+        for jseq, kind, lseq, vol, blk, t in st.j_entries():
+            if kind == J_RECORD:
+                st.j_read_data(jseq, buf)
+                st.write_block(vol, blk, buf)
+        st.j_trim(st.j_next())
+        for v in range(st.sb.nvol):
+            st.bm_clear_all(v)               # the resync overwrites whatever changed here
+        self.next_lseq = first
+        st.commit(copy_state=CS_PENDING, next_lseq=first, uip_n=0, uip_t=0)
+        self.records_acked = first - 1
+        self.copy_in = 0
+
+    def _join(self, n, t):
+        """The join marker: every copy is written, the volume is the cut at T."""
+        st = self.store
+        if st.sb.copy_state != CS_PENDING:
+            return                           # joined already (a marker sent again)
+        st.commit(copy_state=CS_DUPLEX, applied_n=n, applied_t=t, uip_n=0, uip_t=0,
+                  next_lseq=self.next_lseq)
+        self.ckpt_n, self.ckpt_t = n, t
+        self.released_seen = n
+        self.joins += 1
+        self.announce_due = True             # tell the rendezvous master at the next slot
+
+    def _take(self, mtype, flags, payload):
         """Journal one in-order frame. False: not all of it could be taken (retry later)."""
         st = self.store
+        if mtype == T_CHECKPOINT and flags & F_COPY:
+            n, t = codec.unpack_checkpoint(payload)
+            self._join(n, t)
+            return True
+        if mtype == T_WRITE_BATCH and flags & F_COPY:
+            return self._take_copies(payload)
         if mtype == T_CHECKPOINT:
             n, t = codec.unpack_checkpoint(payload)
             if t <= self.ckpt_t:
@@ -339,6 +435,39 @@ class Secondary:
         self.records_acked = self.next_lseq - 1
         return True
 
+    def _take_copies(self, payload):
+        """Resync records: written straight to the volume, in stream order."""
+        st = self.store
+        if st.sb.copy_state != CS_PENDING:
+            # copies mean the primary is resyncing (its HELLO said so, we missed it)
+            vol, blk, t, lseq, data, off = codec.unpack_record(payload, 1)
+            self._enter_pending(lseq)
+        count = codec.unpack_batch_head(payload)[0]
+        off = 1
+        nvol = st.sb.nvol
+        nblk = st.sb.vol_blocks
+        took = False
+        for _ in range(count):
+            vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
+            if lseq < self.next_lseq:
+                self.node.c["dup_records"] += 1
+                continue
+            if lseq > self.next_lseq:
+                break                            # a hole in the stream: wait for a resend
+            if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
+                self.node.c["records_rejected"] += 1
+            else:
+                st.write_block(vol, blk, data)
+                self.copy_in += 1
+                self.records_moved += 1
+            self.next_lseq = lseq + 1
+            took = True
+        if took:
+            # durable before the ack: the primary drops acknowledged copies
+            st.commit(next_lseq=self.next_lseq)
+        self.records_acked = self.next_lseq - 1
+        return lseq < self.next_lseq
+
     # -- bus -------------------------------------------------------------------------------
     def on_beacon(self, now, src, t, new_master, warm):
         self.node.mac.ready = True
@@ -349,7 +478,7 @@ class Secondary:
     def _member(self, src):
         m = self.members.get(src)
         if m is None:
-            m = [0, 0, 0, 0, False, False, True]
+            m = [0, 0, 0, 0, False, False, True, CS_DUPLEX]
             self.members[src] = m
         return m
 
@@ -376,13 +505,20 @@ class Secondary:
             if t > m[M_HELD_T]:
                 m[M_HELD_N], m[M_HELD_T] = n, t
             m[M_UIP] = bool(flags & F_UIP)
+            if not m[M_ACTIVE]:
+                m[M_ACTIVE] = True           # only group members report applies (a join)
+                m[M_STATE] = CS_DUPLEX
             if m[M_UIP] and t <= self.reset_t and self.node.mac.is_master():
                 self.reset_resend = 1
         elif mtype == T_COPY_ACTIVE:
             role, peer, state, mode, inc = codec.unpack_copy_active(payload)
+            if role != ROLE_SECONDARY:
+                self.members.pop(src, None)      # a primary (a failback swapping roles)
+                return
             m = self._member(src)
             m[M_ACTIVE] = state == CS_DUPLEX or state == CS_RESIGNED
             m[M_RESIGNED] = state == CS_RESIGNED
+            m[M_STATE] = state
         elif mtype == T_RESIGN:
             m = self._member(src)
             m[M_RESIGNED] = True
@@ -400,6 +536,7 @@ class Secondary:
         m[M_UIP] = sb.uip_n != 0
         m[M_RESIGNED] = sb.copy_state == CS_RESIGNED
         m[M_ACTIVE] = self.in_group()
+        m[M_STATE] = sb.copy_state
 
     def _take_over(self):
         """Just became master: pick up the round from the table (soft state)."""
@@ -427,7 +564,15 @@ class Secondary:
             self.was_master = True
             self._take_over()
         sent = 0
-        if self.in_group():
+        grouped = self.in_group()
+        if not grouped:
+            # the master's own pair may be suspended or in resync: it still runs the
+            # rendezvous for the others
+            for m in self.members.values():
+                if m[M_ACTIVE]:
+                    grouped = True
+                    break
+        if grouped:
             cont = self.policy == POLICY_CONTINUE
             table = []
             frozen = False
@@ -438,6 +583,10 @@ class Secondary:
                     # freeze: the consistency group is the configured set, so a board not
                     # (yet) copy-active holds releases back -- otherwise its volume would
                     # lag the others'. continue: skip it once it is known or gone.
+                    # A pair in resync or suspended by the operator is out of the group:
+                    # it is not waited for (it counts again once it joins).
+                    if m is not None and (m[M_STATE] == CS_PENDING or m[M_STATE] == CS_SUSPENDED):
+                        continue
                     if not cont or (m is None and mac.alive(mid, now)):
                         blocked = True
             for mid, m in self.members.items():
@@ -501,8 +650,9 @@ class Secondary:
             codec.pack_checkpoint(self.tx, HDR_SIZE, self.ckpt_n, self.ckpt_t)
             self.node.emit(PORT_BUS, T_CHECKPOINT, master, 12)
             budget -= 1
-        if budget and self.slots % _HEARTBEAT == 0:
+        if budget and (self.slots % _HEARTBEAT == 0 or self.announce_due):
             self._announce(BROADCAST)
+            self.announce_due = False
             budget -= 1
         if budget and not sent_uc and self.slots % _HEARTBEAT == 1:
             self._update_complete(master, 0)

@@ -55,6 +55,8 @@ _crc32 = binascii.crc32
 # journal entry kinds
 J_RECORD = const(1)
 J_CHECKPOINT = const(2)
+J_COPY = const(3)          # resync copy of a volume block (data); never redone at boot
+J_JOIN = const(4)          # end of a resync: the pair joins the group at checkpoint (n, t)
 
 STORE_VERSION = const(1)
 SB_MAGIC = const(0x1A5C5B01)      # below 2**30: a small int on MicroPython too
@@ -394,7 +396,7 @@ class Store:
             if hcrc != _crc32(hmv):
                 break
             kind = buf[JH_IDX_OFF]
-            if kind != J_RECORD and kind != J_CHECKPOINT:
+            if kind < J_RECORD or kind > J_JOIN:
                 break
             off = slot * IDX_SIZE
             idxmv[off:off + IDX_SIZE] = ent
@@ -427,9 +429,12 @@ class Store:
         self._tail = j + 1
         return j
 
-    def j_append_record(self, lseq, vol, blk, t, data):
-        """Journal one block write; durable when it returns. -> jseq."""
+    def j_append_record(self, lseq, vol, blk, t, data, kind=J_RECORD):
+        """Journal one block write (kind J_RECORD), or one resync copy of a block
+        (J_COPY); durable when it returns. -> jseq."""
         self._need()
+        if kind != J_RECORD and kind != J_COPY:
+            raise StoreError(S_BAD_STATE, "kind %r is not a data entry" % (kind,))
         self._chk(vol, blk)
         if len(data) != BLOCK_SIZE:
             raise StoreError(S_BAD_LENGTH, "record data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
@@ -437,16 +442,19 @@ class Store:
             raise StoreError(S_OUT_OF_RANGE, "lseq %r out of range" % (lseq,))
         if not isinstance(t, int) or t < 0 or t > _U64_MAX:
             raise StoreError(S_OUT_OF_RANGE, "time %r out of range" % (t,))
-        return self._append(J_RECORD, lseq, vol, blk, t, data, _crc32(data))
+        return self._append(kind, lseq, vol, blk, t, data, _crc32(data))
 
-    def j_append_checkpoint(self, n, t):
-        """Journal a checkpoint marker CHECKPOINT(n, t); durable when it returns. -> jseq."""
+    def j_append_checkpoint(self, n, t, kind=J_CHECKPOINT):
+        """Journal a checkpoint marker CHECKPOINT(n, t) (or, kind J_JOIN, the marker
+        that ends a resync); durable when it returns. -> jseq."""
         self._need()
+        if kind != J_CHECKPOINT and kind != J_JOIN:
+            raise StoreError(S_BAD_STATE, "kind %r is not a marker" % (kind,))
         if not isinstance(n, int) or n < 0 or n > _U32_MAX:
             raise StoreError(S_OUT_OF_RANGE, "checkpoint n %r out of range" % (n,))
         if not isinstance(t, int) or t < 0 or t > _U64_MAX:
             raise StoreError(S_OUT_OF_RANGE, "time %r out of range" % (t,))
-        return self._append(J_CHECKPOINT, n, 0, 0, t, None, 0)
+        return self._append(kind, n, 0, 0, t, None, 0)
 
     def j_entry(self, jseq):
         """-> (jseq, kind, lseq, vol, blk, t) of one live entry."""
@@ -479,7 +487,7 @@ class Store:
         slot = jseq % self._slots
         off = slot * IDX_SIZE
         kind = self._idx[off]
-        if kind != J_RECORD:
+        if kind != J_RECORD and kind != J_COPY:
             raise StoreError(S_BAD_STATE, "journal entry %d is not a record" % jseq)
         (dcrc,) = struct.unpack_from("<I", self._idx, off + IDX_SIZE - 4)
         self._rd(self.sb.j_start + 2 * slot, buf)
@@ -637,6 +645,52 @@ class Store:
                         v >>= 1
                         k += 1
                 byte += 1
+
+    def bm_total(self):
+        """Set bits over every volume."""
+        self._need()
+        n = 0
+        for c in self._bmtot:
+            n += c
+        return n
+
+    def bm_set_all(self, vol):
+        """Mark every block of `vol` (a full copy)."""
+        self._need()
+        self._chk(vol, 0)
+        nb = self.sb.bm_blocks
+        for bi in range(nb):
+            g = vol * nb + bi
+            c = struct.unpack_from("<H", self._bmc, 2 * g)[0]
+            full = self._bm_fill(self._bmv, g)
+            if full != c:
+                self._bm_update(g, full - c)
+
+    def bm_first(self, vol, start):
+        """The first set block of `vol` at or after `start`, or None."""
+        self._need()
+        self._chk(vol, 0)
+        sb = self.sb
+        nb = sb.bm_blocks
+        bm = self._bm
+        bi = start // BM_BITS
+        while bi < nb:
+            g = vol * nb + bi
+            if struct.unpack_from("<H", self._bmc, 2 * g)[0]:
+                base = bi * BM_BITS
+                lo = start - base if start > base else 0
+                byte = lo >> 3
+                off = g * BLOCK_SIZE
+                while byte < BM_BYTES:
+                    v = bm[off + byte]
+                    if v:
+                        for k in range(8):
+                            b = base + (byte << 3) + k
+                            if v & (1 << k) and b >= start:
+                                return b if b < sb.vol_blocks else None
+                    byte += 1
+            bi += 1
+        return None
 
     def bm_clear_all(self, vol):
         self._need()

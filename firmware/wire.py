@@ -49,6 +49,8 @@ F_REPLY = const(0x04)    # host-port reply
 F_SYNC = const(0x08)     # peer write record sent in synchronous mode
 F_UIP = const(0x10)      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
 F_WARM = const(0x20)     # beacon from a master whose clock is established (members may sync to it)
+F_COPY = const(0x40)     # peer: resync traffic (WRITE_BATCH of block copies, CHECKPOINT = join marker,
+                         # PEER_HELLO from a primary whose pair is copy pending)
 
 # ---- message types ----------------------------------------------------------
 # site bus
@@ -65,6 +67,7 @@ T_WRITE_BATCH = const(0x10)
 T_ACK = const(0x11)
 T_NAK = const(0x12)
 T_PEER_HELLO = const(0x13)
+T_SUSPEND = const(0x14)          # peer notice: the primary suspended the pair (unsequenced)
 # host port
 T_H_WRITE = const(0x20)
 T_H_READ = const(0x21)
@@ -87,15 +90,19 @@ P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data byt
 RECORD_HDR = const(19)
 P_ACK = "<I"                # highest record lseq durably journaled
 P_NAK = ""                  # empty; header ack = first seq wanted again
-P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / next lseq to send (primary)
+P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / first lseq it will send (primary)
+P_SUSPEND = "<B"            # reason (R_*)
 P_H_WRITE = "<BI"           # vol, block; then BLOCK_SIZE data bytes
 P_H_READ = "<BI"            # vol, block
 P_H_STATUS = ""             # empty
 P_H_COMMAND = "<BIQ"        # command (C_*), argument, second argument (e.g. FAILOVER: n, T)
 P_H_REPLY = "<B"            # status (S_*); then a body that depends on the request
 P_ERROR = "<BBH"            # error code (S_*), offending type, detail
-# reply body to H_STATUS (96 bytes):
-P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIII"
+# reply body to H_COMMAND(C_DIRTY_LIST): count, next block to ask for; then count x "<I" blocks
+P_DIRTY_HEAD = "<HI"
+DIRTY_MAX = const(100)
+# reply body to H_STATUS (121 bytes):
+P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIIIIIIIIIB"
 # role, node, copy_state, flags (ST_*), mode, policy, master (site master id, 0 = none), peer,
 # ckpt_n, ckpt_t        primary: last checkpoint accepted; secondary: highest checkpoint held
 # released_n            secondary: last RELEASE seen (primary: 0)
@@ -103,7 +110,11 @@ P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIII"
 # uip_n, uip_t          secondary: update in progress (0 = none)
 # journal_depth, journal_capacity, writes_completed, records_sent (primary) / received (secondary),
 # records_acked, seq_time_us, skew_us (last correction), skew_max_us, lag_us,
-# frames_bad, records_rejected
+# frames_bad, records_rejected,
+# dirty_blocks (change-bitmap bits set, all volumes), copy_done, copy_total (resync progress:
+# copy records acknowledged by the peer / done + still to do, current copy-pending phase),
+# pace_us (completion delay given to the last host write), pace_threshold (journal entries),
+# pace_max_us, suspend_reason (R_*, 0 = none)
 
 # ---- status codes (H_REPLY.status and ERROR.code) ----------------------------
 S_OK = const(0)
@@ -131,6 +142,8 @@ C_FAILBACK = const(6)
 C_SET_MODE = const(7)           # argument: MODE_*
 C_SET_POLICY = const(8)         # argument: POLICY_*
 C_REBOOT = const(9)
+C_DIRTY_LIST = const(10)        # argument: volume, second: first block -> marked blocks (P_DIRTY_HEAD)
+C_MARK_DIRTY = const(11)        # argument: volume, second: block -> set its change-bitmap bit
 
 # ---- roles, modes, states --------------------------------------------------
 ROLE_PRIMARY = const(1)
@@ -162,3 +175,4 @@ ST_MUST_COMPLETE = const(0x10)
 R_PEER_LOST = const(1)
 R_OPERATOR = const(2)
 R_ERROR = const(3)
+R_JOURNAL_FULL = const(4)       # auto-suspend: the primary's journal could not hold the outage

@@ -175,9 +175,9 @@ class Observer:
             return wrapped
 
         def take(orig):
-            def wrapped(role, mtype, payload):
+            def wrapped(role, mtype, flags, payload):
                 before = role.ckpt_t
-                ok = orig(role, mtype, payload)
+                ok = orig(role, mtype, flags, payload)
                 if mtype == wire.T_CHECKPOINT and role.ckpt_t != before:
                     obs.held.setdefault(role.ckpt_t, {}).setdefault(role.node.me, sched.now)
                 return ok
@@ -668,8 +668,10 @@ def bench_copy_latency(quick):
     notes += [
         "the simulator charges no time for disk or CPU, so its ratio shows only protocol waits; on a "
         "board each block write is an SD card write: 'block writes in the write' are those made before "
-        "the reply (copy active: journal data + journal header + volume), the last column adds the "
-        "checkpoint markers and superblock commits made between writes",
+        "the reply (copy active: journal data + journal header + volume; no copy: the volume, plus a "
+        "change-bitmap block the first time a block is written, so that a later start-copy moves only "
+        "written blocks), the last column adds the checkpoint markers and superblock commits made "
+        "between writes",
         "simulator: %d seed(s), 4 pairs, 40 writes/s; refused writes: no copy %d, copy %d"
         % (len(seeds), res[False]["failed"], res[True]["failed"]),
     ]

@@ -38,7 +38,9 @@ F_REPLY = 0x04    # host-port reply; seq echoes the request's seq
 F_SYNC = 0x08     # peer write record sent in synchronous mode
 F_UIP = 0x10      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
 F_WARM = 0x20     # beacon from a master whose clock is established (members may sync to it)
-FLAGS = {"RETX": F_RETX, "MORE": F_MORE, "REPLY": F_REPLY, "SYNC": F_SYNC, "UIP": F_UIP, "WARM": F_WARM}
+F_COPY = 0x40     # peer resync traffic: copy batch, join marker, HELLO of a copy-pending primary
+FLAGS = {"RETX": F_RETX, "MORE": F_MORE, "REPLY": F_REPLY, "SYNC": F_SYNC, "UIP": F_UIP, "WARM": F_WARM,
+         "COPY": F_COPY}
 
 # ---- message type codes (header byte 3) ---------------------------------------------------------
 T_COPY_ACTIVE = 0x01
@@ -53,6 +55,7 @@ T_WRITE_BATCH = 0x10
 T_ACK = 0x11
 T_NAK = 0x12
 T_PEER_HELLO = 0x13
+T_SUSPEND = 0x14
 T_H_WRITE = 0x20
 T_H_READ = 0x21
 T_H_STATUS = 0x22
@@ -69,14 +72,14 @@ STATUS = {
 # ---- host commands (H_COMMAND.command) -------------------------------------------------------------
 COMMANDS = {
     "START_COPY": 1, "STOP_COPY": 2, "SUSPEND": 3, "RESUME": 4, "FAILOVER": 5, "FAILBACK": 6,
-    "SET_MODE": 7, "SET_POLICY": 8, "REBOOT": 9,
+    "SET_MODE": 7, "SET_POLICY": 8, "REBOOT": 9, "DIRTY_LIST": 10, "MARK_DIRTY": 11,
 }
 ROLES = {"PRIMARY": 1, "SECONDARY": 2}
 MODES = {"CLOCK": 0, "CLOCKLESS": 1, "SYNC": 2}
 POLICIES = {"FREEZE": 0, "CONTINUE": 1}
 COPY_STATES = {"SIMPLEX": 0, "PENDING": 1, "DUPLEX": 2, "SUSPENDED": 3, "RESIGNED": 4, "FAILED_OVER": 5}
 STATUS_FLAGS = {"MASTER": 0x01, "UIP": 0x02, "COPY_ACTIVE": 0x04, "FROZEN": 0x08, "MUST_COMPLETE": 0x10}
-RESIGN_REASONS = {"PEER_LOST": 1, "OPERATOR": 2, "ERROR": 3}
+RESIGN_REASONS = {"PEER_LOST": 1, "OPERATOR": 2, "ERROR": 3, "JOURNAL_FULL": 4}
 
 # ---- payloads ---------------------------------------------------------------------------------------
 class _End(type(Terminated)):
@@ -113,6 +116,7 @@ ACK = Struct("lseq" / Int32ul, END)
 NAK = EMPTY
 PEER_HELLO = Struct(
     "role" / Int8ul, "node" / Int8ul, "incarnation" / Int32ul, "lseq" / Int32ul, END)
+SUSPEND = Struct("reason" / Int8ul, END)
 
 H_WRITE = Struct("vol" / Int8ul, "block" / Int32ul, "data" / Bytes(BLOCK_SIZE), END)
 H_READ = Struct("vol" / Int8ul, "block" / Int32ul, END)
@@ -131,6 +135,17 @@ STATUS_BODY = Struct(
     "records_sent" / Int32ul, "records_acked" / Int32ul,
     "seq_time_us" / Int64ul, "skew_us" / Int32sl, "skew_max_us" / Int32ul, "lag_us" / Int32ul,
     "frames_bad" / Int32ul, "records_rejected" / Int32ul,
+    "dirty_blocks" / Int32ul, "copy_done" / Int32ul, "copy_total" / Int32ul,
+    "pace_us" / Int32ul, "pace_threshold" / Int32ul, "pace_max_us" / Int32ul,
+    "suspend_reason" / Int8ul,
+    END)
+
+# body of the H_REPLY answering H_COMMAND(DIRTY_LIST)
+DIRTY_LIST = Struct(
+    "count" / Rebuild(Int16ul, len_(this.blocks)),
+    "next" / Int32ul,
+    Check(this.count <= 100),
+    "blocks" / Array(this.count, Int32ul),
     END)
 
 BUS, PEER, HOST = "site bus", "peer link", "host port"
@@ -149,6 +164,7 @@ MESSAGES = {
     "ack": (T_ACK, ACK, (PEER,)),
     "nak": (T_NAK, NAK, (PEER,)),
     "peer_hello": (T_PEER_HELLO, PEER_HELLO, (PEER,)),
+    "suspend": (T_SUSPEND, SUSPEND, (PEER,)),
     "h_write": (T_H_WRITE, H_WRITE, (HOST,)),
     "h_read": (T_H_READ, H_READ, (HOST,)),
     "h_status": (T_H_STATUS, H_STATUS, (HOST,)),

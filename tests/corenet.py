@@ -83,6 +83,7 @@ class Net:
                     disk = FaultyDisk(disk, random.Random(self.rng.random()))
                 Store.format(disk, role, me, peer, 0, nvol, vol_blocks, journal_slots)
                 self.boards[me] = Board(self, cfg, disk)
+                self.boards[me].site = "P" if role == ROLE_PRIMARY else "S"   # fixed: roles may swap
         for bid, (off, ppm) in (clocks or {}).items():
             self.boards[bid].offset, self.boards[bid].rate_ppm = off, ppm
         for b in self.boards.values():
@@ -97,7 +98,7 @@ class Net:
         return self.boards[self.ids[pair - 1][1]]
 
     def site_of(self, board):
-        return "P" if board.cfg.role == ROLE_PRIMARY else "S"
+        return board.site
 
     # -- delivery --------------------------------------------------------------------
     def _collect(self, b):
@@ -145,7 +146,7 @@ class Net:
                 self._deliver(sb.cfg.peer, PORT_PEER, frame)
             else:
                 for other in self.boards.values():
-                    if other.id != src and other.cfg.role == sb.cfg.role:
+                    if other.id != src and other.site == sb.site:
                         if ("busto", other.id) in self.held:
                             self.held_in.append((other.id, frame))
                         else:

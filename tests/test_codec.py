@@ -176,7 +176,7 @@ def test_status_body_layout():
     codes = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "i32": "i"}
     assert "<" + "".join(codes[k] for k in kinds) == wire.P_STATUS_BODY
     assert tuple(n for n, _ in F.field_kinds(F.STATUS_BODY)) == codec.STATUS_FIELDS
-    assert F.STATUS_BODY.sizeof() == codec.SZ_STATUS_BODY == 96
+    assert F.STATUS_BODY.sizeof() == codec.SZ_STATUS_BODY == 121
 
 
 def test_every_message_has_a_codec_pair():
@@ -403,7 +403,7 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match=r"error\.detail"):
         codec.pack_error(buf, 0, 1, 2, 0x10000)
     with pytest.raises(ValueError, match="skew_us"):
-        codec.pack_status_body(bytearray(96), 0, *([0] * 21 + [1 << 31] + [0] * 4))
+        codec.pack_status_body(bytearray(121), 0, *([0] * 21 + [1 << 31] + [0] * 11))
     with pytest.raises(ValueError, match=r"h_write\.data"):
         codec.pack_h_write(bytearray(600), 0, 0, 0, bytes(511))
     with pytest.raises(ValueError, match="count"):
@@ -462,3 +462,24 @@ def test_decode_names_the_failed_check():
                      (GOOD + b"\x00", "header says"), (_raw(_hdr(version=3), bytes(12)), "version")):
         with pytest.raises(ValueError, match=why):
             codec.decode(bad)
+
+
+# ---- C_DIRTY_LIST reply body ---------------------------------------------------------------------------
+@SETTINGS
+@given(blocks=st.lists(st.integers(0, 2 ** 32 - 1), max_size=wire.DIRTY_MAX),
+       nxt=st.integers(0, 2 ** 32 - 1))
+def test_dirty_list_both_ways(blocks, nxt):
+    body = F.DIRTY_LIST.build({"next": nxt, "blocks": blocks})
+    buf = bytearray(len(body) + 2)
+    assert codec.pack_dirty_list(buf, 2, nxt, blocks, len(blocks)) == len(buf)
+    assert bytes(buf[2:]) == body
+    assert codec.unpack_dirty_list(body) == (nxt, blocks)
+
+
+def test_dirty_list_rejects_bad_bodies():
+    with pytest.raises(ValueError, match="dirty_list"):
+        codec.unpack_dirty_list(b"\x02\x00" + bytes(4) + bytes(4))        # says 2, carries 1
+    with pytest.raises(ValueError, match="dirty_list"):
+        codec.unpack_dirty_list(b"\x00")
+    with pytest.raises(ValueError, match="dirty_list.count"):
+        codec.pack_dirty_list(bytearray(1000), 0, 0, [0] * 101, 101)
