@@ -170,17 +170,10 @@ class Primary:
 
     def ops_status(self):
         """(copy_done, copy_total, pace_us, suspend reason) for STATUS."""
-        total = self.copy_done
+        total = self.copy_last - self.copy_base + 1      # copies journaled in this phase
         if self.store.sb.copy_state == CS_PENDING:
-            total += self._copies_unacked() + self.store.bm_total()
+            total += self.store.bm_total()                 # and still to journal
         return self.copy_done, total, self.pace_us, self.reason
-
-    def _copies_unacked(self):
-        n = 0
-        for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
-            if kind == J_COPY and lseq > self.acked_lseq:
-                n += 1
-        return n
 
     # -- boot ----------------------------------------------------------------------
     def boot(self, now):

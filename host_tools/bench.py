@@ -11,7 +11,7 @@ import sys
 import time
 
 # modules that register more sections when imported (e.g. "host_tools.sim.bench")
-SECTION_MODULES = ("host_tools.sim.bench", "host_tools.bench_figures")
+SECTION_MODULES = ("host_tools.sim.bench", "host_tools.bench_figures", "host_tools.bench_ops")
 
 SECTIONS = {}     # name -> (function, help)
 
