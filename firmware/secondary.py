@@ -186,8 +186,8 @@ class Secondary:
         sb = self.store.sb
         if sb.copy_state == CS_FAILED_OVER:
             return S_OK
-        if sb.copy_state == CS_PENDING or sb.copy_state == CS_SIMPLEX:
-            return S_BAD_STATE               # resync running (or never copied): no image
+        if sb.copy_state == CS_PENDING:
+            return S_BAD_STATE               # resync running: the volume is no image
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
                 else (sb.applied_n, sb.applied_t)

@@ -12,7 +12,7 @@ import pytest
 from host_tools import cli, report
 from host_tools.bench_figures import Observer, build_world
 
-SECTIONS = ("async-sync", "goodput", "rpo", "ckpt-cost", "copy-latency", "heap")
+SECTIONS = ("async-sync", "goodput", "rpo", "ckpt-cost", "copy-latency", "heap", "ops")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MPY = shutil.which("node") is not None and os.path.isdir(os.path.join(ROOT, "node_modules", "@micropython"))
 
@@ -224,3 +224,17 @@ def test_observer_observes_without_steering():
     b = run(True)
     assert a[:4] == b[:4]
     assert b[4].issued and b[4].reset and b[4].frames
+
+
+def test_ops(figures):
+    sec = figures["ops"]
+    ic = rows(sec, 0)[0]
+    assert ic["all duplex"] is True and num(ic["slowest pair blocks/s"])
+    assert ic["copy records per pair"] == "/".join([str(ic["blocks per volume"])] * 4)
+    for r in rows(sec, 1):
+        assert r["rejoined"] is True
+        assert r["marked"] == r["copy records moved"] == r["blocks changed"] < r["host writes"]
+    off, on = rows(sec, 2)
+    assert off["refused"] == on["refused"] == 0
+    assert off["auto-suspends"] == 1 and off["largest delay ms"] == 0
+    assert on["auto-suspends"] == 0 and on["largest delay ms"] > 0 and on["p99 ms"] > off["p99 ms"]
