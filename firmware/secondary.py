@@ -174,8 +174,8 @@ class Secondary:
             self.policy = arg
             self.store.commit(policy=arg)
             return S_OK
-        if cmd == C_START_COPY:
-            return S_BAD_STATE       # a secondary joins when its primary starts copy
+        if cmd == C_START_COPY or cmd == C_SUSPEND or cmd == C_RESUME or cmd == C_STOP_COPY:
+            return S_BAD_STATE       # pair operations are the primary's (the secondary follows)
         return S_BAD_COMMAND
 
     def failover(self, n, t):

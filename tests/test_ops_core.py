@@ -367,3 +367,14 @@ def test_dirty_list_and_mark_reject_bad_addresses():
         net.command(p, C_MARK_DIRTY, 0, b)
     assert dirty_list(net, p) == list(range(0, 300, 2))     # more than one reply's worth
 
+
+
+def test_pair_operations_belong_to_the_primary():
+    net = Net(pairs=1)
+    net.advance(1000000)
+    for cmd in (C_START_COPY, C_STOP_COPY, C_SUSPEND, C_RESUME):
+        assert net.command(net.sec(1), cmd) == S_BAD_STATE
+    assert net.command(net.prim(1), C_RESUME) == S_OK            # duplex already: nothing to do
+    assert net.command(net.prim(1), C_SUSPEND) == S_OK
+    assert net.command(net.prim(1), C_SUSPEND) == S_OK           # idempotent
+    assert net.command(net.prim(1), 99) == S_BAD_COMMAND
