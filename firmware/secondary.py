@@ -563,6 +563,12 @@ class Secondary:
         if not self.was_master:
             self.was_master = True
             self._take_over()
+        sb = self.store.sb
+        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and self.rel_t > self.reset_t:
+            # our own pair joined (after a resync) below the round in progress: the release
+            # was decided while we were outside the group, so apply it now
+            self.on_release(now, self.rel_n, self.rel_t)
+            self._self_entry()
         sent = 0
         grouped = self.in_group()
         if not grouped:

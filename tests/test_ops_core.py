@@ -378,3 +378,36 @@ def test_pair_operations_belong_to_the_primary():
     assert net.command(net.prim(1), C_SUSPEND) == S_OK
     assert net.command(net.prim(1), C_SUSPEND) == S_OK           # idempotent
     assert net.command(net.prim(1), 99) == S_BAD_COMMAND
+
+
+def test_master_whose_pair_joins_below_the_round_in_progress_applies_it():
+    """The rendezvous master's own pair rejoins at a checkpoint older than one the master
+    released for the others meanwhile: the master must apply that release itself, or the
+    round never completes and the whole group stops releasing."""
+    net = Net(pairs=2)
+    net.advance(1000000)
+    p1, s1 = net.prim(1), net.sec(1)
+    assert s1.node.mac.is_master()
+    net.command(p1, C_SUSPEND)
+    for b in range(30):
+        net.write(p1, 0, b, block_of("m%d" % b))
+    net.command(p1, C_RESUME)
+    # let the primary journal every copy and its join marker, but keep them off the link
+    net.hold(("peer", p1.id))
+    while p1.store.sb.copy_state != CS_DUPLEX:
+        net.advance(5000)
+    # the other pair keeps releasing past the join checkpoint
+    net.write(net.prim(2), 0, 1, block_of("other"))
+    join_t = p1.node.role.ckpt_t
+    while net.sec(2).store.sb.applied_t <= join_t:
+        net.advance(20000)
+    net.release(("peer", p1.id))
+    wait_state(net, s1, CS_DUPLEX)
+    net.write(net.prim(2), 0, 2, block_of("later"))
+    net.write(p1, 0, 40, block_of("later"))
+    before = net.sec(2).store.sb.applied_n
+    quiesce(net)
+    assert net.sec(2).store.sb.applied_n > before + 2      # releases go on
+    assert s1.store.sb.applied_n == net.sec(2).store.sb.applied_n
+    assert_mirrored(net, 1)
+    assert_mirrored(net, 2)
