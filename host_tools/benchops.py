@@ -17,7 +17,7 @@ import wire
 
 from host_tools import benchrig
 from host_tools import checker
-from host_tools.client import HostClient, PortGone, ClientError, status_name
+from host_tools.client import HostClient, PortGone, ClientError, status_name, REASON_NAMES
 from host_tools.workload import Workload, WorkloadLog
 
 WORKLOAD_FILE = "workload.json"
@@ -70,12 +70,23 @@ def collect_status(bench, timeout=0.5):
 
 
 def pair_rows(bench, st):
+    """One row per pair from collect_status() output; boards are picked by their current
+    role (after a failback p<i> is the secondary of pair i)."""
     rows = []
     for i in range(bench["pairs"]):
-        p = st.get("p%d" % i)
-        s = st.get("s%d" % i)
+        try:
+            pb, sb = benchrig.pair_boards(bench, i)
+        except benchrig.BenchError:
+            pb, sb = {"name": "p%d" % i}, {"name": "s%d" % i}
+        p = st.get(pb["name"])
+        s = st.get(sb["name"])
+        pending = p is not None and p["copy_state"] == wire.CS_PENDING
+        reason = (p or {}).get("suspend_reason") or (s or {}).get("suspend_reason") or 0
         rows.append({
             "pair": i,
+            "p_name": pb["name"],
+            "s_name": sb["name"],
+            "boards": "%s>%s" % (pb["name"], sb["name"]),
             "primary": p and p["copy_state_name"],
             "secondary": s and s["copy_state_name"],
             "p_master": p["is_master"] if p else None,
@@ -93,15 +104,27 @@ def pair_rows(bench, st):
             "skew_max_us": p and p["skew_max_us"],
             "writes": p and p["writes_completed"],
             "frames_bad": (p["frames_bad"] if p else 0) + (s["frames_bad"] if s else 0),
+            "copy_done": p.get("copy_done") if p else None,
+            "copy_total": p.get("copy_total") if p else None,
+            "copy": ("%d/%d" % (p.get("copy_done", 0), p.get("copy_total", 0))) if pending else None,
+            "p_dirty": p.get("dirty_blocks") if p else None,
+            "s_dirty": s.get("dirty_blocks") if s else None,
+            "pace_us": p.get("pace_us") if p else None,
+            "pace_threshold": p.get("pace_threshold") if p else None,
+            "pace_max_us": p.get("pace_max_us") if p else None,
+            "suspend_reason": reason,
+            "reason": REASON_NAMES.get(reason, str(reason)) or None,
         })
     return rows
 
 
-_COLS = (("pair", "pair", 4), ("primary", "P state", 9), ("secondary", "S state", 11),
-         ("ckpt_seen", "ckpt", 6), ("held", "held", 6), ("released", "rel", 6),
-         ("applied", "applied", 7), ("uip", "uip", 5), ("p_journal", "P jrnl", 6),
-         ("s_journal", "S jrnl", 6), ("lag_ms", "lag ms", 7), ("apply_lag_ms", "S lag ms", 8),
-         ("skew_max_us", "skew us", 7), ("writes", "writes", 7), ("frames_bad", "bad", 4))
+_COLS = (("pair", "pair", 4), ("boards", "P > S", 9), ("primary", "P state", 9), ("secondary", "S state", 11),
+         ("copy", "copy", 9), ("ckpt_seen", "ckpt", 6), ("held", "held", 6),
+         ("released", "rel", 6), ("applied", "applied", 7), ("uip", "uip", 5),
+         ("p_journal", "P jrnl", 6), ("s_journal", "S jrnl", 6), ("p_dirty", "Pdirty", 6),
+         ("s_dirty", "Sdirty", 6), ("lag_ms", "lag ms", 7), ("apply_lag_ms", "S lag ms", 8),
+         ("pace_us", "pace us", 7), ("pace_threshold", "pace>", 5), ("skew_max_us", "skew us", 7),
+         ("writes", "writes", 7), ("frames_bad", "bad", 4), ("reason", "why", 8))
 
 
 def format_table(rows):
@@ -116,76 +139,124 @@ def format_table(rows):
     head = " ".join(h.rjust(w) for _, h, w in _COLS)
     lines = [head]
     for r in rows:
-        lines.append(" ".join(cell(r[k]).rjust(w) for k, _, w in _COLS))
+        lines.append(" ".join(cell(r.get(k)).rjust(w) for k, _, w in _COLS))
     return "\n".join(lines)
 
 
 # -- start copy --------------------------------------------------------------------------------
-def start_copy(bench, wait=True, timeout=20.0, log=None):
-    """C_START_COPY to every primary; with wait, until every pair is duplex and one
-    checkpoint has been applied everywhere. -> dict name -> status code."""
-    res = {}
-    for b in benchrig.primaries(bench):
-        with open_client(b, 2.0) as c:
-            res[b["name"]] = c.command(wire.C_START_COPY)
-    if not wait:
-        return res
-    end = time.monotonic() + timeout
-    while True:
-        st = collect_status(bench)
-        ok = all(s is not None and s["copy_state"] == wire.CS_DUPLEX for s in st.values()) and \
-            all(st[b["name"]]["applied_n"] >= 1 for b in benchrig.secondaries(bench))
-        if ok:
-            return res
-        if time.monotonic() > end:
-            raise ClientError("copy did not become active everywhere in %.0f s:\n%s"
-                              % (timeout, format_table(pair_rows(bench, st))))
-        time.sleep(0.1)
+def start_copy(bench, wait=True, timeout=20.0, log=None, full=False, progress=None):
+    """C_START_COPY to every primary (arg 1 with full: copy every block, else the blocks
+    marked since format); with wait, until every pair is duplex and a checkpoint has been
+    applied everywhere. -> dict name -> status code (see pairops.start_copy for more)."""
+    from host_tools import pairops
+    res, _ = pairops.start_copy(bench, full=full, wait=wait, timeout=timeout, progress=progress)
+    bad = {n: status_name(rc) for n, rc in res.items() if rc != wire.S_OK}
+    if wait and bad:
+        raise ClientError("START_COPY refused: %s" % ", ".join("%s %s" % kv for kv in sorted(bad.items())))
+    return res
 
 
 # -- workload over the host ports ------------------------------------------------------------------
+def _port_ident(path):
+    """Identity of a host port path: the symlink's inode and target (an emulated board
+    replaces its symlink at every boot), else None."""
+    try:
+        if os.path.islink(path):
+            return (os.lstat(path).st_ino, os.readlink(path))
+    except OSError:
+        pass
+    return None
+
+
 class SerialDriver:
     """Runs a host_tools.workload.Workload in real time against the primaries' host
-    ports: several writes in flight, pipelined on each port, one select() loop.
+    ports (or the given `boards`, one per pair, e.g. failed-over secondaries):
+    several writes in flight, pipelined on each port, one select() loop.
 
     A write completes (ok) on S_OK; S_NOT_READY / S_JOURNAL_FULL / S_BUSY_UIP (the
     board did not take it) are sent again after a short pause, keeping the issue time;
     any other status, or no answer within `write_timeout`, fails it (ok=False). A port
     that dies (the board was killed) leaves its outstanding writes in flight: their
-    outcome is unknown, which is exactly what the checker expects of them."""
+    outcome is unknown, which is exactly what the checker expects of them; the
+    workload gives up on them (Workload.abandon) and goes on with the other pairs.
+    Writes for a pair whose port is gone fail at once (the host's I/O error). Every
+    `reconnect_s` the driver looks whether a dead board came back (an emulated board
+    publishes a new host port symlink at boot; a real one reappears at its path) and
+    then writes to it again."""
 
-    def __init__(self, bench, workload, write_timeout=3.0, retry_pause=0.02, max_retries=200):
+    def __init__(self, bench, workload, write_timeout=3.0, retry_pause=0.02, max_retries=200,
+                 boards=None, reconnect_s=0.25):
         self.bench = bench
         self.wl = workload
         self.write_timeout = write_timeout
         self.retry_pause = retry_pause
         self.max_retries = max_retries
+        self.reconnect_us = int(reconnect_s * 1e6) if reconnect_s else 0
+        self.boards = {}
         self.clients = {}
-        for b in benchrig.primaries(bench):
+        self.ident = {}
+        for b in (benchrig.primaries(bench) if boards is None else boards):
+            self.boards[b["pair"]] = b
+            self.ident[b["pair"]] = _port_ident(b["host"])
             self.clients[b["pair"]] = open_client(b, write_timeout)
         self.dead = set()
         self.pending = {}           # (pair, tag) -> [request, deadline_us, attempts]
         self.retry = []             # [due_us, request, attempts]
-        self.unsent = 0             # writes handed out for a dead board
+        self.unsent = 0             # writes handed out for a dead board (failed at once)
+        self.abandoned = 0          # writes outstanding when their board died (in flight)
+        self.reconnects = 0
         self.retries = 0
         self.timeouts = 0
         self.errors = {}
         self.latencies = []
+        self._next_reconnect = 0
+
+    def _fail(self, req, now, why):
+        self.errors[why] = self.errors.get(why, 0) + 1
+        self.wl.complete(req.id, now, False)
 
     def _send(self, req, attempts, now):
         if req.pair in self.dead:
             self.unsent += 1
+            self._fail(req, now, "port gone")
             return
         c = self.clients[req.pair]
         try:
             tag = c.send(wire.T_H_WRITE, HostClient.write_payload(req.vol, req.block, req.data))
         except PortGone:
             self._dead(req.pair)
+            self.unsent += 1
+            self._fail(req, now, "port gone")     # maybe half sent: outcome unknown
             return
         self.pending[(req.pair, tag)] = [req, now + int(self.write_timeout * 1e6), attempts, now]
 
     def _dead(self, pair):
+        if pair in self.dead:
+            return
         self.dead.add(pair)
+        self.clients[pair].close()
+        for key in [k for k in self.pending if k[0] == pair]:
+            req = self.pending.pop(key)[0]
+            self.abandoned += 1
+            self.wl.abandon(req.id)
+
+    def _reconnect(self, now):
+        if not self.dead or not self.reconnect_us or now < self._next_reconnect:
+            return
+        self._next_reconnect = now + self.reconnect_us
+        for pair in sorted(self.dead):
+            b = self.boards[pair]
+            ident = _port_ident(b["host"])
+            if ident is not None and ident == self.ident[pair]:
+                continue                    # the same (dead) pty: not back yet
+            try:
+                c = open_client(b, self.write_timeout)
+            except Exception:
+                continue
+            self.clients[pair] = c
+            self.ident[pair] = ident
+            self.dead.discard(pair)
+            self.reconnects += 1
 
     def _on_reply(self, pair, r, now):
         ent = self.pending.pop((pair, r.tag), None)
@@ -226,6 +297,9 @@ class SerialDriver:
                 break
             if len(self.dead) == len(self.clients):
                 break
+            if wl.stopped and not self.pending and not self.retry:
+                break                       # nothing more can complete
+            self._reconnect(now)
             wake = wl.next_wakeup()
             cands = [now + 50000]
             if wake is not None:
@@ -274,10 +348,11 @@ class SerialDriver:
         lat = sorted(self.latencies)
         p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0) if lat else (lambda q: None)
         return {"issued": self.wl.issued, "completed_ok": self.wl.completed - self.wl.failed,
-                "failed": self.wl.failed, "in_flight": self.wl.outstanding,
+                "failed": self.wl.failed, "in_flight": self.wl.issued - self.wl.completed,
                 "retries": self.retries, "timeouts": self.timeouts, "errors": self.errors,
-                "dead_pairs": sorted(self.dead), "latency_ms_p50": p(0.5),
-                "latency_ms_p99": p(0.99)}
+                "dead_pairs": sorted(self.dead), "reconnects": self.reconnects,
+                "latency_ms_p50": p(0.5), "latency_ms_p99": p(0.99),
+                "latency_ms_max": lat[-1] / 1000.0 if lat else None}
 
 
 def make_workload(bench, kind="ims", rate=50.0, duration_s=5.0, seed=1, concurrency=4, burst=0):
@@ -308,10 +383,20 @@ def tqdm_progress(duration_s, enabled=True):
 
 
 def save_log(bench, log, extra=None):
+    """Save `log` as the bench's workload log. The log it replaces is folded into the
+    bench's history first (see fold_history), so that `verify` can tell the blocks of
+    earlier runs (still on the volumes) from stray data."""
     d = log.to_dict()
     if extra:
         d["meta"] = dict(d.get("meta") or {}, **extra)
     path = _path(bench, WORKLOAD_FILE)
+    if os.path.exists(path):
+        try:
+            old = WorkloadLog.load(path)
+        except (OSError, ValueError, KeyError):
+            old = None
+        if old is not None:
+            fold_history(bench, old)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(d, f, separators=(",", ":"))
@@ -324,6 +409,83 @@ def load_log(bench):
     if not os.path.exists(path):
         raise ClientError("no workload log in %s (run `arcopy workload` first)" % bench["dir"])
     return WorkloadLog.load(path)
+
+
+# -- history: blocks written by earlier workload runs ----------------------------------------------
+# A volume keeps what earlier runs wrote (data written before the copy started, the writes
+# of a workload before the last one, host writes at failed-over secondaries that failback
+# copied back). The checker knows only the current log and would call those blocks stray
+# payloads; the history lists them as (pair, vol, block, payload CRC) so that verify can
+# count them as "not written by this run" instead.
+HISTORY_FILE = "history.json"
+
+
+def load_history(bench):
+    """-> {(pair, vol, block): set of payload CRCs} of every earlier run's writes."""
+    path = _path(bench, HISTORY_FILE)
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for p, v, k, crc in json.load(f).get("blocks", ()):
+                out.setdefault((p, v, k), set()).add(crc)
+    return out
+
+
+def fold_history(bench, log):
+    """Add every write of `log` (whatever its outcome: a failed or in-flight write may be
+    on the volume too) to the bench's history."""
+    path = _path(bench, HISTORY_FILE)
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = json.load(f).get("blocks", [])
+    have = set(map(tuple, rows))
+    for e in log.entries:
+        data = log.payload(e.id)
+        row = (e.pair, e.vol, e.block, _crc_of(data))
+        if row not in have:
+            have.add(row)
+            rows.append(list(row))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"format": "arcopy-history", "version": 1, "blocks": rows}, f,
+                  separators=(",", ":"))
+    os.replace(tmp, path)
+    return len(rows)
+
+
+def _crc_of(data):
+    return int.from_bytes(bytes(data[-4:]), "little")
+
+
+def set_aside_history(images, log, history):
+    """In read-back `images` ({pair: {vol: {block: data}}}), blank every block that holds
+    a payload of an earlier run (in `history`, and not a write of the current `log`):
+    for this run's check that block was never written. -> number of blocks blanked."""
+    from host_tools import payload as _payload
+    if not history:
+        return 0
+    by_id = {e.id: e for e in log.entries}
+    n = 0
+    for pair, vols in images.items():
+        for vol, image in vols.items():
+            for blk in list(dict.keys(image)):
+                data = dict.get(image, blk)
+                if data is None:
+                    continue
+                crcs = history.get((pair, vol, blk))
+                if not crcs or _crc_of(data) not in crcs:
+                    continue
+                st = _payload.inspect(data)
+                if st.status != _payload.VALID:
+                    continue
+                e = by_id.get(st.payload.serial)
+                if e is not None and e.address == (pair, vol, blk) and \
+                        log.payload(e.id) == bytes(data):
+                    continue                        # this run's write
+                dict.__setitem__(image, blk, None)
+                n += 1
+    return n
 
 
 # -- disaster ------------------------------------------------------------------------------------
@@ -556,7 +718,9 @@ def read_volumes(bench, boards=None, window=8, timeout=2.0, busy_timeout=20.0):
 
 
 def verify(bench, log=None, disaster_us=None):
-    """Read the secondaries back and check them against the workload log. -> Report, stats."""
+    """Read the secondaries back and check them against the workload log. -> Report, stats.
+    Blocks that hold a write of an earlier run (the bench's history) count as not
+    written by this run (stats["earlier_blocks"])."""
     if log is None:
         log = load_log(bench)
     if disaster_us is None:
@@ -564,5 +728,6 @@ def verify(bench, log=None, disaster_us=None):
         if d and log.start_us is not None and d["disaster_us"] >= log.start_us:
             disaster_us = d["disaster_us"]
     images, stats = read_volumes(bench)
+    stats["earlier_blocks"] = set_aside_history(images, log, load_history(bench))
     rep = checker.check(log, images, disaster_us=disaster_us)
     return rep, stats

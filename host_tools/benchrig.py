@@ -14,10 +14,13 @@ Everything about a bench lives in one directory (``--dir``, default
     <name>.state        written by the board at boot: pid, host tty
     <name>.log          its stdout/stderr
     workload.json       the last workload log (written by `arcopy workload`)
+    history.json        blocks written by earlier workloads (see benchops.save_log)
     disaster.json       the instant of the last disaster (written by `arcopy disaster`)
 
 Names: primaries p0..p{n-1} (node ids 1..n), secondaries s0..s{n-1} (ids 129..128+n);
-pair i is p<i> -> s<i>, and is pair i of the workloads.
+pair i is p<i> -> s<i>, and is pair i of the workloads. After `arcopy failback` the roles
+are swapped (each board's "role" in the bench file and its config file): p<i> is then
+the secondary of pair i and s<i> its primary; commands pick boards by role.
 """
 import json
 import os
@@ -171,6 +174,42 @@ def secondaries(bench):
     return [b for b in bench["boards"] if b["role"] == "secondary"]
 
 
+def pair_boards(bench, pair):
+    """-> (primary, secondary) board dicts of pair `pair`, by their current roles (after a
+    failback the p<i> board is the secondary and s<i> the primary)."""
+    prim = sec = None
+    for b in bench["boards"]:
+        if b.get("pair") == pair:
+            if b["role"] == "primary":
+                prim = b
+            elif b["role"] == "secondary":
+                sec = b
+    if prim is None or sec is None:
+        raise BenchError("pair %r has no primary/secondary on this bench" % (pair,))
+    return prim, sec
+
+
+def swap_roles(bench, pairs=None):
+    """Record that pairs (default: all) changed direction (failback): each board of the
+    pair takes the other role, in the bench file and in the board's config file (so a
+    restarted emulated board boots in its new role). -> list of pairs swapped."""
+    pairs = range(bench["pairs"]) if pairs is None else pairs
+    done = []
+    for i in pairs:
+        prim, sec = pair_boards(bench, i)
+        for b, role in ((prim, "secondary"), (sec, "primary")):
+            b["role"] = role
+            path = b.get("config")
+            if path and os.path.exists(path):
+                conf = _read_json(path)
+                conf["role"] = wire.ROLE_PRIMARY if role == "primary" else wire.ROLE_SECONDARY
+                _write_json(path, conf)
+        done.append(i)
+    bench["failbacks"] = bench.get("failbacks", 0) + 1
+    save(bench)
+    return done
+
+
 def board_alive(b):
     return pid_alive(b.get("pid"), _marker(b["config"]))
 
@@ -261,7 +300,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         if f.endswith((".img", ".state", ".host", ".log")) or f in (
-                "workload.json", "disaster.json", "hub.state", "report.json"):
+                "workload.json", "disaster.json", "hub.state", "report.json", "history.json"):
             try:
                 os.unlink(os.path.join(d, f))
             except OSError:

@@ -8,6 +8,8 @@ pseudo-terminal: it only speaks the wire protocol (protocol/SPEC.md).
     c.read(0, 17)                   -> (status, 512 bytes or b"")
     c.status()                      -> dict (STATUS body fields, plus decoded names)
     c.command(C_FAILOVER, n, t)     -> status
+    c.command_reply(cmd, a, a2)     -> Reply (status and body)
+    c.dirty_list(vol, vol_blocks)   -> blocks marked in the change bitmap (C_DIRTY_LIST)
     c.request(mtype, payload)       -> Reply(status, body, mtype, tag, error)
 
 Requests carry a 16-bit tag in the header's seq field (never 0: the board tags
@@ -22,6 +24,7 @@ For pipelined use (many requests outstanding, several boards, one select loop):
 replies, ``fileno()`` is for select.
 """
 import select
+import struct
 import time
 from collections import namedtuple
 
@@ -41,6 +44,8 @@ COPY_STATE_NAMES = {getattr(wire, n): n[3:] for n in dir(wire) if n.startswith("
 ROLE_NAMES = {wire.ROLE_PRIMARY: "primary", wire.ROLE_SECONDARY: "secondary"}
 MODE_NAMES = {wire.MODE_CLOCK: "clock", wire.MODE_CLOCKLESS: "clockless", wire.MODE_SYNC: "sync"}
 POLICY_NAMES = {wire.POLICY_FREEZE: "freeze", wire.POLICY_CONTINUE: "continue"}
+REASON_NAMES = {0: "", wire.R_PEER_LOST: "peer-lost", wire.R_OPERATOR: "operator",
+                wire.R_ERROR: "error", wire.R_JOURNAL_FULL: "auto"}
 FLAG_NAMES = (("is_master", wire.ST_MASTER), ("uip", wire.ST_UIP), ("copy_active", wire.ST_COPY_ACTIVE),
               ("frozen", wire.ST_FROZEN), ("must_complete", wire.ST_MUST_COMPLETE))
 
@@ -69,6 +74,8 @@ def decode_status(body):
     d["copy_state_name"] = COPY_STATE_NAMES.get(d["copy_state"], str(d["copy_state"]))
     d["mode_name"] = MODE_NAMES.get(d["mode"], str(d["mode"]))
     d["policy_name"] = POLICY_NAMES.get(d["policy"], str(d["policy"]))
+    if "suspend_reason" in d:
+        d["suspend_reason_name"] = REASON_NAMES.get(d["suspend_reason"], str(d["suspend_reason"]))
     for name, bit in FLAG_NAMES:
         d[name] = bool(d["flags"] & bit)
     return d
@@ -266,3 +273,41 @@ class HostClient:
     def command(self, cmd, arg=0, arg2=0, timeout=None):
         """Host command (C_*); -> status."""
         return self.request(wire.T_H_COMMAND, self.command_payload(cmd, arg, arg2), timeout).status
+
+    def command_reply(self, cmd, arg=0, arg2=0, timeout=None, idempotent=False):
+        """Host command (C_*); -> Reply (status and the reply body after the status byte).
+        Only read-only commands (e.g. C_DIRTY_LIST) may pass idempotent=True."""
+        return self.request(wire.T_H_COMMAND, self.command_payload(cmd, arg, arg2), timeout,
+                            None, idempotent)
+
+    def dirty_list(self, vol, vol_blocks, timeout=None):
+        """Every block of volume `vol` (of `vol_blocks` blocks) marked in the board's change
+        bitmap, asked page by page with C_DIRTY_LIST; -> sorted list of block numbers.
+        Raises ClientError if refused or if the board makes no progress."""
+        out = set()
+        first = 0
+        while first < vol_blocks:
+            r = self.command_reply(wire.C_DIRTY_LIST, vol, first, timeout, idempotent=True)
+            if r.status != wire.S_OK or r.error:
+                raise ClientError("%s: DIRTY_LIST vol %d from block %d refused: %s"
+                                  % (self.path, vol, first, status_name(r.status)))
+            count, nxt, blocks = unpack_dirty_list(r.body)
+            out.update(blocks)
+            if nxt <= first:
+                raise ClientError("%s: DIRTY_LIST vol %d from block %d: next block %d"
+                                  % (self.path, vol, first, nxt))
+            first = nxt
+        return sorted(out)
+
+
+def unpack_dirty_list(body):
+    """C_DIRTY_LIST reply body (after the status byte) -> (count, next_block, [blocks])."""
+    head = struct.calcsize(wire.P_DIRTY_HEAD)
+    if len(body) < head:
+        raise ClientError("DIRTY_LIST reply body of %d bytes" % len(body))
+    count, nxt = struct.unpack_from(wire.P_DIRTY_HEAD, body, 0)
+    if len(body) != head + 4 * count:
+        raise ClientError("DIRTY_LIST reply: %d blocks announced, body of %d bytes"
+                          % (count, len(body)))
+    blocks = list(struct.unpack_from("<%dI" % count, body, head)) if count else []
+    return count, nxt, blocks

@@ -313,6 +313,7 @@ class Workload(object):
         self.issued = 0
         self.completed = 0
         self.failed = 0
+        self.abandoned = 0              # writes given up without an outcome (in flight)
         self.max_outstanding = 0
 
     # -- public interface -----------------------------------------------------------
@@ -393,6 +394,26 @@ class Workload(object):
         self._check_stop(now_us)
         if not self.stopped:
             self._poll_hint = now_us
+
+    def abandon(self, write_id):
+        """Give up on write ``write_id`` without an outcome (the subsystem died with it
+        outstanding): the log keeps it in flight (it may or may not have happened), its
+        block is never written again, and its chain ends (nothing may depend on it), so
+        the stream goes on with a new chain."""
+        s = self._waiting.pop(write_id, None)
+        if s is None:
+            raise KeyError("abandon of unknown or already completed write %r" % (write_id,))
+        e = self.log.get(write_id)
+        self._poisoned.add(e.address)
+        self.abandoned += 1
+        if s.transient:
+            s = None
+        else:
+            self._new_chain(s)
+            self._ready.append(s)
+        self._check_stop(self._now if self._now is not None else e.issue_us)
+        if not self.stopped:
+            self._poll_hint = self._now
 
     def next_wakeup(self):
         """Time (us) at which ``poll`` should be called even if no write completes before,

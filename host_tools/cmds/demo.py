@@ -123,7 +123,7 @@ def run(args):
         except Exception:
             pass
         pre = snap.get("status") or {}
-        skew = [s["skew_max_us"] for n, s in pre.items() if s and n.startswith("p")]
+        skew = [s["skew_max_us"] for s in pre.values() if s and s["role_name"] == "primary"]
         result = {
             "consistent": rep.consistent,
             "pairs": args.pairs,

@@ -1,5 +1,7 @@
-"""arcopy start-copy: C_START_COPY to every primary of the bench, then wait until every
-pair is duplex and a first checkpoint has been applied at every secondary."""
+"""arcopy start-copy: C_START_COPY to every primary of the bench (the initial copy: the
+blocks written since format, or every block with --full), then wait until every pair
+is duplex and a first checkpoint has been applied at every secondary, with a progress
+bar of the blocks copied."""
 import sys
 
 from host_tools.cmds import add_dir, bench_dir
@@ -7,21 +9,39 @@ from host_tools.cmds import add_dir, bench_dir
 
 def add_arguments(parser):
     add_dir(parser)
+    parser.add_argument("--full", action="store_true",
+                        help="copy every block (default: only the blocks written since format)")
     parser.add_argument("--no-wait", action="store_true", help="send the commands and return")
-    parser.add_argument("--timeout", type=float, default=20.0, help="seconds to wait (default 20)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
 
 
 def run(args):
-    from host_tools import benchrig, benchops
+    from host_tools import benchrig, pairops
     from host_tools.client import ClientError, status_name
+    prog = None
     try:
         bench = benchrig.load(bench_dir(args))
-        res = benchops.start_copy(bench, wait=not args.no_wait, timeout=args.timeout)
+        prog = None if args.no_wait else pairops.CopyProgress("initial copy")
+        res, copied = pairops.start_copy(bench, full=args.full, wait=not args.no_wait,
+                                         timeout=args.timeout, progress=prog)
     except (benchrig.BenchError, ClientError) as e:
+        if prog is not None:
+            prog.close()
         print("error: %s" % e, file=sys.stderr)
         return 1
+    if prog is not None:
+        prog.close()
     for n, rc in sorted(res.items()):
-        print("%s: START_COPY -> %s" % (n, status_name(rc)))
-    if not args.no_wait:
+        print("%s: START_COPY%s -> %s" % (n, "(full)" if args.full else "", status_name(rc)))
+    ok = all(rc == 0 for rc in res.values())
+    if copied:
+        print(prog.final_line())
+        print_copied(copied)
         print("copy active on %d pairs" % bench["pairs"])
-    return 0 if all(rc == 0 for rc in res.values()) else 1
+    return 0 if ok else 1
+
+
+def print_copied(copied):
+    for i, c in sorted(copied.items()):
+        print("pair %d (%s -> %s): %d blocks copied" % (i, c["primary"], c["secondary"],
+                                                        c["copied"]))

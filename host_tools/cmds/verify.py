@@ -25,7 +25,9 @@ def run(args):
         d["reads"] = stats
         print(json.dumps(d, indent=1))
     else:
-        print("read %d blocks from %d secondaries (%d busy retries, %d failed)"
-              % (stats["reads"], bench["pairs"], stats["busy_retries"], stats["failed"]))
+        print("read %d blocks from %d secondaries (%d busy retries, %d failed%s)"
+              % (stats["reads"], bench["pairs"], stats["busy_retries"], stats["failed"],
+                 ", %d hold writes of earlier runs" % stats["earlier_blocks"]
+                 if stats.get("earlier_blocks") else ""))
         print(rep.summary())
     return 0 if rep.consistent else 1

@@ -1,6 +1,8 @@
-"""arcopy workload: drive host writes into the primaries in real time (a Workload from
-host_tools/workload.py over the host ports), with a progress bar; the workload log
-(issue and completion times of every write) is saved in the bench directory."""
+"""arcopy workload: drive host writes into the primaries (or, with --to secondaries, the
+failed-over secondaries) in real time (a Workload from host_tools/workload.py over the
+host ports), with a progress bar; the workload log (issue and completion times of every
+write) is saved in the bench directory, and the log it replaces goes into the bench's
+history (see benchops.save_log)."""
 import json
 
 from host_tools.cmds import add_dir, load_bench
@@ -14,18 +16,22 @@ def add_arguments(parser):
     parser.add_argument("--concurrency", type=int, default=4, help="parallel streams (default 4)")
     parser.add_argument("--burst", type=int, default=0, help="extra unpaced streams at the start")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--to", default="primaries", choices=("primaries", "secondaries"),
+                        help="write into the primaries (default) or, after a failover, into "
+                             "the failed-over secondaries")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
 def run(args):
-    from host_tools import benchops
+    from host_tools import benchops, benchrig
     bench = load_bench(args)
     if bench is None:
         return 1
     wl = benchops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
                                 args.concurrency, args.burst)
-    drv = benchops.SerialDriver(bench, wl)
+    boards = benchrig.secondaries(bench) if args.to == "secondaries" else None
+    drv = benchops.SerialDriver(bench, wl, boards=boards)
     cb, close = benchops.tqdm_progress(args.duration, not args.no_progress and not args.json)
     try:
         log = drv.run(progress=cb)

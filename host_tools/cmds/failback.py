@@ -1,0 +1,53 @@
+"""arcopy failback: after `arcopy failover` (and host writes at the secondaries), make
+the failed-over secondaries the primaries and copy back only what changed:
+FAILBACK(secondary) to the old primaries, their changed blocks merged into their peers'
+bitmaps, FAILBACK(primary) to the old secondaries, then wait (progress bar) until every
+pair is duplex in the new direction. The bench file records the swapped roles, so that
+workload, disaster, failover and verify follow."""
+import json
+import sys
+
+from host_tools.cmds import add_dir, bench_dir
+
+
+def add_arguments(parser):
+    add_dir(parser)
+    parser.add_argument("--no-wait", action="store_true",
+                        help="return once the commands are sent (the copy back runs on)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args):
+    from host_tools import benchrig, pairops
+    from host_tools.client import ClientError
+    prog = None
+    try:
+        bench = benchrig.load(bench_dir(args))
+        prog = None if (args.no_wait or args.json) else pairops.CopyProgress("copy back")
+        res = pairops.failback(bench, wait=not args.no_wait, timeout=args.timeout,
+                               progress=prog, log=None if args.json else print)
+    except (benchrig.BenchError, ClientError) as e:
+        if prog is not None:
+            prog.close()
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    if prog is not None:
+        prog.close()
+    if args.json:
+        print(json.dumps(res, indent=1, sort_keys=True))
+        return 0 if res["ok"] else 1
+    if not res["ok"]:
+        print("failback FAILED: %s" % ", ".join("%s %s" % kv for kv in sorted(res["results"].items())))
+        return 1
+    if prog is not None:
+        print(prog.final_line())
+    for i, p in sorted(res["pairs"].items()):
+        line = "pair %d: primary %s -> secondary %s" % (i, p["old_secondary"], p["old_primary"])
+        if "copied" in p:
+            line += ": %d blocks copied (%d marked at %s merged)" % (
+                p["copied"], p["merged"], p["old_primary"])
+        print(line)
+    print("failback done: primaries now %s" % ", ".join(
+        b["name"] for b in benchrig.primaries(benchrig.load(bench["dir"]))))
+    return 0
