@@ -266,7 +266,12 @@ class Node:
     def _failback(self, now, new_role):
         """Reverse the pair: an old primary becomes a secondary (new_role 2), a failed-over
         secondary becomes a primary that resyncs its peer (new_role 1)."""
-        if new_role == self.cfg.role or new_role not in (ROLE_PRIMARY, ROLE_SECONDARY):
+        if new_role not in (ROLE_PRIMARY, ROLE_SECONDARY):
+            return S_BAD_STATE
+        if new_role == self.cfg.role:
+            # done already (a retried command): a primary in resync or duplex, a secondary
+            if new_role == ROLE_SECONDARY or self.store.sb.copy_state in (CS_PENDING, CS_DUPLEX):
+                return S_OK
             return S_BAD_STATE
         st = self.role.become_primary() if new_role == ROLE_PRIMARY else self.role.become_secondary()
         if st != S_OK:

@@ -84,6 +84,7 @@ class Primary:
         self.paced = 0               # host writes whose completion was delayed
         self.reason = 0              # why the pair is suspended (R_*), 0 = not suspended
         self.suspends = 0
+        self.pending_heard = 0       # checkpoints accepted since this resync began
 
     # -- state -----------------------------------------------------------------------
     def copy_active(self):
@@ -201,6 +202,8 @@ class Primary:
                     self.last_stamp = t
             elif lseq > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = lseq, t
+        self.reason = sb.suspend_reason if sb.copy_state == CS_SUSPENDED else 0
+        self.pending_heard = 0
         self.copy_base = first if first is not None else self.next_lseq
         if self.copy_last < self.copy_base:
             self.copy_last = self.copy_base - 1
@@ -319,7 +322,7 @@ class Primary:
             return S_OK
         if cmd == C_STOP_COPY:
             self._journal_to_marks()
-            self.store.commit(copy_state=CS_SIMPLEX)
+            self.store.commit(copy_state=CS_SIMPLEX, suspend_reason=0)
             self.linked = False
             self.reason = 0
             return S_OK
@@ -328,7 +331,8 @@ class Primary:
     # -- pair state changes ---------------------------------------------------------
     def start_pending(self, now):
         """Begin a resync (first copy or resume): ship every marked block, then join."""
-        self.store.commit(copy_state=CS_PENDING)
+        self.store.commit(copy_state=CS_PENDING, suspend_reason=0)
+        self.pending_heard = 0
         self.copy_base = self.next_lseq
         self.copy_last = self.next_lseq - 1
         self.acked_lseq = self.next_lseq - 1
@@ -341,7 +345,7 @@ class Primary:
     def suspend(self, now, reason):
         """Stop shipping: what the journal still holds becomes bitmap marks."""
         self._journal_to_marks()
-        self.store.commit(copy_state=CS_SUSPENDED, next_lseq=self.next_lseq)
+        self.store.commit(copy_state=CS_SUSPENDED, next_lseq=self.next_lseq, suspend_reason=reason)
         self.reason = reason
         self.suspends += 1
         self.linked = False
@@ -480,9 +484,15 @@ class Primary:
             n = self.ckpt_n + 1 if n < self.ckpt_n else n
         kind = J_CHECKPOINT
         state = self.store.sb.copy_state
-        if state == CS_PENDING and self.last_stamp <= t and self.store.bm_total() == 0:
+        if state == CS_PENDING:
+            self.pending_heard += 1
+        if state == CS_PENDING and self.pending_heard > 1 and self.last_stamp <= t \
+                and self.store.bm_total() == 0:
             # every marked block is journaled as a copy and no write here is stamped
             # after T: the secondary's volume will be exactly the cut at T. Join there.
+            # Not at the first checkpoint heard while pending: that may be a reminder of
+            # a cut made before unstamped (simplex, suspended) writes that the copies
+            # carry; the next one is cut a full interval after the resync began.
             kind = J_JOIN
         elif state != CS_DUPLEX:
             self.ckpt_n, self.ckpt_t = n, t      # keep numbering, nothing to insert
@@ -719,10 +729,11 @@ class Primary:
         if not self.linked:
             if now >= self.hello_at:
                 self.session = (self.session & ~0xFF) | ((self.session + 1) & 0xFF)
+                first, resync = self._stream_start()
                 codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_PRIMARY, self.node.me,
-                                      self.session, self._first_lseq())
+                                      self.session, first)
                 self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10,
-                               flags=F_COPY if state == CS_PENDING else 0)
+                               flags=F_COPY if resync or state == CS_PENDING else 0)
                 self.hello_at = now + self.cfg.keepalive_us
             return
         self._pump(now)
@@ -731,12 +742,18 @@ class Primary:
             self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, 0)
             self.last_tx = now
 
-    def _first_lseq(self):
-        """The first record lseq the stream (re)starts with."""
+    def _stream_start(self):
+        """(first record lseq the stream (re)starts with, whether the journal still holds
+        resync entries). With resync entries the HELLO says COPY even after the join, so
+        a secondary that missed the start of the resync still learns of it."""
+        first = None
+        resync = False
         for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
-            if kind == J_RECORD or kind == J_COPY:
-                return lseq
-        return self.next_lseq
+            if first is None and (kind == J_RECORD or kind == J_COPY):
+                first = lseq
+            if kind == J_COPY or kind == J_JOIN:
+                resync = True
+        return (first if first is not None else self.next_lseq), resync
 
     def deadline(self, now):
         state = self.store.sb.copy_state

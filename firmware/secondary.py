@@ -309,7 +309,9 @@ class Secondary:
                 self.node.c["unknown_type"] += 1
                 return
             if flags & F_COPY:
-                if state != CS_PENDING:
+                if state != CS_PENDING or first > self.next_lseq:
+                    # a new resync (or one that restarted: the primary dropped the copies
+                    # of an interrupted one, which never reached us, and marked them again)
                     self._enter_pending(first)
             elif state == CS_SUSPENDED:
                 # the primary streams as if we held its volume, but this board left the

@@ -69,7 +69,7 @@ _SB_FIELDS = (
     "role", "node", "peer", "group", "nvol", "copy_state", "mode", "policy",
     "vol_blocks", "journal_slots", "incarnation",
     "uip_n", "uip_t", "applied_n", "applied_t", "ckpt_n", "ckpt_t",
-    "next_lseq", "acked_lseq", "t_floor",
+    "next_lseq", "suspend_reason", "t_floor",
     "j_head", "bm_start", "bm_blocks", "j_start", "vol_start", "dev_blocks",
 )
 _SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII"

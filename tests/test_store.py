@@ -50,7 +50,7 @@ def test_format_mount_round_trip():
     assert sb.bm_blocks == 2          # 5000 bits > one bitmap block
     assert (sb.copy_state, sb.mode, sb.policy, sb.incarnation) == (0, 0, 0, 0)
     assert (sb.uip_n, sb.uip_t, sb.applied_n, sb.ckpt_n, sb.t_floor) == (0, 0, 0, 0, 0)
-    assert sb.next_lseq == 1 and sb.acked_lseq == 0 and sb.j_head == 0
+    assert sb.next_lseq == 1 and sb.suspend_reason == 0 and sb.j_head == 0
     assert s.j_depth() == 0 and s.j_free() == 16 and list(s.j_entries()) == []
     assert [s.bm_count(v) for v in range(3)] == [0, 0, 0]
     assert sb.dev_blocks == blocks_needed(3, 5000, 16)
@@ -553,7 +553,7 @@ op_st = st.one_of(
     st.tuples(st.just("trim"), st.integers(0, 4)),
     st.tuples(st.just("commit"), st.fixed_dictionaries(
         {}, optional={"uip_n": st.integers(0, 2**32 - 1), "uip_t": st.integers(0, 2**64 - 1),
-                      "copy_state": st.integers(0, 5), "acked_lseq": st.integers(0, 2**32 - 1)})),
+                      "copy_state": st.integers(0, 5), "suspend_reason": st.integers(0, 2**32 - 1)})),
     st.tuples(st.sampled_from(["bset", "bclr"]), st.integers(0, NVOL - 1), st.integers(0, VOLB - 1)),
 )
 
