@@ -186,6 +186,16 @@ class SimBoard:
         if self.alive:
             self._die("destroyed", None)
 
+    def halt(self):
+        """Switch the board off until told otherwise (``power_on``): unlike ``destroy``
+        it may come back; unlike ``crash`` no reboot is pending, not even one a
+        fault scheduled before."""
+        if self._reboot_ev is not None:
+            self.sched.cancel(self._reboot_ev)
+            self._reboot_ev = None
+        if self.alive:
+            self._die("halted", None)
+
     def arm_power_cut(self, after_writes, torn, down_us, window_us=200000):
         """Cut the power at the (after_writes+1)-th block write from now (torn: that
         block gets a random prefix of its new contents); reboot down_us later. If the

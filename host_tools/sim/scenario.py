@@ -60,11 +60,13 @@ def _status(world, name):
     return _STATUS.unpack(bytes(pl[1:1 + _STATUS.size]))
 
 
-def failover(world, attempts=20):
-    """Group failover through the host ports. Returns (target_n, target_t, results)."""
+def failover(world, attempts=20, boards=None):
+    """Group failover through the host ports of `boards` (default: the secondaries).
+    Returns (target_n, target_t, results)."""
+    boards = world.secondaries if boards is None else boards
     best = (0, 0)
     statuses = {}
-    for b in world.secondaries:
+    for b in boards:
         s = None
         for _ in range(attempts):
             s = _status(world, b.name)
@@ -79,7 +81,7 @@ def failover(world, attempts=20):
         if cand[1] > best[1]:
             best = cand
     results = {}
-    for b in world.secondaries:
+    for b in boards:
         st = None
         for _ in range(attempts):
             st = world.command(b.name, wire.C_FAILOVER, best[0], best[1])[0]
@@ -126,13 +128,7 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
     wl.log.close(world.disaster_time)
     rep = checker.check(wl.log, images, disaster_us=world.disaster_time)
     cut_at = ckpts.first.get(target_t)
-    lost_before_cut = []
-    if cut_at is not None and mode != "clockless":
-        lost_ids = set(rep.lost_acked_ids)
-        for wid in lost_ids:
-            e = wl.log.get(wid)
-            if e.complete_us is not None and e.complete_us < cut_at - SKEW_MARGIN_US:
-                lost_before_cut.append(wid)
+    lost_before_cut = [] if mode == "clockless" else lost_before(wl.log, rep, cut_at)
     stats = world.stats()
     wall = time.perf_counter() - t0
     sec_stats = [b.stats() for b in world.secondaries]
@@ -173,6 +169,20 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "fault_options": world.faults.to_dict(),
         "secondaries": sec_stats,
     }
+    return out
+
+
+def lost_before(log, rep, cut_at):
+    """Ids of the acknowledged writes the checker found lost although they completed
+    before the recovered checkpoint was cut (less a margin for clock skew): a protocol
+    failure even where the image is consistent. `log`: anything with get(id) -> entry."""
+    out = []
+    if cut_at is None:
+        return out
+    for wid in set(rep.lost_acked_ids):
+        e = log.get(wid)
+        if e.complete_us is not None and e.complete_us < cut_at - SKEW_MARGIN_US:
+            out.append(wid)
     return out
 
 

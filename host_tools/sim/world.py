@@ -19,6 +19,7 @@ import struct
 
 from .scheduler import Scheduler
 from .rng import SeedTree, FaultOptions, parse_faults, primary_name, secondary_name
+from .rng import _merge as merge_windows
 from .clock import LocalClock
 from .link import SerialLink
 from .bus import Bus
@@ -44,6 +45,7 @@ DEFAULTS = {
     "journal_slots": 512,
     "autostart": True,
     "config": None,                  # extra config.Config fields for every board
+    "board_config": None,            # {board name: {field: value}}: per-board overrides of those
     "trace": False,                  # fold every event into a digest (slower)
     "disaster": True,                # add the disaster class to `faults` (False: only if named)
 }
@@ -161,9 +163,13 @@ class WorkloadDriver:
         self._wake = None
         self._wake_at = None
         self.stopped = False
+        self.paused = False
         self.issued = 0
         self.completed = 0
         self.failed = 0                   # error status, or timed out before the disaster
+        self.refused = 0                  # of those: an error status (the board said no)
+        self.refusals = {}                # error status -> count
+        self.refusal_log = []             # (virtual us, write id, status) of each refusal
         self.abandoned = 0                # timed out after the disaster (left in flight)
 
     def _done(self):
@@ -181,8 +187,25 @@ class WorkloadDriver:
             self.sched.cancel(self._wake)
             self._wake = None
 
+    def pause(self):
+        """Issue nothing until ``resume`` (the application is quiesced); writes already
+        issued still complete. Unlike ``stop``, a timeout while paused is a failure."""
+        self.paused = True
+        if self._wake is not None:
+            self.sched.cancel(self._wake)
+            self._wake = None
+            self._wake_at = None
+
+    def resume(self):
+        self.paused = False
+        self._pump()
+
+    def outstanding(self):
+        """Writes issued and not yet completed (or given up)."""
+        return self.issued - self.completed - self.failed - self.abandoned
+
     def _pump(self):
-        if self.stopped or self._done():
+        if self.stopped or self.paused or self._done():
             return
         now = self.sched.now
         reqs = self.workload.poll(now)
@@ -220,6 +243,10 @@ class WorkloadDriver:
             self.completed += 1
         else:
             self.failed += 1
+            if status is not None:
+                self.refused += 1
+                self.refusals[status] = self.refusals.get(status, 0) + 1
+                self.refusal_log.append((now, wid, status))
         self.workload.complete(wid, now, ok)
         self._pump()
 
@@ -298,6 +325,7 @@ class World:
                     "latency_us": fo.peer_latency_us + fo.peer_jitter_us,
                 }
                 kw.update(extra)
+                kw.update((o["board_config"] or {}).get(name, {}))
                 cfg = config_mod.Config(**kw)
                 nblocks = store_mod.Store.blocks_needed(cfg.nvol, cfg.vol_blocks, cfg.journal_slots)
                 disk = make_disk(name, cfg, t.stream("disk/" + name), nblocks)
@@ -344,6 +372,12 @@ class World:
     def _on_death(self, board, reason):
         if reason == "mount-failed":
             self.errors.append((self.sched.now, board.name, "mount failed after reboot"))
+
+    def add_outage(self, link, start_us, end_us):
+        """Silence peer link `link` (both directions) from start_us to end_us: bytes that
+        finish leaving a sender inside the window are lost (as a seeded outage)."""
+        for ch in (self.links[link].ab, self.links[link].ba):
+            ch.outages = merge_windows(sorted(ch.outages + [(start_us, end_us)]))
 
     def disaster(self):
         """The whole primary site is lost now: every primary stops for good (its bytes
