@@ -260,9 +260,10 @@ class Drill:
         prim = prim or self.p(i)
         m_dl = self.mark()
         marks = self.dirty_list(prim)
+        m_list = self.mark()             # writes issued up to here may be in the list too
         st = self.status(prim)
         rec = {"pair": i, "board": prim, "cmd": cmd, "at_ms": round(self.now / 1000.0, 1),
-               "m_dl": m_dl, "marked": None if marks is None else len(marks),
+               "m_dl": m_dl, "m_list": m_list, "marked": None if marks is None else len(marks),
                "marked_set": set(marks or ()),
                "dirty_blocks": None if st is None else st["dirty_blocks"],
                "copied0": self.fw(prim, "copied", 0), "inc0": self.incarnation(prim),
@@ -423,7 +424,7 @@ class Drill:
 
     def public(self, rec):
         return {k: v for k, v in rec.items()
-                if k not in ("marked_set", "m_dl", "m_cmd", "m_dup", "copied0", "inc0", "life0")}
+                if k not in ("marked_set", "m_dl", "m_list", "m_cmd", "m_dup", "copied0", "inc0", "life0")}
 
     # -- the end of every drill ---------------------------------------------------------------
     def finish(self, settle_s=4.0):
@@ -597,7 +598,7 @@ def _suspend(d):
             # after it) and every block written while suspended
             w_all = d.writes(i, x["m"], rec["m_dl"])
             lo = x["marks"] | {e.block for e in w_all if e.ok}
-            hi = x["marks"] | {e.block for e in w_all}
+            hi = x["marks"] | {e.block for e in d.writes(i, x["m"], rec["m_list"])}
             got = rec["marked_set"]
             x["written_while_suspended"] = len({e.block for e in w_all})
             if marks_ok(rec) and not (lo <= got <= hi):
