@@ -615,8 +615,11 @@ class Secondary:
                     self.reset_n, self.reset_t = self.rel_n, self.rel_t
                     self.reset_resend = _RESET_RESEND
                     self.on_reset(self.reset_n)
-            if self.rel_t <= self.reset_t and not self.frozen and not blocked:
-                # the newest cut every stream is complete up to: min over the held marker times
+            if self.rel_t <= self.reset_t and not blocked:
+                # the newest cut every stream is complete up to: min over the held marker times.
+                # freeze: a resigned member counts with what it holds (it still obeys RELEASE
+                # for those), so the group advances to the newest cut the lost pair also has,
+                # then stays there (frozen) instead of stopping at whatever was released last
                 low = None
                 for m in table:
                     if cont and m[M_RESIGNED]:

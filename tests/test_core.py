@@ -406,3 +406,31 @@ def test_host_port_bad_requests_get_explicit_statuses():
     net.request(p, 0x2F, b"")                          # unknown type
     codes = [codec.unpack_error(e[1])[0] for e in p.errors]
     assert S_BAD_LENGTH in codes and S_UNKNOWN_TYPE in codes
+
+
+def test_freeze_advances_to_the_newest_cut_the_resigned_pair_holds_then_stops():
+    net = Net(pairs=3)
+    net.advance(1000000)
+    s3 = net.sec(3)
+    # pair 3's secondary gets markers but the group's RELEASEs are slow to come: hold its
+    # bus output so the master does not learn what it holds yet
+    net.hold(("bus", s3.id))
+    for i in range(3):
+        for p in (1, 2, 3):
+            net.write(net.prim(p), 0, i, block_of("f%d%d" % (p, i)))
+        net.advance(250000)
+    held3 = s3.node.role.ckpt_t
+    assert held3 > net.sec(1).store.sb.applied_t       # nothing that far released yet
+    # pair 3 loses its primary: its secondary resigns holding `held3`
+    net.kill(net.prim(3))
+    net.advance(2500000)
+    assert s3.store.sb.copy_state == CS_RESIGNED
+    net.release(("bus", s3.id))
+    net.advance(2000000)
+    for p in (1, 2):
+        net.write(net.prim(p), 0, 9, block_of("later%d" % p))
+    net.advance(2000000)
+    # the group caught up to exactly the lost pair's newest cut, and no further
+    assert {net.sec(p).store.sb.applied_t for p in (1, 2, 3)} == {held3}
+    assert net.sec(1).node.role.frozen
+    assert net.sec(1).node.role.ckpt_t > held3           # the others hold newer cuts
