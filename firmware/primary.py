@@ -244,7 +244,8 @@ class Primary:
                 self.node.reply(tag, S_NOT_READY)
                 return
             self.stamp(now)
-            state = CS_SIMPLEX
+            self._write_marked(tag, vol, blk, data, self._pace_copy(), now)
+            return
         if state != CS_DUPLEX:
             self._write_marked(tag, vol, blk, data)
             return
@@ -273,11 +274,27 @@ class Primary:
         # and the host does not wait for journal reads and frame building
         self.pump_due = True
 
-    def _write_marked(self, tag, vol, blk, data):
+    def _write_marked(self, tag, vol, blk, data, delay=0, now=0):
         self.store.write_block(vol, blk, data)
         self.store.bm_set(vol, blk)
-        self.pace_us = 0
-        self.node.complete_write(tag)
+        if not delay:
+            self.pace_us = 0
+        self.node.complete_write(tag, delay_us=delay, now=now)
+
+    def _pace_copy(self):
+        """Completion delay during a resync: while the copy window is full (the link is
+        the bottleneck), writes that re-mark blocks are slowed in proportion to what is
+        still marked, so the copy converges instead of chasing the host for ever."""
+        cfg = self.cfg
+        w = cfg.copy_window
+        if not cfg.pace_max_us or self.store.j_depth() < w:
+            self.pace_us = 0
+            return 0
+        m = self.store.bm_total()
+        self.pace_us = cfg.pace_max_us * (m if m < w else w) // w
+        if self.pace_us:
+            self.paced += 1
+        return self.pace_us
 
     def _pace(self):
         """Completion delay for a journaled write: 0 up to the threshold, then growing

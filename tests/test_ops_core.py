@@ -411,3 +411,22 @@ def test_master_whose_pair_joins_below_the_round_in_progress_applies_it():
     assert s1.store.sb.applied_n == net.sec(2).store.sb.applied_n
     assert_mirrored(net, 1)
     assert_mirrored(net, 2)
+
+
+def test_resync_paces_host_writes_while_the_link_is_the_bottleneck():
+    net = Net(pairs=1, vol_blocks=64, journal_slots=32, pace_max_us=40000, autostart=False)
+    net.advance(1000000)
+    p = net.prim(1)
+    net.hold(("peer", p.id))                     # the link carries nothing: copies pile up
+    assert net.command(p, C_START_COPY, 1) == S_OK
+    net.advance(200000)
+    assert p.store.j_depth() >= p.cfg.copy_window and p.store.bm_total() > 0
+    tag = net.request(p, T_H_WRITE, bytes([0]) + (3).to_bytes(4, "little") + block_of("w"))
+    assert tag not in p.replies                   # completion held back ...
+    assert st(net, p)["pace_us"] == 40000 * min(p.store.bm_total(), 8) // 8
+    net.advance(45000)
+    assert p.replies[tag][0] == S_OK              # ... then completed
+    net.release(("peer", p.id))
+    wait_state(net, net.sec(1), CS_DUPLEX)
+    quiesce(net)
+    assert_mirrored(net, 1)
