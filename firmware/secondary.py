@@ -400,8 +400,10 @@ class Secondary:
             n, t = codec.unpack_checkpoint(payload)
             self._join(n, t)
             return True
-        if mtype == T_WRITE_BATCH and flags & F_COPY:
-            return self._take_copies(payload)
+        copies = mtype == T_WRITE_BATCH and flags & F_COPY
+        if copies and st.sb.copy_state != CS_PENDING:
+            # copies mean the primary is resyncing (its HELLO said so, we missed it)
+            self._enter_pending(codec.unpack_record(payload, 1)[3])
         if mtype == T_CHECKPOINT:
             n, t = codec.unpack_checkpoint(payload)
             if t <= self.ckpt_t:
@@ -413,41 +415,18 @@ class Secondary:
                 return False
             self.ckpt_n, self.ckpt_t = n, t
             return True
-        count = codec.unpack_batch_head(payload)[0]
-        off = 1
-        nvol = st.sb.nvol
-        nblk = st.sb.vol_blocks
-        for _ in range(count):
-            vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
-            if lseq < self.next_lseq:
-                self.node.c["dup_records"] += 1
-                continue
-            if lseq > self.next_lseq:
-                return False                     # a hole in the stream: wait for a resend
-            if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
-                self.node.c["records_rejected"] += 1
-                self.next_lseq = lseq + 1
-                continue
-            if st.j_free() <= _JOURNAL_RESERVE:
-                self.journal_full += 1
-                return False
-            st.j_append_record(lseq, vol, blk, t, data)
-            self.next_lseq = lseq + 1
-            self.records_moved += 1
-        self.records_acked = self.next_lseq - 1
-        return True
+        return self._take_records(payload, copies)
 
-    def _take_copies(self, payload):
-        """Resync records: written straight to the volume, in stream order."""
+    def _take_records(self, payload, copies):
+        """Take a WRITE_BATCH's records in stream order: stream records are journaled,
+        copies (resync) are written straight to the volume. False: not all of them could
+        be taken (a hole in the stream, or a full journal): retry later."""
         st = self.store
-        if st.sb.copy_state != CS_PENDING:
-            # copies mean the primary is resyncing (its HELLO said so, we missed it)
-            vol, blk, t, lseq, data, off = codec.unpack_record(payload, 1)
-            self._enter_pending(lseq)
         count = codec.unpack_batch_head(payload)[0]
         off = 1
         nvol = st.sb.nvol
         nblk = st.sb.vol_blocks
+        ok = True
         took = False
         for _ in range(count):
             vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
@@ -455,20 +434,28 @@ class Secondary:
                 self.node.c["dup_records"] += 1
                 continue
             if lseq > self.next_lseq:
-                break                            # a hole in the stream: wait for a resend
+                ok = False                       # a hole in the stream: wait for a resend
+                break
             if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
                 self.node.c["records_rejected"] += 1
-            else:
+            elif copies:
                 st.write_block(vol, blk, data)
                 self.copy_in += 1
                 self.records_moved += 1
+            elif st.j_free() <= _JOURNAL_RESERVE:
+                self.journal_full += 1
+                ok = False
+                break
+            else:
+                st.j_append_record(lseq, vol, blk, t, data)
+                self.records_moved += 1
             self.next_lseq = lseq + 1
             took = True
-        if took:
+        if copies and took:
             # durable before the ack: the primary drops acknowledged copies
             st.commit(next_lseq=self.next_lseq)
         self.records_acked = self.next_lseq - 1
-        return lseq < self.next_lseq
+        return ok
 
     # -- bus -------------------------------------------------------------------------------
     def on_beacon(self, now, src, t, new_master, warm):
