@@ -78,11 +78,9 @@ class Primary:
         self.copy_blk = 0
         self.copy_base = 0           # first lseq of the current copy-pending phase
         self.copy_last = 0           # lseq of the last copy record of that phase
-        self.copy_done = 0           # copy records the peer acknowledged in that phase
         self.copied = 0              # copy records journaled (all phases)
         self.pace_us = 0             # completion delay given to the last host write
         self.paced = 0               # host writes whose completion was delayed
-        self.reason = 0              # why the pair is suspended (R_*), 0 = not suspended
         self.suspends = 0
         self.pending_heard = 0       # checkpoints accepted since this resync began
 
@@ -169,6 +167,19 @@ class Primary:
             "suspends": self.suspends, "dirty_blocks": self.store.bm_total(),
         }
 
+    @property
+    def copy_done(self):
+        """Copy records of the current (or last) resync the peer has acknowledged."""
+        top = self.acked_lseq if self.acked_lseq < self.copy_last else self.copy_last
+        d = top - self.copy_base + 1
+        return d if d > 0 else 0
+
+    @property
+    def reason(self):
+        """Why the pair is suspended (R_*, kept in the superblock); 0 = not suspended."""
+        sb = self.store.sb
+        return sb.suspend_reason if sb.copy_state == CS_SUSPENDED else 0
+
     def ops_status(self):
         """(copy_done, copy_total, pace_us, suspend reason) for STATUS."""
         total = self.copy_last - self.copy_base + 1      # copies journaled in this phase
@@ -202,7 +213,6 @@ class Primary:
                     self.last_stamp = t
             elif lseq > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = lseq, t
-        self.reason = sb.suspend_reason if sb.copy_state == CS_SUSPENDED else 0
         self.pending_heard = 0
         self.copy_base = first if first is not None else self.next_lseq
         if self.copy_last < self.copy_base:
@@ -339,23 +349,20 @@ class Primary:
             return S_OK
         if cmd == C_STOP_COPY:
             self._journal_to_marks()
-            self.store.commit(copy_state=CS_SIMPLEX, suspend_reason=0)
+            self.store.commit(copy_state=CS_SIMPLEX)
             self.linked = False
-            self.reason = 0
             return S_OK
         return S_BAD_COMMAND
 
     # -- pair state changes ---------------------------------------------------------
     def start_pending(self, now):
         """Begin a resync (first copy or resume): ship every marked block, then join."""
-        self.store.commit(copy_state=CS_PENDING, suspend_reason=0)
+        self.store.commit(copy_state=CS_PENDING)
         self.pending_heard = 0
         self.copy_base = self.next_lseq
         self.copy_last = self.next_lseq - 1
         self.acked_lseq = self.next_lseq - 1
-        self.copy_done = 0
         self.copy_vol = self.copy_blk = 0
-        self.reason = 0
         self.linked = False
         self.hello_at = now
 
@@ -363,7 +370,6 @@ class Primary:
         """Stop shipping: what the journal still holds becomes bitmap marks."""
         self._journal_to_marks()
         self.store.commit(copy_state=CS_SUSPENDED, next_lseq=self.next_lseq, suspend_reason=reason)
-        self.reason = reason
         self.suspends += 1
         self.linked = False
         self.sender.reset()
@@ -629,9 +635,6 @@ class Primary:
         if durable > self.acked_lseq:
             self.records_acked += durable - self.acked_lseq
             self.acked_lseq = durable
-            top = durable if durable < self.copy_last else self.copy_last
-            if top - self.copy_base + 1 > self.copy_done:
-                self.copy_done = top - self.copy_base + 1
             self._release_sync(durable)
 
     def _release_sync(self, durable):
