@@ -656,15 +656,25 @@ class Store:
 
     def bm_set_all(self, vol):
         """Mark every block of `vol` (a full copy)."""
+        self._bm_fill_vol(vol, True)
+
+    def _bm_fill_vol(self, vol, ones):
+        """Set (ones) or clear every bit of `vol`, writing only the bitmap blocks that change."""
         self._need()
         self._chk(vol, 0)
         nb = self.sb.bm_blocks
         for bi in range(nb):
             g = vol * nb + bi
             c = struct.unpack_from("<H", self._bmc, 2 * g)[0]
-            full = self._bm_fill(self._bmv, g)
-            if full != c:
-                self._bm_update(g, full - c)
+            if ones:
+                n = self._bm_fill(self._bmv, g)
+            else:
+                n = 0
+                if c:
+                    off = g * BLOCK_SIZE
+                    self._bmv[off:off + BM_BYTES] = _BM_ZERO
+            if n != c:
+                self._bm_update(g, n - c)
 
     def bm_first(self, vol, start):
         """The first set block of `vol` at or after `start`, or None."""
@@ -693,16 +703,7 @@ class Store:
         return None
 
     def bm_clear_all(self, vol):
-        self._need()
-        self._chk(vol, 0)
-        nb = self.sb.bm_blocks
-        for bi in range(nb):
-            g = vol * nb + bi
-            c = struct.unpack_from("<H", self._bmc, 2 * g)[0]
-            if c:
-                off = g * BLOCK_SIZE
-                self._bmv[off:off + BM_BYTES] = _BM_ZERO
-                self._bm_update(g, -c)
+        self._bm_fill_vol(vol, False)
 
     # ---- misc -----------------------------------------------------------------
     def stats(self):
