@@ -22,3 +22,22 @@ def load_bench(args):
     except benchrig.BenchError as e:
         print("error: %s" % e, file=sys.stderr)
         return None
+
+
+def run_with_copy_progress(args, label, show, call):
+    """Load the bench named by --dir, then call(bench, progress) with a copy progress bar
+    (None when not shown); the bar is closed in every case. -> (bench, result, progress),
+    or None after printing the error on stderr."""
+    import sys
+    from host_tools import benchrig, pairops
+    from host_tools.client import ClientError
+    prog = pairops.CopyProgress(label) if show else None
+    try:
+        bench = benchrig.load(bench_dir(args))
+        return bench, call(bench, prog), prog
+    except (benchrig.BenchError, ClientError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return None
+    finally:
+        if prog is not None:
+            prog.close()

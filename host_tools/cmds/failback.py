@@ -5,9 +5,8 @@ bitmaps, FAILBACK(primary) to the old secondaries, then wait (progress bar) unti
 pair is duplex in the new direction. The bench file records the swapped roles, so that
 workload, disaster, failover and verify follow."""
 import json
-import sys
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, run_with_copy_progress
 
 
 def add_arguments(parser):
@@ -20,20 +19,13 @@ def add_arguments(parser):
 
 def run(args):
     from host_tools import benchrig, pairops
-    from host_tools.client import ClientError
-    prog = None
-    try:
-        bench = benchrig.load(bench_dir(args))
-        prog = None if (args.no_wait or args.json) else pairops.CopyProgress("copy back")
-        res = pairops.failback(bench, wait=not args.no_wait, timeout=args.timeout,
-                               progress=prog, log=None if args.json else print)
-    except (benchrig.BenchError, ClientError) as e:
-        if prog is not None:
-            prog.close()
-        print("error: %s" % e, file=sys.stderr)
+    out = run_with_copy_progress(
+        args, "copy back", not (args.no_wait or args.json),
+        lambda bench, prog: pairops.failback(bench, wait=not args.no_wait, timeout=args.timeout,
+                                             progress=prog, log=None if args.json else print))
+    if out is None:
         return 1
-    if prog is not None:
-        prog.close()
+    bench, res, prog = out
     if args.json:
         print(json.dumps(res, indent=1, sort_keys=True))
         return 0 if res["ok"] else 1

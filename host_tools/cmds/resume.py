@@ -2,9 +2,7 @@
 blocks marked in its change bitmap, then joins the consistency group again; waits (with
 a progress bar) until the pairs are duplex with a checkpoint applied, and prints how
 many blocks each pair copied."""
-import sys
-
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, run_with_copy_progress
 from host_tools.cmds.suspend import add_pair_selection
 
 
@@ -16,23 +14,18 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, pairops
-    from host_tools.client import ClientError, status_name
+    from host_tools import pairops
+    from host_tools.client import status_name
     from host_tools.cmds.start_copy import print_copied
-    prog = None
-    try:
-        bench = benchrig.load(bench_dir(args))
+
+    def resume(bench, prog):
         pairs = pairops.select_pairs(bench, args.pair, args.all)
-        prog = None if args.no_wait else pairops.CopyProgress("resync")
-        res, copied = pairops.resume(bench, pairs, wait=not args.no_wait, timeout=args.timeout,
-                                     progress=prog)
-    except (benchrig.BenchError, ClientError) as e:
-        if prog is not None:
-            prog.close()
-        print("error: %s" % e, file=sys.stderr)
+        return pairops.resume(bench, pairs, wait=not args.no_wait, timeout=args.timeout,
+                              progress=prog)
+    out = run_with_copy_progress(args, "resync", not args.no_wait, resume)
+    if out is None:
         return 1
-    if prog is not None:
-        prog.close()
+    bench, (res, copied), prog = out
     for n, rc in sorted(res.items()):
         print("%s: RESUME -> %s" % (n, status_name(rc)))
     if copied:

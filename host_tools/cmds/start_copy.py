@@ -2,9 +2,7 @@
 blocks written since format, or every block with --full), then wait until every pair
 is duplex and a first checkpoint has been applied at every secondary, with a progress
 bar of the blocks copied."""
-import sys
-
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, run_with_copy_progress
 
 
 def add_arguments(parser):
@@ -16,21 +14,15 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, pairops
-    from host_tools.client import ClientError, status_name
-    prog = None
-    try:
-        bench = benchrig.load(bench_dir(args))
-        prog = None if args.no_wait else pairops.CopyProgress("initial copy")
-        res, copied = pairops.start_copy(bench, full=args.full, wait=not args.no_wait,
-                                         timeout=args.timeout, progress=prog)
-    except (benchrig.BenchError, ClientError) as e:
-        if prog is not None:
-            prog.close()
-        print("error: %s" % e, file=sys.stderr)
+    from host_tools import pairops
+    from host_tools.client import status_name
+    out = run_with_copy_progress(
+        args, "initial copy", not args.no_wait,
+        lambda bench, prog: pairops.start_copy(bench, full=args.full, wait=not args.no_wait,
+                                               timeout=args.timeout, progress=prog))
+    if out is None:
         return 1
-    if prog is not None:
-        prog.close()
+    bench, (res, copied), prog = out
     for n, rc in sorted(res.items()):
         print("%s: START_COPY%s -> %s" % (n, "(full)" if args.full else "", status_name(rc)))
     ok = all(rc == 0 for rc in res.values())
