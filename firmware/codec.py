@@ -19,7 +19,7 @@ import struct
 import binascii
 from array import array
 
-from wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, OVERHEAD, MAX_PAYLOAD, MAX_FRAME,
+from firmware.wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, OVERHEAD, MAX_PAYLOAD, MAX_FRAME,
                   BLOCK_SIZE, HDR_FMT, HCHECK_OFF, RECORD_HDR,
                   P_COPY_ACTIVE, P_CLOCK_SYNC, P_CHECKPOINT, P_RELEASE, P_UPDATE_COMPLETE, P_RESET_UIP,
                   P_RESIGN, P_BATCH_HEAD, P_RECORD, P_ACK, P_PEER_HELLO, P_H_WRITE, P_H_READ,

@@ -1,7 +1,7 @@
 # Board configuration: who this board is and how its links run.
 # Plain attributes (no dataclasses on MicroPython); from_dict/to_dict for the
 # JSON config file that provisioning writes next to main.py.
-from wire import ROLE_PRIMARY, ROLE_SECONDARY, MODE_CLOCK, MODE_CLOCKLESS, MODE_SYNC, \
+from firmware.wire import ROLE_PRIMARY, ROLE_SECONDARY, MODE_CLOCK, MODE_CLOCKLESS, MODE_SYNC, \
     POLICY_FREEZE, POLICY_CONTINUE, MAX_FRAME
 
 _FIELDS = (

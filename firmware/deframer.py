@@ -18,8 +18,8 @@
 # fields are read by indexing. `frame` stays valid until the next call of next().
 import binascii
 
-from wire import MAGIC0, MAGIC1, VERSION, HDR_SIZE, OVERHEAD, MAX_PAYLOAD, HCHECK_OFF
-from codec import RES, HCHECK_INIT
+from firmware.wire import MAGIC0, MAGIC1, VERSION, HDR_SIZE, OVERHEAD, MAX_PAYLOAD, HCHECK_OFF
+from firmware.codec import RES, HCHECK_INIT
 
 _MAGIC = b"\xA5\x5C"
 _EMPTY = b""

@@ -1,16 +1,16 @@
 # The board's event loop: HAL ports -> deframers -> Node -> HAL ports.
 #
 # On a board, boot.py (or the REPL) calls main.run(hal) with the board's HAL
-# (boards/rp2_hal.py on an RP2040, boards/emulated.py under CPython). The HAL
+# (boards/rp2/rp2_hal.py on an RP2040, host_tools/rig/board.py under CPython). The HAL
 # gives: config(), block_device(), ports() -> (host, bus, peer) port objects with
 # read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> monotonic
 # microseconds, wait(us) to sleep until input or timeout, and log(msg).
-from wire import MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD
-from config import Config
-from store import Store, StoreError
-from deframer import Deframer
-from node import Node, PORT_HOST, PORT_BUS, PORT_PEER
-from portrx import PortRx
+from firmware.wire import MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD
+from firmware.config import Config
+from firmware.store import Store, StoreError
+from firmware.deframer import Deframer
+from firmware.node import Node, PORT_HOST, PORT_BUS, PORT_PEER
+from firmware.portrx import PortRx
 
 _RXBUF = 512
 

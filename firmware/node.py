@@ -10,10 +10,10 @@
 # port; disk I/O goes through the injected Store. Role logic lives in primary.py
 # and secondary.py; this file routes frames, answers the host port, and runs the
 # bus access layer.
-from wire import *
-import codec
-from busmac import BusMac, ACT_MASTER, ACT_SLOT
-from store import StoreError
+from firmware.wire import *
+from firmware import codec
+from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
+from firmware.store import StoreError
 
 PORT_HOST = const(0)
 PORT_BUS = const(1)
@@ -48,10 +48,10 @@ class Node:
 
     def _make_role(self):
         if self.cfg.role == ROLE_PRIMARY:
-            from primary import Primary
+            from firmware.primary import Primary
             self.role = Primary(self)
         else:
-            from secondary import Secondary
+            from firmware.secondary import Secondary
             self.role = Secondary(self)
 
     # -- output ----------------------------------------------------------------

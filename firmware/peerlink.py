@@ -8,8 +8,8 @@
 # alone: every record also carries its link sequence (lseq), and the receiver
 # drops records it already holds, so a stale frame from an earlier session is
 # harmless.
-from wire import MAX_FRAME, HDR_SIZE, F_RETX
-import codec
+from firmware.wire import MAX_FRAME, HDR_SIZE, F_RETX
+from firmware import codec
 
 _SEQ_MASK = 0xFFFF
 

@@ -7,7 +7,7 @@
 # would keep the deframer waiting for bytes that never come, swallowing the next
 # frames as its payload. When the line has been silent for QUIET_US with a frame
 # pending, that frame is given up and reported as garbage.
-from wire import const
+from firmware.wire import const
 
 QUIET_US = const(100000)    # below the peer keepalive (200 ms): retries cannot keep a dead frame alive
 

@@ -21,11 +21,11 @@
 #   DUPLEX     writes are journaled and shipped as the ordered stream
 #   SUSPENDED  operator or a full journal stopped the stream: the journal's records
 #              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
-from wire import *
-import codec
-from peerlink import Sender, Receiver
-from store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
-from node import PORT_BUS, PORT_PEER
+from firmware.wire import *
+from firmware import codec
+from firmware.peerlink import Sender, Receiver
+from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
+from firmware.node import PORT_BUS, PORT_PEER
 
 _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots

@@ -24,11 +24,11 @@
 # board's applied checkpoint, and the board counts in the group again.
 # A SUSPENDED pair (operator) is out of the group too; its volume stays at its
 # last applied checkpoint.
-from wire import *
-import codec
-from peerlink import Receiver
-from store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY
-from node import PORT_BUS, PORT_PEER
+from firmware.wire import *
+from firmware import codec
+from firmware.peerlink import Receiver
+from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY
+from firmware.node import PORT_BUS, PORT_PEER
 
 _HEARTBEAT = const(4)
 _JOURNAL_RESERVE = const(2)     # slots kept for checkpoint markers

@@ -47,7 +47,7 @@
 import struct
 import binascii
 
-from wire import (const, BLOCK_SIZE, S_OUT_OF_RANGE, S_UNKNOWN_VOLUME, S_BAD_LENGTH,
+from firmware.wire import (const, BLOCK_SIZE, S_OUT_OF_RANGE, S_UNKNOWN_VOLUME, S_BAD_LENGTH,
                   S_JOURNAL_FULL, S_IO_ERROR, S_BAD_STATE, S_NOT_READY)
 
 _crc32 = binascii.crc32

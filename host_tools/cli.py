@@ -10,9 +10,9 @@ import sys
 
 # command name -> (module, one-line help)
 COMMANDS = {
-    "sim": ("host_tools.sim.cli", "run the deterministic simulator (one seed, or `sim sweep`)"),
-    "bench": ("host_tools.bench", "benchmarks: print figures, optionally write JSON"),
-    "report": ("host_tools.report", "record a simulator run (--record) and render plots + report.md"),
+    "sim": ("host_tools.cmds.sim", "run the deterministic simulator (one seed, or `sim sweep`)"),
+    "bench": ("host_tools.perf.registry", "benchmarks: print figures, optionally write JSON"),
+    "report": ("host_tools.perf.report", "record a simulator run (--record) and render plots + report.md"),
     "rig": ("host_tools.cmds.rig", "emulated bench: rig up|down|ls|kill|restart|hub"),
     "start-copy": ("host_tools.cmds.start_copy", "initial copy on every pair (progress bar), wait until duplex"),
     "suspend": ("host_tools.cmds.suspend", "suspend pairs: writes go on, changes recorded in a bitmap"),
@@ -24,7 +24,7 @@ COMMANDS = {
     "failover": ("host_tools.cmds.failover", "recover the secondaries to the newest released checkpoint"),
     "verify": ("host_tools.cmds.verify", "read the secondaries back and check them against the workload log"),
     "demo": ("host_tools.cmds.demo", "bench up, copy, workload, disaster, failover, verify, in one go"),
-    "provision": ("host_tools.provision", "install firmware + config on real RP2040 boards (bench.toml)"),
+    "provision": ("host_tools.provision.installer", "install firmware + config on real RP2040 boards (bench.toml)"),
 }
 
 

@@ -6,13 +6,12 @@ patent's example event by event. Virtual time advances only when the test says s
 The fault-injecting, baud-paced simulator lives in host_tools/sim; this harness
 exists to make single protocol steps easy to see.
 """
-import host_tools.fwpath  # noqa: F401
-from wire import *  # noqa: F401,F403
-import codec
-from config import Config
-from deframer import Deframer
-from node import Node, PORT_HOST, PORT_BUS, PORT_PEER
-from store import Store
+from firmware.wire import *  # noqa: F401,F403
+from firmware import codec
+from firmware.config import Config
+from firmware.deframer import Deframer
+from firmware.node import Node, PORT_HOST, PORT_BUS, PORT_PEER
+from firmware.store import Store
 from host_tools.sim.disk import RamDisk, FaultyDisk
 
 

@@ -5,9 +5,9 @@ from collections import defaultdict
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from host_tools import payload as P
-from host_tools.checker import check
-from host_tools.workload import KINDS, Workload, WorkloadLog, drive_virtual
+from host_tools.check import payload as P
+from host_tools.check.checker import check
+from host_tools.check.workload import KINDS, Workload, WorkloadLog, drive_virtual
 
 
 # ---- helpers ---------------------------------------------------------------------

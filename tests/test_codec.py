@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import codec
-import wire
-from deframer import Deframer
+from firmware import codec
+from firmware import wire
+from firmware.deframer import Deframer
 from protocol import frames as F
 from protocol import make_vectors
 

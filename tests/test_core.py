@@ -6,10 +6,10 @@ the real codec and deframers, disks are RAM block devices (or fault-injecting on
 import pytest
 
 from corenet import Net, block_of
-from wire import *  # noqa: F401,F403
-import codec
-from node import PORT_PEER, PORT_BUS
-from store import J_RECORD, J_CHECKPOINT
+from firmware.wire import *  # noqa: F401,F403
+from firmware import codec
+from firmware.node import PORT_PEER, PORT_BUS
+from firmware.store import J_RECORD, J_CHECKPOINT
 
 
 def held(net, pair):

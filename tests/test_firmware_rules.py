@@ -62,6 +62,7 @@ def scan_source(source, filename, local_modules):
     tree = ast.parse(source, filename)
     problems = []
     allowed = MICROPYTHON_MODULES | set(local_modules)
+    fw_modules = {os.path.basename(p)[:-3] for p in firmware_files()} - {"__init__"}
 
     def visit(node, guarded):
         if isinstance(node, ast.If) and _is_type_checking(node.test):
@@ -87,8 +88,8 @@ def scan_source(source, filename, local_modules):
     def check_import(node, guarded):
         if isinstance(node, ast.ImportFrom):
             if node.level:
-                problems.append("%s:%d: relative import: firmware modules sit flat on the board, "
-                                "import them by bare name" % (filename, node.lineno))
+                problems.append("%s:%d: relative import: import firmware modules as "
+                                "`from firmware import x`" % (filename, node.lineno))
                 return
             names = [node.module]
             names += ["%s.%s" % (node.module, a.name) for a in node.names]
@@ -96,6 +97,19 @@ def scan_source(source, filename, local_modules):
             names = [a.name for a in node.names]
         for full in names:
             top = full.split(".")[0]
+            if top == "firmware":
+                parts = full.split(".")
+                if len(parts) > 1 and parts[1] not in fw_modules and isinstance(node, ast.Import):
+                    problems.append("%s:%d: imports %s: no such firmware module"
+                                    % (filename, node.lineno, full))
+                    return
+                if node.module == "firmware" if isinstance(node, ast.ImportFrom) else False:
+                    missing = [a.name for a in node.names if a.name not in fw_modules]
+                    if missing:
+                        problems.append("%s:%d: from firmware import %s: no such firmware module"
+                                        % (filename, node.lineno, ", ".join(missing)))
+                        return
+                continue
             if full in ("os.path",) or top in HOST_ONLY or (top in CPYTHON_ONLY and not guarded):
                 problems.append("%s:%d: imports %s, which MicroPython does not have%s"
                                 % (filename, node.lineno, full,
@@ -127,9 +141,8 @@ def test_compiles_with_mpy_cross(path, tmp_path):
 
 @pytest.mark.parametrize("path", firmware_files(), ids=_rel)
 def test_imports_only_micropython_modules(path):
-    local = [os.path.basename(p)[:-3] for p in firmware_files()]
     with open(path) as f:
-        problems = scan_source(f.read(), _rel(path), local)
+        problems = scan_source(f.read(), _rel(path), [])
     assert not problems, "\n".join(problems)
 
 
@@ -153,13 +166,16 @@ def test_scanner_catches_bad_imports(tmp_path):
         "    pass\n"
         "if TYPE_CHECKING:\n"
         "    from typing import List\n"            # type checking only: fine
-        "import wire\n"                             # firmware module: fine
+        "from firmware import wire\n"               # firmware module: fine
         "x = os.path.join('a', 'b')\n"             # 18: no os.path
         "def f():\n"
         "    import threading\n"                    # 20: CPython only, nested
+        "import codec\n"                            # 21: bare name, not the firmware package
+        "from firmware import nosuch\n"             # 22: no such firmware module
+        "from firmware.codec import crc32\n"        # fine
     )
-    problems = scan_source(bad.read_text(), "bad_module.py", ["wire", "codec"])
+    problems = scan_source(bad.read_text(), "bad_module.py", [])
     lines = sorted(int(p.split(":")[1]) for p in problems)
-    assert lines == [2, 3, 4, 5, 6, 8, 18, 20], problems
+    assert lines == [2, 3, 4, 5, 6, 8, 18, 20, 21, 22], problems
     good = "try:\n    from micropython import const\nexcept ImportError:\n    const = lambda x: x\n"
     assert scan_source(good, "good.py", []) == []

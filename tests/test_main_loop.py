@@ -1,10 +1,9 @@
 """firmware/main.py's event loop, in-process, over a fake HAL (no processes, no ptys)."""
-import host_tools.fwpath  # noqa: F401
-from wire import *  # noqa: F401,F403
-import codec
-import main
-from deframer import Deframer
-from store import Store
+from firmware.wire import *  # noqa: F401,F403
+from firmware import codec
+from firmware import main
+from firmware.deframer import Deframer
+from firmware.store import Store
 from host_tools.sim.disk import RamDisk
 
 
@@ -100,7 +99,7 @@ def test_a_damaged_store_is_never_formatted_over():
     hal.disk.data[0:1024] = b"\x5a" * 1024    # both superblock copies damaged
     hal.logs.clear()
     import pytest
-    from store import StoreError
+    from firmware.store import StoreError
     with pytest.raises(StoreError):
         main.Board(hal)
     assert any("refusing to format" in m for m in hal.logs)

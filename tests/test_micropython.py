@@ -55,7 +55,7 @@ def test_under_micropython(script):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=_ids(SCRIPTS))
 def test_under_cpython(script):
-    code = ("import runpy, sys; sys.path.insert(0, 'firmware'); "
+    code = ("import runpy, sys; sys.path.insert(0, '.'); "
             "runpy.run_path(%r, run_name='__main__')" % script)
     proc = _run([sys.executable, "-c", code], "CPython " + os.path.basename(script))
     print(proc.stdout)
@@ -68,7 +68,7 @@ def test_runner_reports_python_errors(tmp_path):
     if node is None or not os.path.exists(PACKAGE):
         pytest.fail("node or node_modules missing: run `make node`")
     bad = tmp_path / "t_fails.py"
-    bad.write_text("import codec\nprint('ALL OK')\nraise ValueError('boom')\n")
+    bad.write_text("from firmware import codec\nprint('ALL OK')\nraise ValueError('boom')\n")
     proc = subprocess.run([node, RUNNER, str(bad)], cwd=ROOT, capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 1

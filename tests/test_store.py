@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings, HealthCheck
 from hypothesis import strategies as st
 
-import store as store_mod
-from store import (Store, StoreError, JournalFull, J_RECORD, J_CHECKPOINT, BM_BITS,
+from firmware import store as store_mod
+from firmware.store import (Store, StoreError, JournalFull, J_RECORD, J_CHECKPOINT, BM_BITS,
                    IDX_SIZE, SB_CRC_OFF)
-from wire import (S_UNKNOWN_VOLUME, S_OUT_OF_RANGE, S_BAD_LENGTH, S_JOURNAL_FULL,
+from firmware.wire import (S_UNKNOWN_VOLUME, S_OUT_OF_RANGE, S_BAD_LENGTH, S_JOURNAL_FULL,
                   S_IO_ERROR, S_BAD_STATE, S_NOT_READY, BLOCK_SIZE)
 from host_tools.sim.disk import RamDisk, FaultyDisk, PowerCut, DiskWriteError
 

@@ -17,13 +17,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPINGS = os.path.join(ROOT, "typings")
 CONFIG = os.path.join(ROOT, "tests", "typecheck", "mypy-rp2.ini")
 LOCAL_STUBS = os.path.join(ROOT, "tests", "typecheck", "stubs")
-BOARD_FILES = ["boards/rp2_hal.py", "boards/pico.py", "boards/boot_main.py"]
+BOARD_FILES = ["boards/rp2/rp2_hal.py", "boards/rp2/pico.py", "boards/rp2/boot_main.py"]
 
 
 def modules():
     files = sorted(glob.glob(os.path.join(ROOT, "firmware", "*.py")))
-    files += [os.path.join(ROOT, f) for f in BOARD_FILES]
-    return [os.path.splitext(os.path.basename(f))[0] for f in files]
+    mods = ["firmware." + os.path.splitext(os.path.basename(f))[0] for f in files
+            if not f.endswith("__init__.py")]
+    return mods + [os.path.splitext(os.path.basename(f))[0] for f in BOARD_FILES]
 
 
 def stubs_missing():
@@ -33,8 +34,8 @@ def stubs_missing():
 
 def run_mypy(mods):
     env = dict(os.environ)
-    env["MYPYPATH"] = os.pathsep.join([TYPINGS, LOCAL_STUBS, os.path.join(ROOT, "firmware"),
-                                      os.path.join(ROOT, "boards")])
+    env["MYPYPATH"] = os.pathsep.join([TYPINGS, LOCAL_STUBS, ROOT,
+                                      os.path.join(ROOT, "boards", "rp2")])
     cmd = [sys.executable, "-m", "mypy", "--config-file", CONFIG, "--custom-typeshed-dir", TYPINGS,
            "--no-error-summary"]
     for m in mods:
@@ -47,7 +48,7 @@ def test_firmware_and_rp2_hal_typecheck_against_rp2_stubs():
         pytest.fail("MicroPython rp2 stubs are missing from typings/: run `make typings` "
                     "(`make test` does it)")
     mods = modules()
-    assert {"rp2_hal", "pico", "boot_main", "main", "node", "store"} <= set(mods)
+    assert {"rp2_hal", "pico", "boot_main", "firmware.main", "firmware.node", "firmware.store"} <= set(mods)
     proc = run_mypy(mods)
     assert proc.returncode == 0, "mypy (rp2 stubs) found problems:\n" + proc.stdout + proc.stderr
 

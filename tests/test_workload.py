@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from host_tools import payload as P
-from host_tools.workload import KINDS, Workload, WorkloadLog, drive_virtual
+from host_tools.check import payload as P
+from host_tools.check.workload import KINDS, Workload, WorkloadLog, drive_virtual
 
 
 def jitter(seed, lo=50, hi=3000, slow_pair=None):

@@ -9,17 +9,17 @@ def add_dir(parser):
 
 
 def bench_dir(args):
-    from host_tools import benchrig
-    return os.path.abspath(args.dir or benchrig.default_dir())
+    from host_tools.rig import manager as rigmgr
+    return os.path.abspath(args.dir or rigmgr.default_dir())
 
 
 def load_bench(args):
     """The bench named by --dir, or None after saying why on stderr."""
     import sys
-    from host_tools import benchrig
+    from host_tools.rig import manager as rigmgr
     try:
-        return benchrig.load(bench_dir(args))
-    except benchrig.BenchError as e:
+        return rigmgr.load(bench_dir(args))
+    except rigmgr.BenchError as e:
         print("error: %s" % e, file=sys.stderr)
         return None
 
@@ -29,13 +29,14 @@ def run_with_copy_progress(args, label, show, call):
     (None when not shown); the bar is closed in every case. -> (bench, result, progress),
     or None after printing the error on stderr."""
     import sys
-    from host_tools import benchrig, pairops
-    from host_tools.client import ClientError
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import pairs as pairops
+    from host_tools.transport.serial_client import ClientError
     prog = pairops.CopyProgress(label) if show else None
     try:
-        bench = benchrig.load(bench_dir(args))
+        bench = rigmgr.load(bench_dir(args))
         return bench, call(bench, prog), prog
-    except (benchrig.BenchError, ClientError) as e:
+    except (rigmgr.BenchError, ClientError) as e:
         print("error: %s" % e, file=sys.stderr)
         return None
     finally:

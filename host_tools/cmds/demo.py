@@ -41,7 +41,8 @@ class _Stop(object):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import procedures as rigops
     out = sys.stderr if args.json else sys.stdout
 
     def say(msg=""):
@@ -59,32 +60,32 @@ def run(args):
     try:
         t = time.monotonic()
         say("== bench up: %d pairs, %d baud buses and peer links, dir %s" % (args.pairs, args.baud, d))
-        bench = benchrig.up(d, pairs=args.pairs, baud=args.baud, vol_blocks=args.vol_blocks,
+        bench = rigmgr.up(d, pairs=args.pairs, baud=args.baud, vol_blocks=args.vol_blocks,
                             force=True)
         phases["up_s"] = time.monotonic() - t
         t = time.monotonic()
         say("== start copy")
-        benchops.start_copy(bench)
+        rigops.start_copy(bench)
         phases["start_copy_s"] = time.monotonic() - t
-        say(benchops.format_table(benchops.pair_rows(bench, benchops.collect_status(bench))))
+        say(rigops.format_table(rigops.pair_rows(bench, rigops.collect_status(bench))))
 
         say("== workload: %s, %.0f writes/s for %.1f s; disaster at %.1f s"
             % (args.kind, args.rate, args.duration, args.disaster_at))
-        wl = benchops.make_workload(bench, args.kind, args.rate, args.duration, args.seed)
-        drv = benchops.SerialDriver(bench, wl)
+        wl = rigops.make_workload(bench, args.kind, args.rate, args.duration, args.seed)
+        drv = rigops.SerialDriver(bench, wl)
         stop = _Stop()
-        t0 = benchops.mono_us()
+        t0 = rigops.mono_us()
         snap = {}
 
         def on_tick(now, drv_):
             if stop.flag:
                 return
             if now - t0 >= args.disaster_at * 1e6:
-                snap["status"] = benchops.collect_status(bench, timeout=0.3)
-                rec = benchops.disaster(bench)
+                snap["status"] = rigops.collect_status(bench, timeout=0.3)
+                rec = rigops.disaster(bench)
                 stop.at_us = rec["disaster_us"]
                 stop.flag = True
-        cb, close = benchops.tqdm_progress(min(args.duration, args.disaster_at),
+        cb, close = rigops.tqdm_progress(min(args.duration, args.disaster_at),
                                            not args.no_progress and not args.json)
         t = time.monotonic()
         try:
@@ -93,33 +94,33 @@ def run(args):
             close()
         phases["workload_s"] = time.monotonic() - t
         if not stop.flag:                       # the workload ended first: disaster now
-            snap["status"] = benchops.collect_status(bench, timeout=0.3)
-            rec = benchops.disaster(bench)
+            snap["status"] = rigops.collect_status(bench, timeout=0.3)
+            rec = rigops.disaster(bench)
         else:
-            rec = benchops.load_disaster(bench)
-        benchops.save_log(bench, log)
+            rec = rigops.load_disaster(bench)
+        rigops.save_log(bench, log)
         summ = drv.summary()
         say("just before the disaster:")
-        say(benchops.format_table(benchops.pair_rows(bench, snap["status"])))
+        say(rigops.format_table(rigops.pair_rows(bench, snap["status"])))
         say("== disaster: killed %s (kill -9); %d writes issued, %d acknowledged, %d in flight"
             % (", ".join(rec["killed"]), summ["issued"], summ["completed_ok"], summ["in_flight"]))
 
         t = time.monotonic()
         say("== failover")
-        fo = benchops.failover(bench, log=say)
+        fo = rigops.failover(bench, log=say)
         phases["failover_s"] = time.monotonic() - t
         say("recovered to checkpoint %d on every secondary: %s"
             % (fo["target_n"], "ok" if fo["ok"] else "FAILED %s" % fo["results"]))
 
         t = time.monotonic()
         say("== verify")
-        rep, rstats = benchops.verify(bench, log=log, disaster_us=rec["disaster_us"])
+        rep, rstats = rigops.verify(bench, log=log, disaster_us=rec["disaster_us"])
         phases["verify_s"] = time.monotonic() - t
         say("read %d blocks from %d secondaries" % (rstats["reads"], args.pairs))
         say(rep.summary())
         hub = {}
         try:
-            hub = benchrig.hub_call(bench, {"cmd": "stats"})["lines"]
+            hub = rigmgr.hub_call(bench, {"cmd": "stats"})["lines"]
         except Exception:
             pass
         pre = snap.get("status") or {}
@@ -148,7 +149,7 @@ def run(args):
         }
     finally:
         if bench is not None and not args.keep:
-            benchrig.down(bench)
+            rigmgr.down(bench)
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     result["wall_s"] = round(time.monotonic() - t_start, 2)

@@ -9,7 +9,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchops
+    from host_tools.ops import procedures as rigops
     bench = load_bench(args)
     if bench is None:
         return 1
@@ -17,6 +17,6 @@ def run(args):
         print("error: this bench is real hardware: a disaster there is switching the primary "
               "boards off (or pulling their power), not a command", file=sys.stderr)
         return 2
-    rec = benchops.disaster(bench)
+    rec = rigops.disaster(bench)
     print("disaster at %d us: killed %s" % (rec["disaster_us"], ", ".join(rec["killed"]) or "nothing"))
     return 0

@@ -18,7 +18,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, pairops
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import pairs as pairops
     out = run_with_copy_progress(
         args, "copy back", not (args.no_wait or args.json),
         lambda bench, prog: pairops.failback(bench, wait=not args.no_wait, timeout=args.timeout,
@@ -41,5 +42,5 @@ def run(args):
                 p["copied"], p["merged"], p["old_primary"])
         print(line)
     print("failback done: primaries now %s" % ", ".join(
-        b["name"] for b in benchrig.primaries(benchrig.load(bench["dir"]))))
+        b["name"] for b in rigmgr.primaries(rigmgr.load(bench["dir"]))))
     return 0

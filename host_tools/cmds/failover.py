@@ -14,13 +14,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
-    from host_tools.client import ClientError
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import procedures as rigops
+    from host_tools.transport.serial_client import ClientError
     try:
-        bench = benchrig.load(bench_dir(args))
-        res = benchops.failover(bench, settle_timeout=args.settle,
+        bench = rigmgr.load(bench_dir(args))
+        res = rigops.failover(bench, settle_timeout=args.settle,
                                 log=None if args.json else print)
-    except (benchrig.BenchError, ClientError) as e:
+    except (rigmgr.BenchError, ClientError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     if args.json:

@@ -14,8 +14,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import pairops
-    from host_tools.client import status_name
+    from host_tools.ops import pairs as pairops
+    from host_tools.transport.serial_client import status_name
     from host_tools.cmds.start_copy import print_copied
 
     def resume(bench, prog):

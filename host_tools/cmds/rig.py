@@ -66,11 +66,11 @@ def _hub_request(words):
 
 
 def run(args):
-    from host_tools import benchrig
+    from host_tools.rig import manager as rigmgr
     d = bench_dir(args)
     try:
         if args.action == "up":
-            bench = benchrig.up(d, pairs=args.pairs, baud=args.baud, peer_baud=args.peer_baud,
+            bench = rigmgr.up(d, pairs=args.pairs, baud=args.baud, peer_baud=args.peer_baud,
                                 host_baud=args.host_baud, nvol=args.nvol,
                                 vol_blocks=args.vol_blocks, journal_slots=args.journal_slots,
                                 ckpt_interval_us=int(args.ckpt_ms * 1000), sets=args.set,
@@ -80,15 +80,15 @@ def run(args):
             else:
                 print("bench up in %s: %d pairs, bus %d baud, peer %d baud"
                       % (bench["dir"], bench["pairs"], bench["baud"], bench["peer_baud"]))
-                _print_ls(benchrig.listing(bench))
+                _print_ls(rigmgr.listing(bench))
             return 0
-        bench = benchrig.load(d)
+        bench = rigmgr.load(d)
         if args.action == "down":
-            stopped = benchrig.down(bench)
+            stopped = rigmgr.down(bench)
             print("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
             return 0
         if args.action == "ls":
-            rows = benchrig.listing(bench)
+            rows = rigmgr.listing(bench)
             if args.json:
                 print(json.dumps(rows, indent=1))
             else:
@@ -96,17 +96,17 @@ def run(args):
                 _print_ls(rows)
             return 0
         if args.action == "kill":
-            killed = benchrig.kill(bench, args.names)
+            killed = rigmgr.kill(bench, args.names)
             print("killed: %s" % (", ".join(killed) or "none (not running)"))
             return 0
         if args.action == "restart":
-            benchrig.restart(bench, args.names)
+            rigmgr.restart(bench, args.names)
             print("started: %s" % ", ".join(args.names))
             return 0
         if args.action == "hub":
-            print(json.dumps(benchrig.hub_call(bench, _hub_request(args.words)), indent=1))
+            print(json.dumps(rigmgr.hub_call(bench, _hub_request(args.words)), indent=1))
             return 0
-    except benchrig.BenchError as e:
+    except rigmgr.BenchError as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     return 2

@@ -14,8 +14,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import pairops
-    from host_tools.client import status_name
+    from host_tools.ops import pairs as pairops
+    from host_tools.transport.serial_client import status_name
     out = run_with_copy_progress(
         args, "initial copy", not args.no_wait,
         lambda bench, prog: pairops.start_copy(bench, full=args.full, wait=not args.no_wait,

@@ -15,17 +15,17 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchops
+    from host_tools.ops import procedures as rigops
     bench = load_bench(args)
     if bench is None:
         return 1
     if args.json:
-        print(json.dumps(benchops.collect_status(bench), indent=1, sort_keys=True))
+        print(json.dumps(rigops.collect_status(bench), indent=1, sort_keys=True))
         return 0
     try:
         while True:
-            st = benchops.collect_status(bench)
-            text = benchops.format_table(benchops.pair_rows(bench, st))
+            st = rigops.collect_status(bench)
+            text = rigops.format_table(rigops.pair_rows(bench, st))
             down = sorted(n for n, s in st.items() if s is None)
             if down:
                 text += "\nnot answering: " + ", ".join(down)

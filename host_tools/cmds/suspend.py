@@ -18,13 +18,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, pairops
-    from host_tools.client import ClientError, status_name
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import pairs as pairops
+    from host_tools.transport.serial_client import ClientError, status_name
     try:
-        bench = benchrig.load(bench_dir(args))
+        bench = rigmgr.load(bench_dir(args))
         pairs = pairops.select_pairs(bench, args.pair, args.all)
         res = pairops.suspend(bench, pairs)
-    except (benchrig.BenchError, ClientError) as e:
+    except (rigmgr.BenchError, ClientError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     for n, rc in sorted(res.items()):

@@ -12,12 +12,13 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchrig, benchops
-    from host_tools.client import ClientError
+    from host_tools.rig import manager as rigmgr
+    from host_tools.ops import procedures as rigops
+    from host_tools.transport.serial_client import ClientError
     try:
-        bench = benchrig.load(bench_dir(args))
-        rep, stats = benchops.verify(bench)
-    except (benchrig.BenchError, ClientError) as e:
+        bench = rigmgr.load(bench_dir(args))
+        rep, stats = rigops.verify(bench)
+    except (rigmgr.BenchError, ClientError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
     if args.json:

@@ -1,8 +1,8 @@
 """arcopy workload: drive host writes into the primaries (or, with --to secondaries, the
-failed-over secondaries) in real time (a Workload from host_tools/workload.py over the
+failed-over secondaries) in real time (a Workload from host_tools/check/workload.py over the
 host ports), with a progress bar; the workload log (issue and completion times of every
 write) is saved in the bench directory, and the log it replaces goes into the bench's
-history (see benchops.save_log)."""
+history (see rigops.save_log)."""
 import json
 
 from host_tools.cmds import add_dir, load_bench
@@ -24,23 +24,24 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools import benchops, benchrig
+    from host_tools.ops import procedures as rigops
+    from host_tools.rig import manager as rigmgr
     bench = load_bench(args)
     if bench is None:
         return 1
-    wl = benchops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
+    wl = rigops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
                                 args.concurrency, args.burst)
-    boards = benchrig.secondaries(bench) if args.to == "secondaries" else None
-    drv = benchops.SerialDriver(bench, wl, boards=boards)
-    cb, close = benchops.tqdm_progress(args.duration, not args.no_progress and not args.json)
+    boards = rigmgr.secondaries(bench) if args.to == "secondaries" else None
+    drv = rigops.SerialDriver(bench, wl, boards=boards)
+    cb, close = rigops.tqdm_progress(args.duration, not args.no_progress and not args.json)
     try:
         log = drv.run(progress=cb)
     except KeyboardInterrupt:
         log = wl.log
-        log.close(benchops.mono_us())
+        log.close(rigops.mono_us())
     finally:
         close()
-    path = benchops.save_log(bench, log)
+    path = rigops.save_log(bench, log)
     summ = drv.summary()
     summ["log"] = path
     if args.json:

@@ -35,11 +35,10 @@ class _NeverRaised(Exception):
 
 
 def _firmware():
-    import host_tools.fwpath  # noqa: F401  (puts firmware/ on sys.path)
-    import store
-    import node
-    import deframer
-    import wire
+    from firmware import store
+    from firmware import node
+    from firmware import deframer
+    from firmware import wire
     return store, node, deframer, wire
 
 
@@ -382,8 +381,7 @@ class SimBoard:
 
 
 def _port_rx():
-    import host_tools.fwpath  # noqa: F401
-    from portrx import PortRx
+    from firmware.portrx import PortRx
     return PortRx
 
 

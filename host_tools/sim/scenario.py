@@ -19,10 +19,9 @@ protocol failure even where the image is consistent.
 import struct
 import time
 
-import host_tools.fwpath  # noqa: F401
-import wire
-from host_tools import checker
-from host_tools.workload import Workload
+from firmware import wire
+from host_tools.check import checker
+from host_tools.check.workload import Workload
 from .world import World
 
 MODES = {"clock": wire.MODE_CLOCK, "clockless": wire.MODE_CLOCKLESS, "sync": wire.MODE_SYNC}
@@ -37,7 +36,7 @@ class CheckpointLog:
     def __init__(self, world):
         self.world = world
         self.first = {}              # T -> virtual us when first accepted
-        import primary
+        from firmware import primary
         self._cls = primary.Primary
         self._orig = primary.Primary.accept_checkpoint
         log = self

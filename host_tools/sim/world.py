@@ -79,10 +79,9 @@ class HostPort:
 
     def _codec(self):
         if self._encode is None or self._deframer is None:
-            import host_tools.fwpath  # noqa: F401
-            import codec
-            import deframer
-            import wire
+            from firmware import codec
+            from firmware import deframer
+            from firmware import wire
             if self._encode is None:
                 self._encode = codec.encode
             if self._deframer is None:
@@ -148,7 +147,7 @@ class WorkloadDriver:
     """Feeds a sans-I/O workload's write requests to the primaries' host ports.
 
     The workload: start(now); poll(now) -> [(write_id, pair, vol, block, data, ...)]
-    (tuples or host_tools.workload.WriteRequest);
+    (tuples or host_tools.check.workload.WriteRequest);
     complete(write_id, now, ok); next_wakeup() -> virtual us or None; done (attribute
     or method). Times are virtual microseconds (the host PC's clock).
     """
@@ -279,10 +278,9 @@ class World:
         self.disaster_time = None
         self.errors = []                  # harness-level problems (mount failures, ...)
 
-        import host_tools.fwpath  # noqa: F401
-        import wire
-        import config as config_mod
-        import store as store_mod
+        from firmware import wire
+        from firmware import config as config_mod
+        from firmware import store as store_mod
         try:
             from .disk import PowerCut
         except ImportError:               # pragma: no cover - the disk module is separate work
@@ -437,8 +435,7 @@ class World:
         b = self.boards[name]
         st = b.store if (b.alive and b.store is not None) else None
         if st is None:
-            import host_tools.fwpath  # noqa: F401
-            import store as store_mod
+            from firmware import store as store_mod
             dev = getattr(b.disk, "inner", b.disk)
             st = store_mod.Store(dev)
             st.mount()

@@ -2,12 +2,12 @@
 //
 //   node tests/mpy/runner.mjs [--heapsize BYTES] SCRIPT.py [SCRIPT.py ...]
 //
-// The repository's firmware/*.py, boards/*.py, tests/mpy/support/*.py (stand-ins such as
+// The repository's firmware/*.py, boards/rp2/*.py, tests/mpy/support/*.py (stand-ins such as
 // `machine`), protocol/vectors.json and the given scripts are copied into MicroPython's
 // in-memory filesystem with the repository layout under /repo; the working directory is
-// /repo and /repo/firmware is first on sys.path, so firmware modules import each other by
-// bare name exactly as on a board (a script adds "boards" or "tests/mpy/support" to
-// sys.path itself when it needs them). Each script runs as __main__.
+// /repo and /repo is first on sys.path, so firmware modules import each other as the
+// `firmware` package exactly as on a board (a script adds "boards/rp2" or
+// "tests/mpy/support" to sys.path itself when it needs them). Each script runs as __main__.
 //
 // Chunked scripts: the heap of this port is only collected between runPython() calls, so
 // a script that wants to measure the heap in use can define mp_continue(). The runner sets
@@ -72,7 +72,7 @@ function copyIn(hostPath, mpPath) {
   mp.FS.writeFile(mpPath, fs.readFileSync(hostPath));
 }
 
-for (const dir of ["firmware", "boards", "tests/mpy/support"]) {
+for (const dir of ["firmware", "boards/rp2", "tests/mpy/support"]) {
   const full = path.join(ROOT, ...dir.split("/"));
   if (!fs.existsSync(full)) continue;
   for (const name of fs.readdirSync(full)) {
@@ -91,7 +91,7 @@ for (const script of scripts) {
   const setup = [
     "import sys, os",
     "os.chdir('/repo')",
-    "for _p in ('/repo/firmware', '" + path.posix.dirname(mpPath) + "'):",
+    "for _p in ('/repo', '" + path.posix.dirname(mpPath) + "'):",
     "    if _p not in sys.path: sys.path.insert(0, _p)",
     "del _p",
     "__mp_chunks__ = True",

@@ -2,8 +2,8 @@
 # its secondary) in one interpreter, stepped alternately on a virtual clock.
 #
 # Everything between the firmware and the pins is the code that runs on a Pico:
-# boards/boot_main.py (escape pin, config.json, HAL, Board), boards/rp2_hal.py (the
-# HAL, built from boards/pico.py's pin map) and firmware/*. Below that sit stand-ins
+# boards/rp2/boot_main.py (escape pin, config.json, HAL, Board), boards/rp2/rp2_hal.py (the
+# HAL, built from boards/rp2/pico.py's pin map) and firmware/*. Below that sit stand-ins
 # (tests/mpy/support/): `machine` (Pin/UART/SPI with the rp2's pin rules and a line
 # model at the configured baud rate), `sdcard` (memory cards that can silently reject
 # a block like the real driver) and the rig that wires them: UART1 <-> UART1 is the
@@ -23,7 +23,7 @@
 import gc
 import sys
 
-for _p in ("firmware", "boards", "tests/mpy/support"):
+for _p in (".", "boards/rp2", "tests/mpy/support"):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
@@ -119,10 +119,10 @@ class Host:
 
 # ---- the scenario (a generator: one yield per round of both boards) --------------------
 def scenario():
-    import wire
-    import codec
-    from deframer import Deframer
-    from store import Store, StoreError
+    from firmware import wire
+    from firmware import codec
+    from firmware.deframer import Deframer
+    from firmware.store import Store, StoreError
     import boot_main
     import rp2_hal
     import pico

@@ -4,9 +4,9 @@
 # the working directory is the repository root and firmware/ is on sys.path.
 import json
 
-import codec
-import wire
-from deframer import Deframer
+from firmware import codec
+from firmware import wire
+from firmware.deframer import Deframer
 
 
 def unhex(s):

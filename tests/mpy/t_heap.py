@@ -9,9 +9,9 @@
 # functional test. Prints gc.mem_alloc() figures where available.
 import gc
 
-import codec
-import wire
-from deframer import Deframer
+from firmware import codec
+from firmware import wire
+from firmware.deframer import Deframer
 
 try:
     import micropython

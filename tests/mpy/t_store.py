@@ -2,16 +2,16 @@
 # Runs format / mount / superblock commits / volumes / journal / bitmap / reboot on an
 # in-memory block device defined here, and prints "ALL OK" at the end.
 try:
-    import store
+    from firmware import store
 except ImportError:  # CPython, run from anywhere
     import os
     import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "firmware"))
-    import store
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+    from firmware import store
 
 import gc
-from store import Store, StoreError, JournalFull, J_RECORD, J_CHECKPOINT
-from wire import S_UNKNOWN_VOLUME, S_OUT_OF_RANGE, S_BAD_LENGTH, S_JOURNAL_FULL, S_IO_ERROR
+from firmware.store import Store, StoreError, JournalFull, J_RECORD, J_CHECKPOINT
+from firmware.wire import S_UNKNOWN_VOLUME, S_OUT_OF_RANGE, S_BAD_LENGTH, S_JOURNAL_FULL, S_IO_ERROR
 
 BS = 512
 

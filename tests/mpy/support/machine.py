@@ -1,4 +1,4 @@
-# Stand-in for the rp2 port's `machine` module: the part boards/rp2_hal.py uses
+# Stand-in for the rp2 port's `machine` module: the part boards/rp2/rp2_hal.py uses
 # (Pin, UART, SPI), with the rp2's pin-function rules, built on tests/mpy/support/rig.py.
 # Objects belong to the board the rig is building (rig.board), so one MicroPython
 # interpreter can hold several boards.

@@ -1,4 +1,4 @@
-# A bench without hardware, for running boards/rp2_hal.py under MicroPython (and CPython).
+# A bench without hardware, for running boards/rp2/rp2_hal.py under MicroPython (and CPython).
 #
 # The stand-in `machine` and `sdcard` modules next to this file build their objects
 # through the current Rig: which board is being built (rig.board), the virtual clock,

@@ -1,0 +1,1 @@
+"""Consistency checking: workloads, self-describing payloads, the checker."""

@@ -1,0 +1,282 @@
+"""`arcopy sim`: one seeded disaster-recovery drill, or a sweep over many seeds.
+
+    arcopy sim --pairs 4 --seed 7 --duration 6 --faults all --mode clock --json
+    arcopy sim sweep --seeds 200 --faults all
+    arcopy sim --ops suspend --seed 3 --faults loss      # a drill of an operation (issue #8)
+    arcopy sim sweep --ops failback --seeds 100 --faults crash
+
+A single run prints a short report (or one JSON object with --json). A sweep runs
+seeds in parallel worker processes with a progress bar, prints a summary table,
+and for every failing seed the exact command that replays it.
+"""
+import json
+import os
+import sys
+import time
+
+from host_tools.sim.rng import FAULT_CLASSES, parse_faults
+from host_tools.sim.drills import OPS
+
+SUMMARY_KEYS = ("consistent", "violations", "writes_completed", "writes_recovered", "rpo_ms",
+                "checkpoints_released", "digest", "sim_seconds", "wall_seconds")
+
+
+def add_arguments(p):
+    p.add_argument("action", nargs="?", choices=("run", "sweep"), default="run",
+                   help="run one seed (default) or sweep many")
+    p.add_argument("--pairs", type=int, default=4, help="subsystem pairs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="the seed (run) or first seed (sweep)")
+    p.add_argument("--seeds", type=int, default=100, help="sweep: how many seeds")
+    p.add_argument("--duration", type=float, default=None,
+                   help="simulated seconds of workload (default 6; with --ops: the window faults "
+                        "are drawn in, default per operation)")
+    p.add_argument("--ops", choices=OPS, default=None,
+                   help="drill an operation instead of plain replication: %s" % ", ".join(OPS))
+    p.add_argument("--faults", default="all",
+                   help="comma list of %s, or all / none" % ",".join(FAULT_CLASSES))
+    p.add_argument("--mode", choices=("clock", "clockless", "sync"), default="clock")
+    p.add_argument("--policy", choices=("freeze", "continue"), default="freeze")
+    p.add_argument("--kind", choices=("ims", "random", "hot", "seq"), default="ims",
+                   help="workload (default ims: the patent's database pattern)")
+    p.add_argument("--rate", type=float, default=60.0, help="host writes per second")
+    p.add_argument("--concurrency", type=int, default=4, help="parallel transactions / chains")
+    p.add_argument("--ckpt-ms", type=float, default=200.0, help="checkpoint interval (ms)")
+    p.add_argument("--bus-baud", type=int, default=115200)
+    p.add_argument("--peer-baud", type=int, default=None,
+                   help="peer-link baud rate (default 115200; --ops pacing draws a slow one)")
+    p.add_argument("--jobs", type=int, default=0, help="sweep: worker processes (0 = CPU count)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--full", action="store_true", help="run: include per-board statistics in JSON")
+
+
+def _kwargs(a, seed):
+    kw = dict(seed=seed, pairs=a.pairs, duration_s=a.duration, faults=a.faults, mode=a.mode,
+              kind=a.kind, rate=a.rate, ckpt_interval_ms=a.ckpt_ms, policy=a.policy,
+              concurrency=a.concurrency, bus_baud=a.bus_baud, peer_baud=a.peer_baud)
+    if getattr(a, "ops", None):
+        kw["op"] = a.ops
+    else:
+        if kw["duration_s"] is None:
+            kw["duration_s"] = 6.0
+        if kw["peer_baud"] is None:
+            kw["peer_baud"] = 115200
+    return kw
+
+
+def replay_command(a, seed):
+    parts = ["arcopy sim"]
+    if getattr(a, "ops", None):
+        parts.append("--ops %s" % a.ops)
+    parts += ["--seed %d" % seed, "--pairs %d" % a.pairs]
+    if a.duration is not None or not getattr(a, "ops", None):
+        parts.append("--duration %g" % (6.0 if a.duration is None else a.duration))
+    parts += ["--faults %s" % a.faults, "--mode %s" % a.mode]
+    for flag, val, default in (("--policy", a.policy, "freeze"), ("--kind", a.kind, "ims"),
+                               ("--rate", a.rate, 60.0), ("--concurrency", a.concurrency, 4),
+                               ("--ckpt-ms", a.ckpt_ms, 200.0), ("--bus-baud", a.bus_baud, 115200),
+                               ("--peer-baud", a.peer_baud, None)):
+        if val != default and not (flag == "--peer-baud" and val == 115200
+                                   and not getattr(a, "ops", None)):
+            parts.append("%s %s" % (flag, val if not isinstance(val, float) else "%g" % val))
+    return " ".join(parts)
+
+
+def _one(kw):
+    from host_tools.sim.scenario import run_scenario
+    from host_tools.sim.drills import run_ops
+    try:
+        if "op" in kw:
+            return run_ops(**kw)
+        return run_scenario(**kw)
+    except Exception as e:  # a crash in the harness or the firmware is a failing seed too
+        import traceback
+        return {"seed": kw["seed"], "consistent": False, "exception": repr(e),
+                "traceback": traceback.format_exc(), "faults": sorted(parse_faults(kw["faults"]))}
+
+
+def failed(r):
+    if not r.get("consistent") or r.get("exception") or r.get("errors") or r.get("op_failures"):
+        return True
+    return any(v != 0 for v in r.get("failover", {}).values())
+
+
+def run(a):
+    try:
+        parse_faults(a.faults)
+    except ValueError as e:
+        print("arcopy sim: %s" % e, file=sys.stderr)
+        return 2
+    if a.pairs < 1 or a.pairs > 32:
+        print("arcopy sim: --pairs must be 1..32", file=sys.stderr)
+        return 2
+    if a.action == "sweep":
+        return sweep(a)
+    r = _one(_kwargs(a, a.seed))
+    if a.json:
+        out = dict(r) if a.full else {k: v for k, v in r.items()
+                                      if k not in ("secondaries", "fault_options", "op_steps")}
+        print(json.dumps(out, indent=2, sort_keys=True, default=str))
+    else:
+        _print_run(r)
+    return 1 if failed(r) else 0
+
+
+def _print_run(r):
+    if r.get("exception"):
+        print(r["traceback"])
+        return
+    print("seed %d  pairs %d  mode %s  faults %s" % (r["seed"], r["pairs"], r["mode"], ",".join(r["faults"])))
+    print("consistent          %s" % r["consistent"])
+    print("writes completed    %d   recovered %d   lost acknowledged %d" % (
+        r["writes_completed"], r["writes_recovered"], r["lost_acked"]))
+    print("rpo                 %.1f ms" % r["rpo_ms"])
+    print("recovered to        checkpoint %d (T=%d)" % (r["recovered_checkpoint"]["n"], r["recovered_checkpoint"]["t"]))
+    print("clock skew (max)    %d us" % r["skew_max_us"])
+    print("simulated           %.2f s in %.2f s wall (%.0fx)" % (
+        r["sim_seconds"], r["wall_seconds"], r["sim_seconds"] / max(r["wall_seconds"], 1e-9)))
+    print("digest              %s" % r["digest"])
+    if r.get("op"):
+        _print_ops(r)
+    for v in r["violations"][:5]:
+        print("VIOLATION: " + v["text"])
+    if r["lost_before_released_checkpoint"]:
+        print("LOST before the recovered checkpoint: writes %s" % r["lost_before_released_checkpoint"][:10])
+
+
+def _print_ops(r):
+    """The operation's counts (see host_tools/sim/ops.py)."""
+    o = r["ops"]
+    op = r["op"]
+    for t, text in r.get("op_steps", ()):
+        print("  %9.1f ms  %s" % (t, text))
+
+    def resync(rec, what):
+        if "copy_done" not in rec:
+            print("  %-4s %s: never reached DUPLEX" % (rec["board"], what))
+            return
+        if not rec.get("exact", True):
+            print("  %-4s %s: %s blocks marked; the primary went down during the copy (its count "
+                  "restarted): copy_done %d, copy_total %d" % (rec["board"], what, rec["marked"],
+                                                              rec["copy_done"], rec["copy_total"]))
+            return
+        print("  %-4s %s: %s blocks marked, copy_done %d %s copy_total %d, %s copy records journaled; "
+              "%d host writes during the copy (allowed %d..%d)"
+              % (rec["board"], what, rec["marked"], rec["copy_done"],
+                 "=" if rec["copy_done"] == rec["copy_total"] else "!=", rec["copy_total"],
+                 rec["copied"], rec.get("writes_during", 0), rec.get("lower", 0), rec.get("upper", 0)))
+
+    if op == "initial-copy":
+        print("initial copy        %d writes before the first START_COPY, %d blocks marked, %d copied"
+              % (o["writes_before_copy"], o["marked_at_start"], o["copy_done"]))
+        for rec in o["pairs"]:
+            resync(rec, "initial copy")
+    elif op == "suspend":
+        for x in o["suspended"]:
+            if not x["group_check"]:
+                group = "not checked (a crash, power cut or outage hit the window)"
+            else:
+                group = "%s, none kept back for it: %s" % (
+                    "released on" if x["group_released"] else "released nothing (a link stalled)",
+                    "yes" if not x["group_held_back"] else "NO")
+            print("suspended pair %d   at %.1f ms: %d blocks marked right after the suspend; %d blocks "
+                  "written while suspended; the other pairs %s"
+                  % (x["pair"], x["at_ms"], x["marks_at_suspend"], x["written_while_suspended"], group))
+            resync(x["resync"], "resume")
+    elif op == "autosuspend":
+        print("auto-suspend        pair %d (journal %d slots), link out %.1f..%.1f ms, suspended at %s ms "
+              "(reason %s), writes refused %d"
+              % (o["pair"], o["journal_slots"], o["outage_ms"][0], o["outage_ms"][1],
+                 o["suspended_at_ms"], o["suspend_reason"], o["writes_refused"]))
+        resync(o["resync"], "resume")
+    elif op == "pacing":
+        print("pacing              %s, peer %d baud, threshold %d, max %d us: pace_us up to %d, %d writes "
+              "paced (%d took over 1 ms), latency p50 %.1f p99 %.1f max %.1f ms, refused %d, suspends %d"
+              % (o["variant"], o["peer_baud"], o["pace_threshold"], o["pace_max_us"],
+                 o["pace_us_max_seen"], o["writes_paced"], o["writes_over_1ms"], o["latency_ms_p50"],
+                 o["latency_ms_p99"], o["latency_ms_max"], o["writes_refused"], o["suspends"]))
+    elif op == "failback":
+        p1 = o["phase1"]
+        print("phase 1             consistent %s, %d of %d acknowledged writes recovered at checkpoint %d"
+              % (p1["consistent"], p1["writes_recovered"], p1["writes_completed"], p1["recovered_checkpoint"]))
+        print("failback            %d blocks marked on the new primaries (%s merged from the old), "
+              "%d copied; application quiesced during it: %s; both sides equal %.0f ms after the "
+              "writes stopped: %s"
+              % (o["marked_at_failback"], sum(x.get("merged_from_old_primary", 0) for x in o["pairs"]),
+                 o["copy_done"], o["quiesced_for_failback"], o["mirrored_after_ms"],
+                 all(o["mirrored_after_quiescence"])))
+        for rec in o["pairs"]:
+            resync(rec, "failback")
+        print("phase 2             %d writes at the new primaries (%d refused during the failback), "
+              "then the reverse disaster" % (o["phase2_writes"], sum(o["phase2_refused"].values())))
+    if "group_recoverable_after_ms" in o:
+        print("recoverable again   %.1f ms after the last join (every secondary holds the newest "
+              "applied cut)" % o["group_recoverable_after_ms"])
+    for f in r.get("op_failures", ()):
+        print("OP FAILURE: " + f)
+
+
+def sweep(a):
+    from concurrent.futures import ProcessPoolExecutor
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a pinned dependency
+        tqdm = None
+    seeds = list(range(a.seed, a.seed + a.seeds))
+    jobs = a.jobs or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    results = []
+    bar = tqdm(total=len(seeds), unit="seed", file=sys.stderr, disable=not sys.stderr.isatty()) if tqdm else None
+    with ProcessPoolExecutor(max_workers=jobs) as ex:
+        for r in ex.map(_one, [_kwargs(a, s) for s in seeds], chunksize=4):
+            results.append(r)
+            if bar is not None:
+                bar.update(1)
+                if failed(r):
+                    bar.set_postfix(failing=sum(failed(x) for x in results))
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    bad = [r for r in results if failed(r)]
+    classes = {}
+    for r in results:
+        for c in r.get("faults", ()):
+            classes[c] = classes.get(c, 0) + 1
+    ok = [r for r in results if not r.get("exception")]
+    summary = {
+        "seeds": len(results),
+        "failing": len(bad),
+        "violations": sum(r.get("violations_total", 0) for r in ok),
+        "lost_before_released_checkpoint": sum(len(r.get("lost_before_released_checkpoint", ())) for r in ok),
+        "fault_counts": classes,
+        "writes_completed": sum(r.get("writes_completed", 0) for r in ok),
+        "writes_recovered": sum(r.get("writes_recovered", 0) for r in ok),
+        "rpo_ms_mean": round(sum(r.get("rpo_ms", 0) for r in ok) / max(1, len(ok)), 1),
+        "rpo_ms_max": max((r.get("rpo_ms", 0) for r in ok), default=0),
+        "sim_seconds": round(sum(r.get("sim_seconds", 0) for r in ok), 1),
+        "wall_seconds": round(wall, 1),
+        "failing_seeds": [r["seed"] for r in bad],
+    }
+    if getattr(a, "ops", None):
+        summary["op"] = a.ops
+        summary["op_failures"] = sum(len(r.get("op_failures", ())) for r in ok)
+        summary["copy_done"] = sum(r.get("ops", {}).get("copy_done", 0) or 0 for r in ok)
+    if a.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print("seeds               %d (%d..%d), %d worker(s)" % (len(results), seeds[0], seeds[-1], jobs))
+        print("fault classes       " + ", ".join("%s %d" % kv for kv in sorted(classes.items())))
+        print("failing seeds       %d" % len(bad))
+        print("violations          %d" % summary["violations"])
+        print("lost before cut     %d" % summary["lost_before_released_checkpoint"])
+        print("writes              %d completed, %d recovered" % (summary["writes_completed"], summary["writes_recovered"]))
+        print("rpo                 mean %.1f ms, max %.1f ms" % (summary["rpo_ms_mean"], summary["rpo_ms_max"]))
+        if "op" in summary:
+            print("operation           %s: %d failed expectation(s), %d copy records counted"
+                  % (summary["op"], summary["op_failures"], summary["copy_done"]))
+        print("time                %.1f simulated s in %.1f s wall" % (summary["sim_seconds"], wall))
+    for r in bad:
+        why = r.get("exception") or ("%d violation(s)" % r.get("violations_total", 0))
+        if r.get("op_failures"):
+            why += "; " + r["op_failures"][0]
+        print("FAIL seed %d (%s): %s" % (r["seed"], why, replay_command(a, r["seed"])), file=sys.stderr)
+    return 1 if bad else 0

@@ -1,0 +1,1 @@
+"""Operator procedures, written once over a transport: run by the CLI and the simulator."""

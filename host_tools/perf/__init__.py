@@ -1,0 +1,1 @@
+"""Perf: measured figures (printed, optionally JSON), never tests."""

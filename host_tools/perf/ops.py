@@ -1,0 +1,157 @@
+"""`arcopy bench ops`: what the day-two operations cost, measured in the simulator.
+
+- initial copy: a full copy of every block (START_COPY full) on 4 pairs at once: time until
+  every pair is duplex, copy rate per pair against the peer link's line rate;
+- resync after suspend: blocks moved by RESUME against blocks changed while suspended, and the
+  time until the pair rejoins;
+- pacing: a peer link slower than the host workload, with pacing on and off: completion latency,
+  journal depth, refused writes and auto-suspends.
+"""
+import struct
+
+from firmware import codec
+from firmware import wire
+
+from host_tools.perf.registry import section
+from host_tools.perf.figures import BAUD, build_world, pct, r3, write_latencies_us
+
+_STATUS = struct.Struct(wire.P_STATUS_BODY)
+POLL_US = 50000
+
+
+def status(world, name):
+    st, mt, pl = world.call(name, wire.T_H_STATUS)
+    if st != wire.S_OK or mt != wire.T_H_REPLY:
+        return None
+    return dict(zip(codec.STATUS_FIELDS, _STATUS.unpack(bytes(pl[1:1 + _STATUS.size]))))
+
+
+def run_until(world, pred, limit_us):
+    end = world.now + limit_us
+    while world.now < end:
+        if pred():
+            return True
+        world.run(world.now + POLL_US)
+    return pred()
+
+
+def all_state(world, boards, state):
+    return all((status(world, b.name) or {}).get("copy_state") == state for b in boards)
+
+
+def write_block(world, name, blk, tag):
+    data = (tag.encode() * 512)[:wire.BLOCK_SIZE]
+    payload = struct.pack(wire.P_H_WRITE, 0, blk) + data
+    return world.call(name, wire.T_H_WRITE, payload)[0]
+
+
+def initial_copy(quick, seed=1, pairs=4):
+    blocks = 64 if quick else 256
+    world, _ = build_world(seed=seed, pairs=pairs, duration_s=600, rate=None, autostart=False,
+                           vol_blocks=blocks)
+    world.run(1500000)
+    t0 = world.now
+    for b in world.primaries:
+        assert world.command(b.name, wire.C_START_COPY, 1)[0] == wire.S_OK
+    done = {}
+
+    def check():
+        for b in world.secondaries:
+            if b.name not in done and (status(world, b.name) or {}).get("copy_state") == wire.CS_DUPLEX:
+                done[b.name] = world.now - t0
+        return len(done) == len(world.secondaries)
+
+    ok = run_until(world, check, 600 * 1000000)
+    copied = [status(world, b.name)["copy_done"] for b in world.primaries]
+    secs = [v / 1e6 for v in done.values()]
+    rate = [blocks / s for s in secs] if secs else []
+    line = BAUD / 10 / (codec.SZ_BATCH_HEAD / 7 + wire.RECORD_HDR + wire.BLOCK_SIZE + wire.OVERHEAD / 7)
+    return {"pairs": pairs, "blocks": blocks, "ok": ok, "copied": copied,
+            "seconds_max": max(secs) if secs else None, "rate_min": min(rate) if rate else None,
+            "line_blocks_s": line}
+
+
+def resync(changed, quick, seed=2, pairs=4):
+    world, _ = build_world(seed=seed, pairs=pairs, duration_s=600, rate=None, vol_blocks=128)
+    world.run(1500000)
+    p, s = world.primaries[0], world.secondaries[0]
+    assert world.command(p.name, wire.C_SUSPEND)[0] == wire.S_OK
+    world.run(world.now + 300000)
+    writes = 0
+    for i in range(changed * 2):                 # each changed block written twice
+        blk = (i * 7) % changed
+        assert write_block(world, p.name, blk, "s%d" % i) == wire.S_OK
+        writes += 1
+    marked = status(world, p.name)["dirty_blocks"]
+    t0 = world.now
+    assert world.command(p.name, wire.C_RESUME)[0] == wire.S_OK
+    ok = run_until(world, lambda: all_state(world, [s], wire.CS_DUPLEX), 120 * 1000000)
+    took = (world.now - t0) / 1e6
+    st = status(world, p.name)
+    return {"changed": changed, "writes": writes, "marked": marked, "moved": st["copy_done"],
+            "seconds": took, "ok": ok}
+
+
+def pacing(on, quick, seed=3):
+    duration = 8.0 if quick else 20.0
+    cfg = {"pace_threshold": 32, "pace_max_us": 1000000 if on else 0}
+    world, wl = build_world(seed=seed, pairs=1, duration_s=duration, rate=30.0, concurrency=2, kind="seq",
+                            peer_baud=57600, journal_slots=128, config=cfg)
+    depth = [0]
+    pace = [0]
+    p = world.primaries[0]
+
+    def sample():
+        st = p.node.store.j_depth() if p.alive and p.node else 0
+        depth[0] = max(depth[0], st)
+        if p.alive and p.node:
+            pace[0] = max(pace[0], p.node.role.pace_us)
+        if world.now < world.duration_us:
+            world.sched.schedule(world.now + 20000, sample)
+
+    world.sched.schedule(1000000, sample)
+    world.run(world.duration_us)
+    lat = write_latencies_us(wl.log)
+    refused = sum(1 for e in wl.log if e.complete_us is not None and not e.ok)
+    suspends = p.node.role.suspends if p.node else None
+    return {"on": on, "completed": len(lat), "refused": refused,
+            "p50": pct(lat, 50) / 1000.0 if lat else None, "p99": pct(lat, 99) / 1000.0 if lat else None,
+            "depth_max": depth[0], "pace_max_ms": pace[0] / 1000.0, "suspends": suspends}
+
+
+@section("ops", "day-two operations in the simulator: initial full copy rate, resync after "
+         "suspend (blocks moved vs changed), pacing on a slow peer link")
+def bench_ops(quick):
+    ic = initial_copy(quick)
+    rs = [resync(n, quick) for n in ((8, 32) if quick else (8, 32, 96))]
+    pc = [pacing(False, quick), pacing(True, quick)]
+    return {
+        "tables": [
+            {"title": "initial full copy, %d pairs at once, peer links %d baud" % (ic["pairs"], BAUD),
+             "columns": ["blocks per volume", "all duplex", "slowest pair s", "slowest pair blocks/s",
+                         "line rate blocks/s", "copy records per pair"],
+             "rows": [[ic["blocks"], ic["ok"], r3(ic["seconds_max"]), r3(ic["rate_min"]),
+                       r3(ic["line_blocks_s"]), "/".join(str(c) for c in ic["copied"])]]},
+            {"title": "resync after suspend (one pair of 4; each changed block written twice)",
+             "columns": ["blocks changed", "host writes", "marked", "copy records moved",
+                         "suspend->duplex s", "rejoined"],
+             "rows": [[r["changed"], r["writes"], r["marked"], r["moved"], r3(r["seconds"]), r["ok"]]
+                      for r in rs]},
+            {"title": "pacing: 30 writes/s offered (sequential writes, at most 2 in flight) into a 57600-baud peer link "
+                      "(~10.8 blocks/s), journal 128, threshold 32",
+             "columns": ["pacing", "writes completed", "refused", "p50 ms", "p99 ms",
+                         "journal depth max", "largest delay ms", "auto-suspends"],
+             "rows": [["on (max 1 s)" if r["on"] else "off", r["completed"], r["refused"],
+                       r3(r["p50"]), r3(r["p99"]), r["depth_max"], r3(r["pace_max_ms"]), r["suspends"]]
+                      for r in pc]},
+        ],
+        "notes": [
+            "the simulator charges no time for disk or CPU: copy rates are peer-link bound",
+            "line rate: full WRITE_BATCH frames of 7 copy records at 10 bits per byte",
+            "resync moves each changed block once however often it was written (the bitmap), "
+            "plus blocks first written while the resync runs",
+            "pacing off: the journal fills and the pair suspends itself (writes still complete, the "
+            "pair then needs a resume); on: completions slow down instead, and the pair stays duplex "
+            "as long as the delay brings the offered rate under the link rate",
+        ],
+    }

@@ -1,0 +1,431 @@
+"""`arcopy report`: record one observed simulator run into a RUN_DIR, and render it as PNG plots
+and a Markdown summary.
+
+    arcopy report --record RUN_DIR [--seed N --pairs N --duration S --rate R --ckpt-ms MS ...]
+    arcopy report RUN_DIR                       # (re)render an existing RUN_DIR
+
+A RUN_DIR holds:
+
+  run.json         what was run (parameters) and what came out of it (consistency, RPO, writes,
+                   checkpoints, latency percentiles per variant); lists the other files
+  timeseries.csv   one row per sample and pair: t_ms, pair, p_journal, s_journal (journal depths),
+                   send_lag_ms (primary: sequence time - time of its oldest unacknowledged journal
+                   entry), exposure_ms (primary sequence time - the secondary's applied checkpoint
+                   T: what a disaster at that instant would lose), records_sent, records_received,
+                   records_applied
+  checkpoints.csv  one row per checkpoint T: n, t, issued_ms (primary master), first_held_ms,
+                   all_held_ms (markers journaled by the secondaries), released_ms, reset_ms
+                   (secondary master's RELEASE and RESET_UIP decisions); empty when it never happened
+  latency.csv      one row per acknowledged host write of each variant: variant, write_id, pair,
+                   issue_ms, latency_ms; variants "no-copy" (copy never started), "copy" (the
+                   recorded asynchronous run) and "sync" (synchronous mode), same seed and workload
+  bench.json       optional: `arcopy bench ... --json RUN_DIR/bench.json`; its tables go into
+                   report.md too
+
+Rendering adds lag.png, checkpoints.png, latency_cdf.png and report.md. The recorded run has
+no faults: a burst of writes that overruns the peer links part-way through, then the
+primary-site disaster at the end, a failover through the host ports and the consistency
+checker. Everything is observed (see host_tools.perf.figures.Observer), never steered.
+"""
+import csv
+import json
+import os
+import sys
+import time
+
+FILES = {"run": "run.json", "timeseries": "timeseries.csv", "checkpoints": "checkpoints.csv",
+         "latency": "latency.csv", "bench": "bench.json", "lag_png": "lag.png",
+         "checkpoints_png": "checkpoints.png", "latency_png": "latency_cdf.png", "report": "report.md"}
+TS_COLUMNS = ("t_ms", "pair", "p_journal", "s_journal", "send_lag_ms", "exposure_ms",
+              "records_sent", "records_received", "records_applied")
+CK_COLUMNS = ("n", "t", "issued_ms", "first_held_ms", "all_held_ms", "released_ms", "reset_ms")
+LAT_COLUMNS = ("variant", "write_id", "pair", "issue_ms", "latency_ms")
+VARIANTS = (("no-copy", "no copy (copy never started)"), ("copy", "copy active, asynchronous"),
+            ("sync", "copy active, synchronous"))
+
+
+def add_arguments(p):
+    p.add_argument("run_dir", metavar="RUN_DIR", help="directory of a recorded run")
+    p.add_argument("--record", action="store_true",
+                   help="run and record a simulator drill into RUN_DIR first, then render it")
+    p.add_argument("--quick", action="store_true", help="record a short, small run (2 pairs, 4 s)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--pairs", type=int, default=None, help="subsystem pairs (default 4; --quick 2)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="simulated seconds until the disaster (default 12; --quick 4)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="host writes per second, all pairs (ims workload; default 8 per pair, about "
+                        "40%% of what a peer link carries)")
+    p.add_argument("--ckpt-ms", type=float, default=200.0, help="checkpoint interval (ms)")
+    p.add_argument("--burst", type=int, default=None,
+                   help="extra transactions (3 writes each) started at once at 40%% of the run, "
+                        "overrunning the peer links (default 6 per pair)")
+    p.add_argument("--sample-ms", type=float, default=50.0, help="time-series sampling period (ms)")
+
+
+def run(args):
+    d = args.run_dir
+    if args.record:
+        pairs = args.pairs or (2 if args.quick else 4)
+        summary = record(d, seed=args.seed, pairs=pairs,
+                         duration_s=args.duration or (4.0 if args.quick else 12.0),
+                         rate=args.rate or 8.0 * pairs, ckpt_ms=args.ckpt_ms, sample_ms=args.sample_ms,
+                         burst=6 * pairs if args.burst is None else args.burst)
+        print("recorded %s: consistent %s, RPO %.1f ms, %d writes, %d checkpoint rounds"
+              % (d, summary["consistent"], summary["rpo_ms"], summary["writes_completed"],
+                 summary["rounds"]))
+    elif not os.path.exists(os.path.join(d, FILES["run"])):
+        print("arcopy report: %s holds no %s (record one with `arcopy report --record %s`)"
+              % (d, FILES["run"], d), file=sys.stderr)
+        return 2
+    out = render(d)
+    print("wrote " + ", ".join(os.path.join(d, f) for f in out))
+    return 0
+
+
+# ---- recording ---------------------------------------------------------------------------------
+def record(run_dir, seed=1, pairs=4, duration_s=12.0, rate=40.0, ckpt_ms=200.0, sample_ms=50.0,
+           burst=24, kind="ims", start_s=1.5, settle_s=3.0):
+    """Run the observed drill and its two latency companions; write the RUN_DIR files.
+    Returns run.json's summary."""
+    from host_tools.check import checker
+    from host_tools.perf.figures import Observer, build_world, pct
+    from host_tools.sim.scenario import failover
+
+    os.makedirs(run_dir, exist_ok=True)
+    t_wall = time.perf_counter()
+    burst_at_s = max(start_s, 0.4 * duration_s)
+    params = dict(seed=seed, pairs=pairs, duration_s=duration_s, rate=rate, ckpt_ms=ckpt_ms,
+                  sample_ms=sample_ms, burst=burst, burst_at_s=round(burst_at_s, 3), kind=kind,
+                  workload_start_s=start_s, settle_s=settle_s, peer_baud=115200, bus_baud=115200,
+                  peer_latency_us=1000, faults="none, then the primary-site disaster at the end")
+    common = dict(seed=seed, pairs=pairs, duration_s=duration_s, start_s=start_s, rate=rate,
+                  kind=kind, ckpt_ms=ckpt_ms, burst=burst, burst_at_s=burst_at_s - start_s)
+
+    # the recorded run: copy active, asynchronous, observed
+    world, wl = build_world(**common)
+    obs = Observer(world, frames=False)
+    rows = []
+    until = int(duration_s * 1e6)
+
+    def sample(now):
+        for i in range(pairs):
+            p, s = world.primaries[i], world.secondaries[i]
+            if not (p.alive and s.alive):
+                continue
+            pr, sr = p.node.role, s.node.role
+            local = p.local_now()
+            applied_t = s.node.store.sb.applied_t
+            exposure = (pr.seq_time(local) - applied_t) / 1000.0 if applied_t else None
+            rows.append((round(now / 1000.0, 3), i, p.node.store.j_depth(), s.node.store.j_depth(),
+                         round(pr.lag_us(local) / 1000.0, 3), None if exposure is None else round(exposure, 3),
+                         pr.records_moved, sr.records_moved, sr.records_applied))
+    obs.every(int(sample_ms * 1000), sample, until_us=until)
+    try:
+        world.run(until)
+        world.disaster()
+        world.run(world.now + int(settle_s * 1e6))
+        target_n, target_t, results = failover(world)
+        images = {i: {0: bytes(world.read_volume(b.name, 0))} for i, b in enumerate(world.secondaries)}
+    finally:
+        obs.close()
+    wl.log.close(world.disaster_time)
+    rep = checker.check(wl.log, images, disaster_us=world.disaster_time)
+    lat = {"copy": _latencies(wl.log)}
+
+    # the companions: same seed and workload, copy never started / synchronous mode
+    for variant, kw in (("no-copy", dict(autostart=False)), ("sync", dict(mode="sync"))):
+        w2, wl2 = build_world(**dict(common, **kw))
+        w2.run(until)
+        lat[variant] = _latencies(wl2.log)
+
+    with open(os.path.join(run_dir, FILES["timeseries"]), "w", newline="") as f:
+        _write_csv(f, TS_COLUMNS, rows)
+    ck = []
+    for t in sorted(set(obs.issued) | set(obs.released) | set(obs.reset)):
+        held = obs.held.get(t, {})
+        ck.append((obs.labels.get(t), t, _ms(obs.issued.get(t)),
+                   _ms(min(held.values())) if held else None,
+                   _ms(max(held.values())) if len(held) == pairs else None,
+                   _ms(obs.released.get(t)), _ms(obs.reset.get(t))))
+    with open(os.path.join(run_dir, FILES["checkpoints"]), "w", newline="") as f:
+        _write_csv(f, CK_COLUMNS, ck)
+    with open(os.path.join(run_dir, FILES["latency"]), "w", newline="") as f:
+        _write_csv(f, LAT_COLUMNS, [(v, wid, pair, round(iss / 1000.0, 3), round(l / 1000.0, 3))
+                                    for v, _ in VARIANTS for wid, pair, iss, l in lat[v]])
+    rounds = obs.rounds()
+    round_ms = [(r[4] - r[1]) / 1000.0 for r in rounds]
+    summary = {
+        "consistent": rep.consistent, "violations": rep.violations_total,
+        "writes_completed": rep.writes_completed, "writes_recovered": rep.writes_recovered,
+        "lost_acked": rep.lost_acked, "rpo_ms": rep.rpo_ms,
+        "disaster_ms": world.disaster_time / 1000.0,
+        "recovered_checkpoint": {"n": target_n, "t": target_t},
+        "failover": {k: v for k, v in sorted(results.items())},
+        "checkpoints_issued": len(obs.issued), "rounds": len(rounds),
+        "round_ms_median": pct(round_ms, 50), "round_ms_max": max(round_ms) if round_ms else None,
+        "exposure_ms_max": max((r[5] for r in rows if r[5] is not None), default=None),
+        "send_lag_ms_max": max((r[4] for r in rows), default=None),
+        "p_journal_max": max((r[2] for r in rows), default=None),
+        "latency_ms": {v: {"writes": len(lat[v]),
+                           "p50": _ms(pct([x[3] for x in lat[v]], 50)),
+                           "p99": _ms(pct([x[3] for x in lat[v]], 99)),
+                           "max": _ms(max((x[3] for x in lat[v]), default=None))}
+                       for v, _ in VARIANTS},
+        "sim_seconds": world.now / 1e6,
+        "wall_seconds": round(time.perf_counter() - t_wall, 2),
+    }
+    doc = {"format": "arcopy-run", "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "params": params, "summary": summary,
+           "files": {k: FILES[k] for k in ("timeseries", "checkpoints", "latency")}}
+    with open(os.path.join(run_dir, FILES["run"]), "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    return summary
+
+
+def _latencies(log):
+    return [(e.id, e.pair, e.issue_us, e.complete_us - e.issue_us) for e in log
+            if e.ok and e.complete_us is not None]
+
+
+def _ms(us):
+    return None if us is None else round(us / 1000.0, 3)
+
+
+def _write_csv(f, columns, rows):
+    w = csv.writer(f)
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        rd = csv.DictReader(f)
+        out = []
+        for r in rd:
+            out.append({k: _num(v) for k, v in r.items()})
+        return out
+
+
+def _num(v):
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+# ---- rendering --------------------------------------------------------------------------------
+def render(run_dir):
+    """Write the PNG plots and report.md of a RUN_DIR; returns the file names written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(os.path.join(run_dir, FILES["run"])) as f:
+        doc = json.load(f)
+    ts = _read_csv(os.path.join(run_dir, FILES["timeseries"]))
+    ck = _read_csv(os.path.join(run_dir, FILES["checkpoints"]))
+    lat = _read_csv(os.path.join(run_dir, FILES["latency"]))
+    params, summary = doc["params"], doc["summary"]
+    disaster_s = summary.get("disaster_ms", 0) / 1000.0
+    burst_s = params.get("burst_at_s") if params.get("burst") else None
+    written = []
+
+    # lag per pair over time
+    pairs = sorted({r["pair"] for r in ts})
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    for key, ax, label in (("exposure_ms", axes[0], "exposure (ms)\nseq time - applied T"),
+                           ("send_lag_ms", axes[1], "send lag (ms)\noldest unacked record"),
+                           ("p_journal", axes[2], "primary journal\n(entries)")):
+        for p in pairs:
+            pts = [(r["t_ms"] / 1000.0, r[key]) for r in ts if r["pair"] == p and r[key] is not None]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1, label="pair %d" % p)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        _marks(ax, burst_s, disaster_s)
+    axes[0].legend(loc="upper left", fontsize=8, ncol=min(4, len(pairs)) or 1)
+    axes[0].set_title("Lag per pair (checkpoint interval %g ms, %g writes/s, burst of %d transactions "
+                      "at %.1f s)"
+                      % (params["ckpt_ms"], params["rate"], params.get("burst", 0), burst_s or 0))
+    axes[2].set_xlabel("simulated time (s)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, FILES["lag_png"]), dpi=90)
+    plt.close(fig)
+    written.append(FILES["lag_png"])
+
+    # checkpoint timeline: CHECKPOINT issued -> markers held by all -> RELEASE -> RESET_UIP
+    fig, ax = plt.subplots(figsize=(9, 2.0 + 0.12 * max(1, len(ck))))
+    phases = (("issued_ms", "all_held_ms", "tab:blue", "marker transfer (issued -> held by all)"),
+              ("all_held_ms", "released_ms", "tab:orange", "rendezvous (held -> RELEASE)"),
+              ("released_ms", "reset_ms", "tab:green", "apply (RELEASE -> RESET_UIP)"))
+    seen = set()
+    for i, r in enumerate(ck):
+        for a, b, color, label in phases:
+            if r[a] is not None and r[b] is not None:
+                ax.plot([r[a] / 1000.0, r[b] / 1000.0], [i, i], color=color, lw=4, solid_capstyle="butt",
+                        label=label if label not in seen else None)
+                seen.add(label)
+        if r["issued_ms"] is not None and r["reset_ms"] is None:
+            lbl = "issued, never reset (skipped or cut by the disaster)"
+            ax.plot([r["issued_ms"] / 1000.0], [i], "o", mfc="none", color="gray",
+                    label=lbl if lbl not in seen else None)
+            seen.add(lbl)
+    ax.set_yticks(range(len(ck)))
+    ax.set_yticklabels(["%s" % (r["n"] if r["n"] is not None else "?") for r in ck], fontsize=6)
+    ax.set_ylabel("checkpoint n")
+    ax.set_xlabel("simulated time (s)")
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    _marks(ax, burst_s, disaster_s)
+    ax.legend(loc="lower left", fontsize=7)
+    ax.set_title("Checkpoint rounds: CHECKPOINT at the primary master to RESET_UIP at the secondary master")
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, FILES["checkpoints_png"]), dpi=90)
+    plt.close(fig)
+    written.append(FILES["checkpoints_png"])
+
+    # write latency CDF: copy on vs off (and synchronous for reference)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    styles = {"no-copy": ("black", "-", 3.0), "copy": ("tab:blue", "--", 1.5), "sync": ("tab:red", "-", 1.5)}
+    for v, label in VARIANTS:
+        xs = sorted(r["latency_ms"] for r in lat if r["variant"] == v)
+        if not xs:
+            continue
+        color, ls, lw = styles[v]
+        n = len(xs)
+        ax.step(xs, [(i + 1) / n for i in range(n)], where="post", color=color, ls=ls, lw=lw,
+                label="%s (n=%d, p50 %.2f ms)" % (label, n, xs[(n - 1) // 2]))
+    ax.set_xscale("log")
+    ax.set_xlabel("host write latency (ms, log scale)")
+    ax.set_ylabel("fraction of writes")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Host write latency CDF: copy off vs on")
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, FILES["latency_png"]), dpi=90)
+    plt.close(fig)
+    written.append(FILES["latency_png"])
+
+    with open(os.path.join(run_dir, FILES["report"]), "w") as f:
+        f.write(_markdown(run_dir, doc, ck))
+    written.append(FILES["report"])
+    return written
+
+
+def _marks(ax, burst_s, disaster_s):
+    if burst_s:
+        ax.axvline(burst_s, color="gray", ls=":", lw=1)
+    if disaster_s:
+        ax.axvline(disaster_s, color="red", ls=":", lw=1)
+
+
+def _markdown(run_dir, doc, ck):
+    p, s = doc["params"], doc["summary"]
+    L = []
+    L.append("# Recorded run: %d pairs, seed %d" % (p["pairs"], p["seed"]))
+    L.append("")
+    L.append("Simulator drill recorded %s: %s workload at %g writes/s (4 dependent transactions in "
+             "parallel) from %.1f s, a burst of %d extra transactions (3 writes each) at %.1f s, "
+             "checkpoints every %g ms, peer "
+             "links and buses at %d baud, no faults; the primary site is lost at %.1f s, then the "
+             "secondaries are failed over through their host ports and checked."
+             % (doc.get("created", "?"), p["kind"], p["rate"], p["workload_start_s"], p.get("burst", 0),
+                p.get("burst_at_s", 0), p["ckpt_ms"], p["peer_baud"], s["disaster_ms"] / 1000.0))
+    L.append("")
+    L.append("| figure | value |")
+    L.append("|---|---|")
+    rc = s["recovered_checkpoint"]
+    for k, v in (("consistent after failover", s["consistent"]),
+                 ("writes acknowledged / recovered / lost acknowledged",
+                  "%d / %d / %d" % (s["writes_completed"], s["writes_recovered"], s["lost_acked"])),
+                 ("RPO at the disaster", "%.1f ms" % s["rpo_ms"]),
+                 ("recovered to", "checkpoint %s (T=%s)" % (rc["n"], rc["t"])),
+                 ("checkpoints issued / rounds completed", "%d / %d" % (s["checkpoints_issued"], s["rounds"])),
+                 ("round CHECKPOINT -> RESET_UIP, median / max", "%s / %s ms" % (_f(s["round_ms_median"]),
+                                                                              _f(s["round_ms_max"]))),
+                 ("exposure (seq time - applied T), max", "%s ms" % _f(s["exposure_ms_max"])),
+                 ("primary send lag, max", "%s ms" % _f(s["send_lag_ms_max"])),
+                 ("primary journal depth, max", s["p_journal_max"]),
+                 ("simulated / wall", "%.1f s / %.2f s" % (s["sim_seconds"], s["wall_seconds"]))):
+        L.append("| %s | %s |" % (k, v))
+    L.append("")
+    L.append("## Lag per pair")
+    L.append("")
+    L.append("![lag per pair](%s)" % FILES["lag_png"])
+    L.append("")
+    L.append("Exposure is the primary's sequence time minus the checkpoint T its secondary has applied: "
+             "what a disaster at that instant would lose. It saws between the round time and the round "
+             "time plus the interval while the links keep up, and climbs during the burst, when the send "
+             "lag (age of the oldest record the secondary has not acknowledged) and the journal grow. "
+             "Dotted lines: the burst (gray) and the disaster (red).")
+    L.append("")
+    L.append("## Checkpoint timeline")
+    L.append("")
+    L.append("![checkpoint timeline](%s)" % FILES["checkpoints_png"])
+    L.append("")
+    L.append("Each row is one checkpoint: blue from the primary master issuing CHECKPOINT until every "
+             "secondary has journaled its marker, orange until the secondary master broadcasts RELEASE, "
+             "green until it decides RESET_UIP. Hollow circles are checkpoints that no round released "
+             "(a newer one was taken instead, or the disaster came first).")
+    L.append("")
+    L.append("## Host write latency, copy off vs on")
+    L.append("")
+    L.append("![latency CDF](%s)" % FILES["latency_png"])
+    L.append("")
+    L.append("| variant | writes | p50 ms | p99 ms | max ms | p50 vs no copy |")
+    L.append("|---|---|---|---|---|---|")
+    base = s["latency_ms"]["no-copy"]["p50"]
+    for v, label in VARIANTS:
+        x = s["latency_ms"][v]
+        L.append("| %s | %d | %s | %s | %s | %s |" % (label, x["writes"], _f(x["p50"]), _f(x["p99"]),
+                                                       _f(x["max"]),
+                                                       _f(x["p50"] / base if base and x["p50"] else None)))
+    L.append("")
+    L.append("The simulator charges no time for disk writes or CPU, so copy on and copy off coincide "
+             "(the host port's round trip); synchronous mode adds the peer round trip and the record's "
+             "wire time. The same runs on boards add the journal's SD writes (see `arcopy bench "
+             "copy-latency`).")
+    L.append("")
+    bench = os.path.join(run_dir, FILES["bench"])
+    if os.path.exists(bench):
+        with open(bench) as f:
+            b = json.load(f)
+        L.append("## Benchmark figures (%s)" % FILES["bench"])
+        L.append("")
+        meta = b.get("meta", {})
+        L.append("Measured %s%s." % (meta.get("time", "?"), " with --quick" if meta.get("quick") else ""))
+        L.append("")
+        for name, sec in b.get("sections", {}).items():
+            for t in sec.get("tables", ()):
+                L.append("**%s: %s**" % (name, t["title"]))
+                L.append("")
+                L.append("| " + " | ".join(str(c) for c in t["columns"]) + " |")
+                L.append("|" + "---|" * len(t["columns"]))
+                for r in t["rows"]:
+                    L.append("| " + " | ".join(_f(v) for v in r) + " |")
+                L.append("")
+            for n in sec.get("notes", ()):
+                L.append("- " + n)
+            L.append("")
+    L.append("## Files")
+    L.append("")
+    for k in ("run", "timeseries", "checkpoints", "latency"):
+        L.append("- `%s`" % FILES[k])
+    L.append("")
+    return "\n".join(L)
+
+
+def _f(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "%.1f" % v if abs(v) >= 10 else "%.3f" % v
+    return str(v)

@@ -1,0 +1,1 @@
+"""Provisioning real boards: rig file (TOML) check, precompile, copy with mpremote."""

@@ -1,0 +1,1 @@
+"""The emulated rig: board processes, the hub that wires them, the rig file."""

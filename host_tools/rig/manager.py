@@ -1,0 +1,459 @@
+"""The emulated bench: bring up, list, kill, restart and tear down a set of emulated
+boards (one OS process each, running the firmware through host_tools/rig/board.py) and the
+hub process that wires their site buses and peer links (host_tools/rig/hub.py).
+
+Everything about a bench lives in one directory (``--dir``, default
+``$ARCOPY_BENCH`` or ``<tmp>/arcopy-bench-<uid>``):
+
+    bench.json          the bench file: boards (name, role, ids, pair, host port, image,
+                        config, log, pid), hub (pid, control port), settings
+    hub.json hub.state hub.log
+    <name>.json         the board's config (firmware Config fields + HAL keys)
+    <name>.img          its SD card image
+    <name>.host         symlink to its host port's pty (refreshed at every boot)
+    <name>.state        written by the board at boot: pid, host tty
+    <name>.log          its stdout/stderr
+    workload.json       the last workload log (written by `arcopy workload`)
+    history.json        blocks written by earlier workloads (see rigops.save_log)
+    disaster.json       the instant of the last disaster (written by `arcopy disaster`)
+
+Names: primaries p0..p{n-1} (node ids 1..n), secondaries s0..s{n-1} (ids 129..128+n);
+pair i is p<i> -> s<i>, and is pair i of the workloads. After `arcopy failback` the roles
+are swapped (each board's "role" in the bench file and its config file): p<i> is then
+the secondary of pair i and s<i> its primary; commands pick boards by role.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from firmware import wire
+
+from host_tools.rig import board as emulated
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH_FILE = "bench.json"
+SECONDARY_ID_BASE = 128
+
+DEFAULTS = {
+    "pairs": 4,
+    "baud": 115200,           # site buses
+    "peer_baud": None,        # peer links (default: same as the buses)
+    "host_baud": 1000000,     # host ports (USB CDC on a real board)
+    "nvol": 1,
+    "vol_blocks": 256,
+    "journal_slots": 512,
+    "ckpt_interval_us": 200000,
+}
+
+
+class BenchError(Exception):
+    pass
+
+
+def default_dir():
+    d = os.environ.get("ARCOPY_BENCH")
+    if d:
+        return d
+    return os.path.join(tempfile.gettempdir(), "arcopy-bench-%d" % os.getuid())
+
+
+def _write_json(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _env():
+    env = dict(os.environ)
+    pp = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = REPO + (os.pathsep + pp if pp else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _spawn(args, log_path, cwd):
+    log = open(log_path, "ab")
+    try:
+        p = subprocess.Popen([sys.executable] + args, stdin=subprocess.DEVNULL, stdout=log,
+                             stderr=subprocess.STDOUT, cwd=cwd, env=_env(),
+                             start_new_session=True, close_fds=True)
+    finally:
+        log.close()
+    return p.pid
+
+
+def pid_alive(pid, marker=None):
+    """Is `pid` a live (not zombie) process, whose command line contains `marker`?"""
+    if not pid:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        if marker is None:
+            return True
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return marker.encode() in f.read()
+    except (OSError, IndexError):
+        # no /proc: fall back to signal 0
+        try:
+            os.kill(pid, 0)
+            return marker is None
+        except OSError:
+            return False
+
+
+def _marker(path):
+    return os.path.abspath(path)
+
+
+def _parse_sets(sets):
+    """["s1.disk_delay_us=3000", "ckpt_interval_us=100000", "p.window=8"] ->
+    [(selector, key, value)]; selector: None (all), "p", "s" or a board name."""
+    out = []
+    for s in sets or ():
+        if "=" not in s:
+            raise BenchError("--set wants [BOARD.]KEY=VALUE, got %r" % s)
+        k, v = s.split("=", 1)
+        try:
+            v = json.loads(v)
+        except ValueError:
+            pass
+        sel = None
+        if "." in k:
+            sel, k = k.split(".", 1)
+        out.append((sel, k, v))
+    return out
+
+
+def _selected(sel, b):
+    return sel is None or sel == b["name"] or (sel == "p" and b["role"] == "primary") \
+        or (sel == "s" and b["role"] == "secondary")
+
+
+# -- bench file ------------------------------------------------------------------------------
+def load(d=None):
+    d = d or default_dir()
+    path = os.path.join(d, BENCH_FILE)
+    if not os.path.exists(path):
+        raise BenchError("no bench in %s (run `arcopy rig up` first)" % d)
+    b = _read_json(path)
+    b["dir"] = os.path.abspath(d)
+    return b
+
+
+def save(bench):
+    _write_json(os.path.join(bench["dir"], BENCH_FILE), bench)
+
+
+def board(bench, name):
+    for b in bench["boards"]:
+        if b["name"] == name:
+            return b
+    raise BenchError("no board %r on this bench" % name)
+
+
+def primaries(bench):
+    return [b for b in bench["boards"] if b["role"] == "primary"]
+
+
+def secondaries(bench):
+    return [b for b in bench["boards"] if b["role"] == "secondary"]
+
+
+def pair_boards(bench, pair):
+    """-> (primary, secondary) board dicts of pair `pair`, by their current roles (after a
+    failback the p<i> board is the secondary and s<i> the primary)."""
+    prim = sec = None
+    for b in bench["boards"]:
+        if b.get("pair") == pair:
+            if b["role"] == "primary":
+                prim = b
+            elif b["role"] == "secondary":
+                sec = b
+    if prim is None or sec is None:
+        raise BenchError("pair %r has no primary/secondary on this bench" % (pair,))
+    return prim, sec
+
+
+def swap_roles(bench, pairs=None):
+    """Record that pairs (default: all) changed direction (failback): each board of the
+    pair takes the other role, in the bench file and in the board's config file (so a
+    restarted emulated board boots in its new role). -> list of pairs swapped."""
+    pairs = range(bench["pairs"]) if pairs is None else pairs
+    done = []
+    for i in pairs:
+        prim, sec = pair_boards(bench, i)
+        for b, role in ((prim, "secondary"), (sec, "primary")):
+            b["role"] = role
+            path = b.get("config")
+            if path and os.path.exists(path):
+                conf = _read_json(path)
+                conf["role"] = wire.ROLE_PRIMARY if role == "primary" else wire.ROLE_SECONDARY
+                _write_json(path, conf)
+        done.append(i)
+    bench["failbacks"] = bench.get("failbacks", 0) + 1
+    save(bench)
+    return done
+
+
+def board_alive(b):
+    return pid_alive(b.get("pid"), _marker(b["config"]))
+
+
+def hub_alive(bench):
+    h = bench.get("hub") or {}
+    return pid_alive(h.get("pid"), _marker(h.get("config", "")))
+
+
+# -- hub control -----------------------------------------------------------------------------
+def hub_call(bench, req, timeout=5.0):
+    """One request to the hub's control port; -> reply dict."""
+    port = bench["hub"]["control_port"]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    rep = json.loads(buf)
+    if not rep.get("ok"):
+        raise BenchError("hub: %s" % rep.get("error"))
+    return rep
+
+
+# -- bring up ----------------------------------------------------------------------------------
+def _wait_for(pred, timeout, what):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise BenchError("timed out waiting for %s" % what)
+
+
+def _format_image(path, fw):
+    from firmware import store
+    nblocks = store.Store.blocks_needed(fw["nvol"], fw["vol_blocks"], fw["journal_slots"])
+    emulated.create_image(path, nblocks)
+    dev = emulated.FileBlockDevice(path)
+    try:
+        store.Store.format(dev, fw["role"], fw["node"], fw["peer"], fw.get("group", 0),
+                           fw["nvol"], fw["vol_blocks"], fw["journal_slots"])
+    finally:
+        dev.close()
+
+
+def _start_board(bench, b):
+    d = bench["dir"]
+    for p in (b["state"], b["host"]):
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+    b["pid"] = _spawn(["-m", "host_tools.rig.board", "--config", _marker(b["config"])], b["log"], d)
+    return b["pid"]
+
+
+def _wait_board(b, timeout=15.0):
+    def ready():
+        if not os.path.exists(b["state"]) or not os.path.lexists(b["host"]):
+            if b.get("pid") and not pid_alive(b["pid"]):
+                raise BenchError("board %s died at start-up; see %s" % (b["name"], b["log"]))
+            return False
+        try:
+            st = _read_json(b["state"])
+        except ValueError:
+            return False
+        return st.get("pid") == b["pid"]
+    _wait_for(ready, timeout, "board %s to come up" % b["name"])
+
+
+def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, vol_blocks=256,
+       journal_slots=512, ckpt_interval_us=200000, sets=(), force=False, peer_latency_us=0,
+       mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE):
+    """Create and start a bench of `pairs` primary/secondary pairs; -> the bench dict."""
+    d = os.path.abspath(d or default_dir())
+    if os.path.exists(os.path.join(d, BENCH_FILE)):
+        old = load(d)
+        if any(board_alive(b) for b in old["boards"]) or hub_alive(old):
+            if not force:
+                raise BenchError("a bench is already running in %s (`arcopy rig down` first)" % d)
+            down(old)
+    if pairs < 1 or pairs > 126:
+        raise BenchError("pairs must be 1..126")
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        if f.endswith((".img", ".state", ".host", ".log")) or f in (
+                "workload.json", "disaster.json", "hub.state", "report.json", "history.json"):
+            try:
+                os.unlink(os.path.join(d, f))
+            except OSError:
+                pass
+    peer_baud = peer_baud or baud
+    prim_ids = [i + 1 for i in range(pairs)]
+    sec_ids = [SECONDARY_ID_BASE + i + 1 for i in range(pairs)]
+    boards = []
+    for i in range(pairs):
+        for role, me, peer, site, prefix, bus, other in (
+                ("primary", prim_ids[i], sec_ids[i], prim_ids, "p", "P", "s"),
+                ("secondary", sec_ids[i], prim_ids[i], sec_ids, "s", "S", "p")):
+            name = "%s%d" % (prefix, i)
+            boards.append({
+                "name": name, "role": role, "node": me, "peer": peer, "pair": i,
+                "bus": bus, "peer_name": "%s%d" % (other, i),
+                "config": os.path.join(d, name + ".json"),
+                "image": os.path.join(d, name + ".img"),
+                "host": os.path.join(d, name + ".host"),
+                "state": os.path.join(d, name + ".state"),
+                "log": os.path.join(d, name + ".log"),
+                "site_nodes": site, "pid": None,
+            })
+    bench = {"format": "arcopy-bench", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
+             "peer_baud": peer_baud, "host_baud": host_baud, "nvol": nvol,
+             "vol_blocks": vol_blocks, "journal_slots": journal_slots,
+             "ckpt_interval_us": ckpt_interval_us, "mode": mode, "policy": policy,
+             "created": time.time(), "boards": boards, "hub": None}
+    # hub first: it owns the bus and peer ptys
+    hub_conf = {"state_file": os.path.join(d, "hub.state"), "bus_baud": baud,
+                "peer_baud": peer_baud, "peer_latency_us": peer_latency_us,
+                "boards": [{"name": b["name"], "bus": b["bus"], "peer": b["peer_name"]}
+                           for b in boards]}
+    hub_cfg = os.path.join(d, "hub.json")
+    _write_json(hub_cfg, hub_conf)
+    hub_pid = _spawn(["-m", "host_tools.rig.hub", "--config", _marker(hub_cfg)],
+                     os.path.join(d, "hub.log"), d)
+    bench["hub"] = {"pid": hub_pid, "config": hub_cfg, "log": os.path.join(d, "hub.log"),
+                    "control_port": None}
+    save(bench)
+
+    def hub_ready():
+        if not pid_alive(hub_pid):
+            raise BenchError("hub died at start-up; see %s" % bench["hub"]["log"])
+        return os.path.exists(hub_conf["state_file"])
+    _wait_for(hub_ready, 15.0, "the hub")
+    hst = _read_json(hub_conf["state_file"])
+    bench["hub"]["control_port"] = hst["control_port"]
+    overrides = _parse_sets(sets)
+    for b in boards:
+        fw = {"node": b["node"], "role": wire.ROLE_PRIMARY if b["role"] == "primary"
+              else wire.ROLE_SECONDARY, "peer": b["peer"], "site_nodes": b["site_nodes"],
+              "mode": mode, "policy": policy, "nvol": nvol, "vol_blocks": vol_blocks,
+              "journal_slots": journal_slots, "bus_baud": baud, "peer_baud": peer_baud,
+              "ckpt_interval_us": ckpt_interval_us}
+        hal = {"name": b["name"], "image": b["image"], "host_link": b["host"],
+               "bus_tty": hst["ports"][b["name"]]["bus"],
+               "peer_tty": hst["ports"][b["name"]]["peer"], "host_baud": host_baud,
+               "state_file": b["state"]}
+        conf = dict(fw)
+        conf.update(hal)
+        for sel, k, v in overrides:
+            if _selected(sel, b):
+                conf[k] = v
+        _write_json(b["config"], conf)
+        _format_image(b["image"], conf)
+    for b in boards:
+        _start_board(bench, b)
+    save(bench)
+    for b in boards:
+        _wait_board(b)
+    save(bench)
+    return bench
+
+
+# -- kill / restart / down ---------------------------------------------------------------------
+def kill(bench, names, sig=signal.SIGKILL):
+    """Kill boards by name (default: kill -9). -> list of names killed."""
+    done = []
+    for n in names:
+        b = board(bench, n)
+        if board_alive(b):
+            try:
+                os.kill(b["pid"], sig)
+                done.append(n)
+            except ProcessLookupError:
+                pass
+    for n in done:
+        b = board(bench, n)
+        end = time.monotonic() + 5
+        while pid_alive(b["pid"]) and time.monotonic() < end:
+            time.sleep(0.01)
+    return done
+
+
+def restart(bench, names, wait=True):
+    """(Re)start boards by name; a live one is killed first (kill -9)."""
+    kill(bench, [n for n in names if board_alive(board(bench, n))])
+    for n in names:
+        _start_board(bench, board(bench, n))
+    save(bench)
+    if wait:
+        for n in names:
+            _wait_board(board(bench, n))
+    return names
+
+
+def down(bench):
+    """Stop every process of the bench (boards first, then the hub). Files stay."""
+    stopped = []
+    for b in bench["boards"]:
+        if board_alive(b):
+            try:
+                os.kill(b["pid"], signal.SIGKILL)
+                stopped.append(b["name"])
+            except ProcessLookupError:
+                pass
+    h = bench.get("hub") or {}
+    if hub_alive(bench):
+        try:
+            os.kill(h["pid"], signal.SIGTERM)
+            stopped.append("hub")
+        except ProcessLookupError:
+            pass
+        end = time.monotonic() + 2
+        while pid_alive(h["pid"]) and time.monotonic() < end:
+            time.sleep(0.01)
+        if pid_alive(h["pid"]):
+            os.kill(h["pid"], signal.SIGKILL)
+    for b in bench["boards"]:
+        b["pid"] = None
+        try:
+            os.unlink(b["host"])
+        except OSError:
+            pass
+    bench["down"] = time.time()
+    save(bench)
+    return stopped
+
+
+def listing(bench):
+    """-> list of row dicts for `rig ls`."""
+    rows = []
+    for b in bench["boards"]:
+        target = None
+        try:
+            target = os.readlink(b["host"])
+        except OSError:
+            pass
+        rows.append({"name": b["name"], "role": b["role"], "node": b["node"], "peer": b["peer"],
+                     "pair": b["pair"], "pid": b["pid"], "alive": board_alive(b),
+                     "host": b["host"], "tty": target, "image": b["image"]})
+    h = bench.get("hub") or {}
+    rows.append({"name": "hub", "role": "hub", "node": None, "peer": None, "pair": None,
+                 "pid": h.get("pid"), "alive": hub_alive(bench),
+                 "host": "tcp 127.0.0.1:%s" % h.get("control_port"), "tty": None, "image": None})
+    return rows

@@ -1,0 +1,994 @@
+"""Seeded drills of the day-two operations (issue #8), each ending in the consistency check.
+
+    run_ops("suspend", seed=7, faults="loss") -> dict (the keys of run_scenario, plus
+    "op", "ops" (what the operation did, counted) and "op_failures")
+
+Operations are run through the boards' host ports, as an operator would (STATUS,
+C_START_COPY, C_SUSPEND, C_RESUME, C_DIRTY_LIST, C_MARK_DIRTY, C_FAILBACK,
+C_FAILOVER), at instants drawn from the seed (stream "ops/<op>", so the fault
+draws do not move), while the dependent-write workload runs:
+
+initial-copy  boards formatted with autostart off: the primaries take host writes
+              while SIMPLEX (volumes with existing data; the workload log has them),
+              then C_START_COPY (copy the marked blocks) while the workload goes on;
+              every pair must reach DUPLEX.
+suspend       one or two pairs suspended mid-workload and resumed later; the rest of
+              the group keeps releasing checkpoints meanwhile.
+autosuspend   one primary with a small journal and a long outage of its peer link: no
+              host write is refused, the pair suspends itself (R_JOURNAL_FULL) and is
+              resumed after the link returns.
+pacing        slow peer links (or one held link) with pacing on: host completions are
+              delayed (latency rises in the workload log), nothing is refused, nothing
+              suspends.
+failback      disaster (the primary site switched off) and failover; host writes at the
+              failed-over secondaries; the old primaries come back; failback in the
+              order arcopy uses (C_FAILBACK 2 to the old primaries, their marks merged
+              into the peers with C_DIRTY_LIST/C_MARK_DIRTY, C_FAILBACK 1 to the old
+              secondaries); DUPLEX; both sides compared after quiescence; then a second
+              disaster the other way round (the new primaries are lost), failover of the
+              old primaries, and the checker over their images against what the new
+              primaries were written (on top of the image recovered at the first failover).
+              A FAILBACK that went unanswered (power lost around it) and then says
+              S_BAD_STATE is taken as done when STATUS shows the requested role.
+
+Every resync is counted: once both sides show DUPLEX, the copy records the primary
+reports (STATUS copy_total, and copy_done once their acknowledgements are in) must equal
+the copy records it journaled, and lie between the blocks marked when the copy started
+(C_DIRTY_LIST just before the command) and that plus the host writes that reached the
+pair while it was copying (exactly the marked blocks when no write came). Before the
+disaster the drill waits until every secondary has applied the same checkpoint again (a
+pair that just joined may still be behind the group's newest release: see wait_group).
+Every drill ends with the disaster, group failover through the host ports, the
+independent checker, and the check that no acknowledged write completed before the
+recovered cut was lost.
+
+A failed expectation is a string in "op_failures" (the drill goes on when it can).
+"""
+import struct
+import time
+
+from firmware import wire
+from firmware import codec
+from host_tools.check import checker
+from host_tools.check import payload as _payload
+from host_tools.check.workload import Workload, WorkloadLog
+from .rng import parse_faults
+from .scenario import MODES, CheckpointLog, failover, lost_before, _state_digest
+from .world import World, WorkloadDriver
+
+OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback")
+FIELDS = codec.STATUS_FIELDS
+_STATUS = struct.Struct(wire.P_STATUS_BODY)
+PHASE2_FIRST_ID = 1000000          # write ids of the workload at the new primaries (failback)
+
+
+class _Workload2(Workload):
+    """A workload whose write ids start at `first_id` (a second writer in the same check)."""
+
+    def __init__(self, *args, first_id=1, **kw):
+        Workload.__init__(self, *args, **kw)
+        self._next_id = first_id
+
+
+class Drill:
+    """One seeded world plus the operator's helpers (all through the host ports)."""
+
+    def __init__(self, op, seed, pairs, faults, duration_s, mode, kind, rate, concurrency,
+                 ckpt_interval_ms, policy, bus_baud, peer_baud, config=None, world_opts=None,
+                 workload_start_s=1.0):
+        self.t0 = time.perf_counter()
+        self.op = op
+        self.seed = seed
+        self.pairs = pairs
+        self.mode = mode
+        self.classes = parse_faults(faults, disaster=False) - {"disaster"}
+        duration_us = int(duration_s * 1e6)
+        cfg = {"mode": MODES[mode], "ckpt_interval_us": int(ckpt_interval_ms * 1000),
+               "policy": wire.POLICY_CONTINUE if policy == "continue" else wire.POLICY_FREEZE,
+               "peer_timeout_us": 1000000}
+        cfg.update(config or {})
+        opts = {"vol_blocks": 128, "journal_slots": 256, "bus_baud": bus_baud,
+                "peer_baud": peer_baud, "workload_start_us": int(workload_start_s * 1e6),
+                "disaster": False}
+        opts.update(world_opts or {})
+        # the workload runs until the drill's own disaster stops it
+        self.wl = Workload(kind=kind, pairs=pairs, vols=1, blocks=opts["vol_blocks"], rate=rate,
+                           duration_us=600 * 1000000, concurrency=concurrency, seed=seed)
+        self.world = World(seed=seed, faults=self.classes, workload=self.wl, pairs=pairs,
+                           duration_us=duration_us, config=cfg, **opts)
+        self.ckpts = CheckpointLog(self.world)
+        self.rng = self.world.tree.stream("ops/" + op)
+        self.failures = []
+        self.counts = {}
+        self.events = []                 # (virtual ms, text): the operator's steps
+        self.wait_group = True
+        self.log = self.wl.log           # the log host writes go to now (mark(), writes())
+        self.disaster_delay_us = None
+
+    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def now(self):
+        return self.world.now
+
+    def run_to(self, t_us):
+        if t_us > self.world.now:
+            self.world.run(t_us)
+
+    def fail(self, text):
+        self.failures.append("%.3f s: %s" % (self.now / 1e6, text))
+
+    def note(self, text):
+        self.events.append((round(self.now / 1000.0, 1), text))
+
+    def p(self, i):
+        return "p%d" % i
+
+    def s(self, i):
+        return "s%d" % i
+
+    def status(self, name, attempts=12):
+        """STATUS of a board as a dict (None if it never answered)."""
+        w = self.world
+        for _ in range(attempts):
+            st, mt, pl = w.call(name, wire.T_H_STATUS, b"", 500000)
+            if st == wire.S_OK and mt == wire.T_H_REPLY:
+                return dict(zip(FIELDS, _STATUS.unpack(bytes(pl[1:1 + _STATUS.size]))))
+            w.run(w.now + 250000)            # rebooting (or busy): ask again
+        return None
+
+    def command(self, name, cmd, arg=0, arg2=0, attempts=12):
+        """H_COMMAND; retried while the board does not answer or is not ready."""
+        w = self.world
+        st = None
+        self.unanswered = 0                  # attempts that timed out (the board was down)
+        for _ in range(attempts):
+            self.sent_mark = self.mark()     # writes before this reached the board first
+            st = w.command(name, cmd, arg, arg2, 500000)[0]
+            if st is not None and st != wire.S_NOT_READY:
+                return st
+            if st is None:
+                self.unanswered += 1
+            w.run(w.now + 250000)
+        return st
+
+    def failback(self, name, role):
+        """C_FAILBACK(role), as arcopy would send it: if an attempt went unanswered (the
+        board lost power around it) and the retry says S_BAD_STATE, STATUS tells whether
+        the first one took effect (the role is durable) -- then it is done."""
+        st = self.command(name, wire.C_FAILBACK, role)
+        if st == wire.S_BAD_STATE and self.unanswered:
+            s = self.status(name)
+            if s is not None and s["role"] == role:
+                self.note("%s FAILBACK(%d) unanswered, then bad-state: STATUS shows role %d, "
+                          "it took effect" % (name, role, role))
+                self.counts["failback_retries_resolved"] = \
+                    self.counts.get("failback_retries_resolved", 0) + 1
+                return wire.S_OK
+        return st
+
+    def dirty_list(self, name, vol=0):
+        """Every block marked in `name`'s change bitmap (C_DIRTY_LIST, paged), or None."""
+        w = self.world
+        out, start = [], 0
+        for _ in range(10000):
+            reply = None
+            for _ in range(12):
+                st, mt, pl = w.command(name, wire.C_DIRTY_LIST, vol, start, 500000)
+                if st == wire.S_OK and mt == wire.T_H_REPLY:
+                    reply = pl
+                    break
+                w.run(w.now + 250000)
+            if reply is None:
+                return None
+            nxt, blocks = codec.unpack_dirty_list(reply, 1)
+            out.extend(blocks)
+            if not blocks or nxt <= start or nxt >= self.vol_blocks(name):
+                return out
+            start = nxt
+        return out
+
+    def vol_blocks(self, name):
+        return self.world.boards[name].cfg.vol_blocks
+
+    def wait(self, pred, limit_us, step_us=100000):
+        """Run until pred() (checked every step) or limit_us from now; -> bool."""
+        end = self.now + limit_us
+        while True:
+            if pred():
+                return True
+            if self.now >= end:
+                return False
+            self.run_to(min(end, self.now + step_us))
+
+    def copy_state(self, name):
+        s = self.status(name)
+        return None if s is None else s["copy_state"]
+
+    def fw(self, name, key, default=None):
+        """A counter of the board's live firmware role object (harness introspection,
+        used only to check what the host saw); None when the board is down."""
+        b = self.world.boards[name]
+        if b.node is None:
+            return default
+        return b.node.role.stats(b.local_now()).get(key, default)
+
+    def incarnation(self, name):
+        return self.world.boards[name].incarnation
+
+    def life(self, name):
+        """Changes whenever the board goes down (crash, power cut) or boots: a copy
+        count in RAM that started before belongs to a life that ended."""
+        b = self.world.boards[name]
+        return (b.incarnation, b.crashes, b.power_cuts, b.alive)
+
+    def mark(self):
+        """Position in the workload log: writes before it reached their board before any
+        host request sent from now on (one host port, one latency, FIFO)."""
+        return len(self.log.entries)
+
+    def writes(self, pair, a, b=None, log=None):
+        ents = (log or self.log).entries
+        return [e for e in ents[a:b] if e.pair == pair]
+
+    def disturbed(self, t0, t1, boards=None, links=None):
+        """Did a stopping fault (crash, power cut, link outage) touch [t0, t1]?"""
+        fo = self.world.faults
+        for at, name, *rest in fo.crashes:
+            down = rest[-1]
+            if (boards is None or name in boards) and at <= t1 and at + down >= t0:
+                return True
+        for at, name, after, torn, down in fo.power_cuts:
+            if (boards is None or name in boards) and at <= t1 and at + down + 200000 >= t0:
+                return True
+        for i, wins in fo.peer_outages.items():
+            if links is not None and i not in links:
+                continue
+            for s, e in wins:
+                if s <= t1 and e >= t0:
+                    return True
+        return False
+
+    def applied_t(self, name):
+        s = self.status(name)
+        return None if s is None else s["applied_t"]
+
+    # -- a resync, counted --------------------------------------------------------------
+    def start_copy(self, i, cmd, arg=0, prim=None):
+        """Send `cmd` (C_START_COPY / C_RESUME / C_FAILBACK) to pair i's primary after
+        reading its marks; returns the record the counting needs."""
+        prim = prim or self.p(i)
+        m_dl = self.mark()
+        marks = self.dirty_list(prim)
+        m_list = self.mark()             # writes issued up to here may be in the list too
+        st = self.status(prim)
+        rec = {"pair": i, "board": prim, "cmd": cmd, "at_ms": round(self.now / 1000.0, 1),
+               "m_dl": m_dl, "m_list": m_list, "marked": None if marks is None else len(marks),
+               "marked_set": set(marks or ()),
+               "dirty_blocks": None if st is None else st["dirty_blocks"],
+               "copied0": self.fw(prim, "copied", 0), "inc0": self.incarnation(prim),
+               "life0": self.life(prim)}
+        if marks is not None and st is not None and st["dirty_blocks"] < len(marks):
+            # marks only grow between the list and the status (writes keep coming)
+            self.fail("%s: STATUS dirty_blocks %d < %d blocks listed just before"
+                      % (prim, st["dirty_blocks"], len(marks)))
+        res = self.failback(prim, arg) if cmd == wire.C_FAILBACK else self.command(prim, cmd, arg)
+        rec["m_cmd"] = self.sent_mark
+        rec["status"] = res
+        if res != wire.S_OK:
+            self.fail("%s: command %d(%d) answered %r" % (prim, cmd, arg, res))
+        self.note("%s %s(%d) -> %r, %s blocks marked" % (prim, _CMD_NAMES.get(cmd, cmd), arg, res,
+                                                         rec["marked"]))
+        return rec
+
+    def joined(self, rec, prim, sec):
+        """Both sides DUPLEX: record the copy counts of the resync started by `rec`."""
+        ps = self.status(prim)
+        ss = self.status(sec)
+        if ps is None or ss is None:
+            return False
+        if ps["copy_state"] != wire.CS_DUPLEX or ss["copy_state"] != wire.CS_DUPLEX:
+            return False
+        rec["m_dup"] = self.mark()
+        rec["duplex_ms"] = round(self.now / 1000.0, 1)
+        rec["copy_done"] = ps["copy_done"]
+        rec["copy_total"] = ps["copy_total"]
+        rec["dirty_after"] = ps["dirty_blocks"]
+        rec["copied"] = None
+        if self.life(prim) == rec["life0"]:
+            c = self.fw(prim, "copied")
+            if c is not None:
+                rec["copied"] = c - rec["copied0"]
+        return True
+
+    def check_copy(self, rec, log=None):
+        """The counting rules of a resync (see the module docstring)."""
+        i, prim = rec["pair"], rec["board"]
+        if "copy_done" not in rec:
+            self.fail("%s: the pair never reached DUPLEX after the copy started" % prim)
+            return
+        during = self.writes(i, rec["m_dl"], rec["m_dup"], log)
+        before_cmd = self.writes(i, rec["m_dl"], rec["m_cmd"], log)
+        lower = set(rec["marked_set"]) | {e.block for e in before_cmd if e.ok}
+        rec["writes_during"] = len(during)
+        rec["lower"] = len(lower)
+        rec["upper"] = len(rec["marked_set"]) + len(during)
+        done = rec["copy_done"]
+        exact = rec["life0"] == self.life(prim)
+        rec["exact"] = exact
+        if exact and rec["copied"] is not None and rec["copy_total"] != rec["copied"]:
+            self.fail("%s: copy_total %d at DUPLEX but %d copy records journaled"
+                      % (prim, rec["copy_total"], rec["copied"]))
+        if exact and done < rec["copy_total"]:
+            # the last copies may still be unacknowledged when both sides show DUPLEX
+            # (the join marker overtakes their ACK, or a lost frame waits for its
+            # retransmission): their count catches up
+            rec["copy_done_at_join"] = done
+            seen = {}
+
+            def caught_up():
+                if self.life(prim) != rec["life0"]:
+                    return True                # it went down: its count starts again
+                st = self.status(prim, attempts=1)
+                if st is None:
+                    return False
+                seen["done"] = st["copy_done"]
+                return st["copy_done"] >= rec["copy_total"] or st["copy_state"] != wire.CS_DUPLEX
+            self.wait(caught_up, 10000000, 50000)
+            done = rec["copy_done"] = seen.get("done", done)
+            exact = rec["exact"] = self.life(prim) == rec["life0"]
+            if exact and done != rec["copy_total"]:
+                self.fail("%s: copy_done %d has not reached copy_total %d 10 s after DUPLEX"
+                          % (prim, done, rec["copy_total"]))
+        if exact:
+            if rec["copied"] is not None and done != rec["copied"]:
+                self.fail("%s: copy_done %d but %d copy records journaled"
+                          % (prim, done, rec["copied"]))
+            if not rec["lower"] <= done <= rec["upper"]:
+                self.fail("%s: copy_done %d outside [%d marked at start (with writes before the "
+                          "command), %d = marked + %d writes during the copy]"
+                          % (prim, done, rec["lower"], rec["upper"], len(during)))
+            if not during and done != len(rec["marked_set"]):
+                self.fail("%s: no write during the copy, copy_done %d != %d blocks marked"
+                          % (prim, done, len(rec["marked_set"])))
+        if rec["dirty_after"] and not self._later_marked(prim):
+            self.fail("%s: %d blocks still marked at DUPLEX" % (prim, rec["dirty_after"]))
+
+    def _later_marked(self, prim):
+        st = self.status(prim)
+        return st is not None and st["copy_state"] != wire.CS_DUPLEX
+
+    def establish(self, secs=None, limit_us=20000000):
+        """After the joins: wait until a group failover would succeed, as the operator's
+        failover sees it through STATUS: every secondary DUPLEX and holding the newest cut
+        any of them applied (or is applying). A pair that just joined may be behind the
+        group's newest release, or ahead of it when the group lags. Records how long
+        that took after the call."""
+        secs = secs or [b.name for b in self.world.secondaries]
+        t0 = self.now
+        seen = {}
+
+        def recoverable():
+            sts = [self.status(name, attempts=2) for name in secs]
+            if any(st is None or st["copy_state"] != wire.CS_DUPLEX for st in sts):
+                return False
+            target = max(st["uip_t"] if st["uip_n"] and st["uip_t"] > st["applied_t"]
+                         else st["applied_t"] for st in sts)
+            seen["target"] = target
+            seen["held"] = sorted(max(st["ckpt_t"], st["applied_t"]) for st in sts)
+            return all(max(st["ckpt_t"], st["applied_t"]) >= target for st in sts)
+        ok = self.wait(recoverable, limit_us)
+        self.counts["group_recoverable_after_ms"] = round((self.now - t0) / 1000.0, 1)
+        if not ok:
+            self.fail("%.0f s after the joins, no cut every secondary can recover to (newest "
+                      "applied T=%s, held %s)" % (limit_us / 1e6, seen.get("target"), seen.get("held")))
+        return ok
+
+    def before_disaster(self, lo_s, hi_s, secs=None):
+        """Wait until the group is recoverable again (unless told not to), then a drawn
+        time (or the fixed delay the drill was given) before the disaster."""
+        if self.wait_group:
+            self.establish(secs)
+        delay = self.disaster_delay_us
+        if delay is None:
+            delay = int(self.rng.uniform(lo_s * 1e6, hi_s * 1e6))
+        self.run_to(self.now + delay)
+
+    def refused_since(self, t_us, driver=None, log=None, boards=None):
+        """{status name: count} of host writes issued from t_us on that a board refused,
+        except S_NOT_READY while a board of that site had crashed or rebooted in the 3 s
+        before (a rebooted primary serves no write until it has the group's clock and
+        checkpoint, nor does a newly elected master until its members reported; bus noise
+        (the collision class) can depose a master at any time)."""
+        driver = driver or self.world.driver
+        log = log or self.log
+        boards = boards or [self.p(i) for i in range(self.pairs)]
+        out = {}
+        for at, wid, st in driver.refusal_log:
+            e = log.get(wid)
+            if e.issue_us < t_us:
+                continue
+            if st == wire.S_NOT_READY and (self.site_restarted(boards, at - 3000000, at)
+                                           or "collision" in self.classes):
+                continue
+            k = _status_name(st)
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    def site_restarted(self, names, t0, t1):
+        for name in names:
+            for t, ev, n in self.world.boards[name].history:
+                if t0 <= t <= t1 and not (ev == "boot" and n == 1):
+                    return True
+        return False
+
+    def public(self, rec):
+        return {k: v for k, v in rec.items()
+                if k not in ("marked_set", "m_dl", "m_list", "m_cmd", "m_dup", "copied0", "inc0", "life0")}
+
+    # -- the end of every drill ---------------------------------------------------------------
+    def finish(self, settle_s=4.0):
+        """The primary-site disaster now, group failover, the checker."""
+        w = self.world
+        w.disaster()
+        self.note("disaster: primary site lost")
+        w.run(w.now + int(settle_s * 1e6))
+        n, t, results = failover(w)
+        images = {i: {0: bytes(w.read_volume(b.name, 0))} for i, b in enumerate(w.secondaries)}
+        self.wl.log.close(w.disaster_time)
+        rep = checker.check(self.wl.log, images, disaster_us=w.disaster_time)
+        lost = [] if self.mode == "clockless" else lost_before(self.wl.log, rep, self.ckpts.first.get(t))
+        return self.result(rep, lost, n, t, results, images, w.disaster_time, w.driver)
+
+    def result(self, rep, lost, n, t, results, images, disaster_us, driver):
+        w = self.world
+        stats = w.stats()
+        skews = [b.stats().get("skew_max_us", 0) for b in w.primaries + w.secondaries]
+        return {
+            "seed": self.seed, "pairs": self.pairs, "mode": self.mode, "op": self.op,
+            "faults": sorted(self.classes | {"disaster"}),
+            "consistent": rep.consistent and not lost,
+            "checker_consistent": rep.consistent,
+            "violations": rep.to_dict()["violations"],
+            "violations_total": rep.violations_total,
+            "corrupt": rep.to_dict()["corrupt"],
+            "writes_issued": driver.issued if driver is not None else 0,
+            "writes_completed": rep.writes_completed,
+            "writes_recovered": rep.writes_recovered,
+            "writes_refused": driver.refused if driver is not None else 0,
+            "lost_acked": len(rep.lost_acked_ids),
+            "lost_before_released_checkpoint": sorted(lost),
+            "rpo_ms": rep.rpo_ms,
+            "checkpoints_issued": len(self.ckpts.first),
+            "checkpoints_released": n,
+            "recovered_checkpoint": {"n": n, "t": t},
+            "failover": {k: v for k, v in sorted(results.items())},
+            "disaster_ms": None if disaster_us is None else disaster_us / 1000.0,
+            "digest": _state_digest(w, images),
+            "sim_seconds": w.now / 1e6,
+            "wall_seconds": round(time.perf_counter() - self.t0, 3),
+            "events": stats["events"],
+            "errors": stats["errors"],
+            "skew_max_us": max(skews) if skews else 0,
+            "ops": self.counts,
+            "op_failures": list(self.failures),
+            "op_steps": list(self.events),
+            "fault_options": w.faults.to_dict(),
+        }
+
+    def close(self):
+        self.ckpts.close()
+
+
+_CMD_NAMES = {wire.C_START_COPY: "START_COPY", wire.C_SUSPEND: "SUSPEND", wire.C_RESUME: "RESUME",
+              wire.C_FAILBACK: "FAILBACK"}
+
+
+# ---------------------------------------------------------------------------------------
+
+def _all_joined(d, recs, prim=None, sec=None):
+    """Record each pair's resync once it joins; True when every pair has. prim/sec: the
+    boards now primary/secondary of pair i (default: the original sites)."""
+    for i, rec in recs.items():
+        if "copy_done" not in rec:
+            d.joined(rec, prim(i) if prim else d.p(i), sec(i) if sec else d.s(i))
+    return all("copy_done" in rec for rec in recs.values())
+
+
+def _initial_copy(d):
+    """Writes while SIMPLEX, then START_COPY per pair at drawn instants; all DUPLEX."""
+    r = d.rng
+    starts = sorted((r.uniform(1.8e6, 3.5e6), i) for i in range(d.pairs))
+    recs = {}
+    for at, i in starts:
+        d.run_to(int(at))
+        st = d.status(d.p(i))
+        if st is not None and st["copy_state"] != wire.CS_SIMPLEX:
+            d.fail("%s: copy state %d before START_COPY (autostart is off)" % (d.p(i), st["copy_state"]))
+        recs[i] = d.start_copy(i, wire.C_START_COPY, 0)
+
+    if not d.wait(lambda: _all_joined(d, recs), 40000000):
+        d.fail("not every pair reached DUPLEX within 40 s of the copy")
+    for rec in recs.values():
+        d.check_copy(rec)
+    d.counts["pairs"] = [d.public(recs[i]) for i in sorted(recs)]
+    d.counts["copy_done"] = sum(rec.get("copy_done", 0) for rec in recs.values())
+    d.counts["marked_at_start"] = sum(len(rec["marked_set"]) for rec in recs.values())
+    d.counts["writes_before_copy"] = min(rec["m_dl"] for rec in recs.values())
+    d.before_disaster(0.3, 2.0)
+    return d.finish()
+
+
+def _suspend(d):
+    """One or two pairs suspended and resumed at drawn instants; the rest keep releasing."""
+    r = d.rng
+    k = r.randint(1, max(1, min(2, d.pairs - 1)))
+    chosen = sorted(r.sample(range(d.pairs), k))
+    plan = []
+    for i in chosen:
+        t_s = int(r.uniform(2.0e6, 3.5e6))
+        t_r = t_s + int(r.uniform(1.5e6, 3.0e6))
+        plan.append((t_s, "suspend", i))
+        plan.append((t_s + 600000, "baseline", i))
+        plan.append((t_r, "resume", i))
+    plan.sort()
+    recs, susp = {}, {}
+    others = [j for j in range(d.pairs) if j not in chosen]
+    for at, what, i in plan:
+        d.run_to(at)
+        if what == "suspend":
+            st = d.command(d.p(i), wire.C_SUSPEND)
+            m = d.sent_mark
+            if st != wire.S_OK:
+                d.fail("%s: SUSPEND answered %r" % (d.p(i), st))
+            ps = d.status(d.p(i))
+            marks = d.dirty_list(d.p(i))
+            susp[i] = {"pair": i, "at_ms": round(d.now / 1000.0, 1), "m": m,
+                       "marks": set(marks or ()), "t0": d.now}
+            d.note("p%d SUSPEND -> %r, %d blocks marked" % (i, st, len(marks or ())))
+            if ps is not None and (ps["copy_state"] != wire.CS_SUSPENDED
+                                   or ps["suspend_reason"] != wire.R_OPERATOR):
+                d.fail("p%d: after SUSPEND copy state %d reason %d" % (i, ps["copy_state"],
+                                                                        ps["suspend_reason"]))
+            susp[i]["marks_at_suspend"] = len(marks or ())
+        elif what == "baseline":
+            d.run_to(susp[i]["t0"] + 600000)       # the suspend may have waited for a reboot
+            susp[i]["base_t"] = d.now
+            susp[i]["applied_self"] = d.applied_t(d.s(i))
+            base = {j: d.status(d.s(j)) for j in others}
+            susp[i]["applied_others"] = {j: None if st is None else st["applied_t"]
+                                         for j, st in base.items()}
+            held = [st["ckpt_t"] for st in base.values() if st is not None]
+            # every cut all the others held by now must be released while pair i is out
+            susp[i]["held_others"] = min(held) if len(held) == len(base) and held else None
+        else:
+            x = susp[i]
+            ss = d.status(d.s(i))
+            quiet = not d.disturbed(x["t0"], d.now)
+            x["secondary_state"] = None if ss is None else ss["copy_state"]
+            if quiet and ss is not None:
+                if ss["copy_state"] != wire.CS_SUSPENDED:
+                    d.fail("s%d: copy state %d while its primary is suspended" % (i, ss["copy_state"]))
+                if ss["applied_t"] != x["applied_self"]:
+                    d.fail("s%d: applied checkpoints while suspended (%r -> %r)"
+                           % (i, x["applied_self"], ss["applied_t"]))
+            moved, reached = {}, {}
+            for j, t0 in x["applied_others"].items():
+                t1 = d.applied_t(d.s(j))
+                moved[j] = t0 is not None and t1 is not None and t1 > t0
+                reached[j] = t1 is not None and x["held_others"] is not None \
+                    and t1 >= x["held_others"]
+            # released: the others' applied cut moved on while pair i was out of the group;
+            # (a lost frame on another pair's link can stall every release for a whole
+            # retransmission timeout, so what is asserted is that no cut the others all
+            # held was kept back)
+            x["group_released"] = all(moved.values()) if moved else None
+            x["group_check"] = bool(quiet and moved and x["held_others"] is not None)
+            x["group_held_back"] = not all(reached.values()) if x["group_check"] else None
+            if quiet and moved and not (d.classes & {"loss", "corrupt", "jitter"}) \
+                    and not all(moved.values()):
+                d.fail("the group released nothing while pair %d was suspended: %s" % (i, moved))
+            if x["group_check"] and not all(reached.values()):
+                d.fail("the group held back releases while pair %d was suspended: the others "
+                       "all held T=%d %.1f s before, applied now %s"
+                       % (i, x["held_others"], (d.now - x["base_t"]) / 1e6,
+                          {j: d.applied_t(d.s(j)) for j in reached}))
+            rec = d.start_copy(i, wire.C_RESUME)
+            # what the bitmap must hold: the journal's records at suspend (listed right
+            # after it) and every block written while suspended
+            w_all = d.writes(i, x["m"], rec["m_dl"])
+            lo = x["marks"] | {e.block for e in w_all if e.ok}
+            hi = x["marks"] | {e.block for e in d.writes(i, x["m"], rec["m_list"])}
+            got = rec["marked_set"]
+            x["written_while_suspended"] = len({e.block for e in w_all})
+            if marks_ok(rec) and not (lo <= got <= hi):
+                d.fail("p%d: %d blocks marked at resume, expected the %d marked at suspend plus "
+                       "the blocks written while suspended (%d..%d): missing %s, extra %s"
+                       % (i, len(got), len(x["marks"]), len(lo), len(hi),
+                          sorted(lo - got)[:8], sorted(got - hi)[:8]))
+            if rec["dirty_blocks"] is not None and rec["dirty_blocks"] < len(got):
+                d.fail("p%d: STATUS dirty_blocks %d < listed %d" % (i, rec["dirty_blocks"], len(got)))
+            recs[i] = rec
+
+    if not d.wait(lambda: _all_joined(d, recs), 30000000):
+        d.fail("a resumed pair did not reach DUPLEX within 30 s")
+    for rec in recs.values():
+        d.check_copy(rec)
+        st = d.status(rec["board"])
+        if st is not None and st["suspend_reason"] != 0:
+            d.fail("%s: suspend reason %d after the resync" % (rec["board"], st["suspend_reason"]))
+    d.counts["suspended"] = []
+    for i in chosen:
+        x = dict(susp[i])
+        for k in ("marks", "m", "t0", "base_t", "applied_others", "applied_self", "held_others"):
+            x.pop(k, None)
+        x["resync"] = d.public(recs[i])
+        d.counts["suspended"].append(x)
+    d.counts["copy_done"] = sum(rec.get("copy_done", 0) for rec in recs.values())
+    d.before_disaster(0.3, 2.0)
+    return d.finish()
+
+
+def marks_ok(rec):
+    """The marks were listed (the board answered DIRTY_LIST)."""
+    return rec["marked"] is not None
+
+
+def _autosuspend(d, k, outage):
+    """Pair k's primary has a small journal; its link is out for `outage` (start, end)."""
+    r = d.rng
+    t0, t1 = outage
+    d.world.add_outage(k, t0, t1)
+    d.note("peer link %d silent %.2f..%.2f s" % (k, t0 / 1e6, t1 / 1e6))
+    seen = {}
+
+    def suspended():
+        st = d.status(d.p(k))
+        if st is not None and st["copy_state"] == wire.CS_SUSPENDED:
+            seen.update(at_ms=round(d.now / 1000.0, 1), reason=st["suspend_reason"],
+                        dirty=st["dirty_blocks"])
+            return True
+        return False
+
+    d.run_to(t0)
+    if not d.wait(suspended, t1 - t0, 100000):
+        # (unless the primary itself went down meanwhile: its writes time out, their
+        # blocks are never written again, and the workload may stop reaching it)
+        if not d.disturbed(t0, t1, boards=(d.p(k),), links=()):
+            d.fail("p%d did not suspend itself during a %.1f s outage of its link"
+                   % (k, (t1 - t0) / 1e6))
+    elif seen["reason"] != wire.R_JOURNAL_FULL:
+        d.fail("p%d suspended with reason %d, not R_JOURNAL_FULL" % (k, seen["reason"]))
+    d.run_to(t1 + int(r.uniform(0.2e6, 1.0e6)))
+    # the operator resumes after the link returned -- and again, as often as the small
+    # journal fills once more while a lost frame waits for its retransmission
+    resumes = 0
+    state = {}
+
+    def joined_or_suspended():
+        if d.joined(rec, d.p(k), d.s(k)):
+            return True
+        st = d.status(d.p(k), attempts=2)
+        state["again"] = st is not None and st["copy_state"] == wire.CS_SUSPENDED
+        return state["again"]
+
+    end = d.now + 30000000
+    while True:
+        rec = d.start_copy(k, wire.C_RESUME)
+        resumes += 1
+        state["again"] = False
+        d.wait(joined_or_suspended, max(0, end - d.now))
+        if not state["again"] or resumes >= 5 or d.now >= end:
+            break
+        d.note("p%d suspended itself again during the resync" % k)
+        d.run_to(d.now + 1000000)
+    d.check_copy(rec)
+    # from the outage on (the group refuses writes briefly at boot, before its clock is warm)
+    refusals = d.refused_since(t0)
+    if refusals:
+        d.fail("host writes refused: %s" % refusals)
+    d.counts.update({"pair": k, "outage_ms": [t0 / 1000.0, t1 / 1000.0],
+                     "journal_slots": d.world.boards[d.p(k)].cfg.journal_slots,
+                     "suspended_at_ms": seen.get("at_ms"), "suspend_reason": seen.get("reason"),
+                     "dirty_at_suspend_seen": seen.get("dirty"), "resync": d.public(rec),
+                     "copy_done": rec.get("copy_done", 0), "writes_refused": sum(refusals.values()),
+                     "resumes": resumes})
+    d.before_disaster(0.5, 2.0)
+    return d.finish()
+
+
+def _pacing(d, variant, hold):
+    """Slow links or one held link with pacing on; the latency log tells."""
+    r = d.rng
+    if hold is not None:
+        k, t0, t1 = hold
+        d.world.add_outage(k, t0, t1)
+        d.note("peer link %d held %.2f..%.2f s" % (k, t0 / 1e6, t1 / 1e6))
+    end = int(r.uniform(6.0e6, 8.0e6))
+    pace_seen = {}
+    states = {}
+    while d.now < end:
+        d.run_to(d.now + 250000)
+        for i in range(d.pairs):
+            st = d.status(d.p(i), attempts=1)
+            if st is None:
+                continue
+            pace_seen[i] = max(pace_seen.get(i, 0), st["pace_us"])
+            if st["copy_state"] != wire.CS_DUPLEX or st["suspend_reason"]:
+                states[i] = (st["copy_state"], st["suspend_reason"])
+    lat = sorted(e.complete_us - e.issue_us for e in d.wl.log.entries if e.ok)
+    paced = sum(d.fw(d.p(i), "paced", 0) or 0 for i in range(d.pairs))
+    d.counts.update({
+        "variant": variant, "hold": None if hold is None else [hold[0], hold[1] / 1000.0, hold[2] / 1000.0],
+        "peer_baud": d.world.opts["peer_baud"],
+        "pace_threshold": d.world.boards["p0"].cfg.pace_threshold,
+        "pace_max_us": d.world.boards["p0"].cfg.pace_max_us,
+        "pace_us_max_seen": max(pace_seen.values()) if pace_seen else 0,
+        "writes_paced": paced,
+        "latency_ms_p50": _pct(lat, 0.5) / 1000.0, "latency_ms_p99": _pct(lat, 0.99) / 1000.0,
+        "latency_ms_max": (lat[-1] if lat else 0) / 1000.0,
+        "writes_over_1ms": sum(1 for x in lat if x > 1000),     # unpaced: 0.4 ms round trip
+        "suspends": sum(d.fw(d.p(i), "suspends", 0) or 0 for i in range(d.pairs)),
+    })
+    refused = d.refused_since(2000000)
+    d.counts["writes_refused"] = sum(refused.values())
+    if refused:
+        d.fail("host writes refused under pacing: %s" % refused)
+    # a pair may still suspend itself when an outage or a crash outlasts its journal
+    states = {i: v for i, v in states.items()
+              if not d.disturbed(0, d.now, boards=(d.p(i), d.s(i)), links=(i,))}
+    if states:
+        d.fail("pairs left DUPLEX under pacing: %s" % states)
+    cap = d.world.boards["p0"].cfg.pace_max_us + 2000       # + host round trip and a tick
+    if lat and lat[-1] > cap:
+        d.fail("a completion was delayed %.1f ms, more than pace_max_us allows" % (lat[-1] / 1000.0))
+    if not d.counts["writes_paced"] or not d.counts["writes_over_1ms"]:
+        d.fail("no completion was delayed (%d writes paced, %d over 1 ms)"
+               % (d.counts["writes_paced"], d.counts["writes_over_1ms"]))
+    return d.finish()
+
+
+def _pct(xs, q):
+    if not xs:
+        return 0
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def _status_name(code):
+    for k, v in vars(wire).items():
+        if k.startswith("S_") and v == code:
+            return k
+    return str(code)
+
+
+# ---------------------------------------------------------------------------------------
+def _baseline(log, images, fo_us):
+    """The writes visible in the images recovered at the first failover, as log entries
+    of the second phase's check: the second phase starts from this image, so its
+    check expects each block to hold its phase-2 writes on top of exactly these."""
+    out = []
+    for pair in sorted(images):
+        vol = images[pair][0]
+        bs = _payload.BLOCK_SIZE
+        for blk in range(len(vol) // bs):
+            st = _payload.inspect(vol[blk * bs:(blk + 1) * bs])
+            if st.status != _payload.VALID:
+                continue
+            e = log.get(st.payload.serial)
+            dct = e.to_dict()
+            dct["dep"] = None
+            if dct["complete_us"] is None or not dct["ok"]:
+                # in flight (or failed) at the disaster, yet recovered: it is part of the
+                # state the host resumed from at failover
+                dct["complete_us"] = fo_us
+                dct["complete_seq"] = 0
+            dct["ok"] = True
+            out.append(dct)
+    return out
+
+
+def _failback(d, pair_q):
+    r = d.rng
+    w = d.world
+    n = d.pairs
+    P = [d.p(i) for i in range(n)]
+    S = [d.s(i) for i in range(n)]
+    # -- phase 1: the ordinary drill, except that the primaries are switched off ----
+    t_d1 = int(r.uniform(3.0e6, 5.0e6))
+    d.run_to(t_d1)
+    w.disaster_time = t_d1
+    w.driver.stop()
+    for b in w.primaries:
+        b.halt()
+    d.note("disaster 1: primary site switched off")
+    w.run(w.now + 3000000)
+    n1, t1, res1 = failover(w, boards=w.secondaries)
+    t_fo1 = w.now
+    d.note("failover 1 to checkpoint %d" % n1)
+    if set(res1.values()) != {wire.S_OK}:
+        d.fail("failover 1: %s" % res1)
+    images1 = {i: {0: bytes(w.read_volume(S[i], 0))} for i in range(n)}
+    log1 = d.wl.log
+    log1.close(t_d1)
+    rep1 = checker.check(log1, images1, disaster_us=t_d1)
+    lost1 = lost_before(log1, rep1, d.ckpts.first.get(t1))
+    d.counts["phase1"] = {"consistent": rep1.consistent and not lost1,
+                          "violations": rep1.violations_total, "lost_before_cut": sorted(lost1),
+                          "writes_completed": rep1.writes_completed,
+                          "writes_recovered": rep1.writes_recovered, "rpo_ms": rep1.rpo_ms,
+                          "recovered_checkpoint": n1}
+    if not (rep1.consistent and not lost1):
+        d.fail("phase 1 image inconsistent: %s" % rep1.summary().splitlines()[0])
+    # -- phase 2: the application runs at the secondary site -----------------------------
+    wl2 = _Workload2(kind=d.wl.kind, pairs=n, vols=1, blocks=d.wl.blocks, rate=d.wl.rate,
+                     duration_us=600 * 1000000, concurrency=d.wl.concurrency, seed=d.seed + 7777,
+                     writer=2, first_id=PHASE2_FIRST_ID)
+    drv2 = WorkloadDriver(w.sched, wl2, [w.hosts[S[i]] for i in range(n)], wire.T_H_WRITE,
+                          wire.P_H_WRITE, wire.S_OK)
+    w.sched.schedule(w.now + int(r.uniform(0.2e6, 1.0e6)), drv2.start)
+    d.log = wl2.log
+    t_on = w.now + int(r.uniform(0.5e6, 2.0e6))
+    d.run_to(t_on)
+    for b in w.primaries:
+        b.power_on()
+    d.note("old primaries powered on")
+    d.run_to(w.now + int(r.uniform(1.0e6, 2.0e6)))
+    quiesce = pair_q
+    if quiesce:
+        drv2.pause()
+        d.wait(lambda: drv2.outstanding() == 0, 5000000, 10000)
+        d.note("application quiesced for the failback")
+    # -- failback, in arcopy's order ---------------------------------------------------------
+    merged = {}
+    for i in range(n):
+        st = d.failback(P[i], wire.ROLE_SECONDARY)
+        d.note("%s FAILBACK(2) -> %r" % (P[i], st))
+        if st != wire.S_OK:
+            d.fail("%s: FAILBACK(secondary) answered %r" % (P[i], st))
+    for i in range(n):
+        marks = d.dirty_list(P[i])
+        if marks is None:
+            d.fail("%s: no answer to DIRTY_LIST" % P[i])
+            marks = []
+        merged[i] = len(marks)
+        bad = 0
+        for blk in marks:
+            st = d.command(S[i], wire.C_MARK_DIRTY, 0, blk)
+            if st != wire.S_OK:
+                bad += 1
+                d.fail("%s: MARK_DIRTY %d answered %r" % (S[i], blk, st))
+        d.note("%s DIRTY_LIST: %d blocks -> %s MARK_DIRTY (%d refused)" % (P[i], len(marks), S[i], bad))
+    recs = {}
+    for i in range(n):
+        recs[i] = d.start_copy(i, wire.C_FAILBACK, wire.ROLE_PRIMARY, prim=S[i])
+        recs[i]["merged_from_old_primary"] = merged[i]
+    for i in range(n):
+        b = w.boards[S[i]]
+        if b.cfg.role != wire.ROLE_PRIMARY or w.boards[P[i]].cfg.role != wire.ROLE_SECONDARY:
+            d.fail("pair %d: roles not swapped (%s role %r, %s role %r)"
+                   % (i, S[i], b.cfg.role, P[i], w.boards[P[i]].cfg.role))
+
+    if not d.wait(lambda: _all_joined(d, recs, S.__getitem__, P.__getitem__), 40000000):
+        d.fail("not every reversed pair reached DUPLEX within 40 s")
+    for rec in recs.values():
+        d.check_copy(rec, log=wl2.log)
+    # -- quiescence: both sides must hold the same volumes --------------------------------------
+    drv2.pause()
+    d.wait(lambda: drv2.outstanding() == 0, 5000000, 10000)
+    t_q = w.now
+
+    def mirrored():
+        return all(w.read_volume(P[i], 0) == w.read_volume(S[i], 0) for i in range(n))
+    # the last writes reach the old primaries at the next released checkpoints (a lost
+    # frame costs a retransmission timeout of a few seconds)
+    d.wait(mirrored, 15000000, 250000)
+    d.counts["mirrored_after_ms"] = round((w.now - t_q) / 1000.0, 1)
+    same = []
+    for i in range(n):
+        a = w.read_volume(P[i], 0)
+        b = w.read_volume(S[i], 0)
+        same.append(a == b)
+        if a != b:
+            bs = _payload.BLOCK_SIZE
+            diff = [k for k in range(len(a) // bs) if a[k * bs:(k + 1) * bs] != b[k * bs:(k + 1) * bs]]
+            d.fail("pair %d: 15 s after the failback and quiescence the volumes still differ in "
+                   "%d blocks, e.g. %s" % (i, len(diff), diff[:8]))
+    d.counts.update({"quiesced_for_failback": quiesce, "mirrored_after_quiescence": same,
+                     "pairs": [d.public(recs[i]) for i in range(n)],
+                     "copy_done": sum(rec.get("copy_done", 0) for rec in recs.values()),
+                     "marked_at_failback": sum(len(rec["marked_set"]) for rec in recs.values())})
+    if d.wait_group:
+        d.establish(secs=P)
+    drv2.resume()
+    # -- the second disaster, the other way round ----------------------------------------------
+    d.run_to(w.now + int(r.uniform(1.0e6, 3.0e6)))
+    t_d2 = w.now
+    drv2.stop()
+    for b in w.secondaries:
+        b.destroy()
+    d.note("disaster 2: the new primaries (old secondary site) lost")
+    w.run(w.now + 4000000)
+    n2, t2, res2 = failover(w, boards=w.primaries)
+    d.note("failover 2 to checkpoint %d" % n2)
+    images2 = {i: {0: bytes(w.read_volume(P[i], 0))} for i in range(n)}
+    wl2.log.close(t_d2)
+    log2 = WorkloadLog.from_dict({"writer": 2, "end_us": t_d2,
+                                  "writes": _baseline(log1, images1, t_fo1)
+                                  + [e.to_dict() for e in wl2.log.entries]})
+    rep2 = checker.check(log2, images2, disaster_us=t_d2)
+    lost2 = [] if d.mode == "clockless" else lost_before(log2, rep2, d.ckpts.first.get(t2))
+    d.counts["phase2_writes"] = wl2.issued
+    d.counts["phase2_refused"] = drv2.refusals
+    out = d.result(rep2, lost2, n2, t2, res2, images2, t_d2, drv2)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+DEFAULT_DURATION = {"initial-copy": 8.0, "suspend": 9.0, "autosuspend": 12.0, "pacing": 8.0,
+                    "failback": 16.0}
+
+
+def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", kind="ims",
+            rate=60.0, ckpt_interval_ms=200, policy="freeze", concurrency=4, bus_baud=115200,
+            peer_baud=None, config=None, world_opts=None, wait_group=True, disaster_delay_s=None):
+    """One seeded drill of operation `op` (see OPS); returns a dict (see the module doc).
+
+    duration_s: the window faults are drawn in (default per operation); the drill's
+    own timeline (operation instants, the disaster) is drawn from the seed.
+    wait_group=False: do not wait after the joins until a group failover would succeed
+    before the disaster; disaster_delay_s: the disaster this long after that point instead of a
+    drawn delay (0 with wait_group=False: at the instant every pair shows DUPLEX)."""
+    if op not in OPS:
+        raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
+    if pairs < 2 and op in ("suspend",):
+        raise ValueError("%s needs at least 2 pairs" % op)
+    duration_s = DEFAULT_DURATION[op] if duration_s is None else duration_s
+    from .rng import SeedTree
+    plan = SeedTree(seed).stream("ops-setup/" + op)
+    config = dict(config or {})
+    world_opts = dict(world_opts or {})
+    extra = {}
+    if op == "initial-copy":
+        world_opts.setdefault("autostart", False)
+    elif op == "autosuspend":
+        k = plan.randrange(pairs)
+        slots = plan.choice((24, 32, 40))
+        world_opts.setdefault("journal_slots", 512)
+        bc = dict(world_opts.get("board_config") or {})
+        bc["p%d" % k] = dict(bc.get("p%d" % k, {}), journal_slots=slots)
+        world_opts["board_config"] = bc
+        t0 = int(plan.uniform(2.0e6, 3.0e6))
+        extra = {"k": k, "outage": (t0, t0 + int(plan.uniform(4.0e6, 6.0e6)))}
+    elif op == "pacing":
+        variant = plan.choice(("slow-link", "held-link"))
+        extra = {"variant": variant, "hold": None}
+        if variant == "slow-link":
+            if peer_baud is None:
+                peer_baud = plan.choice((28800, 38400))
+            config.setdefault("pace_threshold", plan.choice((16, 32, 64)))
+            config.setdefault("pace_max_us", plan.choice((300000, 500000)))
+        else:
+            # the held pair's journal grows by its writes and the checkpoint markers (about
+            # 10-20 entries a second here): well past the threshold, far from full
+            config.setdefault("pace_threshold", plan.choice((4, 6, 8)))
+            config.setdefault("pace_max_us", plan.choice((50000, 100000, 200000)))
+            world_opts.setdefault("journal_slots", 128)
+            t0 = int(plan.uniform(2.0e6, 4.0e6))
+            extra["hold"] = (plan.randrange(pairs), t0, t0 + int(plan.uniform(1.5e6, 3.0e6)))
+    elif op == "failback":
+        extra = {"pair_q": plan.random() < 0.5}
+    d = Drill(op, seed, pairs, faults, duration_s, mode, kind, rate, concurrency,
+              ckpt_interval_ms, policy, bus_baud, peer_baud or 115200, config, world_opts)
+    d.wait_group = wait_group
+    d.disaster_delay_us = None if disaster_delay_s is None else int(disaster_delay_s * 1e6)
+    try:
+        if op == "initial-copy":
+            return _initial_copy(d)
+        if op == "suspend":
+            return _suspend(d)
+        if op == "autosuspend":
+            return _autosuspend(d, **extra)
+        if op == "pacing":
+            return _pacing(d, **extra)
+        return _failback(d, **extra)
+    finally:
+        d.close()

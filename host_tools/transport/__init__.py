@@ -1,0 +1,1 @@
+"""Transports: how host tools reach a board's host port (serial line, simulator)."""

@@ -1,0 +1,244 @@
+"""The figures (`arcopy bench async-sync goodput rpo ckpt-cost copy-latency heap --quick`) and
+`arcopy report`: every figure is present and sane (a number, in range), the plots are valid PNGs
+and report.md shows them. No timing thresholds: the figures are measured, not asserted."""
+import json
+import os
+import shutil
+import struct
+import time
+
+import pytest
+
+from host_tools import cli
+from host_tools.perf import report
+from host_tools.perf.figures import Observer, build_world
+
+SECTIONS = ("async-sync", "goodput", "rpo", "ckpt-cost", "copy-latency", "heap", "ops")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAVE_MPY = shutil.which("node") is not None and os.path.isdir(os.path.join(ROOT, "node_modules", "@micropython"))
+
+
+def num(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert cli.main(["bench", *SECTIONS, "--quick", "--json", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def figures(bench_json):
+    doc = json.loads(bench_json.read_text())
+    assert doc["meta"]["quick"] is True
+    assert set(SECTIONS) <= set(doc["sections"])
+    return doc["sections"]
+
+
+def rows(sec, i=0):
+    t = sec["tables"][i]
+    return [dict(zip(t["columns"], r)) for r in t["rows"]]
+
+
+def test_async_sync(figures):
+    rs = rows(figures["async-sync"])
+    assert [r["round trip ms"] for r in rs] == [2, 20, 100]
+    for r in rs:
+        for k in ("async p50", "async p99", "sync p50", "sync p99", "sync/async p50", "sync/async p99"):
+            assert num(r[k]) and r[k] > 0, (k, r)
+        assert r["async p50"] <= r["async p99"] and r["sync p50"] <= r["sync p99"]
+        # a synchronous write waits for its secondary: at least one peer round trip (virtual time)
+        assert r["sync p50"] >= r["round trip ms"]
+        assert r["async writes"] > 0 and r["sync writes"] > 0
+
+
+def test_goodput(figures):
+    rs = rows(figures["goodput"])
+    assert [r["batch_max"] for r in rs] == [1, 7, 7]
+    for r in rs:
+        assert num(r["goodput (of line)"]) and 0 < r["goodput (of line)"] <= 1.0
+        assert 0 < r["ceiling"] < 1.0
+        assert 1.0 <= r["records per data frame"] <= r["batch_max"]
+        assert r["records/s per link"] > 0
+    assert any("goal" in n for n in figures["goodput"]["notes"])
+
+
+def test_rpo(figures):
+    rs = rows(figures["rpo"])
+    assert [r["interval ms"] for r in rs] == [50, 100, 200, 500, 1000, 2000]
+    for r in rs:
+        assert r["runs"] >= 1 and r["consistent"] == r["runs"]
+        assert num(r["RPO median ms"]) and 0 <= r["RPO median ms"] <= r["RPO max ms"]
+        assert r["interval + record ms"] > r["interval ms"]
+        assert num(r["median / ref"]) and r["median / ref"] >= 0
+
+
+def test_ckpt_cost(figures):
+    rs = rows(figures["ckpt-cost"])
+    assert [r["pairs"] for r in rs] == [2, 4, 8, 16, 32]
+    for r in rs:
+        assert r["rounds"] >= 1
+        assert num(r["ckpt->reset median ms"]) and r["ckpt->reset median ms"] > 0
+        assert r["ckpt->release median ms"] <= r["ckpt->reset median ms"]
+        assert 0 < r["round frames/round"] <= r["all bus frames/round"]
+    growth = rows(figures["ckpt-cost"], 1)
+    assert growth[-1]["pairs"].startswith("least squares")
+    assert num(growth[-1]["ms per added pair"])
+
+
+def _ptys_work():
+    try:
+        m, s = os.openpty()
+    except OSError:
+        return False
+    os.close(m)
+    os.close(s)
+    return True
+
+
+def test_copy_latency(figures):
+    sec = figures["copy-latency"]
+    sim = [r for r in rows(sec) if r["setup"] == "simulator"]
+    assert len(sim) == 2
+    off, on = sim
+    for r in sim:
+        assert r["writes"] > 0 and num(r["p50 ms"]) and r["p50 ms"] > 0
+        assert num(r["p50 / no copy"]) and num(r["p99 / no copy"])
+    assert off["p50 / no copy"] == 1.0
+    # the volume block, plus a change-bitmap block on a block's first write (simplex marks)
+    assert 1.0 < off["block writes in the write"] < 2.0
+    assert on["block writes in the write"] >= 3.0            # journal data + header, then the volume
+    emu = [r for r in rows(sec) if r["setup"] == "emulated bench"]
+    if not _ptys_work():
+        assert len(emu) == 1 and any(n.startswith("emulated bench: not measured") for n in sec["notes"])
+        return
+    assert [r["variant"] for r in emu] == ["no copy (copy never started)", "copy active (asynchronous)"], \
+        sec["notes"]
+    for r in emu:
+        assert r["writes"] > 0
+        assert num(r["p50 ms"]) and num(r["p99 ms"]) and 0 < r["p50 ms"] <= r["p99 ms"] < 3000
+        assert num(r["p50 / no copy"]) and r["p50 / no copy"] > 0
+        assert num(r["p99 / no copy"]) and r["p99 / no copy"] > 0
+    assert emu[0]["p50 / no copy"] == 1.0 and emu[0]["p99 / no copy"] == 1.0
+    per = rows(sec, 1)
+    assert len(per) >= 2 and [r["order"] for r in per[:2]] == ["A B", "B A"]
+    for r in per:
+        assert r["A writes"] > 0 and r["B writes"] > 0
+        assert num(r["B/A p50"]) and r["B/A p50"] > 0 and num(r["B/A p99"]) and r["B/A p99"] > 0
+    assert any("on the emulated bench" in n and "goal" in n for n in sec["notes"])
+
+
+def test_rig_latency_reports_a_bench_that_does_not_come_up(monkeypatch):
+    from host_tools.rig import manager as rigmgr
+    from host_tools.perf import rig_latency
+
+    def no_ptys(*a, **kw):
+        raise OSError("out of pty devices")
+    monkeypatch.setattr(rigmgr, "up", no_ptys)
+    res = rig_latency.measure(True)
+    assert res == {"ok": False, "why": "OSError: out of pty devices"}
+
+
+@pytest.mark.skipif(not _ptys_work(), reason="no pseudo-terminals")
+def test_rig_latency_tears_down_on_error(monkeypatch):
+    """An error after both benches are up still stops every process they started."""
+    from host_tools.ops import procedures as rigops
+    from host_tools.rig import manager as rigmgr
+    from host_tools.perf import rig_latency
+    started = []            # (bench dir, pids) as they were when the bench came up
+    up = rigmgr.up
+
+    def recording_up(*a, **kw):
+        b = up(*a, **kw)
+        started.append((b["dir"], [b["hub"]["pid"]] + [x["pid"] for x in b["boards"]]))
+        return b
+
+    def broken(*a, **kw):
+        raise rigops.ClientError("copy did not become active")
+    monkeypatch.setattr(rigmgr, "up", recording_up)
+    monkeypatch.setattr(rigops, "start_copy", broken)
+    res = rig_latency.measure(True, pairs=1)
+    assert res["ok"] is False and "copy did not become active" in res["why"]
+    assert len(started) == 2
+    pids = [p for _, ps in started for p in ps]
+    assert len(pids) == 2 * 3 and all(pids)
+    end = time.monotonic() + 5                      # SIGKILL is delivered asynchronously
+    while any(rigmgr.pid_alive(p) for p in pids) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert not any(rigmgr.pid_alive(p) for p in pids)
+    assert not any(os.path.exists(d) for d, _ in started)
+
+
+def test_heap(figures):
+    rs = rows(figures["heap"], 0)
+    peak = rs[0]["KiB"]
+    if HAVE_MPY and os.path.exists(os.path.join(ROOT, "tests", "mpy", "t_boot.py")):
+        assert num(peak) and 0 < peak < 1024, figures["heap"]["notes"]
+    else:
+        assert peak == "unavailable" and figures["heap"]["notes"][0].startswith("unavailable")
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", path
+    return struct.unpack(">II", head[16:24])
+
+
+def test_report_record_and_render(tmp_path, bench_json, capsys):
+    d = tmp_path / "run"
+    assert cli.main(["report", "--record", str(d), "--quick", "--duration", "3.5"]) == 0
+    doc = json.loads((d / "run.json").read_text())
+    s = doc["summary"]
+    assert s["consistent"] is True and s["writes_completed"] > 0 and s["rounds"] >= 1
+    assert s["latency_ms"]["copy"]["p50"] > 0 and s["latency_ms"]["sync"]["p50"] > 0
+    ts = report._read_csv(str(d / "timeseries.csv"))
+    assert ts and {r["pair"] for r in ts} == {0, 1}
+    ck = report._read_csv(str(d / "checkpoints.csv"))
+    done = [r for r in ck if r["reset_ms"] is not None]
+    assert done and all(r["issued_ms"] <= r["all_held_ms"] <= r["released_ms"] <= r["reset_ms"] for r in done)
+    # render again with the bench figures in the RUN_DIR
+    shutil.copy(bench_json, d / "bench.json")
+    assert cli.main(["report", str(d)]) == 0
+    md = (d / "report.md").read_text()
+    for png in ("lag.png", "checkpoints.png", "latency_cdf.png"):
+        w, h = _png_size(d / png)
+        assert w > 100 and h > 100
+        assert "](%s)" % png in md
+    assert "async-sync" in md and "ckpt-cost" in md
+    assert cli.main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_observer_observes_without_steering():
+    def run(observe):
+        w, wl = build_world(seed=3, pairs=2, duration_s=3.0, rate=16.0)
+        obs = Observer(w) if observe else None
+        if obs:
+            obs.every(10000, lambda now: [b.stats() for b in w.boards.values()])
+        try:
+            w.run()
+        finally:
+            if obs:
+                obs.close()
+        st = w.stats()
+        return st["boards"], st["links"], st["buses"], [(e.id, e.complete_us) for e in wl.log], obs
+    a = run(False)
+    b = run(True)
+    assert a[:4] == b[:4]
+    assert b[4].issued and b[4].reset and b[4].frames
+
+
+def test_ops(figures):
+    sec = figures["ops"]
+    ic = rows(sec, 0)[0]
+    assert ic["all duplex"] is True and num(ic["slowest pair blocks/s"])
+    assert ic["copy records per pair"] == "/".join([str(ic["blocks per volume"])] * 4)
+    for r in rows(sec, 1):
+        assert r["rejoined"] is True
+        assert r["marked"] == r["copy records moved"] == r["blocks changed"] < r["host writes"]
+    off, on = rows(sec, 2)
+    assert off["refused"] == on["refused"] == 0
+    assert off["auto-suspends"] == 1 and off["largest delay ms"] == 0
+    assert on["auto-suspends"] == 0 and on["largest delay ms"] > 0 and on["p99 ms"] > off["p99 ms"]
