@@ -34,7 +34,7 @@ def fake_bench(tmp_path, pairs=2, nvol=1, vol_blocks=16):
                            "role": wire.ROLE_PRIMARY if role == "primary" else wire.ROLE_SECONDARY}, f)
             boards.append({"name": name, "role": role, "node": node, "peer": peer, "pair": i,
                            "config": cfg, "host": os.path.join(d, name + ".host"), "pid": None})
-    bench = {"format": "arcopy-bench", "version": 1, "dir": d, "pairs": pairs, "nvol": nvol,
+    bench = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "nvol": nvol,
              "vol_blocks": vol_blocks, "boards": boards, "hub": None}
     rigmgr.save(bench)
     return rigmgr.load(d)

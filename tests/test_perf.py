@@ -10,7 +10,7 @@ from host_tools import cli
 def test_bench_codec_section(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(perfreg, "rate", lambda fn, quick, min_time=None: (fn(), 1.0)[1])
     out = tmp_path / "bench.json"
-    assert cli.main(["bench", "codec", "--quick", "--json", str(out)]) == 0
+    assert cli.main(["perf", "codec", "--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     rates, payload_only, eff = doc["sections"]["codec"]["tables"]
     impls = {r[2] for r in rates["rows"]}
@@ -26,12 +26,36 @@ def test_bench_codec_section(tmp_path, monkeypatch, capsys):
 
 
 def test_unknown_section_is_an_error(capsys):
-    assert cli.main(["bench", "no-such-section"]) == 2
+    assert cli.main(["perf", "no-such-section"]) == 2
     assert "unknown section" in capsys.readouterr().err
 
 
 def test_list_and_registry(capsys):
-    assert cli.main(["bench", "--list"]) == 0
+    assert cli.main(["perf", "--list"]) == 0
     assert "codec" in capsys.readouterr().out
     with pytest.raises(ValueError):
         perfreg.section("codec", "again")(lambda quick: {})
+
+
+def test_bench_is_a_deprecated_alias_of_perf(monkeypatch, capsys):
+    monkeypatch.setattr(perfreg, "rate", lambda fn, quick, min_time=None: 1.0)
+    assert cli.main(["bench", "--list"]) == 0
+    captured = capsys.readouterr()
+    assert "deprecated" in captured.err and "arcopy perf" in captured.err
+    assert "codec" in captured.out
+    assert "bench" not in cli.build_parser().format_help().split("COMMAND")[-1].split()
+
+
+def test_old_rig_names_are_read_with_a_warning(tmp_path, monkeypatch, capsys):
+    import json as _json
+    from host_tools.rig import manager
+    (tmp_path / "bench.json").write_text(_json.dumps({"format": "arcopy-bench", "pairs": 1, "boards": []}))
+    monkeypatch.delenv("ARCOPY_RIG", raising=False)
+    monkeypatch.setenv("ARCOPY_BENCH", str(tmp_path))
+    assert manager.default_dir() == str(tmp_path)
+    rig = manager.load(str(tmp_path))
+    assert rig["pairs"] == 1
+    err = capsys.readouterr().err
+    assert "ARCOPY_RIG" in err and "old name of the rig file" in err
+    manager.save(rig)
+    assert (tmp_path / "rig.json").exists()

@@ -1,4 +1,4 @@
-"""The figures (`arcopy bench async-sync goodput rpo ckpt-cost copy-latency heap --quick`) and
+"""The figures (`arcopy perf async-sync goodput rpo ckpt-cost copy-latency heap --quick`) and
 `arcopy report`: every figure is present and sane (a number, in range), the plots are valid PNGs
 and report.md shows them. No timing thresholds: the figures are measured, not asserted."""
 import json
@@ -23,15 +23,15 @@ def num(x):
 
 
 @pytest.fixture(scope="module")
-def bench_json(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
-    assert cli.main(["bench", *SECTIONS, "--quick", "--json", str(out)]) == 0
+def perf_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf") / "perf.json"
+    assert cli.main(["perf", *SECTIONS, "--quick", "--json", str(out)]) == 0
     return out
 
 
 @pytest.fixture(scope="module")
-def figures(bench_json):
-    doc = json.loads(bench_json.read_text())
+def figures(perf_json):
+    doc = json.loads(perf_json.read_text())
     assert doc["meta"]["quick"] is True
     assert set(SECTIONS) <= set(doc["sections"])
     return doc["sections"]
@@ -187,7 +187,7 @@ def _png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def test_report_record_and_render(tmp_path, bench_json, capsys):
+def test_report_record_and_render(tmp_path, perf_json, capsys):
     d = tmp_path / "run"
     assert cli.main(["report", "--record", str(d), "--quick", "--duration", "3.5"]) == 0
     doc = json.loads((d / "run.json").read_text())
@@ -200,7 +200,7 @@ def test_report_record_and_render(tmp_path, bench_json, capsys):
     done = [r for r in ck if r["reset_ms"] is not None]
     assert done and all(r["issued_ms"] <= r["all_held_ms"] <= r["released_ms"] <= r["reset_ms"] for r in done)
     # render again with the bench figures in the RUN_DIR
-    shutil.copy(bench_json, d / "bench.json")
+    shutil.copy(perf_json, d / "perf.json")
     assert cli.main(["report", str(d)]) == 0
     md = (d / "report.md").read_text()
     for png in ("lag.png", "checkpoints.png", "latency_cdf.png"):

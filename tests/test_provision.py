@@ -53,7 +53,7 @@ def test_sample_bench_parses_as_four_plus_four():
 
 def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsys, no_ports):
     build_dir = tmp_path / "build"
-    rc = cli.main(["provision", "--bench", SAMPLE, "--dry-run", "--build-dir", str(build_dir),
+    rc = cli.main(["provision", "--rig", SAMPLE, "--dry-run", "--build-dir", str(build_dir),
                    "--dir", str(tmp_path / "bench")])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -86,8 +86,8 @@ def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsy
         assert steps[5] == target + " mip install sdcard"
         assert steps[6] == target + " reset"
         assert "send STATUS" in steps[7] and ("node %d" % b["node"]) in steps[7]
-    assert "would write %s" % (tmp_path / "bench" / "bench.json") in out
-    assert not (tmp_path / "bench" / "bench.json").exists()
+    assert "would write %s" % (tmp_path / "bench" / "rig.json") in out
+    assert not (tmp_path / "bench" / "rig.json").exists()
 
     # what was built: .mpy files, the board's main.py, one config per board
     for name in ["firmware/" + m for m in fw_modules] + ["rp2_hal", "pico"]:
@@ -110,7 +110,7 @@ def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsy
 
 
 def test_dry_run_of_one_board(tmp_path, capsys, no_ports):
-    rc = cli.main(["provision", "--bench", SAMPLE, "--board", "s2", "--dry-run", "--build-dir",
+    rc = cli.main(["provision", "--rig", SAMPLE, "--board", "s2", "--dry-run", "--build-dir",
                    str(tmp_path / "b"), "--dir", str(tmp_path / "d")])
     out = capsys.readouterr().out
     assert rc == 0
@@ -120,7 +120,7 @@ def test_dry_run_of_one_board(tmp_path, capsys, no_ports):
 
 
 def test_unknown_board_is_refused(tmp_path, capsys, no_ports):
-    rc = cli.main(["provision", "--bench", SAMPLE, "--board", "p9", "--dry-run", "--build-dir",
+    rc = cli.main(["provision", "--rig", SAMPLE, "--board", "p9", "--dry-run", "--build-dir",
                    str(tmp_path / "b"), "--dir", str(tmp_path / "d")])
     assert rc == 1
     assert "no board p9" in capsys.readouterr().err
@@ -254,7 +254,7 @@ def test_all_errors_are_reported_at_once_and_nothing_is_done(tmp_path, capsys, n
         .replace('serial = "E6614103E7A52F2B"', 'serial = "xyz"')
     path = tmp_path / "bench.toml"
     path.write_text(text)
-    rc = cli.main(["provision", "--bench", str(path), "--dry-run", "--build-dir", str(tmp_path / "b")])
+    rc = cli.main(["provision", "--rig", str(path), "--dry-run", "--build-dir", str(tmp_path / "b")])
     err = capsys.readouterr().err
     assert rc == 1
     assert "%s:3: bus_baud 7" % path in err
@@ -335,7 +335,7 @@ def test_real_run_copies_only_what_differs_and_writes_the_bench_file(tmp_path):
     copied = [a for a in cp if a.endswith((".mpy", ".json", ".py")) and not a.startswith(":")]
     assert [os.path.basename(a) for a in copied] == ["node.mpy", "manifest.json"]
     assert cp[-1] == ":/fw/manifest.json"
-    doc = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    doc = json.loads((tmp_path / "bench" / "rig.json").read_text())
     assert doc["hardware"] and doc["pairs"] == 4
     p2 = next(b for b in doc["boards"] if b["name"] == "p2")
     assert p2["host"] == "/dev/fake-3A31" and p2["pair"] == 1 and p2["role"] == "primary"

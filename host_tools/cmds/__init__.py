@@ -5,7 +5,7 @@ import os
 
 def add_dir(parser):
     parser.add_argument("--dir", default=None,
-                        help="bench directory (default: $ARCOPY_BENCH or <tmp>/arcopy-bench-<uid>)")
+                        help="rig directory (default: $ARCOPY_RIG or <tmp>/arcopy-rig-<uid>)")
 
 
 def bench_dir(args):

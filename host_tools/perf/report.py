@@ -1,5 +1,5 @@
-"""`arcopy report`: record one observed simulator run into a RUN_DIR, and render it as PNG plots
-and a Markdown summary.
+"""Records one observed simulator run into a RUN_DIR and renders it as PNG plots and a Markdown
+summary (the command is `arcopy report`, host_tools/cmds/report.py).
 
     arcopy report --record RUN_DIR [--seed N --pairs N --duration S --rate R --ckpt-ms MS ...]
     arcopy report RUN_DIR                       # (re)render an existing RUN_DIR
@@ -19,7 +19,7 @@ A RUN_DIR holds:
   latency.csv      one row per acknowledged host write of each variant: variant, write_id, pair,
                    issue_ms, latency_ms; variants "no-copy" (copy never started), "copy" (the
                    recorded asynchronous run) and "sync" (synchronous mode), same seed and workload
-  bench.json       optional: `arcopy bench ... --json RUN_DIR/bench.json`; its tables go into
+  perf.json        optional: `arcopy perf ... --json RUN_DIR/perf.json`; its tables go into
                    report.md too
 
 Rendering adds lag.png, checkpoints.png, latency_cdf.png and report.md. The recorded run has
@@ -30,11 +30,10 @@ checker. Everything is observed (see host_tools.perf.figures.Observer), never st
 import csv
 import json
 import os
-import sys
 import time
 
 FILES = {"run": "run.json", "timeseries": "timeseries.csv", "checkpoints": "checkpoints.csv",
-         "latency": "latency.csv", "bench": "bench.json", "lag_png": "lag.png",
+         "latency": "latency.csv", "perf": "perf.json", "lag_png": "lag.png",
          "checkpoints_png": "checkpoints.png", "latency_png": "latency_cdf.png", "report": "report.md"}
 TS_COLUMNS = ("t_ms", "pair", "p_journal", "s_journal", "send_lag_ms", "exposure_ms",
               "records_sent", "records_received", "records_applied")
@@ -42,45 +41,6 @@ CK_COLUMNS = ("n", "t", "issued_ms", "first_held_ms", "all_held_ms", "released_m
 LAT_COLUMNS = ("variant", "write_id", "pair", "issue_ms", "latency_ms")
 VARIANTS = (("no-copy", "no copy (copy never started)"), ("copy", "copy active, asynchronous"),
             ("sync", "copy active, synchronous"))
-
-
-def add_arguments(p):
-    p.add_argument("run_dir", metavar="RUN_DIR", help="directory of a recorded run")
-    p.add_argument("--record", action="store_true",
-                   help="run and record a simulator drill into RUN_DIR first, then render it")
-    p.add_argument("--quick", action="store_true", help="record a short, small run (2 pairs, 4 s)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--pairs", type=int, default=None, help="subsystem pairs (default 4; --quick 2)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="simulated seconds until the disaster (default 12; --quick 4)")
-    p.add_argument("--rate", type=float, default=None,
-                   help="host writes per second, all pairs (ims workload; default 8 per pair, about "
-                        "40%% of what a peer link carries)")
-    p.add_argument("--ckpt-ms", type=float, default=200.0, help="checkpoint interval (ms)")
-    p.add_argument("--burst", type=int, default=None,
-                   help="extra transactions (3 writes each) started at once at 40%% of the run, "
-                        "overrunning the peer links (default 6 per pair)")
-    p.add_argument("--sample-ms", type=float, default=50.0, help="time-series sampling period (ms)")
-
-
-def run(args):
-    d = args.run_dir
-    if args.record:
-        pairs = args.pairs or (2 if args.quick else 4)
-        summary = record(d, seed=args.seed, pairs=pairs,
-                         duration_s=args.duration or (4.0 if args.quick else 12.0),
-                         rate=args.rate or 8.0 * pairs, ckpt_ms=args.ckpt_ms, sample_ms=args.sample_ms,
-                         burst=6 * pairs if args.burst is None else args.burst)
-        print("recorded %s: consistent %s, RPO %.1f ms, %d writes, %d checkpoint rounds"
-              % (d, summary["consistent"], summary["rpo_ms"], summary["writes_completed"],
-                 summary["rounds"]))
-    elif not os.path.exists(os.path.join(d, FILES["run"])):
-        print("arcopy report: %s holds no %s (record one with `arcopy report --record %s`)"
-              % (d, FILES["run"], d), file=sys.stderr)
-        return 2
-    out = render(d)
-    print("wrote " + ", ".join(os.path.join(d, f) for f in out))
-    return 0
 
 
 # ---- recording ---------------------------------------------------------------------------------
@@ -394,11 +354,11 @@ def _markdown(run_dir, doc, ck):
              "wire time. The same runs on boards add the journal's SD writes (see `arcopy bench "
              "copy-latency`).")
     L.append("")
-    bench = os.path.join(run_dir, FILES["bench"])
-    if os.path.exists(bench):
-        with open(bench) as f:
+    perf = os.path.join(run_dir, FILES["perf"])
+    if os.path.exists(perf):
+        with open(perf) as f:
             b = json.load(f)
-        L.append("## Benchmark figures (%s)" % FILES["bench"])
+        L.append("## Perf figures (%s)" % FILES["perf"])
         L.append("")
         meta = b.get("meta", {})
         L.append("Measured %s%s." % (meta.get("time", "?"), " with --quick" if meta.get("quick") else ""))

@@ -62,7 +62,7 @@ def _config(b):
 def _down(bench, d):
     """Stop every process of the bench in `d` (the dict if we have it, else the bench file)."""
     from host_tools.rig import manager as rigmgr
-    if bench is None and d and os.path.exists(os.path.join(d, rigmgr.BENCH_FILE)):
+    if bench is None and d and os.path.exists(rigmgr.rig_file(d)):
         try:
             bench = rigmgr.load(d)
         except Exception:

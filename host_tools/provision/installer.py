@@ -669,7 +669,7 @@ class Provisioner:
     def write_bench_file(self, chosen):
         if not self.bench_dir:
             return
-        path = os.path.join(self.bench_dir, "bench.json")
+        path = os.path.join(self.bench_dir, "rig.json")
         if self.dry:
             self.say("bench file: would write %s (boards and their host ports, for start-copy, status, "
                      "workload, failover, verify)" % path)
@@ -695,7 +695,7 @@ class Provisioner:
                            "peer": b["peer_node"], "peer_name": b["peer"], "pair": pair[b["id"]],
                            "site_nodes": b["site_nodes"], "serial": b["serial"], "host": host,
                            "bus": "P" if b["role"] == "primary" else "S", "pid": None})
-        doc = {"format": "arcopy-bench", "version": 1, "hardware": True, "dir": self.bench_dir,
+        doc = {"format": "arcopy-rig", "version": 1, "hardware": True, "dir": self.bench_dir,
                "bench_file": os.path.abspath(self.bench["path"]), "pairs": len(prim),
                "baud": s["bus_baud"], "peer_baud": s["peer_baud"], "host_baud": 1000000,
                "nvol": s["nvol"], "vol_blocks": s["vol_blocks"], "journal_slots": s["journal_slots"],
@@ -707,58 +707,3 @@ class Provisioner:
             json.dump(doc, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
         self.say("bench file: %s" % path)
-
-
-# -- CLI --------------------------------------------------------------------------------------------
-def add_arguments(parser):
-    parser.add_argument("--bench", metavar="BENCH.toml", help="the bench file (see boards/rig.sample.toml)")
-    parser.add_argument("--board", action="append", metavar="ID", help="only this board (repeatable)")
-    parser.add_argument("--dry-run", action="store_true", help="print every step, open no port")
-    parser.add_argument("--force", action="store_true", help="copy every file even if the board has it")
-    parser.add_argument("--sdcard", metavar="FILE", help="install this SD card driver file instead of "
-                        "`mpremote mip install sdcard` (offline benches)")
-    parser.add_argument("--build-dir", default=None, help="where to build (default: build/ in the repository)")
-    parser.add_argument("--dir", default=None, help="write the bench file for the other commands here "
-                        "(default: $ARCOPY_BENCH or <tmp>/arcopy-bench-<uid>)")
-    parser.add_argument("--list", action="store_true", help="list connected USB serial ports and their "
-                        "serial numbers, then exit")
-
-
-def run(args):
-    if args.list:
-        rows = list_boards()
-        if not rows:
-            print("no USB serial ports found")
-        for dev, sn, desc in rows:
-            print("%-28s serial %-18s %s" % (dev, sn or "-", desc))
-        return 0
-    if not args.bench:
-        print("error: --bench BENCH.toml is required (see boards/rig.sample.toml)", file=sys.stderr)
-        return 2
-    try:
-        bench = parse_bench(args.bench)
-    except BenchFileError as e:
-        for line in e.lines():
-            print(line, file=sys.stderr)
-        print("error: %d problem(s) in %s: nothing was done" % (len(e.errors), args.bench), file=sys.stderr)
-        return 1
-    except (OSError, ProvisionError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
-    if args.sdcard and not os.path.isfile(args.sdcard):
-        print("error: --sdcard %s: no such file" % args.sdcard, file=sys.stderr)
-        return 1
-    bench_dir = args.dir
-    if bench_dir is None:
-        from host_tools.rig import manager as rigmgr
-        bench_dir = rigmgr.default_dir()
-    p = Provisioner(bench, dry_run=args.dry_run, force=args.force, sdcard_file=args.sdcard,
-                    build_dir=args.build_dir, bench_dir=os.path.abspath(bench_dir))
-    try:
-        p.run(args.board)
-    except ProvisionError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
-    if not args.dry_run:
-        print("provisioned %d board(s); next: arcopy start-copy --dir %s" % (len(p.results), bench_dir))
-    return 0

@@ -1,11 +1,12 @@
-"""The emulated bench: bring up, list, kill, restart and tear down a set of emulated
+"""The emulated rig: bring up, list, kill, restart and tear down a set of emulated
 boards (one OS process each, running the firmware through host_tools/rig/board.py) and the
 hub process that wires their site buses and peer links (host_tools/rig/hub.py).
 
-Everything about a bench lives in one directory (``--dir``, default
-``$ARCOPY_BENCH`` or ``<tmp>/arcopy-bench-<uid>``):
+Everything about a rig lives in one directory (``--dir``, default
+``$ARCOPY_RIG`` or ``<tmp>/arcopy-rig-<uid>``):
 
-    bench.json          the bench file: boards (name, role, ids, pair, host port, image,
+    rig.json            the rig file (read as bench.json, with a warning, if a directory from an
+                        older release has only that): boards (name, role, ids, pair, host port, image,
                         config, log, pid), hub (pid, control port), settings
     hub.json hub.state hub.log
     <name>.json         the board's config (firmware Config fields + HAL keys)
@@ -36,7 +37,8 @@ from firmware import wire
 from host_tools.rig import board as emulated
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BENCH_FILE = "bench.json"
+RIG_FILE = "rig.json"
+OLD_RIG_FILE = "bench.json"      # the rig file's name before release 0.2: still read
 SECONDARY_ID_BASE = 128
 
 DEFAULTS = {
@@ -56,10 +58,25 @@ class BenchError(Exception):
 
 
 def default_dir():
-    d = os.environ.get("ARCOPY_BENCH")
+    d = os.environ.get("ARCOPY_RIG")
     if d:
         return d
-    return os.path.join(tempfile.gettempdir(), "arcopy-bench-%d" % os.getuid())
+    d = os.environ.get("ARCOPY_BENCH")
+    if d:
+        print("arcopy: warning: $ARCOPY_BENCH is deprecated, use $ARCOPY_RIG", file=sys.stderr)
+        return d
+    return os.path.join(tempfile.gettempdir(), "arcopy-rig-%d" % os.getuid())
+
+
+def rig_file(d):
+    """The rig file of directory d: rig.json, or an older release's bench.json (with a warning)."""
+    path = os.path.join(d, RIG_FILE)
+    old = os.path.join(d, OLD_RIG_FILE)
+    if not os.path.exists(path) and os.path.exists(old):
+        print("arcopy: warning: %s is the old name of the rig file; it is read, and written back "
+              "as %s" % (old, RIG_FILE), file=sys.stderr)
+        return old
+    return path
 
 
 def _write_json(path, obj):
@@ -146,16 +163,16 @@ def _selected(sel, b):
 # -- bench file ------------------------------------------------------------------------------
 def load(d=None):
     d = d or default_dir()
-    path = os.path.join(d, BENCH_FILE)
+    path = rig_file(d)
     if not os.path.exists(path):
-        raise BenchError("no bench in %s (run `arcopy rig up` first)" % d)
+        raise BenchError("no rig in %s (run `arcopy rig up` first)" % d)
     b = _read_json(path)
     b["dir"] = os.path.abspath(d)
     return b
 
 
 def save(bench):
-    _write_json(os.path.join(bench["dir"], BENCH_FILE), bench)
+    _write_json(os.path.join(bench["dir"], RIG_FILE), bench)
 
 
 def board(bench, name):
@@ -288,7 +305,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
        mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE):
     """Create and start a bench of `pairs` primary/secondary pairs; -> the bench dict."""
     d = os.path.abspath(d or default_dir())
-    if os.path.exists(os.path.join(d, BENCH_FILE)):
+    if os.path.exists(rig_file(d)):
         old = load(d)
         if any(board_alive(b) for b in old["boards"]) or hub_alive(old):
             if not force:
@@ -323,7 +340,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
                 "log": os.path.join(d, name + ".log"),
                 "site_nodes": site, "pid": None,
             })
-    bench = {"format": "arcopy-bench", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
+    bench = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
              "peer_baud": peer_baud, "host_baud": host_baud, "nvol": nvol,
              "vol_blocks": vol_blocks, "journal_slots": journal_slots,
              "ckpt_interval_us": ckpt_interval_us, "mode": mode, "policy": policy,
