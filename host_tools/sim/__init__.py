@@ -1,0 +1,1 @@
+"""The deterministic simulator: one seed derives every fault; fakes for links, bus, disks and clocks."""
