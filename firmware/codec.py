@@ -1,11 +1,12 @@
 # Frame and payload codec (struct + binascii only; runs unchanged on MicroPython and CPython).
 #
+# Only what a board calls is here (every function costs RAM on a Pico); the host-only helpers
+# (encode(), decode(), the payloads only a host builds or reads) are in protocol/hostcodec.py.
 # Frames:   build_frame() writes header, header check and CRC trailer around a payload that the
-#           caller has already packed at buf[HDR_SIZE:]; encode() is the allocating convenience;
-#           decode() checks one complete frame (host tools, tests).
-# Payloads: one pack_<name>(buf, off, ...) -> new offset and one unpack_<name>(mv, off=0, end=None)
-#           -> tuple per message. pack_* check every field against its wire width and the buffer
-#           size; unpack_* require mv[off:end] to be exactly the payload (end defaults to len(mv)).
+#           caller has already packed at buf[HDR_SIZE:].
+# Payloads: pack_<name>(buf, off, ...) -> new offset for what a board sends, and
+#           unpack_<name>(mv, off=0, end=None) -> tuple for what it receives. pack_* check every
+#           field against its wire width and the buffer size; unpack_* require mv[off:end] to be exactly the payload (end defaults to len(mv)).
 #           Both raise ValueError with the message and field named, never IndexError/struct.error.
 #
 # Allocation: build_frame() and the pack_* functions allocate nothing (they work under
@@ -19,10 +20,10 @@ import struct
 import binascii
 from array import array
 
-from firmware.wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, OVERHEAD, MAX_PAYLOAD, MAX_FRAME,
+from firmware.wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, MAX_PAYLOAD, MAX_FRAME,
                   BLOCK_SIZE, HDR_FMT, HCHECK_OFF, RECORD_HDR,
                   P_COPY_ACTIVE, P_CLOCK_SYNC, P_CHECKPOINT, P_RELEASE, P_UPDATE_COMPLETE, P_RESET_UIP,
-                  P_RESIGN, P_BATCH_HEAD, P_RECORD, P_ACK, P_PEER_HELLO, P_H_WRITE, P_H_READ,
+                  P_RESIGN, P_HELD, P_MARKER, P_JOIN, P_BATCH_HEAD, P_RECORD, P_ACK, P_PEER_HELLO, P_H_WRITE, P_H_READ,
                   P_H_COMMAND, P_H_REPLY, P_ERROR, P_STATUS_BODY, P_SUSPEND, P_DIRTY_HEAD,
                   DIRTY_MAX)
 
@@ -34,6 +35,9 @@ SZ_RELEASE = struct.calcsize(P_RELEASE)
 SZ_UPDATE_COMPLETE = struct.calcsize(P_UPDATE_COMPLETE)
 SZ_RESET_UIP = struct.calcsize(P_RESET_UIP)
 SZ_RESIGN = struct.calcsize(P_RESIGN)
+SZ_HELD = struct.calcsize(P_HELD)
+SZ_MARKER = struct.calcsize(P_MARKER)
+SZ_JOIN = struct.calcsize(P_JOIN)
 SZ_BATCH_HEAD = struct.calcsize(P_BATCH_HEAD)
 SZ_ACK = struct.calcsize(P_ACK)
 SZ_PEER_HELLO = struct.calcsize(P_PEER_HELLO)
@@ -233,40 +237,6 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
     return n + CRC_SIZE
 
 
-def encode(mtype, src, dst, payload=b"", seq=0, ack=0, flags=0, group=0):
-    """One frame as bytes (allocates)."""
-    plen = len(payload)
-    if plen > MAX_PAYLOAD:
-        raise _bad("frame.length", plen, MAX_PAYLOAD)
-    buf = bytearray(plen + OVERHEAD)
-    buf[HDR_SIZE:HDR_SIZE + plen] = payload
-    build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen)
-    return bytes(buf)
-
-
-def decode(frame):
-    """Check one complete frame; -> (mtype, flags, src, dst, group, seq, ack, payload memoryview).
-    Raises ValueError naming the first check that failed (allocates; for host tools and tests)."""
-    n = len(frame)
-    if n < OVERHEAD:
-        raise ValueError("frame: %d bytes, shorter than the %d-byte minimum" % (n, OVERHEAD))
-    if frame[0] != MAGIC0 or frame[1] != MAGIC1:
-        raise ValueError("frame: bad magic")
-    mv = memoryview(frame)
-    if binascii.crc32(mv[0:HCHECK_OFF]) & 0xFFFF != frame[HCHECK_OFF] | (frame[HCHECK_OFF + 1] << 8):
-        raise ValueError("frame: bad header check")
-    if frame[2] != VERSION:
-        raise ValueError("frame: version %d, expected %d" % (frame[2], VERSION))
-    _, _, _, mtype, flags, src, dst, group, seq, ack, plen = struct.unpack_from(HDR_FMT, mv, 0)
-    if plen > MAX_PAYLOAD:
-        raise ValueError("frame: length %d exceeds %d" % (plen, MAX_PAYLOAD))
-    if n != plen + OVERHEAD:
-        raise ValueError("frame: %d bytes, header says %d" % (n, plen + OVERHEAD))
-    if binascii.crc32(mv) != RES:
-        raise ValueError("frame: bad CRC")
-    return mtype, flags, src, dst, group, seq, ack, mv[HDR_SIZE:HDR_SIZE + plen]
-
-
 # ---- site bus payloads --------------------------------------------------------------
 def pack_copy_active(buf, off, role, peer, copy_state, mode, incarnation):
     _u8(role, "copy_active.role")
@@ -314,6 +284,33 @@ def unpack_checkpoint(mv, off=0, end=None):
     return struct.unpack_from(P_CHECKPOINT, mv, off)
 
 
+def pack_held(buf, off, n, t):
+    return _pack_nt(P_HELD, SZ_HELD, "held.n", "held.t", "held", buf, off, n, t)
+
+
+def unpack_held(mv, off=0, end=None):
+    _exact(mv, off, end, SZ_HELD, "held")
+    return struct.unpack_from(P_HELD, mv, off)
+
+
+def pack_marker(buf, off, n, t):
+    return _pack_nt(P_MARKER, SZ_MARKER, "marker.n", "marker.t", "marker", buf, off, n, t)
+
+
+def unpack_marker(mv, off=0, end=None):
+    _exact(mv, off, end, SZ_MARKER, "marker")
+    return struct.unpack_from(P_MARKER, mv, off)
+
+
+def pack_join(buf, off, n, t):
+    return _pack_nt(P_JOIN, SZ_JOIN, "join.n", "join.t", "join", buf, off, n, t)
+
+
+def unpack_join(mv, off=0, end=None):
+    _exact(mv, off, end, SZ_JOIN, "join")
+    return struct.unpack_from(P_JOIN, mv, off)
+
+
 def pack_release(buf, off, n, t):
     return _pack_nt(P_RELEASE, SZ_RELEASE, "release.n", "release.t", "release", buf, off, n, t)
 
@@ -351,25 +348,6 @@ def pack_resign(buf, off, node, reason):
     _room(buf, off, SZ_RESIGN, "resign")
     struct.pack_into(P_RESIGN, buf, off, node, reason)
     return off + SZ_RESIGN
-
-
-def unpack_resign(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_RESIGN, "resign")
-    return struct.unpack_from(P_RESIGN, mv, off)
-
-
-def _pack_empty(buf, off, what):
-    _room(buf, off, 0, what)
-    return off
-
-
-def pack_idle(buf, off):
-    return _pack_empty(buf, off, "idle")
-
-
-def unpack_idle(mv, off=0, end=None):
-    _exact(mv, off, end, 0, "idle")
-    return ()
 
 
 # ---- peer link payloads ---------------------------------------------------------------
@@ -423,29 +401,6 @@ def unpack_record(mv, off=0, end=None):
     return vol, block, t, lseq, memoryview(mv)[d0:d1], d1
 
 
-def pack_write_batch(buf, off, records):
-    """WRITE_BATCH payload from a sequence of (vol, block, t, lseq, data)."""
-    o = pack_batch_head(buf, off, len(records))
-    for r in records:
-        o = pack_record(buf, o, r[0], r[1], r[2], r[3], r[4])
-    if o - off > MAX_PAYLOAD:
-        raise ValueError("write_batch: %d bytes, at most %d" % (o - off, MAX_PAYLOAD))
-    return o
-
-
-def unpack_write_batch(mv, off=0, end=None):
-    """-> list of (vol, block, t, lseq, data memoryview); the records must fill the payload exactly."""
-    end = _span(mv, off, end, "write_batch")
-    count, o = unpack_batch_head(mv, off, end)
-    out = []
-    for _ in range(count):
-        vol, block, t, lseq, data, o = unpack_record(mv, o, end)
-        out.append((vol, block, t, lseq, data))
-    if o != end:
-        raise ValueError("write_batch: %d bytes after the last of %d records" % (end - o, count))
-    return out
-
-
 def pack_ack(buf, off, lseq):
     _u32(lseq, "ack.lseq")
     _room(buf, off, SZ_ACK, "ack")
@@ -456,15 +411,6 @@ def pack_ack(buf, off, lseq):
 def unpack_ack(mv, off=0, end=None):
     _exact(mv, off, end, SZ_ACK, "ack")
     return struct.unpack_from(P_ACK, mv, off)
-
-
-def pack_nak(buf, off):
-    return _pack_empty(buf, off, "nak")
-
-
-def unpack_nak(mv, off=0, end=None):
-    _exact(mv, off, end, 0, "nak")
-    return ()
 
 
 def pack_peer_hello(buf, off, role, node, incarnation, lseq):
@@ -510,31 +456,6 @@ def pack_dirty_list(buf, off, nxt, blocks, count):
     return o
 
 
-def unpack_dirty_list(mv, off=0, end=None):
-    """-> (next block, [blocks])."""
-    if end is None:
-        end = len(mv)
-    if end - off < SZ_DIRTY_HEAD:
-        raise ValueError("dirty_list: %d bytes, need at least %d" % (end - off, SZ_DIRTY_HEAD))
-    count, nxt = struct.unpack_from(P_DIRTY_HEAD, mv, off)
-    if count > DIRTY_MAX or end - off != SZ_DIRTY_HEAD + 4 * count:
-        raise ValueError("dirty_list: %d bytes for %d blocks" % (end - off, count))
-    o = off + SZ_DIRTY_HEAD
-    return nxt, [struct.unpack_from("<I", mv, o + 4 * i)[0] for i in range(count)]
-
-
-def pack_h_write(buf, off, vol, block, data):
-    _u8(vol, "h_write.vol")
-    _u32(block, "h_write.block")
-    if len(data) != BLOCK_SIZE:
-        raise ValueError("h_write.data: %d bytes, expected %d" % (len(data), BLOCK_SIZE))
-    _room(buf, off, SZ_H_WRITE, "h_write")
-    struct.pack_into(P_H_WRITE, buf, off, vol, block)
-    o = off + SZ_H_WRITE - BLOCK_SIZE
-    buf[o:o + BLOCK_SIZE] = data
-    return off + SZ_H_WRITE
-
-
 def unpack_h_write(mv, off=0, end=None):
     """-> (vol, block, data memoryview of BLOCK_SIZE bytes)."""
     _exact(mv, off, end, SZ_H_WRITE, "h_write")
@@ -543,35 +464,9 @@ def unpack_h_write(mv, off=0, end=None):
     return vol, block, memoryview(mv)[o:o + BLOCK_SIZE]
 
 
-def pack_h_read(buf, off, vol, block):
-    _u8(vol, "h_read.vol")
-    _u32(block, "h_read.block")
-    _room(buf, off, SZ_H_READ, "h_read")
-    struct.pack_into(P_H_READ, buf, off, vol, block)
-    return off + SZ_H_READ
-
-
 def unpack_h_read(mv, off=0, end=None):
     _exact(mv, off, end, SZ_H_READ, "h_read")
     return struct.unpack_from(P_H_READ, mv, off)
-
-
-def pack_h_status(buf, off):
-    return _pack_empty(buf, off, "h_status")
-
-
-def unpack_h_status(mv, off=0, end=None):
-    _exact(mv, off, end, 0, "h_status")
-    return ()
-
-
-def pack_h_command(buf, off, command, arg=0, arg2=0):
-    _u8(command, "h_command.command")
-    _u32(arg, "h_command.arg")
-    _u64(arg2, "h_command.arg2")
-    _room(buf, off, SZ_H_COMMAND, "h_command")
-    struct.pack_into(P_H_COMMAND, buf, off, command, arg, arg2)
-    return off + SZ_H_COMMAND
 
 
 def unpack_h_command(mv, off=0, end=None):
@@ -593,14 +488,6 @@ def pack_h_reply(buf, off, status, body=b""):
     return o + blen
 
 
-def unpack_h_reply(mv, off=0, end=None):
-    """-> (status, body memoryview)."""
-    end = _span(mv, off, end, "h_reply")
-    if end - off < SZ_H_REPLY_HEAD:
-        raise ValueError("h_reply: empty payload")
-    return mv[off], memoryview(mv)[off + SZ_H_REPLY_HEAD:end]
-
-
 def pack_error(buf, off, code, mtype, detail):
     _u8(code, "error.code")
     _u8(mtype, "error.mtype")
@@ -608,11 +495,6 @@ def pack_error(buf, off, code, mtype, detail):
     _room(buf, off, SZ_ERROR, "error")
     struct.pack_into(P_ERROR, buf, off, code, mtype, detail)
     return off + SZ_ERROR
-
-
-def unpack_error(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_ERROR, "error")
-    return struct.unpack_from(P_ERROR, mv, off)
 
 
 # field order of the STATUS body (the H_REPLY body answering H_STATUS)
@@ -645,7 +527,3 @@ def pack_status_body(buf, off, *fields):
     struct.pack_into(P_STATUS_BODY, buf, off, *fields)
     return off + SZ_STATUS_BODY
 
-
-def unpack_status_body(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_STATUS_BODY, "status_body")
-    return struct.unpack_from(P_STATUS_BODY, mv, off)

@@ -5,11 +5,12 @@
 # gives: config(), block_device(), ports() -> (host, bus, peer) port objects with
 # read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> monotonic
 # microseconds, wait(us) to sleep until input or timeout, and log(msg).
-from firmware.wire import MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD
+from firmware.wire import (MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD, PORT_HOST, PORT_BUS,
+                           PORT_PEER)
 from firmware.config import Config
 from firmware.store import Store, StoreError
 from firmware.deframer import Deframer
-from firmware.node import Node, PORT_HOST, PORT_BUS, PORT_PEER
+from firmware.node import Node
 from firmware.portrx import PortRx
 
 _RXBUF = 512

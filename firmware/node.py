@@ -10,14 +10,35 @@
 # port; disk I/O goes through the injected Store. Role logic lives in primary.py
 # and secondary.py; this file routes frames, answers the host port, and runs the
 # bus access layer.
-from firmware.wire import *
+#
+# Trace hook: `node.trace` is None by default. A host (simulator, benchmark, test)
+# may set it to a function trace(node, event, n, t), called at these points of the
+# core, so protocol steps can be observed without patching methods (on a board it
+# costs one None check per point):
+#   "ckpt_accepted"  a primary accepted checkpoint (n, T) (its marker is journaled)
+#   "ckpt_held"      a secondary journaled a checkpoint marker; its held time is now T
+#   "release"        the secondary master decided RELEASE(n, T)
+#   "reset"          the secondary master decided RESET_UIP for round (n, T)
+#   "joined"         a secondary took the join marker at (n, T): the resync ended there
+#   "applied"        a secondary recorded (n, T) as applied
+# The hook must not call back into the core.
+#
+# Imports go one way: node -> primary/secondary -> wire, codec, peerlink, store,
+# pairstate. The ports (PORT_*) are wire constants, re-exported here for host code.
+from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, DIRTY_MAX,
+                           F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
+                           PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
+                           S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
+                           T_CHECKPOINT, T_CLOCK_SYNC, T_ERROR, T_HELD, T_H_COMMAND, T_H_READ, T_H_REPLY,
+                           T_H_STATUS, T_H_WRITE)
 from firmware import codec
+from firmware.codec import SZ_CLOCK_SYNC, SZ_ERROR, SZ_H_REPLY_HEAD
+from firmware import pairstate
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
-from firmware.store import StoreError
+from firmware.primary import Primary
+from firmware.secondary import Secondary
 
-PORT_HOST = const(0)
-PORT_BUS = const(1)
-PORT_PEER = const(2)
+_BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
 
 
 class Node:
@@ -34,6 +55,7 @@ class Node:
         self.booted = False
         self.deferred = []           # pacing: (due, tag) of host write completions held back
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
+        self.trace = None            # trace(node, event, n, t): see the top of this file
         sb = getattr(store, "sb", None)
         if sb is not None and sb.role in (ROLE_PRIMARY, ROLE_SECONDARY):
             # the store is the durable truth: a failback swaps the role there
@@ -48,10 +70,8 @@ class Node:
 
     def _make_role(self):
         if self.cfg.role == ROLE_PRIMARY:
-            from firmware.primary import Primary
             self.role = Primary(self)
         else:
-            from firmware.secondary import Secondary
             self.role = Secondary(self)
 
     # -- output ----------------------------------------------------------------
@@ -72,15 +92,15 @@ class Node:
         return o
 
     def reply(self, tag, status, body_len=0):
-        """Host reply; a body, if any, is already packed at tx[HDR_SIZE+1:]."""
+        """Host reply; a body, if any, is already packed at tx[_BODY:]."""
         codec.pack_h_reply(self.tx, HDR_SIZE, status)
-        self.emit(PORT_HOST, T_H_REPLY, HOST_ID, 1 + body_len, seq=tag, flags=F_REPLY)
+        self.emit(PORT_HOST, T_H_REPLY, HOST_ID, SZ_H_REPLY_HEAD + body_len, seq=tag, flags=F_REPLY)
         if status != S_OK:
             self.c["host_errors"] += 1
 
     def error(self, port, code, mtype=0, detail=0, dst=HOST_ID, tag=0):
         codec.pack_error(self.tx, HDR_SIZE, code, mtype, detail)
-        self.emit(port, T_ERROR, dst, 4, seq=tag, flags=F_REPLY if port == PORT_HOST else 0)
+        self.emit(port, T_ERROR, dst, SZ_ERROR, seq=tag, flags=F_REPLY if port == PORT_HOST else 0)
 
     # -- events ----------------------------------------------------------------
     def boot(self, now):
@@ -142,10 +162,10 @@ class Node:
     def _beacon(self, now, bytes_before):
         # the time the beacon carries is the sender's sequence time at the END of its
         # transmission: frames queued before it, plus the beacon itself (32 bytes)
-        air = ((bytes_before + OVERHEAD + 12) * 10000000 // self.cfg.bus_baud)
+        air = ((bytes_before + OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud)
         t = self.role.beacon_time(now, air)
         codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle)
-        self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, 12, flags=F_WARM if self.mac.ready else 0)
+        self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, SZ_CLOCK_SYNC, flags=F_WARM if self.mac.ready else 0)
 
     def _bus(self, now, mtype, flags, src, dst, group, payload):
         if src not in self.cfg.site_nodes or src == self.me or group != self.cfg.group:
@@ -167,9 +187,10 @@ class Node:
             if self.mac.master == src:
                 self.role.on_beacon(now, src, t, was != src, flags & F_WARM)
             return
-        if mtype == T_CHECKPOINT and dst == BROADCAST and self.cfg.role == ROLE_SECONDARY:
-            # a primary master's checkpoint (this bus is changing roles in a failback):
-            # secondaries only take held-checkpoint reports, which are addressed
+        if (mtype == T_CHECKPOINT and self.cfg.role == ROLE_SECONDARY) or \
+                (mtype == T_HELD and self.cfg.role == ROLE_PRIMARY):
+            # the other site's message (this bus is changing roles in a failback): a
+            # primary master's cut reaches no secondary, a held report no primary
             self.c["unknown_src"] += 1
             return
         self.role.on_bus(now, mtype, flags, src, payload)
@@ -191,10 +212,10 @@ class Node:
                 self.reply(tag, st)
                 return
             self.c["host_reads"] += 1
-            self.store.read_block(vol, blk, self.txv[HDR_SIZE + 1:HDR_SIZE + 1 + BLOCK_SIZE])
+            self.store.read_block(vol, blk, self.txv[_BODY:_BODY + BLOCK_SIZE])
             self.reply(tag, S_OK, BLOCK_SIZE)
         elif mtype == T_H_STATUS:
-            n = self.pack_status(now, HDR_SIZE + 1)
+            n = self.pack_status(now, _BODY)
             self.reply(tag, S_OK, n)
         elif mtype == T_H_COMMAND:
             cmd, arg, arg2 = codec.unpack_h_command(payload)
@@ -260,20 +281,25 @@ class Node:
             blk = b + 1
         if blk > sb.vol_blocks:
             blk = sb.vol_blocks
-        end = codec.pack_dirty_list(self.tx, HDR_SIZE + 1, blk, self.dirty, n)
-        self.reply(tag, S_OK, end - HDR_SIZE - 1)
+        end = codec.pack_dirty_list(self.tx, _BODY, blk, self.dirty, n)
+        self.reply(tag, S_OK, end - _BODY)
 
     def _failback(self, now, new_role):
         """Reverse the pair: an old primary becomes a secondary (new_role 2), a failed-over
         secondary becomes a primary that resyncs its peer (new_role 1)."""
-        if new_role not in (ROLE_PRIMARY, ROLE_SECONDARY):
+        if new_role == ROLE_PRIMARY:
+            event = pairstate.BECOME_PRIMARY
+        elif new_role == ROLE_SECONDARY:
+            event = pairstate.BECOME_SECONDARY
+        else:
             return S_BAD_STATE
-        if new_role == self.cfg.role:
+        new = pairstate.next_state(self.cfg.role, self.store.sb.copy_state, event)
+        if new == pairstate.BAD_STATE:
+            return S_BAD_STATE
+        if new == pairstate.SAME:
             # done already (a retried command): a primary in resync or duplex, a secondary
-            if new_role == ROLE_SECONDARY or self.store.sb.copy_state in (CS_PENDING, CS_DUPLEX):
-                return S_OK
-            return S_BAD_STATE
-        st = self.role.become_primary() if new_role == ROLE_PRIMARY else self.role.become_secondary()
+            return S_OK
+        st = self.role.failback()        # the table moves a pair only to the other role
         if st != S_OK:
             return st
         self.cfg.role = new_role

@@ -8,7 +8,7 @@
 # alone: every record also carries its link sequence (lseq), and the receiver
 # drops records it already holds, so a stale frame from an earlier session is
 # harmless.
-from firmware.wire import MAX_FRAME, HDR_SIZE, F_RETX
+from firmware.wire import MAX_FRAME, F_RETX
 from firmware import codec
 
 _SEQ_MASK = 0xFFFF

@@ -12,7 +12,8 @@
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
 # checkpoint at this board is the boundary.
 #
-# Pair states (superblock copy_state):
+# Pair states (superblock copy_state; every change goes through pairstate.transition(),
+# whose table says which events move the pair where):
 #   SIMPLEX    no copy; writes mark the change bitmap (what a first copy must move)
 #   PENDING    resync: marked blocks are read, journaled as copy records and shipped
 #              (the secondary writes them on arrival); host writes mark the bitmap.
@@ -21,11 +22,20 @@
 #   DUPLEX     writes are journaled and shipped as the ordered stream
 #   SUSPENDED  operator or a full journal stopped the stream: the journal's records
 #              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
-from firmware.wire import *
+from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, C_RESUME,
+                           C_START_COPY, C_STOP_COPY, C_SUSPEND, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
+                           MODE_SYNC, OVERHEAD, PORT_BUS, PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY,
+                           R_JOURNAL_FULL, R_OPERATOR, ST_COPY_ACTIVE, S_BAD_COMMAND, S_BAD_STATE,
+                           S_JOURNAL_FULL, S_NOT_READY, S_OK, T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
+                           T_COPY_ACTIVE, T_IDLE, T_JOIN, T_MARKER, T_NAK, T_PEER_HELLO, T_SUSPEND,
+                           T_WRITE_BATCH)
 from firmware import codec
-from firmware.peerlink import Sender, Receiver
+from firmware.codec import (SZ_BATCH_HEAD, SZ_CHECKPOINT, SZ_CLOCK_SYNC, SZ_COPY_ACTIVE, SZ_IDLE,
+                            SZ_JOIN, SZ_MARKER, SZ_PEER_HELLO, SZ_SUSPEND)
+from firmware.peerlink import Sender
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
-from firmware.node import PORT_BUS, PORT_PEER
+from firmware import pairstate as ev
+from firmware.pairstate import transition, next_state, LINK_HELLO, LINK_UP, CLOCK_COLD, CLOCK_SYNCED
 
 _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
@@ -44,7 +54,7 @@ class Primary:
         self.ckpt_n = 0
         self.ckpt_t = 0
         self.offset = 0              # sequence time = local clock + offset
-        self.synced = False
+        self.clock = CLOCK_COLD      # pairstate.CLOCK_*
         self.last_stamp = 0
         self.skew_last = 0
         self.skew_max = 0
@@ -53,7 +63,7 @@ class Primary:
         self.next_lseq = 1
         self.send_jseq = 0           # next journal entry to put on the link
         self.session = 0
-        self.linked = False          # HELLO exchange done
+        self.link = LINK_HELLO       # peer link session (pairstate.LINK_*)
         self.hello_at = 0
         self.last_rx = 0             # last frame from the peer
         self.last_tx = 0
@@ -103,7 +113,7 @@ class Primary:
             return self.warm(now)
         if not self.heard_ckpt:
             return False
-        return self.synced or self.cfg.mode == MODE_CLOCKLESS
+        return self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS
 
     def warm(self, now):
         """As master: may our clock be the group's time source? Only once we carry the
@@ -115,7 +125,7 @@ class Primary:
             self.reported = {}
         if now - mac.became_master < self._warmup():
             return False
-        if self.synced or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
+        if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
             return True
         for m in mac.members:
             if m != self.node.me and mac.alive(m, now) and m not in self.reported:
@@ -157,10 +167,10 @@ class Primary:
 
     def stats(self, now):
         return {
-            "role": "primary", "ckpt_n": self.ckpt_n, "synced": self.synced,
+            "role": "primary", "ckpt_n": self.ckpt_n, "synced": self.clock == CLOCK_SYNCED,
             "skew_last_us": self.skew_last, "skew_max_us": self.skew_max, "syncs": self.syncs,
             "records_sent": self.records_moved, "records_acked": self.records_acked,
-            "retransmits": self.sender.retransmits, "linked": self.linked,
+            "retransmits": self.sender.retransmits, "linked": self.link == LINK_UP,
             "checkpoints_issued": self.checkpoints_issued, "next_lseq": self.next_lseq,
             "link_resets": self.link_resets, "clock_jumps": self.clock_jumps,
             "copied": self.copied, "copy_done": self.copy_done, "paced": self.paced,
@@ -219,11 +229,11 @@ class Primary:
             self.copy_last = self.copy_base - 1
         self.acked_lseq = self.copy_base - 1
         self.send_jseq = self.store.j_first()
-        self.synced = False
+        self.clock = CLOCK_COLD
         self.heard_ckpt = False
         self.ckpt_known = False
         self.session = (sb.incarnation & 0xFFFFFF) << 8
-        self.linked = False
+        self.link = LINK_HELLO
         self.hello_at = now
         self.last_rx = now
         self.next_ckpt = now              # the first checkpoint as soon as we may cut one
@@ -233,7 +243,7 @@ class Primary:
             else:
                 # nothing written since format, and both sides are provisioned blank
                 # together: the pair is established without a copy
-                self.store.commit(copy_state=CS_DUPLEX)
+                transition(self.store, ROLE_PRIMARY, ev.START_NOCOPY)
 
     # -- host --------------------------------------------------------------------
     def host_read_status(self):
@@ -321,57 +331,60 @@ class Primary:
         return self.pace_us
 
     def command(self, now, cmd, arg, arg2):
-        state = self.store.sb.copy_state
-        if cmd == C_START_COPY or cmd == C_RESUME:
-            if state == CS_PENDING or state == CS_DUPLEX:
-                return S_OK
-            if cmd == C_RESUME and state != CS_SUSPENDED:
-                return S_BAD_STATE
-            if cmd == C_START_COPY and arg == 1:
+        if cmd == C_START_COPY:
+            event = ev.START_NOCOPY if arg == 2 else ev.START_COPY
+        elif cmd == C_RESUME:
+            event = ev.RESUME
+        elif cmd == C_SUSPEND:
+            event = ev.SUSPEND
+        elif cmd == C_STOP_COPY:
+            event = ev.STOP_COPY
+        else:
+            return S_BAD_COMMAND
+        new = next_state(ROLE_PRIMARY, self.store.sb.copy_state, event)
+        if new == ev.BAD_STATE:
+            return S_BAD_STATE
+        if new == ev.SAME:
+            return S_OK
+        if event == ev.SUSPEND:
+            self.suspend(now, R_OPERATOR)
+        elif event == ev.STOP_COPY:
+            self._journal_to_marks()
+            transition(self.store, ROLE_PRIMARY, event)
+            self.link = LINK_HELLO
+        elif event == ev.START_NOCOPY:
+            # NOCOPY: the operator vouches that both volumes are identical
+            for v in range(self.store.sb.nvol):
+                self.store.bm_clear_all(v)
+            transition(self.store, ROLE_PRIMARY, event)
+            self.link = LINK_HELLO
+            self.hello_at = now
+        else:
+            if arg == 1 and event == ev.START_COPY:
                 for v in range(self.store.sb.nvol):
                     self.store.bm_set_all(v)
-            if cmd == C_START_COPY and arg == 2:
-                # NOCOPY: the operator vouches that both volumes are identical
-                for v in range(self.store.sb.nvol):
-                    self.store.bm_clear_all(v)
-                self.store.commit(copy_state=CS_DUPLEX)
-                self.linked = False
-                self.hello_at = now
-                return S_OK
-            self.start_pending(now)
-            return S_OK
-        if cmd == C_SUSPEND:
-            if state == CS_SUSPENDED:
-                return S_OK
-            if state != CS_DUPLEX and state != CS_PENDING:
-                return S_BAD_STATE
-            self.suspend(now, R_OPERATOR)
-            return S_OK
-        if cmd == C_STOP_COPY:
-            self._journal_to_marks()
-            self.store.commit(copy_state=CS_SIMPLEX)
-            self.linked = False
-            return S_OK
-        return S_BAD_COMMAND
+            self.start_pending(now, event)
+        return S_OK
 
     # -- pair state changes ---------------------------------------------------------
-    def start_pending(self, now):
+    def start_pending(self, now, event=ev.START_COPY):
         """Begin a resync (first copy or resume): ship every marked block, then join."""
-        self.store.commit(copy_state=CS_PENDING)
+        transition(self.store, ROLE_PRIMARY, event)
         self.pending_heard = 0
         self.copy_base = self.next_lseq
         self.copy_last = self.next_lseq - 1
         self.acked_lseq = self.next_lseq - 1
         self.copy_vol = self.copy_blk = 0
-        self.linked = False
+        self.link = LINK_HELLO
         self.hello_at = now
 
     def suspend(self, now, reason):
         """Stop shipping: what the journal still holds becomes bitmap marks."""
         self._journal_to_marks()
-        self.store.commit(copy_state=CS_SUSPENDED, next_lseq=self.next_lseq, suspend_reason=reason)
+        transition(self.store, ROLE_PRIMARY, ev.SUSPEND if reason == R_OPERATOR else ev.AUTO_SUSPEND,
+                   next_lseq=self.next_lseq, suspend_reason=reason)
         self.suspends += 1
-        self.linked = False
+        self.link = LINK_HELLO
         self.sender.reset()
         for lseq in list(self.sync_wait):
             # synchronous mode: the write is durable here and marked; complete it
@@ -388,18 +401,15 @@ class Primary:
 
     def _notify_suspend(self, now):
         codec.pack_suspend(self.tx, HDR_SIZE, self.reason)
-        self.node.emit(PORT_PEER, T_SUSPEND, self.cfg.peer, 1)
+        self.node.emit(PORT_PEER, T_SUSPEND, self.cfg.peer, SZ_SUSPEND)
         self.last_tx = now
 
-    def become_primary(self):
-        return S_BAD_STATE
-
-    def become_secondary(self):
+    def failback(self):
         """Failback: this board's pair is reversed. What its journal holds is marked
         (the host merges the marks into the new primary's bitmap); the role changes."""
         self._journal_to_marks()
-        self.store.commit(role=ROLE_SECONDARY, copy_state=CS_SIMPLEX, applied_n=0, applied_t=0,
-                          uip_n=0, uip_t=0, next_lseq=1)
+        transition(self.store, ROLE_PRIMARY, ev.BECOME_SECONDARY, role=ROLE_SECONDARY, applied_n=0,
+                   applied_t=0, uip_n=0, uip_t=0, next_lseq=1)
         return S_OK
 
     def _copy_step(self, now):
@@ -438,7 +448,7 @@ class Primary:
         # sample (t - now) too small, so keep the largest of the last few samples
         sample = t - now
         ring = self.samples
-        if new_master or not self.synced:
+        if new_master or self.clock != CLOCK_SYNCED:
             for i in range(_SYNC_SAMPLES):
                 ring[i] = sample
         ring[self.syncs % _SYNC_SAMPLES] = sample
@@ -448,12 +458,12 @@ class Primary:
                 best = ring[i]
         corr = best - self.offset
         self.offset = best
-        if self.synced and not new_master:
+        if self.clock == CLOCK_SYNCED and not new_master:
             self.skew_last = corr
             a = corr if corr >= 0 else -corr
             if a > self.skew_max:
                 self.skew_max = a
-        self.synced = True
+        self.clock = CLOCK_SYNCED
         self.syncs += 1
 
     def on_clock_report(self, now, src, t, n):
@@ -534,11 +544,14 @@ class Primary:
         if self.last_stamp < t:
             self.last_stamp = t
         if kind == J_JOIN:
-            self.store.commit(copy_state=CS_DUPLEX, ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq,
-                              t_floor=self.last_stamp)
+            transition(self.store, ROLE_PRIMARY, ev.JOIN, ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq,
+                       t_floor=self.last_stamp)
         else:
             self.store.commit(ckpt_n=n, ckpt_t=t, next_lseq=self.next_lseq, t_floor=self.last_stamp)
         self._pump(now)
+        tr = self.node.trace
+        if tr is not None:
+            tr(self.node, "ckpt_accepted", n, t)
         return True
 
     def beacon_time(self, now, air_us):
@@ -559,7 +572,7 @@ class Primary:
         warm = self.warm(now)
         mac.ready = warm
         if warm:
-            self.synced = True           # we are the group's time now
+            self.clock = CLOCK_SYNCED    # we are the group's time now
         if group_active and warm and now >= self.next_ckpt:
             # from the nominal time, so cuts come every interval on average (a cut waits
             # for the next bus cycle); after a long pause start afresh rather than catch up
@@ -576,7 +589,7 @@ class Primary:
         if self.ckpt_resend > 0 and self.ckpt_n and self.ckpt_known:
             self.ckpt_resend -= 1
             codec.pack_checkpoint(self.tx, HDR_SIZE, self.ckpt_n, self.ckpt_t)
-            sent += node.emit(PORT_BUS, T_CHECKPOINT, BROADCAST, 12)
+            sent += node.emit(PORT_BUS, T_CHECKPOINT, BROADCAST, SZ_CHECKPOINT)
         if self.cycles % _HEARTBEAT == 0:
             sent += self._copy_active_frame(BROADCAST)
         return sent
@@ -587,20 +600,20 @@ class Primary:
             self._copy_active_frame(BROADCAST)
         elif self.cycles % _HEARTBEAT == 2:
             # clock report: what the next master must not go below
-            if self.synced or self.cfg.mode == MODE_CLOCKLESS:
-                air = (OVERHEAD + 12) * 10000000 // self.cfg.bus_baud
+            if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS:
+                air = (OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud
                 t = self.seq_time(now) + air
             else:
                 t = (self.last_stamp if self.last_stamp > self.ckpt_t else self.ckpt_t) + 1
             codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.ckpt_n)
-            self.node.emit(PORT_BUS, T_CLOCK_SYNC, self.node.mac.master, 12)
+            self.node.emit(PORT_BUS, T_CLOCK_SYNC, self.node.mac.master, SZ_CLOCK_SYNC)
         self.node.mac.ready = self.ready(now)
 
     def _copy_active_frame(self, dst):
         sb = self.store.sb
         codec.pack_copy_active(self.tx, HDR_SIZE, ROLE_PRIMARY, self.cfg.peer, sb.copy_state,
                                self.cfg.mode, sb.incarnation)
-        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, 8)
+        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, SZ_COPY_ACTIVE)
 
     # -- peer link ---------------------------------------------------------------
     def on_peer(self, now, mtype, flags, seq, ack, payload):
@@ -610,14 +623,14 @@ class Primary:
             if role != ROLE_SECONDARY or not self.shipping():
                 return
             if session == self.session:
-                if not self.linked:
+                if self.link != LINK_UP:
                     self._resume(now, expected)
             elif session == _UNKNOWN_SESSION:
                 # the secondary does not know our session (it rebooted): start a new one
-                self.linked = False
+                self.link = LINK_HELLO
                 self.hello_at = now
             # else: an answer to an older HELLO of ours; the newest one's answer follows
-        elif not self.linked:
+        elif self.link != LINK_UP:
             return
         elif mtype == T_ACK:
             durable = codec.unpack_ack(payload)[0]
@@ -658,13 +671,13 @@ class Primary:
         self._acked(expected - 1)
         self.sender.reset()
         self.send_jseq = self.store.j_first()
-        self.linked = True
+        self.link = LINK_UP
         self.link_resets += 1
         self._pump(now)
 
     def _pump(self, now):
         """Fill the window from the journal and transmit what is due."""
-        if not self.linked:
+        if self.link != LINK_UP:
             return
         s = self.sender
         entries = None
@@ -694,7 +707,7 @@ class Primary:
         pending = getattr(self, "_carry", None)
         self._carry = None
         count = 0
-        off = HDR_SIZE + 1
+        off = HDR_SIZE + SZ_BATCH_HEAD
         last = -1
         bkind = 0
         while True:
@@ -707,9 +720,12 @@ class Primary:
                 if count:
                     self._carry = e          # close the batch; the marker goes next
                     break
-                codec.pack_checkpoint(buf, HDR_SIZE, lseq, t)
-                s.commit(T_CHECKPOINT, self.node.me, self.cfg.peer, self.cfg.group, 12, jseq,
-                         F_COPY if kind == J_JOIN else 0)
+                if kind == J_JOIN:
+                    codec.pack_join(buf, HDR_SIZE, lseq, t)
+                    s.commit(T_JOIN, self.node.me, self.cfg.peer, self.cfg.group, SZ_JOIN, jseq)
+                else:
+                    codec.pack_marker(buf, HDR_SIZE, lseq, t)
+                    s.commit(T_MARKER, self.node.me, self.cfg.peer, self.cfg.group, SZ_MARKER, jseq)
                 self.send_jseq = jseq + 1
                 return True
             if count == self.cfg.batch_max or count and kind != bkind:
@@ -743,23 +759,23 @@ class Primary:
             self._copy_step(now)
         elif state != CS_DUPLEX:
             return
-        if self.linked and now - self.last_rx >= self.cfg.peer_timeout_us:
-            self.linked = False          # peer silent: hello again until it answers
+        if self.link == LINK_UP and now - self.last_rx >= self.cfg.peer_timeout_us:
+            self.link = LINK_HELLO       # peer silent: hello again until it answers
             self.hello_at = now
-        if not self.linked:
+        if self.link != LINK_UP:
             if now >= self.hello_at:
                 self.session = (self.session & ~0xFF) | ((self.session + 1) & 0xFF)
                 first, resync = self._stream_start()
                 codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_PRIMARY, self.node.me,
                                       self.session, first)
-                self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10,
+                self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, SZ_PEER_HELLO,
                                flags=F_COPY if resync or state == CS_PENDING else 0)
                 self.hello_at = now + self.cfg.keepalive_us
             return
         self._pump(now)
         self.pump_due = False
         if now - self.last_tx >= self.cfg.keepalive_us:
-            self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, 0)
+            self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, SZ_IDLE)
             self.last_tx = now
 
     def _stream_start(self):
@@ -784,7 +800,7 @@ class Primary:
             return now
         if not self.shipping():
             return None
-        if not self.linked:
+        if self.link != LINK_UP:
             return self.hello_at
         if self.pump_due:
             return now

@@ -24,11 +24,23 @@
 # board's applied checkpoint, and the board counts in the group again.
 # A SUSPENDED pair (operator) is out of the group too; its volume stays at its
 # last applied checkpoint.
-from firmware.wire import *
+from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OVER, CS_PENDING,
+                           CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_RESUME, C_SET_POLICY,
+                           C_START_COPY, C_STOP_COPY, C_SUSPEND, F_COPY, F_UIP, HDR_SIZE,
+                           MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
+                           PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_LOST,
+                           ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
+                           S_OK, S_READ_ONLY, T_ACK, T_COPY_ACTIVE, T_HELD, T_IDLE, T_JOIN, T_MARKER,
+                           T_NAK, T_PEER_HELLO, T_RELEASE, T_RESET_UIP, T_RESIGN, T_SUSPEND,
+                           T_UPDATE_COMPLETE, T_WRITE_BATCH)
 from firmware import codec
+from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_NAK, SZ_PEER_HELLO,
+                            SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
-from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY
-from firmware.node import PORT_BUS, PORT_PEER
+from firmware.store import StoreError, J_RECORD, J_CHECKPOINT
+from firmware import pairstate as ev
+from firmware.pairstate import (transition, next_state, LINK_HELLO, LINK_UP, RV_COLLECTING,
+                                 RV_RELEASED)
 
 _HEARTBEAT = const(4)
 _JOURNAL_RESERVE = const(2)     # slots kept for checkpoint markers
@@ -58,7 +70,7 @@ class Secondary:
         self.ckpt_t = 0
         self.next_lseq = 1
         self.session = 0
-        self.linked = False
+        self.link = LINK_HELLO
         self.last_rx = 0
         self.released_seen = 0
         self.members = {}            # id -> [held_n, held_t, applied_n, applied_t, uip, resigned, active]
@@ -121,7 +133,7 @@ class Secondary:
             "uip_n": sb.uip_n, "released_seen": self.released_seen,
             "records_received": self.records_moved, "records_applied": self.records_applied,
             "applies": self.applies, "releases": self.releases, "resets": self.resets,
-            "frozen": self.frozen, "linked": self.linked, "journal_full": self.journal_full,
+            "frozen": self.frozen, "linked": self.link == LINK_UP, "journal_full": self.journal_full,
             "next_lseq": self.next_lseq, "copy_in": self.copy_in, "joins": self.joins,
             "hello_refused": self.hello_refused, "dirty_blocks": self.store.bm_total(),
         }
@@ -146,7 +158,7 @@ class Secondary:
             # must-complete: a release was recorded but its apply did not finish
             self._apply(sb.uip_n, sb.uip_t)
         self.rx.reset()
-        self.linked = False
+        self.link = LINK_HELLO
         self.last_rx = now
 
     # -- host ------------------------------------------------------------------------
@@ -174,9 +186,21 @@ class Secondary:
             self.policy = arg
             self.store.commit(policy=arg)
             return S_OK
-        if cmd == C_START_COPY or cmd == C_SUSPEND or cmd == C_RESUME or cmd == C_STOP_COPY:
-            return S_BAD_STATE       # pair operations are the primary's (the secondary follows)
-        return S_BAD_COMMAND
+        if cmd == C_START_COPY:
+            event = ev.START_COPY
+        elif cmd == C_SUSPEND:
+            event = ev.SUSPEND
+        elif cmd == C_RESUME:
+            event = ev.RESUME
+        elif cmd == C_STOP_COPY:
+            event = ev.STOP_COPY
+        else:
+            return S_BAD_COMMAND
+        # pair operations are the primary's (the secondary follows): the table has
+        # none of them for a secondary, so this answers BAD_STATE
+        if transition(self.store, ROLE_SECONDARY, event) == ev.BAD_STATE:
+            return S_BAD_STATE
+        return S_OK
 
     def failover(self, n, t):
         """Recover to checkpoint (n, T) and open the volumes to the host.
@@ -184,9 +208,10 @@ class Secondary:
         n == 0: the newest checkpoint this board knows to be released. T == 0: the
         time of checkpoint n as journaled here."""
         sb = self.store.sb
-        if sb.copy_state == CS_FAILED_OVER:
-            return S_OK
-        if sb.copy_state == CS_PENDING:
+        new = next_state(ROLE_SECONDARY, sb.copy_state, ev.FAILOVER)
+        if new == ev.SAME:
+            return S_OK                      # failed over already
+        if new == ev.BAD_STATE:
             return S_BAD_STATE               # resync running: the volume is no image
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
@@ -215,23 +240,20 @@ class Secondary:
             if kind == J_RECORD:
                 st.bm_set(vol, blk)
         st.j_trim(st.j_next())
-        st.commit(copy_state=CS_FAILED_OVER, uip_n=0, uip_t=0)
-        self.linked = False
+        transition(st, ROLE_SECONDARY, ev.FAILOVER, uip_n=0, uip_t=0)
+        self.link = LINK_HELLO
         return S_OK
 
-    def become_primary(self):
+    def failback(self):
         """Failback: this failed-over board becomes its pair's primary; its bitmap (every
         block changed since failover, plus the merged marks of the old primary) is what
         the resync copies."""
         sb = self.store.sb
-        if sb.copy_state != CS_FAILED_OVER:
+        if transition(self.store, ROLE_SECONDARY, ev.BECOME_PRIMARY, role=ROLE_PRIMARY,
+                      ckpt_n=sb.applied_n, ckpt_t=sb.applied_t, t_floor=sb.applied_t,
+                      next_lseq=self.next_lseq) != CS_SIMPLEX:
             return S_BAD_STATE
-        self.store.commit(role=ROLE_PRIMARY, copy_state=CS_SIMPLEX, ckpt_n=sb.applied_n,
-                          ckpt_t=sb.applied_t, t_floor=sb.applied_t, next_lseq=self.next_lseq)
         return S_OK
-
-    def become_secondary(self):
-        return S_BAD_STATE
 
     def _last_record_time(self):
         last = 0
@@ -269,6 +291,9 @@ class Secondary:
             elif rt > t and cut is None:
                 cut = jseq
         self.store.commit(applied_n=n, applied_t=t, next_lseq=self.next_lseq)
+        tr = self.node.trace
+        if tr is not None:
+            tr(self.node, "applied", n, t)
         if cut is None:
             cut = self.store.j_next()
         self.store.j_trim(cut)
@@ -313,35 +338,33 @@ class Secondary:
                     # a new resync (or one that restarted: the primary dropped the copies
                     # of an interrupted one, which never reached us, and marked them again)
                     self._enter_pending(first)
-            elif state == CS_SUSPENDED:
-                # the primary streams as if we held its volume, but this board left the
-                # group: only a resync (a HELLO with COPY) brings it back
+            elif transition(self.store, ROLE_SECONDARY, ev.HELLO) == ev.BAD_STATE:
+                # SUSPENDED: the primary streams as if we held its volume, but this board
+                # left the group: only a resync (a HELLO with COPY) brings it back.
+                # (SIMPLEX, RESIGNED -> DUPLEX: back after an outage the journal covered;
+                # or a pair established without a copy, both sides provisioned blank
+                # together: autostart, NOCOPY)
                 self.hello_refused += 1
                 return
-            elif state == CS_RESIGNED or state == CS_SIMPLEX:
-                # back after an outage the journal covered; or a pair established without
-                # a copy (both sides provisioned blank together: autostart, NOCOPY)
-                self.store.commit(copy_state=CS_DUPLEX)
             self.session = session
             self.rx.reset()
-            self.linked = True
+            self.link = LINK_UP
             self._hello(session)
             return
         if mtype == T_SUSPEND:
             reason = codec.unpack_suspend(payload)[0]
-            if reason == R_OPERATOR:
-                if state != CS_SUSPENDED:
-                    self.store.commit(copy_state=CS_SUSPENDED)
-            elif state == CS_DUPLEX:
-                self.store.commit(copy_state=CS_RESIGNED)
-            self.linked = False
+            # operator: leave the group with the last applied image; otherwise (an
+            # auto-suspend) resign, as if the primary were lost
+            transition(self.store, ROLE_SECONDARY,
+                       ev.PEER_SUSPEND if reason == R_OPERATOR else ev.PEER_AUTO_SUSPEND)
+            self.link = LINK_HELLO
             return
-        if not self.linked:
+        if self.link != LINK_UP:
             # data from a session we do not know (we rebooted): ask for a new HELLO
-            if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT or mtype == T_IDLE:
+            if mtype == T_WRITE_BATCH or mtype == T_MARKER or mtype == T_JOIN or mtype == T_IDLE:
                 self._hello(_UNKNOWN_SESSION)
             return
-        if mtype == T_WRITE_BATCH or mtype == T_CHECKPOINT:
+        if mtype == T_WRITE_BATCH or mtype == T_MARKER or mtype == T_JOIN:
             k = self.rx.classify(seq)
             if k == Receiver.ACCEPT:
                 if self._take(mtype, flags, payload):
@@ -350,7 +373,7 @@ class Secondary:
             elif k == Receiver.DUPLICATE:
                 self._ack()
             elif self.rx.should_nak(now, self.cfg.rto_us // 4):
-                self.node.emit(PORT_PEER, T_NAK, self.cfg.peer, 0, ack=self.rx.expected)
+                self.node.emit(PORT_PEER, T_NAK, self.cfg.peer, SZ_NAK, ack=self.rx.expected)
         elif mtype == T_IDLE:
             self._ack()
         else:
@@ -358,11 +381,11 @@ class Secondary:
 
     def _hello(self, session):
         codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_SECONDARY, self.node.me, session, self.next_lseq)
-        self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, 10)
+        self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, SZ_PEER_HELLO)
 
     def _ack(self):
         codec.pack_ack(self.tx, HDR_SIZE, self.next_lseq - 1)
-        self.node.emit(PORT_PEER, T_ACK, self.cfg.peer, 4, ack=self.rx.expected)
+        self.node.emit(PORT_PEER, T_ACK, self.cfg.peer, SZ_ACK, ack=self.rx.expected)
 
     def _enter_pending(self, first):
         """A resync starts: finish what the journal holds (the volume is about to stop
@@ -377,35 +400,38 @@ class Secondary:
         for v in range(st.sb.nvol):
             st.bm_clear_all(v)               # the resync overwrites whatever changed here
         self.next_lseq = first
-        st.commit(copy_state=CS_PENDING, next_lseq=first, uip_n=0, uip_t=0)
+        transition(st, ROLE_SECONDARY, ev.RESYNC, next_lseq=first, uip_n=0, uip_t=0)
         self.records_acked = first - 1
         self.copy_in = 0
 
     def _join(self, n, t):
         """The join marker: every copy is written, the volume is the cut at T."""
         st = self.store
-        if st.sb.copy_state != CS_PENDING:
+        if next_state(ROLE_SECONDARY, st.sb.copy_state, ev.JOIN) != CS_DUPLEX:
             return                           # joined already (a marker sent again)
-        st.commit(copy_state=CS_DUPLEX, applied_n=n, applied_t=t, uip_n=0, uip_t=0,
-                  next_lseq=self.next_lseq)
+        transition(st, ROLE_SECONDARY, ev.JOIN, applied_n=n, applied_t=t, uip_n=0, uip_t=0,
+                   next_lseq=self.next_lseq)
         self.ckpt_n, self.ckpt_t = n, t
         self.released_seen = n
         self.joins += 1
         self.announce_due = True             # tell the rendezvous master at the next slot
+        tr = self.node.trace
+        if tr is not None:
+            tr(self.node, "joined", n, t)
 
     def _take(self, mtype, flags, payload):
         """Journal one in-order frame. False: not all of it could be taken (retry later)."""
         st = self.store
-        if mtype == T_CHECKPOINT and flags & F_COPY:
-            n, t = codec.unpack_checkpoint(payload)
+        if mtype == T_JOIN:
+            n, t = codec.unpack_join(payload)
             self._join(n, t)
             return True
         copies = mtype == T_WRITE_BATCH and flags & F_COPY
         if copies and st.sb.copy_state != CS_PENDING:
             # copies mean the primary is resyncing (its HELLO said so, we missed it)
-            self._enter_pending(codec.unpack_record(payload, 1)[3])
-        if mtype == T_CHECKPOINT:
-            n, t = codec.unpack_checkpoint(payload)
+            self._enter_pending(codec.unpack_record(payload, SZ_BATCH_HEAD)[3])
+        if mtype == T_MARKER:
+            n, t = codec.unpack_marker(payload)
             if t <= self.ckpt_t:
                 return True                      # a marker we already hold (or an older cut)
             try:
@@ -414,6 +440,9 @@ class Secondary:
                 self.journal_full += 1
                 return False
             self.ckpt_n, self.ckpt_t = n, t
+            tr = self.node.trace
+            if tr is not None:
+                tr(self.node, "ckpt_held", n, t)
             return True
         return self._take_records(payload, copies)
 
@@ -422,8 +451,7 @@ class Secondary:
         copies (resync) are written straight to the volume. False: not all of them could
         be taken (a hole in the stream, or a full journal): retry later."""
         st = self.store
-        count = codec.unpack_batch_head(payload)[0]
-        off = 1
+        count, off = codec.unpack_batch_head(payload)
         nvol = st.sb.nvol
         nblk = st.sb.vol_blocks
         ok = True
@@ -480,8 +508,8 @@ class Secondary:
         elif mtype == T_RESET_UIP:
             if src == master:
                 self.on_reset(codec.unpack_reset_uip(payload)[0])
-        elif mtype == T_CHECKPOINT:
-            n, t = codec.unpack_checkpoint(payload)
+        elif mtype == T_HELD:
+            n, t = codec.unpack_held(payload)
             m = self._member(src)
             if t > m[M_HELD_T]:
                 m[M_HELD_N], m[M_HELD_T] = n, t
@@ -544,6 +572,11 @@ class Secondary:
         # a round in progress (somebody still in UIP) is completed before a new one
         self.reset_n, self.reset_t = (n, t - 1 if t else 0) if busy else (n, t)
 
+    def round(self):
+        """The rendezvous round as this board (master) sees it: RV_RELEASED while the
+        last RELEASE is not yet followed by its RESET_UIP, else RV_COLLECTING."""
+        return RV_RELEASED if self.rel_t > self.reset_t else RV_COLLECTING
+
     def master_cycle(self, now):
         self.cycles += 1
         node = self.node
@@ -553,7 +586,7 @@ class Secondary:
             self.was_master = True
             self._take_over()
         sb = self.store.sb
-        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and self.rel_t > self.reset_t:
+        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and self.round() == RV_RELEASED:
             # our own pair joined (after a resync) below the round in progress: the release
             # was decided while we were outside the group, so apply it now
             self.on_release(now, self.rel_n, self.rel_t)
@@ -593,7 +626,7 @@ class Secondary:
                 if m[M_RESIGNED]:
                     frozen = True
             self.frozen = frozen and not cont
-            if self.rel_t > self.reset_t:
+            if self.round() == RV_RELEASED:
                 done = True
                 for m in table:
                     if m[M_APPLIED_T] < self.rel_t and not (cont and m[M_RESIGNED] and m[M_HELD_T] < self.rel_t):
@@ -601,8 +634,11 @@ class Secondary:
                 if done:
                     self.reset_n, self.reset_t = self.rel_n, self.rel_t
                     self.reset_resend = _RESET_RESEND
+                    tr = node.trace
+                    if tr is not None:
+                        tr(node, "reset", self.reset_n, self.reset_t)
                     self.on_reset(self.reset_n)
-            if self.rel_t <= self.reset_t and not blocked:
+            if self.round() == RV_COLLECTING and not blocked:
                 # the newest cut every stream is complete up to: min over the held marker times.
                 # freeze: a resigned member counts with what it holds (it still obeys RELEASE
                 # for those), so the group advances to the newest cut the lost pair also has,
@@ -616,15 +652,18 @@ class Secondary:
                 if low is not None and low[M_HELD_T] > self.rel_t:
                     self.rel_n, self.rel_t = low[M_HELD_N], low[M_HELD_T]
                     self.releases += 1
+                    tr = node.trace
+                    if tr is not None:
+                        tr(node, "release", self.rel_n, self.rel_t)
                     self.on_release(now, self.rel_n, self.rel_t)
                     self._self_entry()
-            if self.rel_t > self.reset_t:
+            if self.round() == RV_RELEASED:
                 codec.pack_release(self.tx, HDR_SIZE, self.rel_n, self.rel_t)
-                sent += node.emit(PORT_BUS, T_RELEASE, BROADCAST, 12)
+                sent += node.emit(PORT_BUS, T_RELEASE, BROADCAST, SZ_RELEASE)
             if self.reset_resend > 0:
                 self.reset_resend -= 1
                 codec.pack_reset_uip(self.tx, HDR_SIZE, self.reset_n)
-                sent += node.emit(PORT_BUS, T_RESET_UIP, BROADCAST, 4)
+                sent += node.emit(PORT_BUS, T_RESET_UIP, BROADCAST, SZ_RESET_UIP)
         if self.cycles % _HEARTBEAT == 0:
             sent += self._announce(BROADCAST)
         return sent
@@ -645,8 +684,8 @@ class Secondary:
             sent_uc = True
             budget -= 1
         if self.ckpt_t > sb.applied_t:
-            codec.pack_checkpoint(self.tx, HDR_SIZE, self.ckpt_n, self.ckpt_t)
-            self.node.emit(PORT_BUS, T_CHECKPOINT, master, 12)
+            codec.pack_held(self.tx, HDR_SIZE, self.ckpt_n, self.ckpt_t)
+            self.node.emit(PORT_BUS, T_HELD, master, SZ_HELD)
             budget -= 1
         if budget and (self.slots % _HEARTBEAT == 0 or self.announce_due):
             self._announce(BROADCAST)
@@ -658,16 +697,16 @@ class Secondary:
     def _update_complete(self, dst, flags):
         sb = self.store.sb
         codec.pack_update_complete(self.tx, HDR_SIZE, sb.applied_n, sb.applied_t)
-        self.node.emit(PORT_BUS, T_UPDATE_COMPLETE, dst, 12, flags=flags)
+        self.node.emit(PORT_BUS, T_UPDATE_COMPLETE, dst, SZ_UPDATE_COMPLETE, flags=flags)
 
     def _announce(self, dst):
         sb = self.store.sb
         if sb.copy_state == CS_RESIGNED:
             codec.pack_resign(self.tx, HDR_SIZE, self.node.me, R_PEER_LOST)
-            return self.node.emit(PORT_BUS, T_RESIGN, dst, 2)
+            return self.node.emit(PORT_BUS, T_RESIGN, dst, SZ_RESIGN)
         codec.pack_copy_active(self.tx, HDR_SIZE, ROLE_SECONDARY, self.cfg.peer, sb.copy_state,
                                self.cfg.mode, sb.incarnation)
-        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, 8)
+        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, SZ_COPY_ACTIVE)
 
     # -- timers ------------------------------------------------------------------------------
     def tick(self, now):
@@ -675,8 +714,8 @@ class Secondary:
         if sb.copy_state == CS_DUPLEX and now - self.last_rx >= self.cfg.peer_timeout_us:
             # primary or link lost: resign. Released rounds are still completed
             # (a resigned board keeps obeying RELEASE for checkpoints it holds).
-            self.store.commit(copy_state=CS_RESIGNED)
-            self.linked = False
+            transition(self.store, ROLE_SECONDARY, ev.PEER_LOST)
+            self.link = LINK_HELLO
 
     def deadline(self, now):
         if self.store.sb.copy_state == CS_DUPLEX:

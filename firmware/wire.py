@@ -38,6 +38,11 @@ BROADCAST = const(0xFF)
 HOST_ID = const(0)
 BLOCK_SIZE = const(512)
 
+# ---- the core's ports (Node.on_frame / Node.take_out) ----------------------------
+PORT_HOST = const(0)
+PORT_BUS = const(1)
+PORT_PEER = const(2)
+
 # header struct (without the hcheck) and full header
 HDR_FMT = "<BBBBBBBBHHH"      # magic0 magic1 ver type flags src dst group seq ack length
 HCHECK_OFF = const(14)
@@ -49,18 +54,19 @@ F_REPLY = const(0x04)    # host-port reply
 F_SYNC = const(0x08)     # peer write record sent in synchronous mode
 F_UIP = const(0x10)      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
 F_WARM = const(0x20)     # beacon from a master whose clock is established (members may sync to it)
-F_COPY = const(0x40)     # peer: resync traffic (WRITE_BATCH of block copies, CHECKPOINT = join marker,
-                         # PEER_HELLO from a primary whose pair is copy pending)
+F_COPY = const(0x40)     # peer: resync traffic (WRITE_BATCH of block copies, PEER_HELLO from a
+                         # primary whose pair is copy pending)
 
-# ---- message types ----------------------------------------------------------
+# ---- message types (one meaning each) ----------------------------------------
 # site bus
 T_COPY_ACTIVE = const(0x01)
 T_CLOCK_SYNC = const(0x02)       # also the bus beacon that opens every slot cycle
-T_CHECKPOINT = const(0x03)      # also on the peer stream, and forwarded on the secondary bus
+T_CHECKPOINT = const(0x03)       # the cut (n, T), broadcast by the primary master (primary bus only)
 T_RELEASE = const(0x04)
 T_UPDATE_COMPLETE = const(0x05)
 T_RESET_UIP = const(0x06)
 T_RESIGN = const(0x07)
+T_HELD = const(0x08)             # secondary -> secondary master: newest checkpoint marker journaled
 T_IDLE = const(0x09)             # peer-link keepalive (unsequenced)
 # peer link
 T_WRITE_BATCH = const(0x10)
@@ -68,6 +74,8 @@ T_ACK = const(0x11)
 T_NAK = const(0x12)
 T_PEER_HELLO = const(0x13)
 T_SUSPEND = const(0x14)          # peer notice: the primary suspended the pair (unsequenced)
+T_MARKER = const(0x15)           # checkpoint marker in the record stream (sequenced)
+T_JOIN = const(0x16)             # join marker: the resync ends at this cut (sequenced)
 # host port
 T_H_WRITE = const(0x20)
 T_H_READ = const(0x21)
@@ -84,6 +92,7 @@ P_RELEASE = "<IQ"           # n, T
 P_UPDATE_COMPLETE = "<IQ"   # n, T of the applied checkpoint
 P_RESET_UIP = "<I"          # n
 P_RESIGN = "<BB"            # node, reason (R_*)
+P_HELD = "<IQ"              # n, T of the newest marker the sender journaled
 P_IDLE = ""                 # empty
 P_BATCH_HEAD = "<B"         # record count; then count records:
 P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data bytes
@@ -92,6 +101,8 @@ P_ACK = "<I"                # highest record lseq durably journaled
 P_NAK = ""                  # empty; header ack = first seq wanted again
 P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / first lseq it will send (primary)
 P_SUSPEND = "<B"            # reason (R_*)
+P_MARKER = "<IQ"            # n, T
+P_JOIN = "<IQ"              # n, T: the secondary's volume is the cut at T once every copy before is written
 P_H_WRITE = "<BI"           # vol, block; then BLOCK_SIZE data bytes
 P_H_READ = "<BI"            # vol, block
 P_H_STATUS = ""             # empty

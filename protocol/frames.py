@@ -38,7 +38,7 @@ F_REPLY = 0x04    # host-port reply; seq echoes the request's seq
 F_SYNC = 0x08     # peer write record sent in synchronous mode
 F_UIP = 0x10      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
 F_WARM = 0x20     # beacon from a master whose clock is established (members may sync to it)
-F_COPY = 0x40     # peer resync traffic: copy batch, join marker, HELLO of a copy-pending primary
+F_COPY = 0x40     # peer resync traffic: copy batch, HELLO of a copy-pending primary
 FLAGS = {"RETX": F_RETX, "MORE": F_MORE, "REPLY": F_REPLY, "SYNC": F_SYNC, "UIP": F_UIP, "WARM": F_WARM,
          "COPY": F_COPY}
 
@@ -50,12 +50,15 @@ T_RELEASE = 0x04
 T_UPDATE_COMPLETE = 0x05
 T_RESET_UIP = 0x06
 T_RESIGN = 0x07
+T_HELD = 0x08
 T_IDLE = 0x09
 T_WRITE_BATCH = 0x10
 T_ACK = 0x11
 T_NAK = 0x12
 T_PEER_HELLO = 0x13
 T_SUSPEND = 0x14
+T_MARKER = 0x15
+T_JOIN = 0x16
 T_H_WRITE = 0x20
 T_H_READ = 0x21
 T_H_STATUS = 0x22
@@ -102,6 +105,7 @@ RELEASE = Struct("n" / Int32ul, "t" / Int64ul, END)
 UPDATE_COMPLETE = Struct("n" / Int32ul, "t" / Int64ul, END)
 RESET_UIP = Struct("n" / Int32ul, END)
 RESIGN = Struct("node" / Int8ul, "reason" / Int8ul, END)
+HELD = Struct("n" / Int32ul, "t" / Int64ul, END)
 IDLE = EMPTY
 
 RECORD = Struct(
@@ -117,6 +121,8 @@ NAK = EMPTY
 PEER_HELLO = Struct(
     "role" / Int8ul, "node" / Int8ul, "incarnation" / Int32ul, "lseq" / Int32ul, END)
 SUSPEND = Struct("reason" / Int8ul, END)
+MARKER = Struct("n" / Int32ul, "t" / Int64ul, END)
+JOIN = Struct("n" / Int32ul, "t" / Int64ul, END)
 
 H_WRITE = Struct("vol" / Int8ul, "block" / Int32ul, "data" / Bytes(BLOCK_SIZE), END)
 H_READ = Struct("vol" / Int8ul, "block" / Int32ul, END)
@@ -154,17 +160,20 @@ BUS, PEER, HOST = "site bus", "peer link", "host port"
 MESSAGES = {
     "copy_active": (T_COPY_ACTIVE, COPY_ACTIVE, (BUS,)),
     "clock_sync": (T_CLOCK_SYNC, CLOCK_SYNC, (BUS,)),
-    "checkpoint": (T_CHECKPOINT, CHECKPOINT, (BUS, PEER)),
+    "checkpoint": (T_CHECKPOINT, CHECKPOINT, (BUS,)),
     "release": (T_RELEASE, RELEASE, (BUS,)),
     "update_complete": (T_UPDATE_COMPLETE, UPDATE_COMPLETE, (BUS,)),
     "reset_uip": (T_RESET_UIP, RESET_UIP, (BUS,)),
     "resign": (T_RESIGN, RESIGN, (BUS,)),
+    "held": (T_HELD, HELD, (BUS,)),
     "idle": (T_IDLE, IDLE, (PEER,)),
     "write_batch": (T_WRITE_BATCH, WRITE_BATCH, (PEER,)),
     "ack": (T_ACK, ACK, (PEER,)),
     "nak": (T_NAK, NAK, (PEER,)),
     "peer_hello": (T_PEER_HELLO, PEER_HELLO, (PEER,)),
     "suspend": (T_SUSPEND, SUSPEND, (PEER,)),
+    "marker": (T_MARKER, MARKER, (PEER,)),
+    "join": (T_JOIN, JOIN, (PEER,)),
     "h_write": (T_H_WRITE, H_WRITE, (HOST,)),
     "h_read": (T_H_READ, H_READ, (HOST,)),
     "h_status": (T_H_STATUS, H_STATUS, (HOST,)),

@@ -6,11 +6,13 @@ patent's example event by event. Virtual time advances only when the test says s
 The fault-injecting, baud-paced simulator lives in host_tools/sim; this harness
 exists to make single protocol steps easy to see.
 """
-from firmware.wire import *  # noqa: F401,F403
-from firmware import codec
+from firmware.wire import (BLOCK_SIZE, C_FAILOVER, HOST_ID, MODE_CLOCK, POLICY_FREEZE, PORT_BUS,
+                           PORT_HOST, PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, S_OK,
+                           T_H_COMMAND, T_H_READ, T_H_REPLY, T_H_STATUS, T_H_WRITE)
+from protocol import hostcodec
 from firmware.config import Config
 from firmware.deframer import Deframer
-from firmware.node import Node, PORT_HOST, PORT_BUS, PORT_PEER
+from firmware.node import Node
 from firmware.store import Store
 from host_tools.sim.disk import RamDisk, FaultyDisk
 
@@ -191,7 +193,7 @@ class Net:
     # -- host ------------------------------------------------------------------------
     def request(self, board, mtype, payload=b""):
         self.tag = (self.tag + 1) & 0xFFFF
-        frame = codec.encode(mtype, HOST_ID, board.id, payload, seq=self.tag)
+        frame = hostcodec.encode(mtype, HOST_ID, board.id, payload, seq=self.tag)
         self._deliver(board.id, PORT_HOST, frame)
         self.pump()
         return self.tag
@@ -206,7 +208,7 @@ class Net:
 
     def command(self, board, cmd, arg=0, arg2=0):
         buf = bytearray(13)
-        codec.pack_h_command(buf, 0, cmd, arg, arg2)
+        hostcodec.pack_h_command(buf, 0, cmd, arg, arg2)
         tag = self.request(board, T_H_COMMAND, bytes(buf))
         return board.replies.get(tag, (None, b""))[0]
 
@@ -214,7 +216,7 @@ class Net:
         tag = self.request(board, T_H_STATUS)
         st, body = board.replies[tag]
         assert st == S_OK
-        return codec.unpack_status_body(body)
+        return hostcodec.unpack_status_body(body)
 
     # -- faults ------------------------------------------------------------------------
     def kill(self, board):

@@ -16,11 +16,18 @@ from firmware import codec
 from firmware import wire
 from firmware.deframer import Deframer
 from protocol import frames as F
+from protocol import hostcodec
 from protocol import make_vectors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = list(F.MESSAGES)
+
+
+def fn(name):
+    """A codec function by name: the board's (firmware/codec.py) or the host-only one
+    (protocol/hostcodec.py), whichever module holds it."""
+    return getattr(codec, name, None) or getattr(hostcodec, name)
 
 
 # ---- strategies built from the construct definitions ----------------------------------------
@@ -78,7 +85,7 @@ def expected_unpack(name, fields):
 
 def firmware_frame(name, fields, h):
     buf = bytearray(wire.MAX_FRAME)
-    end = getattr(codec, "pack_" + name)(buf, wire.HDR_SIZE, *codec_args(name, fields))
+    end = fn("pack_" + name)(buf, wire.HDR_SIZE, *codec_args(name, fields))
     n = codec.build_frame(buf, F.MESSAGES[name][0], h["flags"], h["src"], h["dst"], h["group"], h["seq"],
                           h["ack"], end - wire.HDR_SIZE)
     return bytes(buf[:n])
@@ -103,7 +110,7 @@ def test_construct_to_firmware(name, data):
     d = deframe_one(frame)
     assert (d.mtype, d.flags, d.src, d.dst, d.group, d.seq, d.ack) == (
         F.MESSAGES[name][0], h["flags"], h["src"], h["dst"], h["group"], h["seq"], h["ack"])
-    unpack = getattr(codec, "unpack_" + name)
+    unpack = fn("unpack_" + name)
     assert plain(unpack(d.payload)) == expected_unpack(name, fields)
     assert plain(unpack(d.frame, d.poff, d.poff + d.plen)) == expected_unpack(name, fields)
     assert firmware_frame(name, fields, h) == frame
@@ -124,7 +131,7 @@ def test_firmware_to_construct(name, data):
         assert payload.pop("count") == len(fields["records"])
     assert payload == fields
     assert F.build_frame(name, parsed["payload"], **h) == frame
-    assert codec.encode(F.MESSAGES[name][0], h["src"], h["dst"], F.build_payload(name, fields), h["seq"],
+    assert hostcodec.encode(F.MESSAGES[name][0], h["src"], h["dst"], F.build_payload(name, fields), h["seq"],
                         h["ack"], h["flags"], h["group"]) == frame
 
 
@@ -133,7 +140,7 @@ def test_firmware_to_construct(name, data):
 def test_status_body_both_ways(fields):
     body = F.build_status_body(fields)
     args = [fields[n] for n in codec.STATUS_FIELDS]
-    assert codec.unpack_status_body(body) == tuple(args)
+    assert hostcodec.unpack_status_body(body) == tuple(args)
     buf = bytearray(codec.SZ_STATUS_BODY + 3)
     assert codec.pack_status_body(buf, 3, *args) == len(buf)
     assert bytes(buf[3:]) == body
@@ -181,8 +188,8 @@ def test_status_body_layout():
 
 def test_every_message_has_a_codec_pair():
     for name in list(NAMES) + ["batch_head", "record", "status_body"]:
-        assert callable(getattr(codec, "pack_" + name)), name
-        assert callable(getattr(codec, "unpack_" + name)), name
+        assert callable(fn("pack_" + name)), name
+        assert callable(fn("unpack_" + name)), name
 
 
 # ---- golden vectors -------------------------------------------------------------------------------------
@@ -199,7 +206,7 @@ def test_golden_vectors_on_cpython():
         frame = bytes.fromhex(v["hex"])
         parsed = F.parse_frame(frame)
         assert {k: parsed[k] for k in v["header"]} == v["header"], v["name"]
-        dec = codec.decode(frame)
+        dec = hostcodec.decode(frame)
         assert dec[:7] == (parsed["type"], *[v["header"][k] for k in ("flags", "src", "dst", "group", "seq", "ack")])
         assert bytes(dec[7]) == frame[16:-4]
     for bad in vec["invalid"]:
@@ -405,7 +412,7 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match="skew_us"):
         codec.pack_status_body(bytearray(121), 0, *([0] * 21 + [1 << 31] + [0] * 11))
     with pytest.raises(ValueError, match=r"h_write\.data"):
-        codec.pack_h_write(bytearray(600), 0, 0, 0, bytes(511))
+        hostcodec.pack_h_write(bytearray(600), 0, 0, 0, bytes(511))
     with pytest.raises(ValueError, match="count"):
         codec.pack_batch_head(buf, 0, 0)
     with pytest.raises(ValueError, match="buffer holds"):
@@ -417,10 +424,10 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match="frame"):
         codec.build_frame(bytearray(30), 3, 0, 1, 2, 0, 0, 0, 12)
     with pytest.raises(ValueError, match="write_batch"):
-        codec.pack_write_batch(bytearray(8000), 0, [(0, i, 0, i, bytes(512)) for i in range(8)])
+        hostcodec.pack_write_batch(bytearray(8000), 0, [(0, i, 0, i, bytes(512)) for i in range(8)])
 
 
-UNPACKERS = sorted(n[7:] for n in dir(codec) if n.startswith("unpack_"))
+UNPACKERS = sorted(n[7:] for n in set(dir(codec)) | set(dir(hostcodec)) if n.startswith("unpack_"))
 
 
 @pytest.mark.parametrize("name", UNPACKERS)
@@ -428,7 +435,7 @@ UNPACKERS = sorted(n[7:] for n in dir(codec) if n.startswith("unpack_"))
 @given(data=st.binary(max_size=700), off=st.integers(0, 8))
 def test_unpack_raises_only_value_error(name, data, off):
     try:
-        getattr(codec, "unpack_" + name)(data, off)
+        fn("unpack_" + name)(data, off)
     except ValueError:
         pass
 
@@ -438,7 +445,7 @@ def test_unpack_wants_exact_length(name):
     fields = {fname: (bytes(int(k[5:])) if k.startswith("bytes") else 0)
               for fname, k in F.field_kinds(F.MESSAGES[name][1])}
     payload = F.build_payload(name, fields)
-    unpack = getattr(codec, "unpack_" + name)
+    unpack = fn("unpack_" + name)
     unpack(payload)
     with pytest.raises(ValueError):
         unpack(payload + b"\0")
@@ -449,19 +456,19 @@ def test_unpack_wants_exact_length(name):
 
 def test_batch_decoding_errors():
     good = F.build_payload("write_batch", dict(records=[dict(vol=1, block=2, t=3, lseq=4, data=b"abc")]))
-    assert codec.unpack_write_batch(good)[0][:4] == (1, 2, 3, 4)
+    assert hostcodec.unpack_write_batch(good)[0][:4] == (1, 2, 3, 4)
     for bad, why in ((good + b"x", "after the last"), (good[:-1], "exceeds"), (b"\x00", "count 0"),
                      (b"", "empty"), (b"\x02" + good[1:], "header")):
         with pytest.raises(ValueError, match=why):
-            codec.unpack_write_batch(bad)
+            hostcodec.unpack_write_batch(bad)
 
 
 def test_decode_names_the_failed_check():
-    assert codec.decode(GOOD)[0] == wire.T_CHECKPOINT
+    assert hostcodec.decode(GOOD)[0] == wire.T_CHECKPOINT
     for bad, why in ((GOOD[:19], "shorter"), (b"\x00" + GOOD[1:], "magic"), (GOOD[:-1] + b"\x00", "CRC"),
                      (GOOD + b"\x00", "header says"), (_raw(_hdr(version=3), bytes(12)), "version")):
         with pytest.raises(ValueError, match=why):
-            codec.decode(bad)
+            hostcodec.decode(bad)
 
 
 # ---- C_DIRTY_LIST reply body ---------------------------------------------------------------------------
@@ -473,13 +480,22 @@ def test_dirty_list_both_ways(blocks, nxt):
     buf = bytearray(len(body) + 2)
     assert codec.pack_dirty_list(buf, 2, nxt, blocks, len(blocks)) == len(buf)
     assert bytes(buf[2:]) == body
-    assert codec.unpack_dirty_list(body) == (nxt, blocks)
+    assert hostcodec.unpack_dirty_list(body) == (nxt, blocks)
 
 
 def test_dirty_list_rejects_bad_bodies():
     with pytest.raises(ValueError, match="dirty_list"):
-        codec.unpack_dirty_list(b"\x02\x00" + bytes(4) + bytes(4))        # says 2, carries 1
+        hostcodec.unpack_dirty_list(b"\x02\x00" + bytes(4) + bytes(4))        # says 2, carries 1
     with pytest.raises(ValueError, match="dirty_list"):
-        codec.unpack_dirty_list(b"\x00")
+        hostcodec.unpack_dirty_list(b"\x00")
     with pytest.raises(ValueError, match="dirty_list.count"):
         codec.pack_dirty_list(bytearray(1000), 0, 0, [0] * 101, 101)
+
+
+def test_host_only_helpers_live_off_the_board():
+    # what a board never calls is in protocol/hostcodec.py, not in firmware/codec.py (RAM on a Pico)
+    for name in hostcodec.__all__:
+        if name != "STATUS_FIELDS":
+            assert not hasattr(codec, name), name
+            assert callable(getattr(hostcodec, name)), name
+    assert hostcodec.STATUS_FIELDS is codec.STATUS_FIELDS     # pack_status_body names its fields

@@ -6,9 +6,15 @@ the real codec and deframers, disks are RAM block devices (or fault-injecting on
 import pytest
 
 from corenet import Net, block_of
-from firmware.wire import *  # noqa: F401,F403
+from firmware.wire import (BLOCK_SIZE, CS_DUPLEX, CS_RESIGNED, CS_SIMPLEX, C_START_COPY,
+                           MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
+                           PORT_PEER, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_LENGTH,
+                           S_BUSY_UIP, S_NOT_READY, S_OK, S_OUT_OF_RANGE, S_READ_ONLY,
+                           S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME, T_CHECKPOINT, T_H_WRITE, T_RELEASE,
+                           T_WRITE_BATCH)
 from firmware import codec
-from firmware.node import PORT_PEER, PORT_BUS
+from protocol import hostcodec
+from firmware.pairstate import CLOCK_SYNCED
 from firmware.store import J_RECORD, J_CHECKPOINT
 
 
@@ -74,7 +80,7 @@ def test_clock_sync_keeps_primaries_close_and_exposes_skew():
     for p in (2, 3):
         b = net.prim(p)
         r = b.node.role
-        assert r.synced
+        assert r.clock == CLOCK_SYNCED
         assert abs(r.seq_time(b.t(net.now)) - tm) < 8000
     # corrections are measured and exposed (their size is checked in the simulator,
     # where frames take real airtime)
@@ -343,7 +349,7 @@ def test_sync_mode_completes_only_after_durable_ack():
 # -- bad input changes nothing and is counted ----------------------------------------------------
 
 def _inject(net, board, port, mtype, payload, src, seq=0, group=0):
-    frame = codec.encode(mtype, src, board.id, payload, seq=seq, group=group)
+    frame = hostcodec.encode(mtype, src, board.id, payload, seq=seq, group=group)
     net._deliver(board.id, port, frame)
     net.pump()
 
@@ -404,7 +410,7 @@ def test_host_port_bad_requests_get_explicit_statuses():
     assert net.command(p, 99) == S_BAD_COMMAND
     net.request(p, T_H_WRITE, b"\x00\x01")            # truncated write
     net.request(p, 0x2F, b"")                          # unknown type
-    codes = [codec.unpack_error(e[1])[0] for e in p.errors]
+    codes = [hostcodec.unpack_error(e[1])[0] for e in p.errors]
     assert S_BAD_LENGTH in codes and S_UNKNOWN_TYPE in codes
 
 

@@ -1,6 +1,7 @@
 """firmware/main.py's event loop, in-process, over a fake HAL (no processes, no ptys)."""
-from firmware.wire import *  # noqa: F401,F403
-from firmware import codec
+from firmware.wire import (HOST_ID, ROLE_PRIMARY, S_OK, T_ERROR, T_H_READ, T_H_REPLY,
+                           T_H_STATUS, T_H_WRITE)
+from protocol import hostcodec
 from firmware import main
 from firmware.deframer import Deframer
 from firmware.store import Store
@@ -65,8 +66,8 @@ def test_fresh_device_is_formatted_and_host_requests_are_served():
     assert any("formatting" in m for m in hal.logs)
     b.node.boot(hal.ticks_us())
     host = hal.portlist[0]
-    host.inbox += codec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little") + bytes(range(256)) * 2, seq=7)
-    host.inbox += codec.encode(T_H_READ, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little"), seq=8)
+    host.inbox += hostcodec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little") + bytes(range(256)) * 2, seq=7)
+    host.inbox += hostcodec.encode(T_H_READ, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little"), seq=8)
     for _ in range(4):
         b.step()
     r = replies(host)
@@ -79,12 +80,12 @@ def test_a_frame_cut_short_does_not_stall_the_port():
     b = main.Board(hal)
     b.node.boot(hal.ticks_us())
     host = hal.portlist[0]
-    whole = codec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (1).to_bytes(4, "little") + bytes(512), seq=1)
+    whole = hostcodec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (1).to_bytes(4, "little") + bytes(512), seq=1)
     host.inbox += whole[:100]                 # the rest never comes
     b.step()
     hal.now += 150000                         # the line stays quiet
     b.step()
-    host.inbox += codec.encode(T_H_STATUS, HOST_ID, 1, b"", seq=2)
+    host.inbox += hostcodec.encode(T_H_STATUS, HOST_ID, 1, b"", seq=2)
     b.step()
     r = replies(host)
     kinds = [(m, s) for m, s, _ in r]

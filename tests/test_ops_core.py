@@ -4,8 +4,14 @@ change bitmap, auto-suspend on a full journal, pacing, failback (issue #8).
 Driven through tests/corenet.py (real Node objects, real codec and deframers, RAM disks).
 Every test ends by comparing the volumes of both sides (or the recovered image)."""
 from corenet import Net, block_of
-from firmware.wire import *  # noqa: F401,F403
+from firmware.wire import (BLOCK_SIZE, CS_DUPLEX, CS_PENDING, CS_RESIGNED, CS_SUSPENDED,
+                           C_DIRTY_LIST, C_FAILBACK, C_FAILOVER, C_MARK_DIRTY, C_RESUME,
+                           C_START_COPY, C_STOP_COPY, C_SUSPEND, ROLE_PRIMARY, ROLE_SECONDARY,
+                           R_JOURNAL_FULL, R_OPERATOR, S_BAD_COMMAND, S_BAD_STATE,
+                           S_JOURNAL_FULL, S_OK, S_OUT_OF_RANGE, S_READ_ONLY, S_UNKNOWN_VOLUME,
+                           T_H_COMMAND, T_H_WRITE)
 from firmware import codec
+from protocol import hostcodec
 
 FIELDS = codec.STATUS_FIELDS
 
@@ -279,7 +285,7 @@ def dirty_list(net, board, vol=0):
         tag = net.request(board, T_H_COMMAND, _cmd(C_DIRTY_LIST, vol, start))
         status, body = board.replies[tag]
         assert status == S_OK
-        nxt, blocks = codec.unpack_dirty_list(body)
+        nxt, blocks = hostcodec.unpack_dirty_list(body)
         out += blocks
         if nxt >= board.store.sb.vol_blocks:
             return out
@@ -288,7 +294,7 @@ def dirty_list(net, board, vol=0):
 
 def _cmd(cmd, arg=0, arg2=0):
     buf = bytearray(13)
-    codec.pack_h_command(buf, 0, cmd, arg, arg2)
+    hostcodec.pack_h_command(buf, 0, cmd, arg, arg2)
     return bytes(buf)
 
 

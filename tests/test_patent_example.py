@@ -12,7 +12,7 @@ by a later checkpoint -- never (3) without (2), never (2) without (1).
 import pytest
 
 from corenet import Net, block_of
-from firmware.wire import *  # noqa: F401,F403
+from firmware.wire import (S_OK)
 
 # pair k -> (primary id, secondary id): P3 = 1 (lowest: clock master), S4 = 101 (rendezvous master)
 IDS = [(2, 102), (3, 103), (1, 104), (4, 101)]

@@ -3,7 +3,7 @@
 //   node tests/mpy/runner.mjs [--heapsize BYTES] SCRIPT.py [SCRIPT.py ...]
 //
 // The repository's firmware/*.py, boards/rp2/*.py, tests/mpy/support/*.py (stand-ins such as
-// `machine`), protocol/vectors.json and the given scripts are copied into MicroPython's
+// `machine`), protocol/hostcodec.py, protocol/vectors.json and the given scripts are copied into MicroPython's
 // in-memory filesystem with the repository layout under /repo; the working directory is
 // /repo and /repo is first on sys.path, so firmware modules import each other as the
 // `firmware` package exactly as on a board (a script adds "boards/rp2" or
@@ -78,6 +78,11 @@ for (const dir of ["firmware", "boards/rp2", "tests/mpy/support"]) {
   for (const name of fs.readdirSync(full)) {
     if (name.endsWith(".py")) copyIn(path.join(full, name), "/repo/" + dir + "/" + name);
   }
+}
+// the host side's codec helpers (protocol/hostcodec.py imports only struct, binascii and firmware)
+for (const name of ["__init__.py", "hostcodec.py"]) {
+  const p = path.join(ROOT, "protocol", name);
+  if (fs.existsSync(p)) copyIn(p, "/repo/protocol/" + name);
 }
 const vectors = path.join(ROOT, "protocol", "vectors.json");
 if (fs.existsSync(vectors)) copyIn(vectors, "/repo/protocol/vectors.json");

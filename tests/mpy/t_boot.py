@@ -130,7 +130,8 @@ def scenario():
     yield
 
     paths = write_configs()
-    host = Host(codec, wire, Deframer)
+    from protocol import hostcodec      # the host side's encoder: not part of a board
+    host = Host(hostcodec, wire, Deframer)
     STATS["phase"] = "host"
     yield
 
@@ -203,7 +204,7 @@ def scenario():
         yield from request(name, wire.T_H_STATUS)
         st, body = res.pop()
         check(st == wire.S_OK, "STATUS status %d" % st)
-        res.append(codec.unpack_status_body(body))
+        res.append(hostcodec.unpack_status_body(body))
 
     def write(name, blk, data):
         yield from request(name, wire.T_H_WRITE, bytes([0]) + blk.to_bytes(4, "little") + data)

@@ -1,5 +1,5 @@
 # Golden vectors (protocol/vectors.json, generated from the construct definitions) through the
-# firmware codec and deframer, unmodified: decode each frame, compare every field, re-encode from the
+# firmware codec and deframer (and the host-side protocol/hostcodec.py), unmodified: decode each frame, compare every field, re-encode from the
 # fields and compare the bytes. Runs under MicroPython (tests/mpy/runner.mjs) and CPython alike;
 # the working directory is the repository root and firmware/ is on sys.path.
 import json
@@ -7,6 +7,13 @@ import json
 from firmware import codec
 from firmware import wire
 from firmware.deframer import Deframer
+from protocol import hostcodec
+
+
+def fn(name):
+    # a codec function: the board's (firmware/codec.py) or the host-only one (protocol/hostcodec.py)
+    f = getattr(codec, name, None)
+    return f if f is not None else getattr(hostcodec, name)
 
 
 def unhex(s):
@@ -86,18 +93,18 @@ def main():
               where + ": leftovers after the frame")
         # payload fields
         args = pack_args(meta["fields"], v["fields"], record_meta)
-        unpack = getattr(codec, "unpack_" + name)
+        unpack = fn("unpack_" + name)
         want_fields = expected_fields(name, args)
         check(plain(unpack(d.payload)) == want_fields, where + ": fields differ: %r" % (plain(unpack(d.payload)),))
         check(plain(unpack(d.frame, d.poff, d.poff + d.plen)) == want_fields, where + ": fields differ (offset form)")
-        dec = codec.decode(frame)
+        dec = hostcodec.decode(frame)
         check(dec[:7] == want[:7] and bytes(dec[7]) == bytes(d.payload), where + ": decode() differs")
         # re-encode from the fields
-        end = getattr(codec, "pack_" + name)(buf, wire.HDR_SIZE, *args)
+        end = fn("pack_" + name)(buf, wire.HDR_SIZE, *args)
         n = codec.build_frame(buf, meta["type"], h["flags"], h["src"], h["dst"], h["group"], h["seq"],
                               h["ack"], end - wire.HDR_SIZE)
         check(bytes(buf[:n]) == frame, where + ": re-encoded bytes differ")
-        check(codec.encode(meta["type"], h["src"], h["dst"], bytes(d.payload), h["seq"], h["ack"], h["flags"],
+        check(hostcodec.encode(meta["type"], h["src"], h["dst"], bytes(d.payload), h["seq"], h["ack"], h["flags"],
                            h["group"]) == frame, where + ": encode() differs")
         nframes += 1
 
@@ -106,7 +113,7 @@ def main():
         body = unhex(b["hex"])
         fields = tuple(b["fields"][name] for name, _ in status_meta)
         check(tuple(codec.STATUS_FIELDS) == tuple(name for name, _ in status_meta), "status field names differ")
-        check(codec.unpack_status_body(body) == fields, b["name"] + ": fields differ")
+        check(hostcodec.unpack_status_body(body) == fields, b["name"] + ": fields differ")
         end = codec.pack_status_body(buf, 3, *fields)
         check(bytes(buf[3:end]) == body, b["name"] + ": re-encoded bytes differ")
 
@@ -124,14 +131,14 @@ def main():
     for name in messages:
         for bad in (b"", b"\x01", bytes(700)):
             try:
-                getattr(codec, "unpack_" + name)(bad)
+                fn("unpack_" + name)(bad)
             except ValueError:
                 nerr += 1
     check(nerr >= 2 * len(messages), "unpack: too few ValueErrors (%d)" % nerr)
     for call in (lambda: codec.pack_checkpoint(buf, 0, -1, 0), lambda: codec.pack_checkpoint(buf, 0, 0, 1 << 64),
                  lambda: codec.pack_ack(buf, len(buf) - 3, 1), lambda: codec.pack_resign(buf, 0, 256, 0),
                  lambda: codec.build_frame(buf, 3, 0, 1, 2, 0, 1 << 16, 0, 0),
-                 lambda: codec.unpack_record(bytes(18), 0), lambda: codec.decode(b"\xA5\x5C" + bytes(30))):
+                 lambda: codec.unpack_record(bytes(18), 0), lambda: hostcodec.decode(b"\xA5\x5C" + bytes(30))):
         try:
             call()
             check(False, "no ValueError")

@@ -12,6 +12,7 @@ import gc
 from firmware import codec
 from firmware import wire
 from firmware.deframer import Deframer
+from protocol import hostcodec      # test input only (encode); not part of a board
 
 try:
     import micropython
@@ -57,20 +58,20 @@ def make_stream():
             o = codec.pack_batch_head(p, 0, 7)
             for r in range(7):
                 o = codec.pack_record(p, o, 1, k * 7 + r, T_BIG + r, k * 7 + r, block)
-            frames.append((wire.T_WRITE_BATCH, codec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
+            frames.append((wire.T_WRITE_BATCH, hostcodec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
         elif k % 4 == 1:
             p = bytearray(codec.SZ_CHECKPOINT)
             codec.pack_checkpoint(p, 0, k, T_BIG + k)
-            frames.append((wire.T_CHECKPOINT, codec.encode(wire.T_CHECKPOINT, 1, wire.BROADCAST, p, seq=k)))
+            frames.append((wire.T_CHECKPOINT, hostcodec.encode(wire.T_CHECKPOINT, 1, wire.BROADCAST, p, seq=k)))
         elif k % 4 == 2:
             p = bytearray(codec.SZ_ACK)
             codec.pack_ack(p, 0, k)
-            frames.append((wire.T_ACK, codec.encode(wire.T_ACK, 2, 1, p, seq=k, ack=k)))
+            frames.append((wire.T_ACK, hostcodec.encode(wire.T_ACK, 2, 1, p, seq=k, ack=k)))
         else:
             p = bytearray(1 + wire.RECORD_HDR + wire.BLOCK_SIZE)
             o = codec.pack_batch_head(p, 0, 1)
             codec.pack_record(p, o, 0, k, T_BIG, k, block)
-            frames.append((wire.T_WRITE_BATCH, codec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
+            frames.append((wire.T_WRITE_BATCH, hostcodec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
     parts = []
     types = bytearray()
     seqs = []
