@@ -1,27 +1,34 @@
 """Host side of the pair operations (start copy, suspend/resume, failback), without a
-bench: fake boards behind the pairops/client seams, the history that lets verify tell
-earlier runs' blocks apart, the role swap in the bench files, the status table."""
+rig: the operator procedures of host_tools/ops/ over a fake Transport whose boards answer
+host requests, the history that lets verify tell earlier runs' blocks apart, the role swap
+in the rig files, the status table."""
 import json
 import os
 import struct
 
 import pytest
 
-from host_tools.ops import procedures as rigops
+from host_tools import ops
+from host_tools import transport
+from host_tools.ops.errors import OpError
 from host_tools.rig import manager as rigmgr
+from host_tools.rig import records as rigops
+from host_tools.rig import session
 from host_tools.check import checker
-from host_tools.ops import pairs as pairops
 from host_tools.check import payload as P
 from host_tools.cli import main as arcopy
-from host_tools.transport.serial_client import ClientError, HostClient, Reply, decode_status, unpack_dirty_list
+from host_tools.transport import Reply, Transport
+from host_tools.transport import messages
+from host_tools.transport.serial_client import ClientError, HostClient, decode_status, unpack_dirty_list
 from host_tools.check.workload import Workload, WorkloadLog
 from firmware import codec
 from firmware import wire
+from protocol import hostcodec
 
 
-# -- a bench directory without processes ----------------------------------------------------------
-def fake_bench(tmp_path, pairs=2, nvol=1, vol_blocks=16):
-    d = str(tmp_path / "bench")
+# -- a rig directory without processes ----------------------------------------------------------
+def fake_rig_dir(tmp_path, pairs=2, nvol=1, vol_blocks=16):
+    d = str(tmp_path / "rig")
     os.makedirs(d)
     boards = []
     for i in range(pairs):
@@ -34,20 +41,25 @@ def fake_bench(tmp_path, pairs=2, nvol=1, vol_blocks=16):
                            "role": wire.ROLE_PRIMARY if role == "primary" else wire.ROLE_SECONDARY}, f)
             boards.append({"name": name, "role": role, "node": node, "peer": peer, "pair": i,
                            "config": cfg, "host": os.path.join(d, name + ".host"), "pid": None})
-    bench = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "nvol": nvol,
+    rigd = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "nvol": nvol,
              "vol_blocks": vol_blocks, "boards": boards, "hub": None}
-    rigmgr.save(bench)
+    rigmgr.save(rigd)
     return rigmgr.load(d)
+
+
+def status_body(**kw):
+    """A STATUS reply body with every field zero except those given."""
+    vals = {f: 0 for f in hostcodec.STATUS_FIELDS}
+    vals.update(role=wire.ROLE_PRIMARY, node=1)
+    vals.update(kw)
+    body = bytearray(struct.calcsize(wire.P_STATUS_BODY))
+    codec.pack_status_body(body, 0, *[vals[f] for f in hostcodec.STATUS_FIELDS])
+    return bytes(body)
 
 
 def status_dict(**kw):
     """A decoded STATUS with every field zero except those given."""
-    vals = {f: 0 for f in codec.STATUS_FIELDS}
-    vals.update(role=wire.ROLE_PRIMARY, node=1)
-    vals.update(kw)
-    body = bytearray(struct.calcsize(wire.P_STATUS_BODY))
-    codec.pack_status_body(body, 0, *[vals[f] for f in codec.STATUS_FIELDS])
-    return decode_status(bytes(body))
+    return decode_status(status_body(**kw))
 
 
 class FakeBoard:
@@ -66,6 +78,9 @@ class FakeBoard:
         self.reason = 0
 
     def status(self):
+        return decode_status(self.status_body())
+
+    def status_body(self):
         if self.polls_to_duplex is not None:
             if self.polls_to_duplex == 0:
                 self.state = wire.CS_DUPLEX
@@ -74,53 +89,62 @@ class FakeBoard:
             else:
                 self.polls_to_duplex -= 1
                 self.copy_done = min(self.copy_total, self.copy_done + 2)
-        return status_dict(role=self.role, copy_state=self.state, applied_n=self.applied[0],
+        return status_body(role=self.role, copy_state=self.state, applied_n=self.applied[0],
                            applied_t=self.applied[1], dirty_blocks=len(self.dirty),
                            copy_done=self.copy_done, copy_total=self.copy_total,
                            suspend_reason=self.reason)
 
 
-class FakeClient:
-    def __init__(self, rig, board):
+class FakeTransport(Transport):
+    """host_tools.transport.Transport to the FakeRig's boards: STATUS, host commands and
+    C_DIRTY_LIST answered as a board would; time passes only when asked (sleep) and a
+    little at every look at the clock, so the procedures' timeouts still run out."""
+
+    def __init__(self, rig):
         self.rig = rig
-        self.b = board
-        self.path = board.name
+        self.t = 0.0
+        self.silent = set()          # boards that do not answer
 
-    def __enter__(self):
-        return self
+    def boards(self):
+        return sorted(self.rig.boards)
 
-    def __exit__(self, *a):
-        pass
+    def now(self):
+        self.t += 0.001
+        return self.t
 
-    def close(self):
-        pass
+    def sleep(self, seconds):
+        self.t += seconds
 
-    def status(self, timeout=None, retries=None):
-        return self.b.status()
-
-    def command(self, cmd, arg=0, arg2=0, timeout=None):
-        self.rig.log.append((self.b.name, cmd, arg, arg2))
-        return self.rig.handle(self.b, cmd, arg, arg2)
-
-    def dirty_list(self, vol, vol_blocks, timeout=None):
-        self.rig.log.append((self.b.name, wire.C_DIRTY_LIST, vol, 0))
-        return sorted(self.b.dirty)
+    def request(self, board, mtype, payload=b"", timeout=None, idempotent=False):
+        if board in self.silent:
+            self.t += timeout or 0.5
+            raise transport.Timeout("%s: silent" % board)
+        fb = self.rig.boards[board]
+        if mtype == wire.T_H_STATUS:
+            return Reply(wire.S_OK, fb.status_body(), wire.T_H_REPLY, 1, False)
+        assert mtype == wire.T_H_COMMAND
+        cmd, arg, arg2 = struct.unpack(wire.P_H_COMMAND, payload)
+        if cmd == wire.C_DIRTY_LIST:
+            if arg2 == 0:
+                self.rig.log.append((board, cmd, arg, 0))
+            page = sorted(b for b in fb.dirty if b >= arg2)[:wire.DIRTY_MAX]
+            nxt = page[-1] + 1 if len(page) == wire.DIRTY_MAX else fb.vol_blocks
+            return Reply(wire.S_OK, _dirty_body(page, nxt), wire.T_H_REPLY, 1, False)
+        self.rig.log.append((board, cmd, arg, arg2))
+        return Reply(self.rig.handle(fb, cmd, arg, arg2), b"", wire.T_H_REPLY, 1, False)
 
 
 class FakeRig:
-    def __init__(self, bench, monkeypatch):
-        self.bench = bench
+    def __init__(self, rigd, monkeypatch):
+        self.rigd = rigd
         self.log = []
         self.boards = {b["name"]: FakeBoard(b["name"], wire.ROLE_PRIMARY if b["role"] == "primary"
-                                            else wire.ROLE_SECONDARY, bench["vol_blocks"])
-                       for b in bench["boards"]}
+                                            else wire.ROLE_SECONDARY, rigd["vol_blocks"])
+                       for b in rigd["boards"]}
         for b in self.boards.values():
             if b.role == wire.ROLE_SECONDARY:
                 b.applied = (7, 7000)
-        monkeypatch.setattr(pairops, "_client",
-                            lambda b, timeout=2.0: FakeClient(self, self.boards[b["name"]]))
-        monkeypatch.setattr(pairops, "_status", lambda b, timeout=0.5: self.boards[b["name"]].status())
-        monkeypatch.setattr(pairops.time, "sleep", lambda s: None)
+        self.t = FakeTransport(self)
 
     def peer(self, fb):
         for n, other in self.boards.items():
@@ -193,40 +217,52 @@ def test_unpack_dirty_list_checks_the_length():
         unpack_dirty_list(b"\x01")
 
 
-def test_dirty_list_pages_until_the_end_of_the_volume(monkeypatch):
-    marked = list(range(0, 250, 1))
-    asked = []
+class PagingTransport(Transport):
+    """A board that answers C_DIRTY_LIST with `reply(arg, arg2)`."""
 
-    def command_reply(self, cmd, arg=0, arg2=0, timeout=None, idempotent=False):
-        assert cmd == wire.C_DIRTY_LIST and idempotent
-        asked.append((arg, arg2))
-        page = [b for b in marked if b >= arg2][:wire.DIRTY_MAX]
-        nxt = page[-1] + 1 if len(page) == wire.DIRTY_MAX else 300
-        return Reply(wire.S_OK, _dirty_body(page, nxt), wire.T_H_REPLY, 1, False)
-    monkeypatch.setattr(HostClient, "command_reply", command_reply)
-    c = HostClient.__new__(HostClient)
-    c.path = "fake"
-    assert c.dirty_list(2, 300) == marked
-    assert asked == [(2, 0), (2, 100), (2, 200)]
+    def __init__(self, reply):
+        self.reply = reply
+        self.asked = []
+
+    def request(self, board, mtype, payload=b"", timeout=None, idempotent=False):
+        cmd, arg, arg2 = struct.unpack(wire.P_H_COMMAND, payload)
+        assert mtype == wire.T_H_COMMAND and cmd == wire.C_DIRTY_LIST and idempotent
+        self.asked.append((arg, arg2))
+        return self.reply(arg, arg2)
+
+
+def test_dirty_list_pages_until_the_end_of_the_volume():
+    marked = list(range(0, 250, 1))
+
+    def page(arg, arg2):
+        blocks = [b for b in marked if b >= arg2][:wire.DIRTY_MAX]
+        nxt = blocks[-1] + 1 if len(blocks) == wire.DIRTY_MAX else 300
+        return Reply(wire.S_OK, _dirty_body(blocks, nxt), wire.T_H_REPLY, 1, False)
+    t = PagingTransport(page)
+    assert messages.dirty_list(t, "fake", 2, 300) == marked
+    assert t.asked == [(2, 0), (2, 100), (2, 200)]
 
 
 def test_dirty_list_refusal_and_no_progress_are_errors(monkeypatch):
+    t = PagingTransport(lambda a, a2: Reply(wire.S_UNKNOWN_VOLUME, b"", wire.T_H_REPLY, 1, False))
+    with pytest.raises(messages.Refused, match="UNKNOWN_VOLUME"):
+        messages.dirty_list(t, "fake", 5, 16)
+    t = PagingTransport(lambda a, a2: Reply(wire.S_OK, _dirty_body([], 0), wire.T_H_REPLY, 1, False))
+    with pytest.raises(messages.Refused, match="next block"):
+        messages.dirty_list(t, "fake", 0, 16)
+    # the one-port client raises its ClientError for the same refusal
     c = HostClient.__new__(HostClient)
     c.path = "fake"
-    monkeypatch.setattr(HostClient, "command_reply", lambda self, *a, **k: Reply(
+    monkeypatch.setattr(HostClient, "request", lambda self, *a, **k: Reply(
         wire.S_UNKNOWN_VOLUME, b"", wire.T_H_REPLY, 1, False))
     with pytest.raises(ClientError, match="UNKNOWN_VOLUME"):
         c.dirty_list(5, 16)
-    monkeypatch.setattr(HostClient, "command_reply", lambda self, *a, **k: Reply(
-        wire.S_OK, _dirty_body([], 0), wire.T_H_REPLY, 1, False))
-    with pytest.raises(ClientError, match="next block"):
-        c.dirty_list(0, 16)
 
 
 # -- progress ------------------------------------------------------------------------------------------
 def test_copy_progress_rate_from_successive_polls(monkeypatch):
     t = [100.0]
-    p = pairops.CopyProgress("resync", enabled=False, clock=lambda: t[0])
+    p = ops.copy.CopyProgress("resync", enabled=False, clock=lambda: t[0])
     p.update(0, 40)
     assert p.rate is None and p.rate_text() == "- blocks/s"
     t[0] += 1.0
@@ -249,49 +285,48 @@ def test_copy_progress_bar_only_on_a_terminal_outside_ci(monkeypatch):
         def isatty(self):
             return self.tty
     monkeypatch.delenv("CI", raising=False)
-    assert pairops.progress_enabled(Tty(True))
-    assert not pairops.progress_enabled(Tty(False))
+    assert ops.copy.progress_enabled(Tty(True))
+    assert not ops.copy.progress_enabled(Tty(False))
     monkeypatch.setenv("CI", "1")
-    assert not pairops.progress_enabled(Tty(True))
+    assert not ops.copy.progress_enabled(Tty(True))
 
 
 # -- wait, start copy, suspend/resume, failback on fake boards ---------------------------------------
 def test_start_copy_waits_for_duplex_and_reports_blocks_copied(tmp_path, monkeypatch):
-    bench = fake_bench(tmp_path)
-    rig = FakeRig(bench, monkeypatch)
+    rigd = fake_rig_dir(tmp_path)
+    rig = FakeRig(rigd, monkeypatch)
     for b in rig.boards.values():
         b.state = wire.CS_SIMPLEX
         b.applied = (0, 0)
     rig.boards["p0"].dirty = {1, 2, 3}
     rig.boards["p1"].dirty = {5}
-    prog = pairops.CopyProgress(enabled=False)
-    res, copied = pairops.start_copy(bench, progress=prog, timeout=5)
+    prog = ops.copy.CopyProgress(enabled=False)
+    res, copied = ops.copy.start_copy(rig.t, session.pairs(rigd), progress=prog, timeout=5)
     assert res == {"p0": wire.S_OK, "p1": wire.S_OK}
     assert {i: c["copied"] for i, c in copied.items()} == {0: 3, 1: 1}
     assert (prog.done, prog.total) == (4, 4)
-    rig2 = FakeRig(bench, monkeypatch)
+    rig2 = FakeRig(rigd, monkeypatch)
     for b in rig2.boards.values():
         b.state = wire.CS_SIMPLEX
         b.applied = (0, 0)
-    _, copied = pairops.start_copy(bench, full=True, timeout=5)
+    _, copied = ops.copy.start_copy(rig2.t, session.pairs(rigd), full=True, timeout=5)
     assert [c["copied"] for c in copied.values()] == [16, 16]
     assert (("p0", wire.C_START_COPY, 1, 0) in rig2.log)
 
 
 def test_wait_copy_times_out_with_the_table(tmp_path, monkeypatch):
-    bench = fake_bench(tmp_path, pairs=1)
-    rig = FakeRig(bench, monkeypatch)
+    rigd = fake_rig_dir(tmp_path, pairs=1)
+    rig = FakeRig(rigd, monkeypatch)
     rig.boards["s0"].state = wire.CS_SUSPENDED
-    monkeypatch.setattr(rigops, "collect_status", lambda bench: {
-        n: b.status() for n, b in rig.boards.items()})
-    with pytest.raises(ClientError, match="not duplex"):
-        pairops.wait_copy(bench, [0], timeout=0.0)
+    with pytest.raises(OpError, match="not duplex") as e:
+        ops.copy.wait_copy(rig.t, session.pairs(rigd, [0]), timeout=0.0)
+    assert "SUSPENDED" in str(e.value) and "p0>s0" in str(e.value)      # the status table
 
 
 def test_resume_waits_for_a_checkpoint_applied_after_joining(tmp_path, monkeypatch):
-    bench = fake_bench(tmp_path)
-    rig = FakeRig(bench, monkeypatch)
-    assert pairops.suspend(bench, [1]) == {"p1": wire.S_OK}
+    rigd = fake_rig_dir(tmp_path)
+    rig = FakeRig(rigd, monkeypatch)
+    assert ops.pairs.suspend(rig.t, session.pairs(rigd, [1])) == {"p1": wire.S_OK}
     p1 = rig.boards["p1"]
     p1.dirty |= {4, 6, 8, 10}
     # the secondary shows duplex (joined) but applies nothing more: no return
@@ -302,33 +337,31 @@ def test_resume_waits_for_a_checkpoint_applied_after_joining(tmp_path, monkeypat
         peer = rig.peer(fb)
         peer.applied = (peer.applied[0] - 1, peer.applied[1] - 100)
     rig.join = join_no_apply
-    monkeypatch.setattr(rigops, "collect_status", lambda bench: {})
-    with pytest.raises(ClientError):
-        pairops.resume(bench, [1], timeout=0.05)
+    with pytest.raises(OpError):
+        ops.pairs.resume(rig.t, session.pairs(rigd, [1]), timeout=0.05)
     rig.boards["p1"].state = wire.CS_SUSPENDED
     rig.boards["p1"].dirty = {4, 6, 8, 10}
     rig.join = orig
     polls = []
-    st = rig.boards["s1"].status
+    st = rig.boards["s1"].status_body
 
     def s1_status():
         polls.append(1)
         if len(polls) == 12:          # a checkpoint applied well after joining
             rig.boards["s1"].applied = (99, 99000)
         return st()
-    rig.boards["s1"].status = s1_status
-    res, copied = pairops.resume(bench, [1], timeout=5)
+    rig.boards["s1"].status_body = s1_status
+    res, copied = ops.pairs.resume(rig.t, session.pairs(rigd, [1]), timeout=5)
     assert res == {"p1": wire.S_OK} and copied[1]["copied"] == 4
     assert rig.boards["s1"].applied == (99, 99000)
 
 
 def test_select_pairs():
-    bench = {"pairs": 3}
-    assert pairops.select_pairs(bench, 1, False) == [1]
-    assert pairops.select_pairs(bench, None, True) == [0, 1, 2]
+    assert ops.pairs.select_pairs(3, 1, False) == [1]
+    assert ops.pairs.select_pairs(3, None, True) == [0, 1, 2]
     for bad in ((None, False), (1, True), (3, False), (-1, False)):
-        with pytest.raises(ClientError):
-            pairops.select_pairs(bench, *bad)
+        with pytest.raises(OpError):
+            ops.pairs.select_pairs(3, *bad)
 
 
 def test_suspend_and_resume_need_exactly_one_of_pair_and_all(tmp_path, capsys):
@@ -340,15 +373,15 @@ def test_suspend_and_resume_need_exactly_one_of_pair_and_all(tmp_path, capsys):
 
 
 def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
-    bench = fake_bench(tmp_path)
-    rig = FakeRig(bench, monkeypatch)
+    rigd = fake_rig_dir(tmp_path)
+    rig = FakeRig(rigd, monkeypatch)
     for i in range(2):
         rig.boards["s%d" % i].state = wire.CS_FAILED_OVER
     rig.boards["s0"].dirty = {1, 2}          # host writes after failover
     rig.boards["p0"].journal = {2, 3}        # records the old primary never had acknowledged
     rig.boards["p0"].dirty = {9}             # written at the old primary beyond the cut
     rig.boards["s1"].dirty = set()
-    res = pairops.failback(bench, timeout=5)
+    res = failback(rig, rigd)
     assert res["ok"], res
     p0 = res["pairs"][0]
     assert p0["merged"] == 3 and p0["to_copy"] == 4 and p0["dirty"] == {0: [1, 2, 3, 9]}
@@ -361,8 +394,8 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
     assert len(fb2) == 2 and len(fb1) == 2 and len(marks) == 3
     assert max(fb2) < min(marks) and max(marks) < min(fb1)
     assert {kinds[k][0] for k in marks} == {"s0"}
-    # the bench follows, in the bench file and the board configs
-    b2 = rigmgr.load(bench["dir"])
+    # the rigd follows, in the rigd file and the board configs
+    b2 = rigmgr.load(rigd["dir"])
     assert [b["name"] for b in rigmgr.primaries(b2)] == ["s0", "s1"]
     assert [b["name"] for b in rigmgr.secondaries(b2)] == ["p0", "p1"]
     assert [x["name"] for x in rigmgr.pair_boards(b2, 1)] == ["s1", "p1"]
@@ -374,30 +407,37 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
     rig2 = FakeRig(b2, monkeypatch)
     for n in ("p0", "p1"):
         rig2.boards[n].state = wire.CS_FAILED_OVER
-    res = pairops.failback(b2, timeout=5)
+    res = failback(rig2, b2)
     assert res["ok"]
-    b3 = rigmgr.load(bench["dir"])
+    b3 = rigmgr.load(rigd["dir"])
     assert [b["name"] for b in rigmgr.primaries(b3)] == ["p0", "p1"]
     assert b3["failbacks"] == 2
 
 
+def failback(rig, rigd, timeout=5):
+    """ops.failback.failback on the fake rig, the roles recorded in the rig file as `arcopy
+    failback` records them."""
+    return ops.failback.failback(rig.t, session.pairs(rigd), rigd["nvol"], rigd["vol_blocks"],
+                                 timeout=timeout,
+                                 on_swapped=lambda done: rigmgr.swap_roles(rigd, done))
+
+
 def test_failback_refuses_without_a_failover_or_a_dead_old_primary(tmp_path, monkeypatch):
-    bench = fake_bench(tmp_path, pairs=1)
-    rig = FakeRig(bench, monkeypatch)
-    with pytest.raises(ClientError, match="not FAILED_OVER"):
-        pairops.failback(bench)
+    rigd = fake_rig_dir(tmp_path, pairs=1)
+    rig = FakeRig(rigd, monkeypatch)
+    with pytest.raises(OpError, match="not FAILED_OVER"):
+        failback(rig, rigd)
     rig.boards["s0"].state = wire.CS_FAILED_OVER
-    monkeypatch.setattr(pairops, "_status", lambda b, timeout=0.5: None if b["name"] == "p0"
-                        else rig.boards[b["name"]].status())
-    with pytest.raises(ClientError, match="rig restart p0"):
-        pairops.failback(bench)
+    rig.t.silent.add("p0")
+    with pytest.raises(OpError, match="rig restart p0"):
+        failback(rig, rigd)
     assert rig.log == []                                 # nothing was changed
-    assert rigmgr.pair_boards(rigmgr.load(bench["dir"]), 0)[0]["name"] == "p0"
+    assert rigmgr.pair_boards(rigmgr.load(rigd["dir"]), 0)[0]["name"] == "p0"
 
 
 # -- status table ------------------------------------------------------------------------------------
 def test_status_table_shows_copy_progress_dirty_pacing_and_reason(tmp_path):
-    bench = fake_bench(tmp_path)
+    rigd = fake_rig_dir(tmp_path)
     st = {"p0": status_dict(copy_state=wire.CS_PENDING, copy_done=12, copy_total=40,
                             dirty_blocks=28, pace_us=1500, pace_threshold=256, pace_max_us=50000),
           "s0": status_dict(role=wire.ROLE_SECONDARY, copy_state=wire.CS_PENDING),
@@ -405,21 +445,21 @@ def test_status_table_shows_copy_progress_dirty_pacing_and_reason(tmp_path):
                             suspend_reason=wire.R_JOURNAL_FULL, pace_threshold=256),
           "s1": status_dict(role=wire.ROLE_SECONDARY, copy_state=wire.CS_SUSPENDED,
                             suspend_reason=wire.R_JOURNAL_FULL)}
-    rows = rigops.pair_rows(bench, st)
+    rows = session.pair_rows(rigd, st)
     assert rows[0]["copy"] == "12/40" and rows[0]["p_dirty"] == 28 and rows[0]["pace_us"] == 1500
     assert rows[0]["pace_threshold"] == 256 and rows[0]["pace_max_us"] == 50000
     assert rows[1]["copy"] is None and rows[1]["reason"] == "auto"
-    text = rigops.format_table(rows)
+    text = ops.status.format_table(rows)
     head, r0, r1 = text.splitlines()
     for col in ("copy", "Pdirty", "pace us", "pace>", "why", "P > S"):
         assert col in head
     assert "PENDING" in r0 and "12/40" in r0 and "1500" in r0 and "p0>s0" in r0
     assert "SUSPENDED" in r1 and r1.rstrip().endswith("auto")
     st["p1"] = None
-    assert rigops.pair_rows(bench, st)[1]["reason"] == "auto"    # the secondary says why
+    assert session.pair_rows(rigd, st)[1]["reason"] == "auto"    # the secondary says why
     # after a failback the rows follow the roles
-    rigmgr.swap_roles(bench, [0])
-    rows = rigops.pair_rows(rigmgr.load(bench["dir"]), {"s0": st["p0"], "p0": st["s0"]})
+    rigmgr.swap_roles(rigd, [0])
+    rows = session.pair_rows(rigmgr.load(rigd["dir"]), {"s0": st["p0"], "p0": st["s0"]})
     assert rows[0]["boards"] == "s0>p0" and rows[0]["copy"] == "12/40"
 
 
@@ -436,7 +476,7 @@ def _run_log(blocks, writer=1, start=1000):
 
 
 def _images_from(pairs, nblk, *logs_and_ids):
-    images = {p: {0: rigops._Volume(nblk)} for p in range(pairs)}
+    images = {p: {0: ops.verify.Volume(nblk)} for p in range(pairs)}
     for log, ids in logs_and_ids:
         for i in ids:
             e = log.get(i)
@@ -445,14 +485,14 @@ def _images_from(pairs, nblk, *logs_and_ids):
 
 
 def test_verify_sets_earlier_runs_blocks_aside(tmp_path):
-    bench = fake_bench(tmp_path, pairs=2, vol_blocks=8)
+    rigd = fake_rig_dir(tmp_path, pairs=2, vol_blocks=8)
     old = _run_log([(0, 1), (0, 2), (1, 3)], start=1000)
     new = _run_log([(0, 2), (1, 4), (1, 5)], start=9000)
-    rigops.save_log(bench, old)
-    rigops.save_log(bench, new)                    # folds `old` into the history
-    hist = rigops.load_history(bench)
+    rigops.save_log(rigd, old)
+    rigops.save_log(rigd, new)                    # folds `old` into the history
+    hist = rigops.load_history(rigd)
     assert set(hist) == {(0, 0, 1), (0, 0, 2), (1, 0, 3)}
-    assert rigops.load_log(bench).to_dict()["writes"][0]["issue_us"] == 9000
+    assert rigops.load_log(rigd).to_dict()["writes"][0]["issue_us"] == 9000
     # without the history the old blocks look like stray payloads (same writer, ids reused)
     images = _images_from(2, 8, (old, [1, 3]), (new, [1, 2, 3]))
     assert not checker.check(new, images).consistent

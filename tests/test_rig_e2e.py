@@ -1,7 +1,7 @@
-"""End to end on the emulated bench: real firmware processes on pseudo-terminals, driven
+"""End to end on the emulated rig: real firmware processes on pseudo-terminals, driven
 through the arcopy CLI (in-process `main(argv)` or a subprocess), as an operator would.
 
-Every bench lives under the test's tmp dir, and a finalizer takes it down (kill -9 of
+Every rig lives under the test's tmp dir, and a finalizer takes it down (kill -9 of
 every board and the hub) whatever happens in the test.
 """
 import json
@@ -15,10 +15,11 @@ import pytest
 
 from host_tools.cli import main as arcopy
 from host_tools.rig import manager as rigmgr
-from host_tools.ops import procedures as rigops
+from host_tools.rig import session as rigops
 from host_tools.transport.serial_client import HostClient, Timeout, status_name
 from host_tools.rig.board import FileBlockDevice
 from firmware import codec
+from protocol import hostcodec
 from firmware import store
 from firmware import wire
 
@@ -39,10 +40,10 @@ def cli_proc(*argv, **kw):
 
 @pytest.fixture
 def rig(tmp_path):
-    """Factory: rig(name, *extra_up_args) -> bench dict; every bench is taken down at the end."""
+    """Factory: rig(name, *extra_up_args) -> the rig dict; every rig is taken down at the end."""
     made = []
 
-    def make(name="bench", *extra):
+    def make(name="rig", *extra):
         d = str(tmp_path / name)
         made.append(d)
         cli("rig", "up", "--dir", d, *extra)
@@ -125,7 +126,7 @@ def test_demo_is_consistent(tmp_path):
     assert 0 < res["writes_recovered"] <= res["writes_total"]
     assert res["violations"] == 0
     assert res["rpo_ms"] >= 0
-    # the demo took its bench down
+    # the demo took its rig down
     bench = rigmgr.load(str(tmp_path / "demo"))
     assert not any(rigmgr.board_alive(b) for b in bench["boards"]) and not rigmgr.hub_alive(bench)
 
@@ -181,13 +182,13 @@ def _frames_bad(bench, name):
 
 def _bad_inputs():
     """(label, bytes) of malformed input for a board's port."""
-    good = codec.encode(wire.T_H_STATUS, 0, 1, b"", seq=4321)
+    good = hostcodec.encode(wire.T_H_STATUS, 0, 1, b"", seq=4321)
     bad_crc = bytearray(good)
     bad_crc[-1] ^= 0xFF
     hdr = bytearray(struct.pack("<BBBBBBBBHHH", 0xA5, 0x5C, 1, wire.T_H_WRITE, 0, 0, 1, 0, 77, 0, 5000))
     hdr += struct.pack("<H", codec.crc32(hdr) & 0xFFFF)
     garbage = bytes((x * 37 + 11) & 0xFF for x in range(300)).replace(b"\xa5", b"\x17")
-    short_cut = codec.encode(wire.T_CHECKPOINT, 1, wire.BROADCAST, bytes(12))[:20]
+    short_cut = hostcodec.encode(wire.T_CHECKPOINT, 1, wire.BROADCAST, bytes(12))[:20]
     return [("garbage", garbage), ("bad crc", bytes(bad_crc)),
             ("oversize length", bytes(hdr) + b"\x00" * 64),
             ("bad version", b"\xa5\x5c\x07" + b"\x00" * 30),
@@ -200,7 +201,7 @@ def _long_cut():
     buf = bytearray(600)
     end = codec.pack_record(buf, 1, 0, 3, 1000, 1, bytes(512))
     codec.pack_batch_head(buf, 0, 1)
-    return codec.encode(wire.T_WRITE_BATCH, 1, 129, bytes(buf[:end]), seq=3)[:40]
+    return hostcodec.encode(wire.T_WRITE_BATCH, 1, 129, bytes(buf[:end]), seq=3)[:40]
 
 
 def _host_port_abuse(client):
@@ -222,7 +223,7 @@ def _host_port_abuse(client):
     # a frame cut short (the host died mid-frame): the board waits for the rest of it,
     # then rejects the whole and serves what follows
     client.unsolicited.clear()
-    cut = codec.encode(wire.T_H_WRITE, 0, 1, bytes(5 + 512), seq=999)[:120]
+    cut = hostcodec.encode(wire.T_H_WRITE, 0, 1, bytes(5 + 512), seq=999)[:120]
     client.send_raw(cut)
     deadline = time.monotonic() + 20
     while True:
@@ -253,7 +254,7 @@ def test_malformed_input_on_every_port_is_rejected_and_loses_nothing(rig):
             for port in ("bus", "peer"):
                 for label, data in _bad_inputs() + [("long cut", _long_cut())]:
                     cli("rig", "hub", "--dir", d, "inject", b["name"], port, data.hex())
-                unknown = codec.encode(0x66, b["peer"] if port == "peer" else b["node"] + 1,
+                unknown = hostcodec.encode(0x66, b["peer"] if port == "peer" else b["node"] + 1,
                                        wire.BROADCAST, b"junk")
                 cli("rig", "hub", "--dir", d, "inject", b["name"], port, unknown.hex())
             time.sleep(0.1)

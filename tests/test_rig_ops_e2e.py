@@ -1,9 +1,9 @@
-"""Pair operations end to end on the emulated bench (real firmware processes on
+"""Pair operations end to end on the emulated rig (real firmware processes on
 pseudo-terminals, driven through the arcopy CLI): initial copy of volumes that hold
 data, suspend/resume with a bitmap resync, failback and a drill in the reverse
 direction, master failover on both sites, pacing and auto-suspend on a full journal.
 
-Benches, helpers and the finalizer that takes every bench down come from
+Rigs, helpers and the finalizer that takes every rig down come from
 tests/test_rig_e2e.py.
 """
 import json
@@ -14,7 +14,7 @@ import pytest
 from test_rig_e2e import cli, cli_proc, disaster_failover_verify, drain, rig, status, \
     wait_until  # noqa: F401  (rig is a fixture)
 
-from host_tools.ops import procedures as rigops
+from host_tools.rig import session as rigops
 from host_tools.rig import manager as rigmgr
 from host_tools.transport.serial_client import HostClient, status_name
 from host_tools.check.workload import WorkloadLog

@@ -1,6 +1,6 @@
 """Seeded drills of the day-two operations (issue #8), each ending in the consistency check.
 
-Every drill (host_tools/sim/ops.py) runs the operation through the boards' host ports at
+Every drill (host_tools/sim/drills.py) runs the operation through the boards' host ports at
 instants drawn from the seed while the dependent-write workload runs, counts what the
 resync moved, then loses the primary site, fails the group over through the host ports
 and hands the recovered images to the independent checker. A test fails on any
@@ -201,6 +201,33 @@ def test_cli_sweep_accepts_ops():
                          "--jobs", "1"])
     assert rc == 0, err
     assert "failing seeds       0" in out and "operation           pacing: 0 failed" in out
+
+
+# Seeds of `arcopy sim sweep --ops initial-copy --faults all` in which a pair is in a resync
+# (PENDING) when the primary site is lost, so that its secondary refuses failover (S_BAD_STATE):
+# that pair has no recoverable image. Should a firmware change move them, find others with
+# `arcopy sim --ops initial-copy --faults all --seed S --json` (liveness.no_image > 0).
+REFUSING_SEEDS = (80,)
+
+
+def test_a_pair_refusing_failover_is_liveness_not_safety():
+    for seed in REFUSING_SEEDS:
+        r = run_ops("initial-copy", seed=seed, faults="all")
+        refused = [n for n, st in r["failover"].items() if st == S_BAD_STATE]
+        assert refused and r["liveness"]["no_image"] >= 1, _why(r)
+        assert r["recovered_pairs"] and len(r["recovered_pairs"]) + len(refused) == r["pairs"]
+        assert r["safety"] == {"violations": 0, "lost_before_cut": 0}, _why(r)
+        assert r["consistent"] and r["violations_total"] == 0
+        assert r["verdict"] == "liveness" and not r["ok"]
+    args = ["sim", "sweep", "--ops", "initial-copy", "--faults", "all", "--jobs", "1", "--json"]
+    for seed in REFUSING_SEEDS:
+        rc, out, err = _cli(args + ["--seed", str(seed), "--seeds", "1"])
+        assert rc == 1, err                               # a liveness failure fails the sweep
+        summ = json.loads(out)
+        assert summ["safety"]["violations"] == 0 and summ["safety"]["lost_before_cut"] == 0, summ
+        assert summ["safety"]["failing_seeds"] == 0, summ
+        assert summ["liveness"]["no_image"] >= 1 and summ["liveness"]["seeds"] == [seed], summ
+        assert "(liveness;" in err and "without image" in err, err
 
 
 def test_cli_replay_command_names_the_operation():

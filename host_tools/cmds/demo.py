@@ -1,9 +1,12 @@
-"""arcopy demo: the whole story on an emulated bench, in one go.
+"""arcopy demo: the whole story on an emulated rig, in one go.
 
-bench up -> start copy -> a database-like (ims) workload on every pair -> disaster
+rig up -> start copy -> a database-like (ims) workload on every pair -> disaster
 (kill -9 every primary while writes are in flight) -> failover of the secondaries to
 the newest released checkpoint -> read every secondary block back and check it
-against the workload log -> short report (and JSON with --json) -> bench down."""
+against the workload log -> short report (and JSON with --json) -> rig down.
+
+Failover, read-back and the verdict are the operator procedures of host_tools/ops/
+(ops.drill.recover), the same the simulator's drills run."""
 import json
 import os
 import shutil
@@ -26,7 +29,7 @@ def add_arguments(parser):
     parser.add_argument("--disaster-at", type=float, default=4.5,
                         help="seconds into the workload when the primaries die (default 4.5)")
     parser.add_argument("--vol-blocks", type=int, default=256)
-    parser.add_argument("--keep", action="store_true", help="leave the bench files (and --dir)")
+    parser.add_argument("--keep", action="store_true", help="leave the rig files (and --dir)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -41,8 +44,11 @@ class _Stop(object):
 
 
 def run(args):
+    from host_tools import ops
     from host_tools.rig import manager as rigmgr
-    from host_tools.ops import procedures as rigops
+    from host_tools.rig import records
+    from host_tools.rig import session
+    from host_tools.rig import workload as rigwl
     out = sys.stderr if args.json else sys.stdout
 
     def say(msg=""):
@@ -55,38 +61,38 @@ def run(args):
         tmp = d = tempfile.mkdtemp(prefix="arcopy-demo-")
     t_start = time.monotonic()
     phases = {}
-    bench = None
+    rig = None
     result = {}
     try:
         t = time.monotonic()
-        say("== bench up: %d pairs, %d baud buses and peer links, dir %s" % (args.pairs, args.baud, d))
-        bench = rigmgr.up(d, pairs=args.pairs, baud=args.baud, vol_blocks=args.vol_blocks,
-                            force=True)
+        say("== rig up: %d pairs, %d baud buses and peer links, dir %s" % (args.pairs, args.baud, d))
+        rig = rigmgr.up(d, pairs=args.pairs, baud=args.baud, vol_blocks=args.vol_blocks,
+                        force=True)
         phases["up_s"] = time.monotonic() - t
         t = time.monotonic()
         say("== start copy")
-        rigops.start_copy(bench)
+        session.start_copy(rig)
         phases["start_copy_s"] = time.monotonic() - t
-        say(rigops.format_table(rigops.pair_rows(bench, rigops.collect_status(bench))))
-
+        say(session.format_table(session.pair_rows(rig, session.collect_status(rig))))
         say("== workload: %s, %.0f writes/s for %.1f s; disaster at %.1f s"
             % (args.kind, args.rate, args.duration, args.disaster_at))
-        wl = rigops.make_workload(bench, args.kind, args.rate, args.duration, args.seed)
-        drv = rigops.SerialDriver(bench, wl)
+        wl = rigwl.make_workload(rig, args.kind, args.rate, args.duration, args.seed)
+        drv = rigwl.SerialDriver(rig, wl)
         stop = _Stop()
-        t0 = rigops.mono_us()
+        t0 = rigwl.mono_us()
         snap = {}
 
         def on_tick(now, drv_):
             if stop.flag:
                 return
             if now - t0 >= args.disaster_at * 1e6:
-                snap["status"] = rigops.collect_status(bench, timeout=0.3)
-                rec = rigops.disaster(bench)
+                snap["status"] = session.collect_status(rig, timeout=0.3)
+                rec = session.disaster(rig)
                 stop.at_us = rec["disaster_us"]
                 stop.flag = True
-        cb, close = rigops.tqdm_progress(min(args.duration, args.disaster_at),
-                                           not args.no_progress and not args.json)
+
+        cb, close = rigwl.tqdm_progress(min(args.duration, args.disaster_at),
+                                        not args.no_progress and not args.json)
         t = time.monotonic()
         try:
             log = drv.run(stop=stop, progress=cb, on_tick=on_tick)
@@ -94,39 +100,43 @@ def run(args):
             close()
         phases["workload_s"] = time.monotonic() - t
         if not stop.flag:                       # the workload ended first: disaster now
-            snap["status"] = rigops.collect_status(bench, timeout=0.3)
-            rec = rigops.disaster(bench)
+            snap["status"] = session.collect_status(rig, timeout=0.3)
+            rec = session.disaster(rig)
         else:
-            rec = rigops.load_disaster(bench)
-        rigops.save_log(bench, log)
+            rec = records.load_disaster(rig)
+        records.save_log(rig, log)
         summ = drv.summary()
         say("just before the disaster:")
-        say(rigops.format_table(rigops.pair_rows(bench, snap["status"])))
+        say(session.format_table(session.pair_rows(rig, snap["status"])))
         say("== disaster: killed %s (kill -9); %d writes issued, %d acknowledged, %d in flight"
             % (", ".join(rec["killed"]), summ["issued"], summ["completed_ok"], summ["in_flight"]))
-
         t = time.monotonic()
-        say("== failover")
-        fo = rigops.failover(bench, log=say)
-        phases["failover_s"] = time.monotonic() - t
+        say("== failover, read back, verify")
+        history = records.load_history(rig)
+        with session.transport(rig, 1.0) as tr:
+            res = ops.drill.recover(
+                tr, session.secondaries(rig), log, rig["nvol"], rig["vol_blocks"],
+                disaster_us=rec["disaster_us"], say=say, reader=session.reader(rig),
+                adjust=lambda images: records.set_aside_history(images, log, history))
+        phases["failover_verify_s"] = time.monotonic() - t
+        fo, rep, v = res["failover"], res["report"], res["verdict"]
         say("recovered to checkpoint %d on every secondary: %s"
             % (fo["target_n"], "ok" if fo["ok"] else "FAILED %s" % fo["results"]))
-
-        t = time.monotonic()
-        say("== verify")
-        rep, rstats = rigops.verify(bench, log=log, disaster_us=rec["disaster_us"])
-        phases["verify_s"] = time.monotonic() - t
-        say("read %d blocks from %d secondaries" % (rstats["reads"], args.pairs))
+        say("read %d blocks from %d secondaries" % (res["reads"]["reads"], len(fo["recovered"])))
         say(rep.summary())
         hub = {}
         try:
-            hub = rigmgr.hub_call(bench, {"cmd": "stats"})["lines"]
+            hub = rigmgr.hub_call(rig, {"cmd": "stats"})["lines"]
         except Exception:
             pass
         pre = snap.get("status") or {}
         skew = [s["skew_max_us"] for s in pre.values() if s and s["role_name"] == "primary"]
         result = {
             "consistent": rep.consistent,
+            "safety": v["safety"],
+            "liveness": v["liveness"],
+            "ok": v["ok"],
+            "verdict": v["verdict"],
             "pairs": args.pairs,
             "seed": args.seed,
             "kind": args.kind,
@@ -148,8 +158,8 @@ def run(args):
             "phases_s": {k: round(v, 2) for k, v in phases.items()},
         }
     finally:
-        if bench is not None and not args.keep:
-            rigmgr.down(bench)
+        if rig is not None and not args.keep:
+            rigmgr.down(rig)
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     result["wall_s"] = round(time.monotonic() - t_start, 2)
@@ -160,5 +170,5 @@ def run(args):
     if args.json:
         print(json.dumps(result, indent=1))
     elif args.keep:
-        say("bench files kept in %s" % os.path.abspath(d))
-    return 0 if result["consistent"] and result["failover_ok"] else 1
+        say("rig files kept in %s" % os.path.abspath(d))
+    return 0 if result["consistent"] and result["failover_ok"] and result["ok"] else 1

@@ -1,7 +1,7 @@
-"""arcopy disaster: kill -9 every primary board of the bench (the primary site is lost)."""
+"""arcopy disaster: kill -9 every primary board of the rig (the primary site is lost)."""
 import sys
 
-from host_tools.cmds import add_dir, load_bench
+from host_tools.cmds import add_dir, load_rig
 
 
 def add_arguments(parser):
@@ -9,14 +9,14 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools.ops import procedures as rigops
-    bench = load_bench(args)
-    if bench is None:
+    from host_tools.rig import session
+    rig = load_rig(args)
+    if rig is None:
         return 1
-    if bench.get("hardware"):
-        print("error: this bench is real hardware: a disaster there is switching the primary "
+    if rig.get("hardware"):
+        print("error: this rig is real hardware: a disaster there is switching the primary "
               "boards off (or pulling their power), not a command", file=sys.stderr)
         return 2
-    rec = rigops.disaster(bench)
+    rec = session.disaster(rig)
     print("disaster at %d us: killed %s" % (rec["disaster_us"], ", ".join(rec["killed"]) or "nothing"))
     return 0

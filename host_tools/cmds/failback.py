@@ -2,11 +2,11 @@
 the failed-over secondaries the primaries and copy back only what changed:
 FAILBACK(secondary) to the old primaries, their changed blocks merged into their peers'
 bitmaps, FAILBACK(primary) to the old secondaries, then wait (progress bar) until every
-pair is duplex in the new direction. The bench file records the swapped roles, so that
+pair is duplex in the new direction. The rig file records the swapped roles, so that
 workload, disaster, failover and verify follow."""
 import json
 
-from host_tools.cmds import add_dir, run_with_copy_progress
+from host_tools.cmds import add_dir, run_on_rig
 
 
 def add_arguments(parser):
@@ -18,15 +18,19 @@ def add_arguments(parser):
 
 
 def run(args):
+    from host_tools import ops
     from host_tools.rig import manager as rigmgr
-    from host_tools.ops import pairs as pairops
-    out = run_with_copy_progress(
-        args, "copy back", not (args.no_wait or args.json),
-        lambda bench, prog: pairops.failback(bench, wait=not args.no_wait, timeout=args.timeout,
-                                             progress=prog, log=None if args.json else print))
+    from host_tools.rig import session
+
+    def failback(rig, t, prog):
+        return ops.failback.failback(t, session.pairs(rig), rig["nvol"], rig["vol_blocks"],
+                                     wait=not args.no_wait, timeout=args.timeout, progress=prog,
+                                     log=None if args.json else print,
+                                     on_swapped=lambda done: rigmgr.swap_roles(rig, done))
+    out = run_on_rig(args, failback, "copy back", not (args.no_wait or args.json))
     if out is None:
         return 1
-    bench, res, prog = out
+    rig, res, prog = out
     if args.json:
         print(json.dumps(res, indent=1, sort_keys=True))
         return 0 if res["ok"] else 1
@@ -42,5 +46,5 @@ def run(args):
                 p["copied"], p["merged"], p["old_primary"])
         print(line)
     print("failback done: primaries now %s" % ", ".join(
-        b["name"] for b in rigmgr.primaries(rigmgr.load(bench["dir"]))))
+        b["name"] for b in rigmgr.primaries(rigmgr.load(rig["dir"]))))
     return 0

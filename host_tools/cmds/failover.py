@@ -1,9 +1,8 @@
 """arcopy failover: recover every secondary to the newest released checkpoint and open
 it to the host (C_FAILOVER(n, T) to each, the secondary master first)."""
 import json
-import sys
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, run_on_rig
 
 
 def add_arguments(parser):
@@ -14,16 +13,14 @@ def add_arguments(parser):
 
 
 def run(args):
+    from host_tools import ops
     from host_tools.rig import manager as rigmgr
-    from host_tools.ops import procedures as rigops
-    from host_tools.transport.serial_client import ClientError
-    try:
-        bench = rigmgr.load(bench_dir(args))
-        res = rigops.failover(bench, settle_timeout=args.settle,
-                                log=None if args.json else print)
-    except (rigmgr.BenchError, ClientError) as e:
-        print("error: %s" % e, file=sys.stderr)
+    out = run_on_rig(args, lambda rig, t, prog: ops.failover.failover(
+        t, [b["name"] for b in rigmgr.secondaries(rig)], settle_timeout=args.settle,
+        log=None if args.json else print))
+    if out is None:
         return 1
+    _, res, _ = out
     if args.json:
         print(json.dumps(res, indent=1))
     else:
@@ -31,6 +28,11 @@ def run(args):
                                                         "ok" if res["ok"] else "FAILED"))
         for n, rc in res["results"].items():
             print("  %s: %s, applied %s" % (n, rc, res["applied"].get(n)))
-        if res["unreachable"]:
-            print("  unreachable: %s" % ", ".join(res["unreachable"]))
+        for key, what in (("no_image", "no image (a resync was running)"),
+                          ("no_image_yet", "no image yet (first copy not done)"),
+                          ("silent", "no answer to FAILOVER"), ("unreachable", "unreachable")):
+            if res[key]:
+                print("  %s: %s" % (what, ", ".join(res[key])))
+        if res["no_common_cut"]:
+            print("  no common cut: a secondary never received checkpoint %d" % res["target_n"])
     return 0 if res["ok"] else 1

@@ -2,7 +2,7 @@
 blocks marked in its change bitmap, then joins the consistency group again; waits (with
 a progress bar) until the pairs are duplex with a checkpoint applied, and prints how
 many blocks each pair copied."""
-from host_tools.cmds import add_dir, run_with_copy_progress
+from host_tools.cmds import add_dir, run_on_rig
 from host_tools.cmds.suspend import add_pair_selection
 
 
@@ -14,18 +14,19 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools.ops import pairs as pairops
-    from host_tools.transport.serial_client import status_name
+    from host_tools import ops
+    from host_tools.rig import session
+    from host_tools.transport.messages import status_name
     from host_tools.cmds.start_copy import print_copied
 
-    def resume(bench, prog):
-        pairs = pairops.select_pairs(bench, args.pair, args.all)
-        return pairops.resume(bench, pairs, wait=not args.no_wait, timeout=args.timeout,
-                              progress=prog)
-    out = run_with_copy_progress(args, "resync", not args.no_wait, resume)
+    def resume(rig, t, prog):
+        which = ops.pairs.select_pairs(rig["pairs"], args.pair, args.all)
+        return ops.pairs.resume(t, session.pairs(rig, which), wait=not args.no_wait,
+                                timeout=args.timeout, progress=prog)
+    out = run_on_rig(args, resume, "resync", not args.no_wait)
     if out is None:
         return 1
-    bench, (res, copied), prog = out
+    rig, (res, copied), prog = out
     for n, rc in sorted(res.items()):
         print("%s: RESUME -> %s" % (n, status_name(rc)))
     if copied:

@@ -1,4 +1,4 @@
-"""arcopy rig up|down|ls|kill|restart|hub: the emulated bench's processes.
+"""arcopy rig up|down|ls|kill|restart|hub: the emulated rig's processes.
 
 Also reachable as ``arcopy bench up|down|ls`` (the benchmark command hands these
 sections over to this module)."""
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, rig_dir
 
 ACTIONS = ("up", "down", "ls", "kill", "restart", "hub")
 
@@ -28,9 +28,9 @@ def add_arguments(parser):
     p.add_argument("--set", action="append", default=[], metavar="[BOARD.]KEY=VALUE",
                    help="config override for all boards, 'p'/'s' (all primaries/secondaries) or "
                         "one board, e.g. --set s1.disk_delay_us=3000 (repeatable)")
-    p.add_argument("--force", action="store_true", help="take down a running bench in --dir first")
-    p.add_argument("--json", action="store_true", help="print the bench file")
-    p = sub.add_parser("down", help="stop every process of the bench")
+    p.add_argument("--force", action="store_true", help="take down a running rig in --dir first")
+    p.add_argument("--json", action="store_true", help="print the rig file")
+    p = sub.add_parser("down", help="stop every process of the rig")
     add_dir(p)
     p = sub.add_parser("ls", help="list the boards, their host ports and processes")
     add_dir(p)
@@ -67,46 +67,46 @@ def _hub_request(words):
 
 def run(args):
     from host_tools.rig import manager as rigmgr
-    d = bench_dir(args)
+    d = rig_dir(args)
     try:
         if args.action == "up":
-            bench = rigmgr.up(d, pairs=args.pairs, baud=args.baud, peer_baud=args.peer_baud,
+            rig = rigmgr.up(d, pairs=args.pairs, baud=args.baud, peer_baud=args.peer_baud,
                                 host_baud=args.host_baud, nvol=args.nvol,
                                 vol_blocks=args.vol_blocks, journal_slots=args.journal_slots,
                                 ckpt_interval_us=int(args.ckpt_ms * 1000), sets=args.set,
                                 force=args.force, peer_latency_us=args.latency_us)
             if args.json:
-                print(json.dumps(bench, indent=1))
+                print(json.dumps(rig, indent=1))
             else:
-                print("bench up in %s: %d pairs, bus %d baud, peer %d baud"
-                      % (bench["dir"], bench["pairs"], bench["baud"], bench["peer_baud"]))
-                _print_ls(rigmgr.listing(bench))
+                print("rig up in %s: %d pairs, bus %d baud, peer %d baud"
+                      % (rig["dir"], rig["pairs"], rig["baud"], rig["peer_baud"]))
+                _print_ls(rigmgr.listing(rig))
             return 0
-        bench = rigmgr.load(d)
+        rig = rigmgr.load(d)
         if args.action == "down":
-            stopped = rigmgr.down(bench)
+            stopped = rigmgr.down(rig)
             print("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
             return 0
         if args.action == "ls":
-            rows = rigmgr.listing(bench)
+            rows = rigmgr.listing(rig)
             if args.json:
                 print(json.dumps(rows, indent=1))
             else:
-                print("bench %s: %d pairs" % (bench["dir"], bench["pairs"]))
+                print("rig %s: %d pairs" % (rig["dir"], rig["pairs"]))
                 _print_ls(rows)
             return 0
         if args.action == "kill":
-            killed = rigmgr.kill(bench, args.names)
+            killed = rigmgr.kill(rig, args.names)
             print("killed: %s" % (", ".join(killed) or "none (not running)"))
             return 0
         if args.action == "restart":
-            rigmgr.restart(bench, args.names)
+            rigmgr.restart(rig, args.names)
             print("started: %s" % ", ".join(args.names))
             return 0
         if args.action == "hub":
-            print(json.dumps(rigmgr.hub_call(bench, _hub_request(args.words)), indent=1))
+            print(json.dumps(rigmgr.hub_call(rig, _hub_request(args.words)), indent=1))
             return 0
-    except rigmgr.BenchError as e:
+    except rigmgr.RigError as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     return 2

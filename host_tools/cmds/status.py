@@ -4,7 +4,7 @@ import json
 import sys
 import time
 
-from host_tools.cmds import add_dir, load_bench
+from host_tools.cmds import add_dir, load_rig
 
 
 def add_arguments(parser):
@@ -15,26 +15,29 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools.ops import procedures as rigops
-    bench = load_bench(args)
-    if bench is None:
+    from host_tools import ops
+    from host_tools.rig import session
+    rig = load_rig(args)
+    if rig is None:
         return 1
-    if args.json:
-        print(json.dumps(rigops.collect_status(bench), indent=1, sort_keys=True))
-        return 0
-    try:
-        while True:
-            st = rigops.collect_status(bench)
-            text = rigops.format_table(rigops.pair_rows(bench, st))
-            down = sorted(n for n, s in st.items() if s is None)
-            if down:
-                text += "\nnot answering: " + ", ".join(down)
-            if not args.watch:
-                print(text)
-                return 0
-            sys.stdout.write("\x1b[H\x1b[J%s  (every %.1f s, Ctrl-C to stop)\n%s\n"
-                             % (time.strftime("%H:%M:%S"), args.interval, text))
-            sys.stdout.flush()
-            time.sleep(args.interval)
-    except (KeyboardInterrupt, BrokenPipeError):
-        return 0
+    names = [b["name"] for b in rig["boards"]]
+    with session.transport(rig, 0.5, 1) as t:
+        if args.json:
+            print(json.dumps(ops.status.collect(t, names), indent=1, sort_keys=True))
+            return 0
+        try:
+            while True:
+                st = ops.status.collect(t, names)
+                text = ops.status.format_table(ops.status.pair_rows(session.pairs(rig), st))
+                down = sorted(n for n, s in st.items() if s is None)
+                if down:
+                    text += "\nnot answering: " + ", ".join(down)
+                if not args.watch:
+                    print(text)
+                    return 0
+                sys.stdout.write("\x1b[H\x1b[J%s  (every %.1f s, Ctrl-C to stop)\n%s\n"
+                                 % (time.strftime("%H:%M:%S"), args.interval, text))
+                sys.stdout.flush()
+                time.sleep(args.interval)
+        except (KeyboardInterrupt, BrokenPipeError):
+            return 0

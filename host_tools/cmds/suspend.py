@@ -1,9 +1,7 @@
 """arcopy suspend: suspend pairs (C_SUSPEND to their primaries). Host writes go on at
 the primary and are recorded in its change bitmap; the secondary leaves the consistency
 group and keeps its volume at its last applied checkpoint until `arcopy resume`."""
-import sys
-
-from host_tools.cmds import add_dir, bench_dir
+from host_tools.cmds import add_dir, run_on_rig
 
 
 def add_pair_selection(parser):
@@ -18,16 +16,17 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools.rig import manager as rigmgr
-    from host_tools.ops import pairs as pairops
-    from host_tools.transport.serial_client import ClientError, status_name
-    try:
-        bench = rigmgr.load(bench_dir(args))
-        pairs = pairops.select_pairs(bench, args.pair, args.all)
-        res = pairops.suspend(bench, pairs)
-    except (rigmgr.BenchError, ClientError) as e:
-        print("error: %s" % e, file=sys.stderr)
+    from host_tools import ops
+    from host_tools.rig import session
+    from host_tools.transport.messages import status_name
+
+    def suspend(rig, t, prog):
+        which = ops.pairs.select_pairs(rig["pairs"], args.pair, args.all)
+        return ops.pairs.suspend(t, session.pairs(rig, which))
+    out = run_on_rig(args, suspend)
+    if out is None:
         return 1
+    _, res, _ = out
     for n, rc in sorted(res.items()):
         print("%s: SUSPEND -> %s" % (n, status_name(rc)))
     return 0 if all(rc == 0 for rc in res.values()) else 1

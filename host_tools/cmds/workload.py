@@ -1,11 +1,11 @@
 """arcopy workload: drive host writes into the primaries (or, with --to secondaries, the
 failed-over secondaries) in real time (a Workload from host_tools/check/workload.py over the
 host ports), with a progress bar; the workload log (issue and completion times of every
-write) is saved in the bench directory, and the log it replaces goes into the bench's
-history (see rigops.save_log)."""
+write) is saved in the rig directory, and the log it replaces goes into the rig's
+history (see host_tools/rig/records.py)."""
 import json
 
-from host_tools.cmds import add_dir, load_bench
+from host_tools.cmds import add_dir, load_rig
 
 
 def add_arguments(parser):
@@ -24,24 +24,25 @@ def add_arguments(parser):
 
 
 def run(args):
-    from host_tools.ops import procedures as rigops
     from host_tools.rig import manager as rigmgr
-    bench = load_bench(args)
-    if bench is None:
+    from host_tools.rig import records
+    from host_tools.rig import workload as rigwl
+    rig = load_rig(args)
+    if rig is None:
         return 1
-    wl = rigops.make_workload(bench, args.kind, args.rate, args.duration, args.seed,
-                                args.concurrency, args.burst)
-    boards = rigmgr.secondaries(bench) if args.to == "secondaries" else None
-    drv = rigops.SerialDriver(bench, wl, boards=boards)
-    cb, close = rigops.tqdm_progress(args.duration, not args.no_progress and not args.json)
+    wl = rigwl.make_workload(rig, args.kind, args.rate, args.duration, args.seed,
+                             args.concurrency, args.burst)
+    boards = rigmgr.secondaries(rig) if args.to == "secondaries" else None
+    drv = rigwl.SerialDriver(rig, wl, boards=boards)
+    cb, close = rigwl.tqdm_progress(args.duration, not args.no_progress and not args.json)
     try:
         log = drv.run(progress=cb)
     except KeyboardInterrupt:
         log = wl.log
-        log.close(rigops.mono_us())
+        log.close(rigwl.mono_us())
     finally:
         close()
-    path = rigops.save_log(bench, log)
+    path = records.save_log(rig, log)
     summ = drv.summary()
     summ["log"] = path
     if args.json:

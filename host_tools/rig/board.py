@@ -27,7 +27,7 @@ boot.py does and calls ``main.run(hal)`` with an ``EmulatedHal``:
 
 Config file (JSON): every firmware ``config.Config`` field, plus these HAL keys:
     name          board name for logs ("p0", "s3", ...)
-    image         path of the SD card image file (formatted by the bench, or at boot)
+    image         path of the SD card image file (formatted by the rig, or at boot)
     host_link     path of the symlink to create for the host port's pty
     bus_tty       path of the bus port device (a hub pty slave)
     peer_tty      path of the peer port device (a hub pty slave)

@@ -1,4 +1,4 @@
-"""The bench's wiring: site buses and peer links between emulated boards, in one process.
+"""The rig's wiring: site buses and peer links between emulated boards, in one process.
 
     python -m host_tools.rig.hub --config hub.json
 

@@ -15,12 +15,12 @@ Everything about a rig lives in one directory (``--dir``, default
     <name>.state        written by the board at boot: pid, host tty
     <name>.log          its stdout/stderr
     workload.json       the last workload log (written by `arcopy workload`)
-    history.json        blocks written by earlier workloads (see rigops.save_log)
+    history.json        blocks written by earlier workloads (see host_tools/rig/records.py)
     disaster.json       the instant of the last disaster (written by `arcopy disaster`)
 
 Names: primaries p0..p{n-1} (node ids 1..n), secondaries s0..s{n-1} (ids 129..128+n);
 pair i is p<i> -> s<i>, and is pair i of the workloads. After `arcopy failback` the roles
-are swapped (each board's "role" in the bench file and its config file): p<i> is then
+are swapped (each board's "role" in the rig file and its config file): p<i> is then
 the secondary of pair i and s<i> its primary; commands pick boards by role.
 """
 import json
@@ -35,6 +35,7 @@ import time
 from firmware import wire
 
 from host_tools.rig import board as emulated
+from host_tools.transport import Site
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RIG_FILE = "rig.json"
@@ -53,8 +54,11 @@ DEFAULTS = {
 }
 
 
-class BenchError(Exception):
-    pass
+class RigError(Exception):
+    """A rig that is not there, or a board that is not on it."""
+
+
+BenchError = RigError            # the name before release 0.2
 
 
 def default_dir():
@@ -142,7 +146,7 @@ def _parse_sets(sets):
     out = []
     for s in sets or ():
         if "=" not in s:
-            raise BenchError("--set wants [BOARD.]KEY=VALUE, got %r" % s)
+            raise RigError("--set wants [BOARD.]KEY=VALUE, got %r" % s)
         k, v = s.split("=", 1)
         try:
             v = json.loads(v)
@@ -160,59 +164,59 @@ def _selected(sel, b):
         or (sel == "s" and b["role"] == "secondary")
 
 
-# -- bench file ------------------------------------------------------------------------------
+# -- rig file ------------------------------------------------------------------------------
 def load(d=None):
     d = d or default_dir()
     path = rig_file(d)
     if not os.path.exists(path):
-        raise BenchError("no rig in %s (run `arcopy rig up` first)" % d)
+        raise RigError("no rig in %s (run `arcopy rig up` first)" % d)
     b = _read_json(path)
     b["dir"] = os.path.abspath(d)
     return b
 
 
-def save(bench):
-    _write_json(os.path.join(bench["dir"], RIG_FILE), bench)
+def save(rig):
+    _write_json(os.path.join(rig["dir"], RIG_FILE), rig)
 
 
-def board(bench, name):
-    for b in bench["boards"]:
+def board(rig, name):
+    for b in rig["boards"]:
         if b["name"] == name:
             return b
-    raise BenchError("no board %r on this bench" % name)
+    raise RigError("no board %r on this rig" % name)
 
 
-def primaries(bench):
-    return [b for b in bench["boards"] if b["role"] == "primary"]
+def primaries(rig):
+    return [b for b in rig["boards"] if b["role"] == "primary"]
 
 
-def secondaries(bench):
-    return [b for b in bench["boards"] if b["role"] == "secondary"]
+def secondaries(rig):
+    return [b for b in rig["boards"] if b["role"] == "secondary"]
 
 
-def pair_boards(bench, pair):
+def pair_boards(rig, pair):
     """-> (primary, secondary) board dicts of pair `pair`, by their current roles (after a
     failback the p<i> board is the secondary and s<i> the primary)."""
     prim = sec = None
-    for b in bench["boards"]:
+    for b in rig["boards"]:
         if b.get("pair") == pair:
             if b["role"] == "primary":
                 prim = b
             elif b["role"] == "secondary":
                 sec = b
     if prim is None or sec is None:
-        raise BenchError("pair %r has no primary/secondary on this bench" % (pair,))
+        raise RigError("pair %r has no primary/secondary on this rig" % (pair,))
     return prim, sec
 
 
-def swap_roles(bench, pairs=None):
+def swap_roles(rig, pairs=None):
     """Record that pairs (default: all) changed direction (failback): each board of the
-    pair takes the other role, in the bench file and in the board's config file (so a
+    pair takes the other role, in the rig file and in the board's config file (so a
     restarted emulated board boots in its new role). -> list of pairs swapped."""
-    pairs = range(bench["pairs"]) if pairs is None else pairs
+    pairs = range(rig["pairs"]) if pairs is None else pairs
     done = []
     for i in pairs:
-        prim, sec = pair_boards(bench, i)
+        prim, sec = pair_boards(rig, i)
         for b, role in ((prim, "secondary"), (sec, "primary")):
             b["role"] = role
             path = b.get("config")
@@ -221,8 +225,8 @@ def swap_roles(bench, pairs=None):
                 conf["role"] = wire.ROLE_PRIMARY if role == "primary" else wire.ROLE_SECONDARY
                 _write_json(path, conf)
         done.append(i)
-    bench["failbacks"] = bench.get("failbacks", 0) + 1
-    save(bench)
+    rig["failbacks"] = rig.get("failbacks", 0) + 1
+    save(rig)
     return done
 
 
@@ -230,15 +234,15 @@ def board_alive(b):
     return pid_alive(b.get("pid"), _marker(b["config"]))
 
 
-def hub_alive(bench):
-    h = bench.get("hub") or {}
+def hub_alive(rig):
+    h = rig.get("hub") or {}
     return pid_alive(h.get("pid"), _marker(h.get("config", "")))
 
 
 # -- hub control -----------------------------------------------------------------------------
-def hub_call(bench, req, timeout=5.0):
+def hub_call(rig, req, timeout=5.0):
     """One request to the hub's control port; -> reply dict."""
-    port = bench["hub"]["control_port"]
+    port = rig["hub"]["control_port"]
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall((json.dumps(req) + "\n").encode())
         buf = b""
@@ -249,7 +253,7 @@ def hub_call(bench, req, timeout=5.0):
             buf += chunk
     rep = json.loads(buf)
     if not rep.get("ok"):
-        raise BenchError("hub: %s" % rep.get("error"))
+        raise RigError("hub: %s" % rep.get("error"))
     return rep
 
 
@@ -260,7 +264,7 @@ def _wait_for(pred, timeout, what):
         if pred():
             return
         time.sleep(0.02)
-    raise BenchError("timed out waiting for %s" % what)
+    raise RigError("timed out waiting for %s" % what)
 
 
 def _format_image(path, fw):
@@ -275,8 +279,8 @@ def _format_image(path, fw):
         dev.close()
 
 
-def _start_board(bench, b):
-    d = bench["dir"]
+def _start_board(rig, b):
+    d = rig["dir"]
     for p in (b["state"], b["host"]):
         try:
             os.unlink(p)
@@ -290,7 +294,7 @@ def _wait_board(b, timeout=15.0):
     def ready():
         if not os.path.exists(b["state"]) or not os.path.lexists(b["host"]):
             if b.get("pid") and not pid_alive(b["pid"]):
-                raise BenchError("board %s died at start-up; see %s" % (b["name"], b["log"]))
+                raise RigError("board %s died at start-up; see %s" % (b["name"], b["log"]))
             return False
         try:
             st = _read_json(b["state"])
@@ -303,16 +307,16 @@ def _wait_board(b, timeout=15.0):
 def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, vol_blocks=256,
        journal_slots=512, ckpt_interval_us=200000, sets=(), force=False, peer_latency_us=0,
        mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE):
-    """Create and start a bench of `pairs` primary/secondary pairs; -> the bench dict."""
+    """Create and start a rig of `pairs` primary/secondary pairs; -> the rig dict."""
     d = os.path.abspath(d or default_dir())
     if os.path.exists(rig_file(d)):
         old = load(d)
         if any(board_alive(b) for b in old["boards"]) or hub_alive(old):
             if not force:
-                raise BenchError("a bench is already running in %s (`arcopy rig down` first)" % d)
+                raise RigError("a rig is already running in %s (`arcopy rig down` first)" % d)
             down(old)
     if pairs < 1 or pairs > 126:
-        raise BenchError("pairs must be 1..126")
+        raise RigError("pairs must be 1..126")
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         if f.endswith((".img", ".state", ".host", ".log")) or f in (
@@ -340,7 +344,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
                 "log": os.path.join(d, name + ".log"),
                 "site_nodes": site, "pid": None,
             })
-    bench = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
+    rig = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
              "peer_baud": peer_baud, "host_baud": host_baud, "nvol": nvol,
              "vol_blocks": vol_blocks, "journal_slots": journal_slots,
              "ckpt_interval_us": ckpt_interval_us, "mode": mode, "policy": policy,
@@ -354,17 +358,17 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     _write_json(hub_cfg, hub_conf)
     hub_pid = _spawn(["-m", "host_tools.rig.hub", "--config", _marker(hub_cfg)],
                      os.path.join(d, "hub.log"), d)
-    bench["hub"] = {"pid": hub_pid, "config": hub_cfg, "log": os.path.join(d, "hub.log"),
+    rig["hub"] = {"pid": hub_pid, "config": hub_cfg, "log": os.path.join(d, "hub.log"),
                     "control_port": None}
-    save(bench)
+    save(rig)
 
     def hub_ready():
         if not pid_alive(hub_pid):
-            raise BenchError("hub died at start-up; see %s" % bench["hub"]["log"])
+            raise RigError("hub died at start-up; see %s" % rig["hub"]["log"])
         return os.path.exists(hub_conf["state_file"])
     _wait_for(hub_ready, 15.0, "the hub")
     hst = _read_json(hub_conf["state_file"])
-    bench["hub"]["control_port"] = hst["control_port"]
+    rig["hub"]["control_port"] = hst["control_port"]
     overrides = _parse_sets(sets)
     for b in boards:
         fw = {"node": b["node"], "role": wire.ROLE_PRIMARY if b["role"] == "primary"
@@ -384,20 +388,20 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
         _write_json(b["config"], conf)
         _format_image(b["image"], conf)
     for b in boards:
-        _start_board(bench, b)
-    save(bench)
+        _start_board(rig, b)
+    save(rig)
     for b in boards:
         _wait_board(b)
-    save(bench)
-    return bench
+    save(rig)
+    return rig
 
 
 # -- kill / restart / down ---------------------------------------------------------------------
-def kill(bench, names, sig=signal.SIGKILL):
+def kill(rig, names, sig=signal.SIGKILL):
     """Kill boards by name (default: kill -9). -> list of names killed."""
     done = []
     for n in names:
-        b = board(bench, n)
+        b = board(rig, n)
         if board_alive(b):
             try:
                 os.kill(b["pid"], sig)
@@ -405,37 +409,37 @@ def kill(bench, names, sig=signal.SIGKILL):
             except ProcessLookupError:
                 pass
     for n in done:
-        b = board(bench, n)
+        b = board(rig, n)
         end = time.monotonic() + 5
         while pid_alive(b["pid"]) and time.monotonic() < end:
             time.sleep(0.01)
     return done
 
 
-def restart(bench, names, wait=True):
+def restart(rig, names, wait=True):
     """(Re)start boards by name; a live one is killed first (kill -9)."""
-    kill(bench, [n for n in names if board_alive(board(bench, n))])
+    kill(rig, [n for n in names if board_alive(board(rig, n))])
     for n in names:
-        _start_board(bench, board(bench, n))
-    save(bench)
+        _start_board(rig, board(rig, n))
+    save(rig)
     if wait:
         for n in names:
-            _wait_board(board(bench, n))
+            _wait_board(board(rig, n))
     return names
 
 
-def down(bench):
-    """Stop every process of the bench (boards first, then the hub). Files stay."""
+def down(rig):
+    """Stop every process of the rig (boards first, then the hub). Files stay."""
     stopped = []
-    for b in bench["boards"]:
+    for b in rig["boards"]:
         if board_alive(b):
             try:
                 os.kill(b["pid"], signal.SIGKILL)
                 stopped.append(b["name"])
             except ProcessLookupError:
                 pass
-    h = bench.get("hub") or {}
-    if hub_alive(bench):
+    h = rig.get("hub") or {}
+    if hub_alive(rig):
         try:
             os.kill(h["pid"], signal.SIGTERM)
             stopped.append("hub")
@@ -446,21 +450,35 @@ def down(bench):
             time.sleep(0.01)
         if pid_alive(h["pid"]):
             os.kill(h["pid"], signal.SIGKILL)
-    for b in bench["boards"]:
+    for b in rig["boards"]:
         b["pid"] = None
         try:
             os.unlink(b["host"])
         except OSError:
             pass
-    bench["down"] = time.time()
-    save(bench)
+    rig["down"] = time.time()
+    save(rig)
     return stopped
 
 
-def listing(bench):
+class RigControl(Site):
+    """host_tools.transport.Site of an emulated rig: kill(names) is kill -9 of the board
+    processes, restart(names) starts them again (and waits until they serve)."""
+
+    def __init__(self, rig):
+        self.rig = rig
+
+    def kill(self, names):
+        return kill(self.rig, list(names), signal.SIGKILL)
+
+    def restart(self, names):
+        return restart(self.rig, list(names))
+
+
+def listing(rig):
     """-> list of row dicts for `rig ls`."""
     rows = []
-    for b in bench["boards"]:
+    for b in rig["boards"]:
         target = None
         try:
             target = os.readlink(b["host"])
@@ -469,8 +487,8 @@ def listing(bench):
         rows.append({"name": b["name"], "role": b["role"], "node": b["node"], "peer": b["peer"],
                      "pair": b["pair"], "pid": b["pid"], "alive": board_alive(b),
                      "host": b["host"], "tty": target, "image": b["image"]})
-    h = bench.get("hub") or {}
+    h = rig.get("hub") or {}
     rows.append({"name": "hub", "role": "hub", "node": None, "peer": None, "pair": None,
-                 "pid": h.get("pid"), "alive": hub_alive(bench),
+                 "pid": h.get("pid"), "alive": hub_alive(rig),
                  "host": "tcp 127.0.0.1:%s" % h.get("control_port"), "tty": None, "image": None})
     return rows

@@ -84,6 +84,7 @@ class SimBoard:
         self._pc_pending = None                 # (incarnation, down_us) of an armed power cut
         self.last_stats = {}
         self.on_death = None                    # fn(board, reason) for the world
+        self.trace_sink = None                  # fn(name, virtual us, event, n, t), or None
         self.history = []                       # [(virtual_us, event, detail)]
         # counters
         self.crashes = 0
@@ -110,6 +111,18 @@ class SimBoard:
     def attach_host(self, host):
         self._host = host
         self.senders[PORT_HOST] = host.from_board
+
+    def set_trace_sink(self, sink):
+        """Observe the firmware's trace events: sink(board name, virtual us, event, n, t) is
+        called for every event of this board's Node, re-attached at every boot (None: off)."""
+        self.trace_sink = sink
+        if self.node is not None:
+            self.node.trace = self._on_trace if sink is not None else None
+
+    def _on_trace(self, node, event, n, t):
+        sink = self.trace_sink
+        if sink is not None:
+            sink(self.name, self.sched.now, event, n, t)
 
     def receiver(self, port):
         """The deliver(bytes) callback for `port`."""
@@ -161,6 +174,8 @@ class SimBoard:
                 return False
             self.store = st
             self.node = mk_node(self.cfg, st)
+            if self.trace_sink is not None:
+                self.node.trace = self._on_trace
             self.node.boot(local)
         except self.powercut_exc:
             self._powercut()

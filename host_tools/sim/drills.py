@@ -3,14 +3,14 @@
     run_ops("suspend", seed=7, faults="loss") -> dict (the keys of run_scenario, plus
     "op", "ops" (what the operation did, counted) and "op_failures")
 
-Operations are run through the boards' host ports, as an operator would (STATUS,
-C_START_COPY, C_SUSPEND, C_RESUME, C_DIRTY_LIST, C_MARK_DIRTY, C_FAILBACK,
-C_FAILOVER), at instants drawn from the seed (stream "ops/<op>", so the fault
+Operations are run through the boards' host ports, as an operator would (STATUS, start
+copy, suspend, resume, the dirty list, mark dirty, failback, failover: the procedures of
+host_tools/ops/), at instants drawn from the seed (stream "ops/<op>", so the fault
 draws do not move), while the dependent-write workload runs:
 
 initial-copy  boards formatted with autostart off: the primaries take host writes
               while SIMPLEX (volumes with existing data; the workload log has them),
-              then C_START_COPY (copy the marked blocks) while the workload goes on;
+              then START_COPY (copy the marked blocks) while the workload goes on;
               every pair must reach DUPLEX.
 suspend       one or two pairs suspended mid-workload and resumed later; the rest of
               the group keeps releasing checkpoints meanwhile.
@@ -22,8 +22,8 @@ pacing        slow peer links (or one held link) with pacing on: host completion
               suspends.
 failback      disaster (the primary site switched off) and failover; host writes at the
               failed-over secondaries; the old primaries come back; failback in the
-              order arcopy uses (C_FAILBACK 2 to the old primaries, their marks merged
-              into the peers with C_DIRTY_LIST/C_MARK_DIRTY, C_FAILBACK 1 to the old
+              order arcopy uses (FAILBACK 2 to the old primaries, their marks merged
+              into the peers with DIRTY_LIST/MARK_DIRTY, FAILBACK 1 to the old
               secondaries); DUPLEX; both sides compared after quiescence; then a second
               disaster the other way round (the new primaries are lost), failover of the
               old primaries, and the checker over their images against what the new
@@ -42,23 +42,24 @@ Every drill ends with the disaster, group failover through the host ports, the
 independent checker, and the check that no acknowledged write completed before the
 recovered cut was lost.
 
-A failed expectation is a string in "op_failures" (the drill goes on when it can).
+Every operator step is a procedure of host_tools/ops/ over the world's host ports (a
+SimTransport): the functions `arcopy start-copy`, `suspend`, `resume`, `failover`, `failback`
+and `verify` run on a rig. The drill drives and observes; the verdict (safety apart from
+liveness) comes from the checker (host_tools/check/verdict.py). A failed expectation is a
+string in "op_failures" (the drill goes on when it can) and counts as a liveness failure.
 """
-import struct
 import time
 
 from firmware import wire
-from firmware import codec
-from host_tools.check import checker
+from host_tools import ops
 from host_tools.check import payload as _payload
 from host_tools.check.workload import Workload, WorkloadLog
 from .rng import parse_faults
-from .scenario import MODES, CheckpointLog, failover, lost_before, _state_digest
+from .scenario import MODES, CheckpointLog, recover, verdict_keys, _state_digest
+from .transport import SimTransport
 from .world import World, WorkloadDriver
 
 OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback")
-FIELDS = codec.STATUS_FIELDS
-_STATUS = struct.Struct(wire.P_STATUS_BODY)
 PHASE2_FIRST_ID = 1000000          # write ids of the workload at the new primaries (failback)
 
 
@@ -97,6 +98,7 @@ class Drill:
         self.world = World(seed=seed, faults=self.classes, workload=self.wl, pairs=pairs,
                            duration_us=duration_us, config=cfg, **opts)
         self.ckpts = CheckpointLog(self.world)
+        self.t = SimTransport(self.world, timeout=0.5)
         self.rng = self.world.tree.stream("ops/" + op)
         self.failures = []
         self.counts = {}
@@ -127,65 +129,41 @@ class Drill:
         return "s%d" % i
 
     def status(self, name, attempts=12):
-        """STATUS of a board as a dict (None if it never answered)."""
-        w = self.world
-        for _ in range(attempts):
-            st, mt, pl = w.call(name, wire.T_H_STATUS, b"", 500000)
-            if st == wire.S_OK and mt == wire.T_H_REPLY:
-                return dict(zip(FIELDS, _STATUS.unpack(bytes(pl[1:1 + _STATUS.size]))))
-            w.run(w.now + 250000)            # rebooting (or busy): ask again
-        return None
+        """STATUS of a board as a dict (None if it never answered): ops.status.get."""
+        return ops.status.get(self.t, name, attempts=attempts, pause_s=0.25)
 
-    def command(self, name, cmd, arg=0, arg2=0, attempts=12):
-        """H_COMMAND; retried while the board does not answer or is not ready."""
-        w = self.world
-        st = None
-        self.unanswered = 0                  # attempts that timed out (the board was down)
-        for _ in range(attempts):
-            self.sent_mark = self.mark()     # writes before this reached the board first
-            st = w.command(name, cmd, arg, arg2, 500000)[0]
-            if st is not None and st != wire.S_NOT_READY:
-                return st
-            if st is None:
-                self.unanswered += 1
-            w.run(w.now + 250000)
-        return st
+    def _send_kw(self, attempts=12):
+        """How the drill's operator sends a command: again while the board is silent
+        (rebooting) or not ready, 250 ms apart; the workload log's position before each
+        attempt is kept (sent_mark: writes before it reached the board first)."""
+        def before():
+            self.sent_mark = self.mark()
+        return {"attempts": attempts, "pause_s": 0.25, "retry_on": (wire.S_NOT_READY,),
+                "before": before}
+
+    def _sent(self, sent):
+        self.unanswered = sent.unanswered
+        return sent.status
 
     def failback(self, name, role):
-        """C_FAILBACK(role), as arcopy would send it: if an attempt went unanswered (the
-        board lost power around it) and the retry says S_BAD_STATE, STATUS tells whether
-        the first one took effect (the role is durable) -- then it is done."""
-        st = self.command(name, wire.C_FAILBACK, role)
-        if st == wire.S_BAD_STATE and self.unanswered:
-            s = self.status(name)
-            if s is not None and s["role"] == role:
-                self.note("%s FAILBACK(%d) unanswered, then bad-state: STATUS shows role %d, "
-                          "it took effect" % (name, role, role))
-                self.counts["failback_retries_resolved"] = \
-                    self.counts.get("failback_retries_resolved", 0) + 1
-                return wire.S_OK
+        """FAILBACK(role) by ops.failback (to_secondary / to_primary), as arcopy sends it: if
+        an attempt went unanswered (the board lost power around it) and the retry says
+        S_BAD_STATE, STATUS tells whether the first one took effect (the role is durable)."""
+        step = ops.failback.to_primary if role == wire.ROLE_PRIMARY else ops.failback.to_secondary
+        self.unanswered = 0
+        st, resolved = step(self.t, name, **self._send_kw())
+        if resolved:
+            self.note("%s FAILBACK(%d) unanswered, then bad-state: STATUS shows role %d, "
+                      "it took effect" % (name, role, role))
+            self.counts["failback_retries_resolved"] = \
+                self.counts.get("failback_retries_resolved", 0) + 1
         return st
 
     def dirty_list(self, name, vol=0):
-        """Every block marked in `name`'s change bitmap (C_DIRTY_LIST, paged), or None."""
-        w = self.world
-        out, start = [], 0
-        for _ in range(10000):
-            reply = None
-            for _ in range(12):
-                st, mt, pl = w.command(name, wire.C_DIRTY_LIST, vol, start, 500000)
-                if st == wire.S_OK and mt == wire.T_H_REPLY:
-                    reply = pl
-                    break
-                w.run(w.now + 250000)
-            if reply is None:
-                return None
-            nxt, blocks = codec.unpack_dirty_list(reply, 1)
-            out.extend(blocks)
-            if not blocks or nxt <= start or nxt >= self.vol_blocks(name):
-                return out
-            start = nxt
-        return out
+        """Every block marked in `name`'s change bitmap (ops.status.dirty_blocks), or None."""
+        marks = ops.status.dirty_blocks(self.t, name, vol + 1, self.vol_blocks(name), attempts=12,
+                                        pause_s=0.25)
+        return None if marks is None else marks[vol]
 
     def vol_blocks(self, name):
         return self.world.boards[name].cfg.vol_blocks
@@ -254,8 +232,9 @@ class Drill:
 
     # -- a resync, counted --------------------------------------------------------------
     def start_copy(self, i, cmd, arg=0, prim=None):
-        """Send `cmd` (C_START_COPY / C_RESUME / C_FAILBACK) to pair i's primary after
-        reading its marks; returns the record the counting needs."""
+        """Start a resync on pair i's primary, after reading its marks: `cmd` "START_COPY"
+        (ops.copy.start_pair, arg 1: full), "RESUME" (ops.pairs.resume_pair) or "FAILBACK"
+        (ops.failback.to_primary, arg: the role); returns the record the counting needs."""
         prim = prim or self.p(i)
         m_dl = self.mark()
         marks = self.dirty_list(prim)
@@ -271,13 +250,19 @@ class Drill:
             # marks only grow between the list and the status (writes keep coming)
             self.fail("%s: STATUS dirty_blocks %d < %d blocks listed just before"
                       % (prim, st["dirty_blocks"], len(marks)))
-        res = self.failback(prim, arg) if cmd == wire.C_FAILBACK else self.command(prim, cmd, arg)
+        if cmd == "FAILBACK":
+            res = self.failback(prim, arg)
+        elif cmd == "START_COPY":
+            res = self._sent(ops.copy.start_pair(self.t, prim, bool(arg), **self._send_kw()))
+        elif cmd == "RESUME":
+            res = self._sent(ops.pairs.resume_pair(self.t, prim, **self._send_kw()))
+        else:
+            raise ValueError("no resync is started by %r" % (cmd,))
         rec["m_cmd"] = self.sent_mark
         rec["status"] = res
         if res != wire.S_OK:
-            self.fail("%s: command %d(%d) answered %r" % (prim, cmd, arg, res))
-        self.note("%s %s(%d) -> %r, %s blocks marked" % (prim, _CMD_NAMES.get(cmd, cmd), arg, res,
-                                                         rec["marked"]))
+            self.fail("%s: %s(%d) answered %r" % (prim, cmd, arg, res))
+        self.note("%s %s(%d) -> %r, %s blocks marked" % (prim, cmd, arg, res, rec["marked"]))
         return rec
 
     def joined(self, rec, prim, sec):
@@ -427,27 +412,33 @@ class Drill:
 
     # -- the end of every drill ---------------------------------------------------------------
     def finish(self, settle_s=4.0):
-        """The primary-site disaster now, group failover, the checker."""
+        """The primary-site disaster now, then the operator's failover, read-back and verdict
+        (ops.drill.recover, through scenario.recover)."""
         w = self.world
         w.disaster()
         self.note("disaster: primary site lost")
         w.run(w.now + int(settle_s * 1e6))
-        n, t, results = failover(w)
-        images = {i: {0: bytes(w.read_volume(b.name, 0))} for i, b in enumerate(w.secondaries)}
         self.wl.log.close(w.disaster_time)
-        rep = checker.check(self.wl.log, images, disaster_us=w.disaster_time)
-        lost = [] if self.mode == "clockless" else lost_before(self.wl.log, rep, self.ckpts.first.get(t))
-        return self.result(rep, lost, n, t, results, images, w.disaster_time, w.driver)
+        res = recover(w, self.wl.log, w.secondaries, self.ckpts, self.mode, w.disaster_time,
+                      transport=self.t)
+        return self.result(res, w.disaster_time, w.driver)
 
-    def result(self, rep, lost, n, t, results, images, disaster_us, driver):
+    def result(self, res, disaster_us, driver, before=None):
+        """The drill's result dict from the last recovery `res` (ops.drill.recover); `before`:
+        the verdict of an earlier recovery in the same drill (failback's first failover), summed
+        in."""
         w = self.world
+        rep = res["report"]
+        fo = res["failover"]
+        n, t = fo["target_n"], fo["target_t"]
+        images = {i: {v: vol.raw() for v, vol in vols.items()} for i, vols in res["images"].items()}
         stats = w.stats()
         skews = [b.stats().get("skew_max_us", 0) for b in w.primaries + w.secondaries]
-        return {
+        if before is not None:
+            res = dict(res, verdict=_sum_verdicts(before, res["verdict"]))
+        out = {
             "seed": self.seed, "pairs": self.pairs, "mode": self.mode, "op": self.op,
             "faults": sorted(self.classes | {"disaster"}),
-            "consistent": rep.consistent and not lost,
-            "checker_consistent": rep.consistent,
             "violations": rep.to_dict()["violations"],
             "violations_total": rep.violations_total,
             "corrupt": rep.to_dict()["corrupt"],
@@ -456,12 +447,12 @@ class Drill:
             "writes_recovered": rep.writes_recovered,
             "writes_refused": driver.refused if driver is not None else 0,
             "lost_acked": len(rep.lost_acked_ids),
-            "lost_before_released_checkpoint": sorted(lost),
             "rpo_ms": rep.rpo_ms,
             "checkpoints_issued": len(self.ckpts.first),
             "checkpoints_released": n,
             "recovered_checkpoint": {"n": n, "t": t},
-            "failover": {k: v for k, v in sorted(results.items())},
+            "failover": {k: v for k, v in sorted(fo["codes"].items())},
+            "recovered_pairs": res["recovery"]["recovered"],
             "disaster_ms": None if disaster_us is None else disaster_us / 1000.0,
             "digest": _state_digest(w, images),
             "sim_seconds": w.now / 1e6,
@@ -474,13 +465,17 @@ class Drill:
             "op_steps": list(self.events),
             "fault_options": w.faults.to_dict(),
         }
+        out.update(verdict_keys(res, list(self.failures) + ["harness: %s" % (e,) for e in stats["errors"]]))
+        if before is not None:
+            # lost_before ids of both recoveries (write ids do not overlap: PHASE2_FIRST_ID)
+            out["lost_before_released_checkpoint"] = sorted(
+                set(before.get("lost_before_cut_ids", ())) | set(out["lost_before_released_checkpoint"]))
+        return out
 
     def close(self):
         self.ckpts.close()
 
 
-_CMD_NAMES = {wire.C_START_COPY: "START_COPY", wire.C_SUSPEND: "SUSPEND", wire.C_RESUME: "RESUME",
-              wire.C_FAILBACK: "FAILBACK"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -504,7 +499,7 @@ def _initial_copy(d):
         st = d.status(d.p(i))
         if st is not None and st["copy_state"] != wire.CS_SIMPLEX:
             d.fail("%s: copy state %d before START_COPY (autostart is off)" % (d.p(i), st["copy_state"]))
-        recs[i] = d.start_copy(i, wire.C_START_COPY, 0)
+        recs[i] = d.start_copy(i, "START_COPY", 0)
 
     if not d.wait(lambda: _all_joined(d, recs), 40000000):
         d.fail("not every pair reached DUPLEX within 40 s of the copy")
@@ -536,7 +531,7 @@ def _suspend(d):
     for at, what, i in plan:
         d.run_to(at)
         if what == "suspend":
-            st = d.command(d.p(i), wire.C_SUSPEND)
+            st = d._sent(ops.pairs.suspend_pair(d.t, d.p(i), **d._send_kw()))
             m = d.sent_mark
             if st != wire.S_OK:
                 d.fail("%s: SUSPEND answered %r" % (d.p(i), st))
@@ -592,7 +587,7 @@ def _suspend(d):
                        "all held T=%d %.1f s before, applied now %s"
                        % (i, x["held_others"], (d.now - x["base_t"]) / 1e6,
                           {j: d.applied_t(d.s(j)) for j in reached}))
-            rec = d.start_copy(i, wire.C_RESUME)
+            rec = d.start_copy(i, "RESUME")
             # what the bitmap must hold: the journal's records at suspend (listed right
             # after it) and every block written while suspended
             w_all = d.writes(i, x["m"], rec["m_dl"])
@@ -673,7 +668,7 @@ def _autosuspend(d, k, outage):
 
     end = d.now + 30000000
     while True:
-        rec = d.start_copy(k, wire.C_RESUME)
+        rec = d.start_copy(k, "RESUME")
         resumes += 1
         state["again"] = False
         d.wait(joined_or_suspended, max(0, end - d.now))
@@ -760,6 +755,23 @@ def _status_name(code):
     return str(code)
 
 
+def _sum_verdicts(a, b):
+    """Two recoveries of one drill (failback: the first failover, then the reverse one) as
+    one verdict: counts summed, flags or-ed."""
+    from host_tools.check import verdict as _verdict
+    sf = {k: a["safety"][k] + b["safety"][k] for k in a["safety"]}
+    lv = {k: (a["liveness"][k] or b["liveness"][k]) if isinstance(a["liveness"][k], bool)
+          else a["liveness"][k] + b["liveness"][k] for k in a["liveness"]}
+    bad_s = bool(sf["violations"] or sf["lost_before_cut"])
+    bad_l = bool(lv["no_image"] or lv["timeouts"] or lv["no_common_cut"])
+    out = dict(b, safety=sf, liveness=lv, ok=not (bad_s or bad_l))
+    out["verdict"] = "+".join(x for x, f in (("safety", bad_s), ("liveness", bad_l)) if f) or "ok"
+    out["lost_before_cut_ids"] = sorted(set(a.get("lost_before_cut_ids", ()))
+                                        | set(b.get("lost_before_cut_ids", ())))
+    assert set(sf) == set(_verdict.verdict(None)["safety"])
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 def _baseline(log, images, fo_us):
     """The writes visible in the images recovered at the first failover, as log entries
@@ -797,27 +809,28 @@ def _failback(d, pair_q):
     d.run_to(t_d1)
     w.disaster_time = t_d1
     w.driver.stop()
-    for b in w.primaries:
-        b.halt()
+    ops.drill.disaster(w, P)                # switched off: they come back for the failback
     d.note("disaster 1: primary site switched off")
     w.run(w.now + 3000000)
-    n1, t1, res1 = failover(w, boards=w.secondaries)
-    t_fo1 = w.now
-    d.note("failover 1 to checkpoint %d" % n1)
-    if set(res1.values()) != {wire.S_OK}:
-        d.fail("failover 1: %s" % res1)
-    images1 = {i: {0: bytes(w.read_volume(S[i], 0))} for i in range(n)}
     log1 = d.wl.log
     log1.close(t_d1)
-    rep1 = checker.check(log1, images1, disaster_us=t_d1)
-    lost1 = lost_before(log1, rep1, d.ckpts.first.get(t1))
-    d.counts["phase1"] = {"consistent": rep1.consistent and not lost1,
-                          "violations": rep1.violations_total, "lost_before_cut": sorted(lost1),
+    res1 = recover(w, log1, w.secondaries, d.ckpts, d.mode, t_d1, transport=d.t)
+    fo1 = res1["failover"]
+    n1 = fo1["target_n"]
+    t_fo1 = w.now
+    d.note("failover 1 to checkpoint %d" % n1)
+    if set(fo1["codes"].values()) != {wire.S_OK}:
+        d.fail("failover 1: %s" % fo1["codes"])
+    images1 = {i: {0: vols[0].raw()} for i, vols in res1["images"].items()}
+    rep1, v1 = res1["report"], res1["verdict"]
+    d.counts["phase1"] = {"consistent": v1["verdict"] not in ("safety", "safety+liveness"),
+                          "verdict": v1["verdict"], "safety": v1["safety"],
+                          "liveness": v1["liveness"],
+                          "violations": rep1.violations_total,
+                          "lost_before_cut": v1["lost_before_cut_ids"],
                           "writes_completed": rep1.writes_completed,
                           "writes_recovered": rep1.writes_recovered, "rpo_ms": rep1.rpo_ms,
                           "recovered_checkpoint": n1}
-    if not (rep1.consistent and not lost1):
-        d.fail("phase 1 image inconsistent: %s" % rep1.summary().splitlines()[0])
     # -- phase 2: the application runs at the secondary site -----------------------------
     wl2 = _Workload2(kind=d.wl.kind, pairs=n, vols=1, blocks=d.wl.blocks, rate=d.wl.rate,
                      duration_us=600 * 1000000, concurrency=d.wl.concurrency, seed=d.seed + 7777,
@@ -828,8 +841,7 @@ def _failback(d, pair_q):
     d.log = wl2.log
     t_on = w.now + int(r.uniform(0.5e6, 2.0e6))
     d.run_to(t_on)
-    for b in w.primaries:
-        b.power_on()
+    w.restart(P)
     d.note("old primaries powered on")
     d.run_to(w.now + int(r.uniform(1.0e6, 2.0e6)))
     quiesce = pair_q
@@ -845,21 +857,18 @@ def _failback(d, pair_q):
         if st != wire.S_OK:
             d.fail("%s: FAILBACK(secondary) answered %r" % (P[i], st))
     for i in range(n):
-        marks = d.dirty_list(P[i])
+        marks, count, refused = ops.failback.merge_marks(d.t, P[i], S[i], 1, d.vol_blocks(P[i]),
+                                                         list_attempts=12, **d._send_kw())
         if marks is None:
             d.fail("%s: no answer to DIRTY_LIST" % P[i])
-            marks = []
-        merged[i] = len(marks)
-        bad = 0
-        for blk in marks:
-            st = d.command(S[i], wire.C_MARK_DIRTY, 0, blk)
-            if st != wire.S_OK:
-                bad += 1
-                d.fail("%s: MARK_DIRTY %d answered %r" % (S[i], blk, st))
-        d.note("%s DIRTY_LIST: %d blocks -> %s MARK_DIRTY (%d refused)" % (P[i], len(marks), S[i], bad))
+        merged[i] = count + len(refused)
+        for v, blk, st in refused:
+            d.fail("%s: MARK_DIRTY %d answered %r" % (S[i], blk, st))
+        d.note("%s DIRTY_LIST: %d blocks -> %s MARK_DIRTY (%d refused)"
+               % (P[i], merged[i], S[i], len(refused)))
     recs = {}
     for i in range(n):
-        recs[i] = d.start_copy(i, wire.C_FAILBACK, wire.ROLE_PRIMARY, prim=S[i])
+        recs[i] = d.start_copy(i, "FAILBACK", wire.ROLE_PRIMARY, prim=S[i])
         recs[i]["merged_from_old_primary"] = merged[i]
     for i in range(n):
         b = w.boards[S[i]]
@@ -903,23 +912,18 @@ def _failback(d, pair_q):
     d.run_to(w.now + int(r.uniform(1.0e6, 3.0e6)))
     t_d2 = w.now
     drv2.stop()
-    for b in w.secondaries:
-        b.destroy()
+    ops.drill.disaster(w, S)
     d.note("disaster 2: the new primaries (old secondary site) lost")
     w.run(w.now + 4000000)
-    n2, t2, res2 = failover(w, boards=w.primaries)
-    d.note("failover 2 to checkpoint %d" % n2)
-    images2 = {i: {0: bytes(w.read_volume(P[i], 0))} for i in range(n)}
     wl2.log.close(t_d2)
     log2 = WorkloadLog.from_dict({"writer": 2, "end_us": t_d2,
                                   "writes": _baseline(log1, images1, t_fo1)
                                   + [e.to_dict() for e in wl2.log.entries]})
-    rep2 = checker.check(log2, images2, disaster_us=t_d2)
-    lost2 = [] if d.mode == "clockless" else lost_before(log2, rep2, d.ckpts.first.get(t2))
+    res2 = recover(w, log2, w.primaries, d.ckpts, d.mode, t_d2, transport=d.t)
+    d.note("failover 2 to checkpoint %d" % res2["failover"]["target_n"])
     d.counts["phase2_writes"] = wl2.issued
     d.counts["phase2_refused"] = drv2.refusals
-    out = d.result(rep2, lost2, n2, t2, res2, images2, t_d2, drv2)
-    return out
+    return d.result(res2, t_d2, drv2, before=v1)
 
 
 # ---------------------------------------------------------------------------------------

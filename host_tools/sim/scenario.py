@@ -6,89 +6,85 @@
    dependent-write workload on the primaries.
 2. Run until the disaster (drawn from the seed, or at the end of the run): the
    whole primary site stops; the secondaries resign once their peer links fall silent.
-3. Fail over as an operator would, through each secondary's host port: ask every
-   secondary for its status, take the newest released checkpoint any of them
-   knows (n, T), and recover each one to it (C_FAILOVER n T).
-4. Read every secondary volume and hand the images and the workload log to the
-   consistency checker, which knows nothing of the replication code.
-
-The report also says whether any acknowledged write that completed before the
-recovered checkpoint was cut (with a margin for clock skew) was lost: that is a
-protocol failure even where the image is consistent.
+3. Fail over, read back and judge as the operator does: the procedures of
+   host_tools/ops/ (ops.drill.recover: ops.failover.failover, ops.verify) over the
+   world's host ports (SimTransport), the same functions `arcopy failover` and
+   `arcopy verify` run on a rig.
+4. The verdict comes from the checker (host_tools/check/verdict.py), which knows
+   nothing of the replication code: safety (violations among the pairs that did fail
+   over; acknowledged writes lost although they completed before the recovered cut was
+   issued, less a margin for clock skew) apart from liveness (pairs left without an
+   image, silent boards, no common cut).
 """
-import struct
 import time
 
 from firmware import wire
-from host_tools.check import checker
+from host_tools import ops
+from host_tools.check import verdict as _verdict
 from host_tools.check.workload import Workload
+from .transport import SimTransport
 from .world import World
 
 MODES = {"clock": wire.MODE_CLOCK, "clockless": wire.MODE_CLOCKLESS, "sync": wire.MODE_SYNC}
-_STATUS = struct.Struct(wire.P_STATUS_BODY)
-SKEW_MARGIN_US = 20000
+SKEW_MARGIN_US = _verdict.SKEW_MARGIN_US
+
+# how the simulated operator waits (virtual seconds): boards may be rebooting after a crash
+FAILOVER_KW = {"settle_timeout": 10.0, "settle_polls": 3, "poll_s": 0.25, "cmd_timeout": 20.0,
+               "pause_s": 0.25}
 
 
 class CheckpointLog:
-    """Observes (never steers) checkpoints: the virtual time each one was first
-    accepted by a primary, which is when the master issued it."""
+    """Observes (never steers) checkpoints, through the world's trace hook: the virtual time
+    each one was first accepted by a primary, which is when the master issued it."""
 
     def __init__(self, world):
-        self.world = world
         self.first = {}              # T -> virtual us when first accepted
-        from firmware import primary
-        self._cls = primary.Primary
-        self._orig = primary.Primary.accept_checkpoint
-        log = self
+        self._remove = world.add_tracer(self._on_trace)
 
-        def accept(role, now, n, t):
-            ok = log._orig(role, now, n, t)
-            if ok and t not in log.first:
-                log.first[t] = log.world.sched.now
-            return ok
-        self._cls.accept_checkpoint = accept
+    def _on_trace(self, board, now, event, n, t):
+        if event == "ckpt_accepted" and t not in self.first:
+            self.first[t] = now
 
     def close(self):
-        self._cls.accept_checkpoint = self._orig
+        self._remove()
 
 
-def _status(world, name):
-    st, mt, pl = world.call(name, wire.T_H_STATUS)
-    if st != wire.S_OK or mt != wire.T_H_REPLY:
-        return None
-    return _STATUS.unpack(bytes(pl[1:1 + _STATUS.size]))
-
-
-def failover(world, attempts=20, boards=None):
-    """Group failover through the host ports of `boards` (default: the secondaries).
-    Returns (target_n, target_t, results)."""
+def failover(world, boards=None, transport=None):
+    """Group failover through the host ports of `boards` (default: the secondaries), by
+    ops.failover.failover. Returns (target_n, target_t, {board: status or None})."""
     boards = world.secondaries if boards is None else boards
-    best = (0, 0)
-    statuses = {}
-    for b in boards:
-        s = None
-        for _ in range(attempts):
-            s = _status(world, b.name)
-            if s is not None:
-                break
-            world.run(world.now + 250000)          # board rebooting: wait for it
-        statuses[b.name] = s
-        if s is None:
-            continue
-        applied_n, applied_t, uip_n, uip_t = s[11], s[12], s[13], s[14]
-        cand = (uip_n, uip_t) if uip_n and uip_t > applied_t else (applied_n, applied_t)
-        if cand[1] > best[1]:
-            best = cand
-    results = {}
-    for b in boards:
-        st = None
-        for _ in range(attempts):
-            st = world.command(b.name, wire.C_FAILOVER, best[0], best[1])[0]
-            if st == wire.S_OK or st == wire.S_BAD_STATE:
-                break
-            world.run(world.now + 250000)
-        results[b.name] = st
-    return best[0], best[1], results
+    t = transport or SimTransport(world)
+    fo = ops.failover.failover(t, [b.name for b in boards], **FAILOVER_KW)
+    return fo["target_n"], fo["target_t"], fo["codes"]
+
+
+def recover(world, log, boards, ckpts, mode, disaster_us, transport=None):
+    """The end of every drill: ops.drill.recover over `boards` (the secondaries to fail over,
+    pair i = boards[i]) against `log`. -> its result (see host_tools/ops/drill.py)."""
+    t = transport or SimTransport(world)
+    secs = {i: b.name for i, b in enumerate(boards)}
+    cut_at = None if mode == "clockless" else ckpts.first.get
+    nvol = boards[0].cfg.nvol
+    vol_blocks = boards[0].cfg.vol_blocks
+    return ops.drill.recover(t, secs, log, nvol, vol_blocks, disaster_us=disaster_us, cut_at=cut_at,
+                             failover_kw=FAILOVER_KW)
+
+
+def verdict_keys(res, extra_failures=()):
+    """The result keys of a drill's verdict: safety, liveness, ok, verdict, plus the older
+    keys (consistent: no safety failure among the recovered pairs). extra_failures: what
+    else the drill saw go wrong (a failed expectation, a harness error): liveness."""
+    v = dict(res["verdict"])
+    rep = res["report"]
+    out = {"safety": v["safety"], "liveness": v["liveness"]}
+    bad_s = v["verdict"] in ("safety", "safety+liveness")
+    bad_l = v["verdict"] in ("liveness", "safety+liveness") or bool(extra_failures)
+    out["ok"] = not (bad_s or bad_l)
+    out["verdict"] = "+".join(x for x, b in (("safety", bad_s), ("liveness", bad_l)) if b) or "ok"
+    out["consistent"] = not bad_s
+    out["checker_consistent"] = rep.consistent
+    out["lost_before_released_checkpoint"] = v["lost_before_cut_ids"]
+    return out
 
 
 def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", kind="ims",
@@ -119,15 +115,15 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
             world.disaster()
         # let in-flight rounds finish and every secondary notice its silent peer
         world.run(world.now + int(settle_s * 1e6))
-        target_n, target_t, results = failover(world)
-        images = {i: {0: bytes(world.read_volume(b.name, 0))}
-                  for i, b in enumerate(world.secondaries)}
+        wl.log.close(world.disaster_time)
+        res = recover(world, wl.log, world.secondaries, ckpts, mode, world.disaster_time)
     finally:
         ckpts.close()
-    wl.log.close(world.disaster_time)
-    rep = checker.check(wl.log, images, disaster_us=world.disaster_time)
-    cut_at = ckpts.first.get(target_t)
-    lost_before_cut = [] if mode == "clockless" else lost_before(wl.log, rep, cut_at)
+    rep = res["report"]
+    fo = res["failover"]
+    target_n, target_t = fo["target_n"], fo["target_t"]
+    cut_at = res["cut_at_us"]
+    images = {i: {v: vol.raw() for v, vol in vols.items()} for i, vols in res["images"].items()}
     stats = world.stats()
     wall = time.perf_counter() - t0
     sec_stats = [b.stats() for b in world.secondaries]
@@ -137,8 +133,6 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "pairs": pairs,
         "mode": mode,
         "faults": sorted(world.faults.classes),
-        "consistent": rep.consistent and not lost_before_cut,
-        "checker_consistent": rep.consistent,
         "violations": rep.to_dict()["violations"],
         "violations_total": rep.violations_total,
         "corrupt": rep.to_dict()["corrupt"],
@@ -146,11 +140,11 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "writes_completed": rep.writes_completed,
         "writes_recovered": rep.writes_recovered,
         "lost_acked": len(rep.lost_acked_ids),
-        "lost_before_released_checkpoint": sorted(lost_before_cut),
         "rpo_ms": rep.rpo_ms,
         "checkpoints_issued": len(ckpts.first),
         "checkpoints_released": target_n,
-        "failover": {k: v for k, v in sorted(results.items())},
+        "failover": {k: v for k, v in sorted(fo["codes"].items())},
+        "recovered_pairs": res["recovery"]["recovered"],
         "disaster_ms": None if world.disaster_time is None else world.disaster_time / 1000.0,
         "digest": world.digest() if world.opts.get("trace") else _state_digest(world, images),
         "sim_seconds": world.now / 1e6,
@@ -168,21 +162,11 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "fault_options": world.faults.to_dict(),
         "secondaries": sec_stats,
     }
+    out.update(verdict_keys(res, ["harness: %s" % (e,) for e in stats["errors"]]))
     return out
 
 
-def lost_before(log, rep, cut_at):
-    """Ids of the acknowledged writes the checker found lost although they completed
-    before the recovered checkpoint was cut (less a margin for clock skew): a protocol
-    failure even where the image is consistent. `log`: anything with get(id) -> entry."""
-    out = []
-    if cut_at is None:
-        return out
-    for wid in set(rep.lost_acked_ids):
-        e = log.get(wid)
-        if e.complete_us is not None and e.complete_us < cut_at - SKEW_MARGIN_US:
-            out.append(wid)
-    return out
+lost_before = _verdict.lost_before       # moved to host_tools/check/verdict.py
 
 
 def _state_digest(world, images):

@@ -17,6 +17,7 @@ the same run, event for event.
 """
 import struct
 
+from host_tools.transport import Site
 from .scheduler import Scheduler
 from .rng import SeedTree, FaultOptions, parse_faults, primary_name, secondary_name
 from .rng import _merge as merge_windows
@@ -79,11 +80,12 @@ class HostPort:
 
     def _codec(self):
         if self._encode is None or self._deframer is None:
-            from firmware import codec
             from firmware import deframer
             from firmware import wire
             if self._encode is None:
-                self._encode = codec.encode
+                from host_tools.transport.messages import encode_request
+                self._encode = lambda mtype, src, dst, payload, seq, group: \
+                    encode_request(mtype, dst, payload, seq, group)
             if self._deframer is None:
                 self._deframer = deframer.Deframer(wire.MAX_PAYLOAD)
 
@@ -256,7 +258,11 @@ def _default_disk_factory(name, cfg, rng, nblocks):
     return FaultyDisk(RamDisk(nblocks), rng)
 
 
-class World:
+class World(Site):
+    """The simulated installation (see the module docstring). It is also the
+    host_tools.transport.Site of the simulation: kill(names) switches boards off, restart(names)
+    powers them on again; add_tracer(fn) observes the firmware's trace events."""
+
     def __init__(self, seed=0, faults="none", workload=None, fault_options=None,
                  disk_factory=None, **options):
         unknown = set(options) - set(DEFAULTS)
@@ -277,6 +283,7 @@ class World:
         self.sched = sched = Scheduler(trace=o["trace"])
         self.disaster_time = None
         self.errors = []                  # harness-level problems (mount failures, ...)
+        self._tracers = []                # fn(board name, virtual us, event, n, t)
 
         from firmware import wire
         from firmware import config as config_mod
@@ -376,6 +383,43 @@ class World:
         finish leaving a sender inside the window are lost (as a seeded outage)."""
         for ch in (self.links[link].ab, self.links[link].ba):
             ch.outages = merge_windows(sorted(ch.outages + [(start_us, end_us)]))
+
+    def kill(self, names):
+        """Switch the named boards off now (host_tools.transport.Site); they stay off, even
+        through a reboot a fault scheduled, until restart(). -> names that were running."""
+        out = []
+        for name in names:
+            b = self.boards[name]
+            if b.alive:
+                out.append(name)
+            b.halt()
+        return out
+
+    def restart(self, names):
+        """Power the named boards on (host_tools.transport.Site). -> names started."""
+        return [name for name in names if self.boards[name].power_on()]
+
+    # -- observation -------------------------------------------------------------------
+    def add_tracer(self, fn):
+        """Call fn(board name, virtual us, event, n, t) for every trace event of the firmware
+        core (Node.trace: "ckpt_accepted", "ckpt_held", "release", "reset", "joined",
+        "applied") on every board, through reboots. -> a function that removes it."""
+        self._tracers.append(fn)
+        if len(self._tracers) == 1:
+            for b in self.boards.values():
+                b.set_trace_sink(self._trace)
+
+        def remove():
+            if fn in self._tracers:
+                self._tracers.remove(fn)
+                if not self._tracers:
+                    for b in self.boards.values():
+                        b.set_trace_sink(None)
+        return remove
+
+    def _trace(self, name, now, event, n, t):
+        for fn in list(self._tracers):
+            fn(name, now, event, n, t)
 
     def disaster(self):
         """The whole primary site is lost now: every primary stops for good (its bytes

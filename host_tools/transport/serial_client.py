@@ -1,9 +1,12 @@
-"""Host-port client: talk to one board's host port over a serial line (pyserial).
+"""The serial transport: a rig's host ports over pyserial (HostClient per port, SerialTransport over a rig).
 
 It works the same on a real board's USB serial port and on an emulated board's
 pseudo-terminal: it only speaks the wire protocol (protocol/SPEC.md).
 
-    c = HostClient("/dev/ttyACM0")          # or the bench's host port path
+    t = SerialTransport.from_rig(rig)       # the host_tools.transport.Transport of a rig file
+    t.request("s0", T_H_STATUS)             -> Reply
+
+    c = HostClient("/dev/ttyACM0")          # one port (or the rig's host port path)
     c.write(0, 17, data)            -> status
     c.read(0, 17)                   -> (status, 512 bytes or b"")
     c.status()                      -> dict (STATUS body fields, plus decoded names)
@@ -23,61 +26,42 @@ For pipelined use (many requests outstanding, several boards, one select loop):
 ``send()`` returns the tag, ``pump()`` reads what has arrived and returns the new
 replies, ``fileno()`` is for select.
 """
+import os
 import select
-import struct
 import time
-from collections import namedtuple
 
 import serial
 
-from firmware import codec
 from firmware import wire
 from firmware.deframer import Deframer
 
-Reply = namedtuple("Reply", "status body mtype tag error")
-
-STATUS_FIELDS = codec.STATUS_FIELDS
-
-STATUS_NAMES = {getattr(wire, n): n[2:] for n in dir(wire) if n.startswith("S_")}
-COPY_STATE_NAMES = {getattr(wire, n): n[3:] for n in dir(wire) if n.startswith("CS_")}
-ROLE_NAMES = {wire.ROLE_PRIMARY: "primary", wire.ROLE_SECONDARY: "secondary"}
-MODE_NAMES = {wire.MODE_CLOCK: "clock", wire.MODE_CLOCKLESS: "clockless", wire.MODE_SYNC: "sync"}
-POLICY_NAMES = {wire.POLICY_FREEZE: "freeze", wire.POLICY_CONTINUE: "continue"}
-REASON_NAMES = {0: "", wire.R_PEER_LOST: "peer-lost", wire.R_OPERATOR: "operator",
-                wire.R_ERROR: "error", wire.R_JOURNAL_FULL: "auto"}
-FLAG_NAMES = (("is_master", wire.ST_MASTER), ("uip", wire.ST_UIP), ("copy_active", wire.ST_COPY_ACTIVE),
-              ("frozen", wire.ST_FROZEN), ("must_complete", wire.ST_MUST_COMPLETE))
+from host_tools import transport
+from host_tools.transport import Transport
+from host_tools.transport import messages
+from host_tools.transport.messages import (STATUS_FIELDS, STATUS_NAMES, COPY_STATE_NAMES,  # noqa: F401
+                                           ROLE_NAMES, MODE_NAMES, POLICY_NAMES, REASON_NAMES,
+                                           FLAG_NAMES, status_name, decode_status,
+                                           unpack_dirty_list as _unpack_dirty_list)
 
 
-def status_name(code):
-    return STATUS_NAMES.get(code, "S_%d" % code)
+class ClientError(transport.TransportError):
+    """A host-port request that failed (no reply, port gone, refused)."""
 
 
-class ClientError(Exception):
-    pass
-
-
-class Timeout(ClientError):
+class Timeout(ClientError, transport.Timeout):
     """No matching reply in time."""
 
 
-class PortGone(ClientError):
+class PortGone(ClientError, transport.BoardGone):
     """The port closed under us (the board died, or the cable was pulled)."""
 
 
-def decode_status(body):
-    """STATUS reply body -> dict of the P_STATUS_BODY fields plus decoded names."""
-    vals = codec.unpack_status_body(body)
-    d = dict(zip(STATUS_FIELDS, vals))
-    d["role_name"] = ROLE_NAMES.get(d["role"], str(d["role"]))
-    d["copy_state_name"] = COPY_STATE_NAMES.get(d["copy_state"], str(d["copy_state"]))
-    d["mode_name"] = MODE_NAMES.get(d["mode"], str(d["mode"]))
-    d["policy_name"] = POLICY_NAMES.get(d["policy"], str(d["policy"]))
-    if "suspend_reason" in d:
-        d["suspend_reason_name"] = REASON_NAMES.get(d["suspend_reason"], str(d["suspend_reason"]))
-    for name, bit in FLAG_NAMES:
-        d[name] = bool(d["flags"] & bit)
-    return d
+def unpack_dirty_list(body):
+    """C_DIRTY_LIST reply body (after the status byte) -> (count, next_block, [blocks])."""
+    try:
+        return _unpack_dirty_list(body)
+    except messages.Refused as e:
+        raise ClientError(str(e))
 
 
 class HostClient:
@@ -148,7 +132,7 @@ class HostClient:
         if self.gone:
             raise PortGone(self.path)
         tag = self._next_tag()
-        frame = codec.encode(mtype, wire.HOST_ID, self.node, payload, seq=tag)
+        frame = messages.encode_request(mtype, self.node, payload, tag)
         self.send_raw(frame)
         self.pending.add(tag)
         self.sent += 1
@@ -181,18 +165,10 @@ class HostClient:
         return out
 
     def _reply(self, d):
-        if not d.flags & wire.F_REPLY:
-            return None
-        pl = bytes(d.payload)
-        if d.mtype == wire.T_H_REPLY and pl:
-            r = Reply(pl[0], pl[1:], d.mtype, d.seq, False)
-        elif d.mtype == wire.T_ERROR and len(pl) >= 4:
-            code, mt, detail = codec.unpack_error(pl)
-            if d.seq == 0:
-                self.unsolicited.append((code, mt, detail))
-                return None
-            r = Reply(code, pl, d.mtype, d.seq, True)
-        else:
+        r, unsolicited = messages.make_reply(d.mtype, d.flags, d.seq, d.payload)
+        if unsolicited is not None:
+            self.unsolicited.append(unsolicited)
+        if r is None:
             return None
         self.received += 1
         if r.tag in self.pending:
@@ -231,82 +207,147 @@ class HostClient:
         raise last
 
     # -- typed helpers ------------------------------------------------------------------------
-    @staticmethod
-    def write_payload(vol, blk, data):
-        if len(data) != wire.BLOCK_SIZE:
-            raise ValueError("a block is %d bytes, got %d" % (wire.BLOCK_SIZE, len(data)))
-        buf = bytearray(5 + wire.BLOCK_SIZE)
-        codec.pack_h_write(buf, 0, vol, blk, data)
-        return bytes(buf)
+    write_payload = staticmethod(messages.write_payload)
+    read_payload = staticmethod(messages.read_payload)
+    command_payload = staticmethod(messages.command_payload)
 
-    @staticmethod
-    def read_payload(vol, blk):
-        buf = bytearray(5)
-        codec.pack_h_read(buf, 0, vol, blk)
-        return bytes(buf)
-
-    @staticmethod
-    def command_payload(cmd, arg=0, arg2=0):
-        buf = bytearray(13)
-        codec.pack_h_command(buf, 0, cmd, arg, arg2)
-        return bytes(buf)
+    # the typed requests are those of host_tools/transport/messages.py, over this one port
+    def _one(self, retries=None):
+        return _OnePort(self, retries)
 
     def write(self, vol, blk, data, timeout=None):
         """Write one block; -> status (S_OK when the board completed it)."""
-        return self.request(wire.T_H_WRITE, self.write_payload(vol, blk, data), timeout).status
+        return messages.write(self._one(), self.path, vol, blk, data, timeout)
 
     def read(self, vol, blk, timeout=None, retries=None):
         """Read one block; -> (status, data); data is b"" unless status is S_OK."""
-        r = self.request(wire.T_H_READ, self.read_payload(vol, blk), timeout, retries, True)
-        if r.status == wire.S_OK and not r.error:
-            return r.status, r.body
-        return r.status, b""
+        return messages.read(self._one(retries), self.path, vol, blk, timeout)
 
     def status(self, timeout=None, retries=None):
         """-> dict of the board's STATUS (see decode_status); raises ClientError if refused."""
-        r = self.request(wire.T_H_STATUS, b"", timeout, retries, True)
-        if r.status != wire.S_OK or r.error:
-            raise ClientError("%s: STATUS refused: %s" % (self.path, status_name(r.status)))
-        return decode_status(r.body)
+        try:
+            return messages.status(self._one(retries), self.path, timeout)
+        except messages.Refused as e:
+            raise ClientError(str(e))
 
     def command(self, cmd, arg=0, arg2=0, timeout=None):
         """Host command (C_*); -> status."""
-        return self.request(wire.T_H_COMMAND, self.command_payload(cmd, arg, arg2), timeout).status
+        return messages.command(self._one(), self.path, cmd, arg, arg2, timeout)
 
     def command_reply(self, cmd, arg=0, arg2=0, timeout=None, idempotent=False):
         """Host command (C_*); -> Reply (status and the reply body after the status byte).
         Only read-only commands (e.g. C_DIRTY_LIST) may pass idempotent=True."""
-        return self.request(wire.T_H_COMMAND, self.command_payload(cmd, arg, arg2), timeout,
-                            None, idempotent)
+        return messages.command_reply(self._one(), self.path, cmd, arg, arg2, timeout, idempotent)
 
     def dirty_list(self, vol, vol_blocks, timeout=None):
         """Every block of volume `vol` (of `vol_blocks` blocks) marked in the board's change
         bitmap, asked page by page with C_DIRTY_LIST; -> sorted list of block numbers.
         Raises ClientError if refused or if the board makes no progress."""
-        out = set()
-        first = 0
-        while first < vol_blocks:
-            r = self.command_reply(wire.C_DIRTY_LIST, vol, first, timeout, idempotent=True)
-            if r.status != wire.S_OK or r.error:
-                raise ClientError("%s: DIRTY_LIST vol %d from block %d refused: %s"
-                                  % (self.path, vol, first, status_name(r.status)))
-            count, nxt, blocks = unpack_dirty_list(r.body)
-            out.update(blocks)
-            if nxt <= first:
-                raise ClientError("%s: DIRTY_LIST vol %d from block %d: next block %d"
-                                  % (self.path, vol, first, nxt))
-            first = nxt
-        return sorted(out)
+        try:
+            return messages.dirty_list(self._one(), self.path, vol, vol_blocks, timeout)
+        except messages.Refused as e:
+            raise ClientError(str(e))
 
 
-def unpack_dirty_list(body):
-    """C_DIRTY_LIST reply body (after the status byte) -> (count, next_block, [blocks])."""
-    head = struct.calcsize(wire.P_DIRTY_HEAD)
-    if len(body) < head:
-        raise ClientError("DIRTY_LIST reply body of %d bytes" % len(body))
-    count, nxt = struct.unpack_from(wire.P_DIRTY_HEAD, body, 0)
-    if len(body) != head + 4 * count:
-        raise ClientError("DIRTY_LIST reply: %d blocks announced, body of %d bytes"
-                          % (count, len(body)))
-    blocks = list(struct.unpack_from("<%dI" % count, body, head)) if count else []
-    return count, nxt, blocks
+class _OnePort(Transport):
+    """One HostClient seen as a Transport (for the typed requests of transport/messages.py)."""
+
+    def __init__(self, client, retries=None):
+        self.client = client
+        self.retries = retries
+
+    def request(self, board, mtype, payload=b"", timeout=None, idempotent=False):
+        return self.client.request(mtype, payload, timeout, self.retries, idempotent)
+
+    def boards(self):
+        return [self.client.path]
+
+    def now(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+# ---------------------------------------------------------------------------------------------
+def port_ident(path):
+    """Identity of a host port path: the symlink's inode and target (an emulated board
+    replaces its symlink at every boot), else None."""
+    try:
+        if os.path.islink(path):
+            return (os.lstat(path).st_ino, os.readlink(path))
+    except OSError:
+        pass
+    return None
+
+
+class SerialTransport(Transport):
+    """host_tools.transport.Transport over the host ports of a rig (real or emulated boards).
+
+    ports: {board name: host port path}. A port is opened at its first request and kept;
+    it is opened again after the board went away (its port closed, a request timed out, or
+    an emulated board's port symlink now names a new pseudo-terminal). A port that does not
+    open is BoardGone."""
+
+    def __init__(self, ports, timeout=1.0, retries=2, baud=1000000):
+        self.ports = dict(ports)
+        self.timeout = timeout
+        self.retries = retries
+        self.baud = baud
+        self._clients = {}            # name -> (HostClient, port identity when opened)
+
+    @classmethod
+    def from_rig(cls, rig, **kw):
+        """The transport of a rig dict (host_tools/rig/manager.py load())."""
+        return cls({b["name"]: b["host"] for b in rig["boards"]}, **kw)
+
+    def boards(self):
+        return sorted(self.ports)
+
+    def now(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def client(self, board):
+        """The open HostClient of `board` (opened now if need be); raises PortGone."""
+        if board not in self.ports:
+            raise PortGone("%s: no such board in the rig" % board)
+        path = self.ports[board]
+        ent = self._clients.get(board)
+        if ent is not None:
+            c, ident = ent
+            if not c.gone and port_ident(path) == ident:
+                return c
+            self._drop(board)
+        ident = port_ident(path)
+        try:
+            c = HostClient(path, self.baud, self.timeout, self.retries)
+        except Exception as e:
+            raise PortGone("%s: host port %s does not open: %s" % (board, path, e))
+        self._clients[board] = (c, ident)
+        return c
+
+    def _drop(self, board):
+        ent = self._clients.pop(board, None)
+        if ent is not None:
+            ent[0].close()
+
+    def request(self, board, mtype, payload=b"", timeout=None, idempotent=False):
+        c = self.client(board)
+        try:
+            return c.request(mtype, payload, timeout, None, idempotent)
+        except (Timeout, PortGone):
+            self._drop(board)
+            raise
+
+    def close(self):
+        for name in list(self._clients):
+            self._drop(name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

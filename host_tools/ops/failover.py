@@ -1,0 +1,138 @@
+"""Group failover: recover every secondary to the newest released cut (n, T) and open it to the host.
+
+1. Settle (bounded): poll every secondary's STATUS until the group is quiet: every board
+   answered (or is gone), no update in progress, the same statuses over `settle_polls`
+   polls (rounds already released finish).
+2. Target = the newest released checkpoint any secondary knows (the uip checkpoint if it
+   is newer than the applied one, else the applied one), newest by its time T.
+3. C_FAILOVER(n, T) to the secondary master first (after it, nobody releases more), then
+   to the others; S_BUSY_UIP / S_NOT_READY and silence are retried until `cmd_timeout`.
+   A board that answers S_BAD_STATE because it moved past the target makes us
+   recompute the target.
+4. Every board is then classed: recovered (FAILED_OVER at the target), no image (it
+   refused: a resync was running on a pair that had an image), no image yet (a first copy
+   onto a blank secondary that never had one), no common cut (it never received the
+   target), or silent (no answer).
+"""
+from firmware import wire
+
+from host_tools import transport
+from host_tools.ops import command as _command
+from host_tools.ops import status as _status
+from host_tools.transport import messages
+from host_tools.transport.messages import status_name
+
+
+def _key(s):
+    return (s["applied_n"], s["uip_n"], s["released_n"], s["ckpt_n"], s["flags"] & wire.ST_UIP,
+            s["copy_state"])
+
+
+def settle(t, boards, timeout=10.0, polls=3, poll_s=0.25, status_timeout=None):
+    """Poll until the group is quiet (see the module docstring) or `timeout`.
+    -> ({name: STATUS} of the boards that answered the last poll, set of boards gone)."""
+    end = t.now() + timeout
+    prev, same = None, 0
+    gone = set()
+    while True:
+        st, silent = {}, []
+        for n in boards:
+            if n in gone:
+                continue
+            try:
+                st[n] = messages.status(t, n, status_timeout)
+            except transport.BoardGone:
+                gone.add(n)
+            except (transport.TransportError, messages.Refused):
+                silent.append(n)
+        key = {n: _key(s) for n, s in st.items()}
+        busy = any(s["uip"] for s in st.values() if s["copy_state"] != wire.CS_FAILED_OVER)
+        same = same + 1 if key == prev else 0
+        prev = key
+        if (same >= polls - 1 and not busy and not silent) or t.now() >= end:
+            return st, gone
+        t.sleep(poll_s)
+
+
+def choose_target(statuses):
+    """The newest released cut (n, T) over the secondaries' STATUS (by T); (0, 0) if none."""
+    return max((_status.released_point(s) for s in statuses.values()), key=lambda p: p[1],
+               default=(0, 0))
+
+
+def recover(t, board, target, retry_s=20.0, pause_s=0.05):
+    """C_FAILOVER(n, T) to one secondary, retried while busy or silent. -> status or None."""
+    return _command.send(t, board, wire.C_FAILOVER, target[0], target[1], retry_s=retry_s,
+                         pause_s=pause_s).status
+
+
+def failover(t, boards, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_timeout=20.0,
+             status_timeout=None, pause_s=0.05, log=None):
+    """Fail the secondaries `boards` (names) over to the newest released cut. -> dict:
+    target_n, target_t; codes {name: status or None}; results {name: status name};
+    applied {name: applied n}; recovered, no_image, no_image_yet, silent, unreachable
+    (lists of names); no_common_cut (bool); ok (every board recovered or never had an
+    image)."""
+    say = log or (lambda m: None)
+    boards = list(boards)
+    st, gone = settle(t, boards, settle_timeout, settle_polls, poll_s, status_timeout)
+    if st:
+        say("secondaries settled: " + ", ".join(
+            "%s applied %d%s" % (n, s["applied_n"], " uip %d" % s["uip_n"] if s["uip_n"] else "")
+            for n, s in sorted(st.items())))
+    before = dict(st)
+    codes = {}
+    target = choose_target(st)
+    end = t.now() + cmd_timeout
+    for _round in range(10):
+        target = choose_target(st)
+        order = sorted(st, key=lambda n: (not st[n]["is_master"], n))
+        redo = False
+        for n in order:
+            if codes.get(n) == wire.S_OK:
+                continue
+            rc = recover(t, n, target, max(0.0, end - t.now()), pause_s)
+            codes[n] = rc
+            if rc == wire.S_BAD_STATE:
+                s = _status.get(t, n, status_timeout)
+                if s is not None:
+                    before[n] = s
+                    if _status.released_point(s)[1] > target[1]:
+                        redo = True
+                        break
+        if not redo:
+            break
+        fresh = _status.collect(t, list(st), status_timeout)
+        st = {n: s for n, s in fresh.items() if s is not None} or st
+    final = {n: _status.get(t, n, status_timeout) for n in boards if n not in gone}
+    out = {"target_n": target[0], "target_t": target[1], "codes": {}, "results": {},
+           "applied": {}, "recovered": [], "no_image": [], "no_image_yet": [], "silent": [],
+           "unreachable": [], "no_common_cut": False}
+    for n in boards:
+        rc = codes.get(n)
+        s = final.get(n) or before.get(n)
+        if n in codes:
+            out["codes"][n] = rc
+            out["results"][n] = status_name(rc)
+        if final.get(n) is not None:
+            out["applied"][n] = final[n]["applied_n"]
+        if n not in codes:
+            out["unreachable"].append(n)
+        elif rc is None:
+            out["silent"].append(n)
+        elif rc == wire.S_OK and (final.get(n) is None or (
+                final[n]["copy_state"] == wire.CS_FAILED_OVER
+                and (not target[0] or final[n]["applied_n"] == target[0]))):
+            out["recovered"].append(n)
+        elif s is not None and s["copy_state"] == wire.CS_PENDING and not _status.had_image(s):
+            out["no_image_yet"].append(n)
+        elif s is not None and s["copy_state"] == wire.CS_PENDING:
+            out["no_image"].append(n)
+        elif rc == wire.S_BAD_STATE and s is not None and _status.held_t(s) < target[1]:
+            out["no_common_cut"] = True
+            out["no_image"].append(n)
+        else:
+            out["no_image"].append(n)
+    out["ok"] = bool(boards) and not (out["no_image"] or out["silent"] or out["unreachable"]
+                                      or out["no_common_cut"])
+    return out
