@@ -1,4 +1,5 @@
-"""`arcopy bench`: the section registry and the codec section (rates stubbed to keep it fast)."""
+"""`arcopy perf`: the section registry and the codec section (rates stubbed to keep it fast);
+`arcopy bench` as its deprecated alias."""
 import json
 
 import pytest
@@ -7,9 +8,9 @@ from host_tools.perf import registry as perfreg
 from host_tools import cli
 
 
-def test_bench_codec_section(tmp_path, monkeypatch, capsys):
+def test_perf_codec_section(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(perfreg, "rate", lambda fn, quick, min_time=None: (fn(), 1.0)[1])
-    out = tmp_path / "bench.json"
+    out = tmp_path / "perf.json"
     assert cli.main(["perf", "codec", "--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     rates, payload_only, eff = doc["sections"]["codec"]["tables"]

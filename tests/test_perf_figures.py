@@ -110,9 +110,9 @@ def test_copy_latency(figures):
     # the volume block, plus a change-bitmap block on a block's first write (simplex marks)
     assert 1.0 < off["block writes in the write"] < 2.0
     assert on["block writes in the write"] >= 3.0            # journal data + header, then the volume
-    emu = [r for r in rows(sec) if r["setup"] == "emulated bench"]
+    emu = [r for r in rows(sec) if r["setup"] == "emulated rig"]
     if not _ptys_work():
-        assert len(emu) == 1 and any(n.startswith("emulated bench: not measured") for n in sec["notes"])
+        assert len(emu) == 1 and any(n.startswith("emulated rig: not measured") for n in sec["notes"])
         return
     assert [r["variant"] for r in emu] == ["no copy (copy never started)", "copy active (asynchronous)"], \
         sec["notes"]
@@ -127,10 +127,10 @@ def test_copy_latency(figures):
     for r in per:
         assert r["A writes"] > 0 and r["B writes"] > 0
         assert num(r["B/A p50"]) and r["B/A p50"] > 0 and num(r["B/A p99"]) and r["B/A p99"] > 0
-    assert any("on the emulated bench" in n and "goal" in n for n in sec["notes"])
+    assert any("on the emulated rig" in n and "goal" in n for n in sec["notes"])
 
 
-def test_rig_latency_reports_a_bench_that_does_not_come_up(monkeypatch):
+def test_rig_latency_reports_a_rig_that_does_not_come_up(monkeypatch):
     from host_tools.rig import manager as rigmgr
     from host_tools.perf import rig_latency
 
@@ -143,11 +143,11 @@ def test_rig_latency_reports_a_bench_that_does_not_come_up(monkeypatch):
 
 @pytest.mark.skipif(not _ptys_work(), reason="no pseudo-terminals")
 def test_rig_latency_tears_down_on_error(monkeypatch):
-    """An error after both benches are up still stops every process they started."""
-    from host_tools.ops import procedures as rigops
+    """An error after both rigs are up still stops every process they started."""
+    from host_tools.rig import session as rigops
     from host_tools.rig import manager as rigmgr
     from host_tools.perf import rig_latency
-    started = []            # (bench dir, pids) as they were when the bench came up
+    started = []            # (rig dir, pids) as they were when the rig came up
     up = rigmgr.up
 
     def recording_up(*a, **kw):
@@ -199,7 +199,7 @@ def test_report_record_and_render(tmp_path, perf_json, capsys):
     ck = report._read_csv(str(d / "checkpoints.csv"))
     done = [r for r in ck if r["reset_ms"] is not None]
     assert done and all(r["issued_ms"] <= r["all_held_ms"] <= r["released_ms"] <= r["reset_ms"] for r in done)
-    # render again with the bench figures in the RUN_DIR
+    # render again with the perf figures in the RUN_DIR
     shutil.copy(perf_json, d / "perf.json")
     assert cli.main(["report", str(d)]) == 0
     md = (d / "report.md").read_text()
@@ -242,3 +242,27 @@ def test_ops(figures):
     assert off["refused"] == on["refused"] == 0
     assert off["auto-suspends"] == 1 and off["largest delay ms"] == 0
     assert on["auto-suspends"] == 0 and on["largest delay ms"] > 0 and on["p99 ms"] > off["p99 ms"]
+
+
+def test_observer_replaces_nothing_and_detaches():
+    """The Observer listens through World.add_tracer and the on_send hooks: no firmware class
+    and no bus or link has anything replaced while it runs, and close() detaches it all."""
+    from firmware import node, primary, secondary
+    classes = (node.Node, primary.Primary, secondary.Secondary)
+    before = {c: dict(vars(c)) for c in classes}
+    w, _ = build_world(seed=2, pairs=2, duration_s=2.5, rate=8.0)
+    fakes = [w.bus_p, w.bus_s] + list(w.links)
+    obs = Observer(w)
+    seen = []
+    obs.every(100000, lambda now: seen.append(
+        all(dict(vars(c)) == before[c] for c in classes) and not any("send" in vars(x) for x in fakes)))
+    w.run()
+    obs.close()
+    assert seen and all(seen)
+    assert all(x.on_send is None for x in fakes)
+    assert obs.issued and obs.reset and obs.frames
+    assert all(set(h) <= {b.name for b in w.secondaries} for h in obs.held.values())
+    assert all(obs.labels[t] >= 1 for t in obs.issued)
+    counts = (len(obs.issued), len(obs.held), len(obs.reset), len(obs.frames))
+    w.run(w.now + 1000000)                   # detached: nothing more is recorded
+    assert (len(obs.issued), len(obs.held), len(obs.reset), len(obs.frames)) == counts

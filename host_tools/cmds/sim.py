@@ -7,7 +7,14 @@
 
 A single run prints a short report (or one JSON object with --json). A sweep runs
 seeds in parallel worker processes with a progress bar, prints a summary table,
-and for every failing seed the exact command that replays it.
+and for every failing seed its class and the exact command that replays it.
+
+Safety and liveness are reported apart, in a run and in a sweep's summary (and JSON):
+safety fails on a consistency violation or an acknowledged write older than the
+recovered cut lost; liveness fails on a pair without a recoverable image, a timeout,
+or no common cut. A pair still in its first copy at the disaster has "no image yet":
+counted apart, not a failure. A drill that raised is counted apart too ("exception").
+The exit status is 1 when any seed fails either (or raised).
 """
 import json
 import os
@@ -91,13 +98,79 @@ def _one(kw):
     except Exception as e:  # a crash in the harness or the firmware is a failing seed too
         import traceback
         return {"seed": kw["seed"], "consistent": False, "exception": repr(e),
-                "traceback": traceback.format_exc(), "faults": sorted(parse_faults(kw["faults"]))}
+                "traceback": traceback.format_exc(), "faults": sorted(parse_faults(kw["faults"])),
+                "ok": False, "verdict": "exception"}
+
+
+# ---- safety and liveness, apart ------------------------------------------------------------
+# safety failure: a consistency violation, or an acknowledged write older than the recovered
+# cut lost; liveness failure: a pair without a recoverable image, a timeout, no common cut.
+# A drill that crashed (an exception in the harness or the firmware) proves neither: its
+# verdict is "exception", counted apart and failing.
+
+def _safety_failed(r):
+    return r["verdict"] in ("safety", "safety+liveness")
+
+
+def _liveness_failed(r):
+    return r["verdict"] in ("liveness", "safety+liveness")
 
 
 def failed(r):
-    if not r.get("consistent") or r.get("exception") or r.get("errors") or r.get("op_failures"):
-        return True
-    return any(v != 0 for v in r.get("failover", {}).values())
+    """True if the drill failed safety or liveness (or crashed); "no image yet" alone is fine
+    (a drill's result carries "safety", "liveness", "ok" and "verdict": host_tools/check/verdict.py)."""
+    return not r["ok"]
+
+
+def why(r):
+    """A short reason for a failing result (one line, no ': ' in it)."""
+    if r["verdict"] == "exception":
+        return ("exception " + r.get("exception", "")).replace(": ", " - ")
+    parts = []
+    sf, lv = r["safety"], r["liveness"]
+    if sf["violations"]:
+        parts.append("%d violation(s)" % sf["violations"])
+    if sf["lost_before_cut"]:
+        parts.append("%d acknowledged write(s) lost before the cut" % sf["lost_before_cut"])
+    if lv["no_image"]:
+        parts.append("%d pair(s) without image" % lv["no_image"])
+    if lv["timeouts"]:
+        parts.append("%d timeout(s)" % lv["timeouts"])
+    if lv["no_common_cut"]:
+        parts.append("no common cut")
+    if r.get("errors"):
+        parts.append("%d harness error(s)" % len(r["errors"]))
+    if r.get("op_failures"):
+        parts.append(r["op_failures"][0])
+    return "; ".join(parts).replace(": ", " - ") or "failed"
+
+
+def summarize(results):
+    """The safety and liveness halves of a sweep's summary, and its failing seeds."""
+    rs = list(results)
+    live = [r for r in rs if r["verdict"] != "exception"]
+    safety_bad = [r for r in rs if _safety_failed(r)]
+    live_bad = [r for r in rs if _liveness_failed(r)]
+    return {
+        "safety": {
+            "failing_seeds": len(safety_bad),
+            "seeds": [r["seed"] for r in safety_bad],
+            "violations": sum(r["safety"]["violations"] for r in live),
+            "lost_before_cut": sum(r["safety"]["lost_before_cut"] for r in live),
+        },
+        "liveness": {
+            "failing_seeds": len(live_bad),
+            "seeds": [r["seed"] for r in live_bad],
+            "no_image": sum(r["liveness"]["no_image"] for r in live),
+            "no_image_yet": sum(r["liveness"]["no_image_yet"] for r in live),
+            "no_image_yet_seeds": sum(1 for r in live if r["liveness"]["no_image_yet"]),
+            "timeouts": sum(r["liveness"]["timeouts"] for r in live),
+            "no_common_cut": sum(1 for r in live if r["liveness"]["no_common_cut"]),
+        },
+        "exceptions": [r["seed"] for r in rs if r["verdict"] == "exception"],
+        "verdicts": {k: sum(1 for r in rs if r["verdict"] == k)
+                     for k in sorted({r["verdict"] for r in rs})},
+    }
 
 
 def run(a):
@@ -124,9 +197,18 @@ def run(a):
 def _print_run(r):
     if r.get("exception"):
         print(r["traceback"])
+        print("verdict             exception (neither safety nor liveness was checked)")
         return
+    sf, lv = r["safety"], r["liveness"]
     print("seed %d  pairs %d  mode %s  faults %s" % (r["seed"], r["pairs"], r["mode"], ",".join(r["faults"])))
     print("consistent          %s" % r["consistent"])
+    print("verdict             %s" % r["verdict"])
+    print("safety              %s: %d violation(s), %d acknowledged write(s) lost before the cut"
+          % ("FAILED" if _safety_failed(r) else "ok", sf["violations"], sf["lost_before_cut"]))
+    print("liveness            %s: %d pair(s) without image, %d timeout(s), %s; %d pair(s) with no "
+          "image yet (first copy, not a failure)"
+          % ("FAILED" if _liveness_failed(r) else "ok", lv["no_image"], lv["timeouts"],
+             "no common cut" if lv["no_common_cut"] else "a common cut", lv["no_image_yet"]))
     print("writes completed    %d   recovered %d   lost acknowledged %d" % (
         r["writes_completed"], r["writes_recovered"], r["lost_acked"]))
     print("rpo                 %.1f ms" % r["rpo_ms"])
@@ -232,21 +314,32 @@ def sweep(a):
             if bar is not None:
                 bar.update(1)
                 if failed(r):
-                    bar.set_postfix(failing=sum(failed(x) for x in results))
+                    bar.set_postfix(safety=sum(_safety_failed(x) for x in results),
+                                    liveness=sum(_liveness_failed(x) for x in results),
+                                    exceptions=sum(x["verdict"] == "exception" for x in results))
     if bar is not None:
         bar.close()
-    wall = time.perf_counter() - t0
+    return report(a, results, seeds, jobs, time.perf_counter() - t0)
+
+
+def report(a, results, seeds, jobs, wall):
+    """Print a sweep's summary (or its JSON) and the failing seeds; -> exit status."""
     bad = [r for r in results if failed(r)]
     classes = {}
     for r in results:
         for c in r.get("faults", ()):
             classes[c] = classes.get(c, 0) + 1
     ok = [r for r in results if not r.get("exception")]
+    sl = summarize(results)
     summary = {
         "seeds": len(results),
         "failing": len(bad),
-        "violations": sum(r.get("violations_total", 0) for r in ok),
-        "lost_before_released_checkpoint": sum(len(r.get("lost_before_released_checkpoint", ())) for r in ok),
+        "safety": sl["safety"],
+        "liveness": sl["liveness"],
+        "exceptions": sl["exceptions"],
+        "verdicts": sl["verdicts"],
+        "violations": sl["safety"]["violations"],
+        "lost_before_released_checkpoint": sl["safety"]["lost_before_cut"],
         "fault_counts": classes,
         "writes_completed": sum(r.get("writes_completed", 0) for r in ok),
         "writes_recovered": sum(r.get("writes_recovered", 0) for r in ok),
@@ -255,6 +348,8 @@ def sweep(a):
         "sim_seconds": round(sum(r.get("sim_seconds", 0) for r in ok), 1),
         "wall_seconds": round(wall, 1),
         "failing_seeds": [r["seed"] for r in bad],
+        "failures": [{"seed": r["seed"], "class": r["verdict"], "why": why(r),
+                      "replay": replay_command(a, r["seed"])} for r in bad],
     }
     if getattr(a, "ops", None):
         summary["op"] = a.ops
@@ -263,20 +358,26 @@ def sweep(a):
     if a.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
+        sf, lv = sl["safety"], sl["liveness"]
         print("seeds               %d (%d..%d), %d worker(s)" % (len(results), seeds[0], seeds[-1], jobs))
         print("fault classes       " + ", ".join("%s %d" % kv for kv in sorted(classes.items())))
         print("failing seeds       %d" % len(bad))
-        print("violations          %d" % summary["violations"])
-        print("lost before cut     %d" % summary["lost_before_released_checkpoint"])
+        print("safety              %d seed(s) failing: %d violation(s), %d acknowledged write(s) lost "
+              "before the recovered cut" % (sf["failing_seeds"], sf["violations"], sf["lost_before_cut"]))
+        print("liveness            %d seed(s) failing: %d pair(s) without a recoverable image, %d "
+              "timeout(s), %d seed(s) with no common cut"
+              % (lv["failing_seeds"], lv["no_image"], lv["timeouts"], lv["no_common_cut"]))
+        print("no image yet        %d pair(s) in %d seed(s) still in their first copy (not a failure)"
+              % (lv["no_image_yet"], lv["no_image_yet_seeds"]))
+        if sl["exceptions"]:
+            print("exceptions          %d seed(s) crashed (safety and liveness unchecked)"
+                  % len(sl["exceptions"]))
         print("writes              %d completed, %d recovered" % (summary["writes_completed"], summary["writes_recovered"]))
         print("rpo                 mean %.1f ms, max %.1f ms" % (summary["rpo_ms_mean"], summary["rpo_ms_max"]))
         if "op" in summary:
             print("operation           %s: %d failed expectation(s), %d copy records counted"
                   % (summary["op"], summary["op_failures"], summary["copy_done"]))
         print("time                %.1f simulated s in %.1f s wall" % (summary["sim_seconds"], wall))
-    for r in bad:
-        why = r.get("exception") or ("%d violation(s)" % r.get("violations_total", 0))
-        if r.get("op_failures"):
-            why += "; " + r["op_failures"][0]
-        print("FAIL seed %d (%s): %s" % (r["seed"], why, replay_command(a, r["seed"])), file=sys.stderr)
+    for f in summary["failures"]:
+        print("FAIL seed %d (%s; %s): %s" % (f["seed"], f["class"], f["why"], f["replay"]), file=sys.stderr)
     return 1 if bad else 0

@@ -33,8 +33,8 @@ def perf_codec(quick):
         frame = F.build_frame(name, fields, src=1, dst=2, seq=3)
         code = F.MESSAGES[name][0]
         args = _codec_args(F, name, fields)
-        pack = getattr(codec, "pack_" + name)
-        unpack = getattr(codec, "unpack_" + name)
+        pack = _codec_fn(codec, "pack_" + name)
+        unpack = _codec_fn(codec, "unpack_" + name)
         buf = bytearray(wire.MAX_FRAME)
         d = Deframer()
 
@@ -114,9 +114,19 @@ def _micropython_rates():
     except subprocess.TimeoutExpired:
         return []
     for line in proc.stdout.splitlines():
-        if line.startswith("BENCH "):
-            return [tuple(r) for r in json.loads(line[6:])]
+        if line.startswith("PERF "):
+            return [tuple(r) for r in json.loads(line[5:])]
     return []
+
+
+def _codec_fn(codec, name):
+    """A payload packer or unpacker of the firmware codec; the ones only a host calls (e.g. the
+    whole-batch WRITE_BATCH helpers) live in protocol/hostcodec.py, off the board's RAM."""
+    fn = getattr(codec, name, None)
+    if fn is None:
+        from protocol import hostcodec
+        fn = getattr(hostcodec, name)
+    return fn
 
 
 def _codec_args(F, name, fields):

@@ -1,6 +1,6 @@
-"""The figures that say how well and how fast: `arcopy bench` sections measured side by side.
+"""The figures that say how well and how fast: `arcopy perf` sections measured side by side.
 
-    arcopy bench async-sync goodput rpo ckpt-cost copy-latency heap [--quick] [--json FILE]
+    arcopy perf async-sync goodput rpo ckpt-cost copy-latency heap [--quick] [--json FILE]
 
 Every figure is measured in one run and reported as a ratio or a median next to its reference
 (never asserted in a timed test):
@@ -14,12 +14,13 @@ Every figure is measured in one run and reported as a ratio or a median next to 
   ckpt-cost     checkpoint round cost for 2 .. 32 pairs: bus frames per round and ms from
                 CHECKPOINT (primary master) to RESET_UIP (secondary master), growth per pair
   copy-latency  host write latency with copy active vs no copy, in the simulator and on the
-                emulated bench (two benches up at once, rounds alternating; host_tools/rig_latency.py)
+                emulated rig (two rigs up at once, rounds alternating; host_tools/perf/rig_latency.py)
   heap          firmware peak heap per board in real MicroPython (tests/mpy/t_boot.py)
 
-The simulator runs are observed, never steered: `Observer` wraps a few firmware methods and the
-buses' and links' send functions to timestamp what happens, and samples node statistics from
-scheduler events; none of it changes a decision of the core.
+The simulator runs are observed, never steered: `Observer` takes the firmware's trace events
+(``World.add_tracer``) and the buses' and links' ``on_send`` hooks to timestamp what happens, and
+samples node statistics from scheduler events; nothing is wrapped or replaced, and none of it
+changes a decision of the core.
 """
 import math
 import os
@@ -45,9 +46,10 @@ MTYPE_NAMES = {wire.T_COPY_ACTIVE: "COPY_ACTIVE", wire.T_CLOCK_SYNC: "CLOCK_SYNC
                wire.T_CHECKPOINT: "CHECKPOINT", wire.T_RELEASE: "RELEASE",
                wire.T_UPDATE_COMPLETE: "UPDATE_COMPLETE", wire.T_RESET_UIP: "RESET_UIP",
                wire.T_RESIGN: "RESIGN", wire.T_IDLE: "IDLE", wire.T_WRITE_BATCH: "WRITE_BATCH",
-               wire.T_ACK: "ACK", wire.T_NAK: "NAK", wire.T_PEER_HELLO: "PEER_HELLO"}
+               wire.T_ACK: "ACK", wire.T_NAK: "NAK", wire.T_PEER_HELLO: "PEER_HELLO", wire.T_HELD: "HELD",
+               wire.T_MARKER: "MARKER", wire.T_JOIN: "JOIN"}
 # frames that exist because of checkpoint rounds (the rest: beacons, heartbeats, clock reports)
-ROUND_TYPES = (wire.T_CHECKPOINT, wire.T_RELEASE, wire.T_UPDATE_COMPLETE, wire.T_RESET_UIP)
+ROUND_TYPES = (wire.T_CHECKPOINT, wire.T_HELD, wire.T_RELEASE, wire.T_UPDATE_COMPLETE, wire.T_RESET_UIP)
 _HDR_TYPE = 3                       # offset of the message type in the frame header
 
 
@@ -135,19 +137,19 @@ def build_world(seed=1, pairs=4, duration_s=10.0, start_s=1.5, rate=20.0, kind="
 class Observer:
     """Timestamps what a World does, without steering it.
 
-    - checkpoints: ``issued[T]`` (first accepted by a primary: the master issues it; its number
-      in ``labels[T]``),
-      ``held[T][node]`` (a secondary journaled the marker), ``released[T]`` (the secondary
-      master decided the release), ``reset[T]`` (the secondary master decided RESET_UIP);
+    - checkpoints, from the firmware's trace events (``world.add_tracer``): ``issued[T]`` (first
+      accepted by a primary, "ckpt_accepted": the master issues it; its number in ``labels[T]``),
+      ``held[T][board]`` (a secondary journaled the marker, "ckpt_held"), ``released[T]`` (the
+      secondary master decided the release, "release"), ``reset[T]`` (the secondary master
+      decided RESET_UIP, "reset");
     - frames: ``frames`` = [(virtual us, where, mtype, nbytes)] for every transmission on the
-      buses ("bus-p", "bus-s") and peer links ("peer<i>:a>b" primary to secondary, ":b>a");
+      buses ("bus-p", "bus-s") and peer links ("peer<i>:a>b" primary to secondary, ":b>a"),
+      from the buses' and links' ``on_send`` hooks;
     - samples: ``every(period_us, fn)`` calls fn(now) from scheduler events.
-    Virtual times are the simulator's (the host PC's) microseconds.
+    Virtual times are the simulator's (the host PC's) microseconds. ``close()`` detaches it all.
     """
 
     def __init__(self, world, frames=True):
-        from firmware import primary
-        from firmware import secondary
         self.world = world
         self.issued = {}
         self.labels = {}
@@ -155,69 +157,40 @@ class Observer:
         self.released = {}
         self.reset = {}
         self.frames = []
-        self._undo = []
-        obs = self
-        sched = world.sched
-
-        def patch(cls, name, make):
-            orig = getattr(cls, name)
-            setattr(cls, name, make(orig))
-            self._undo.append(lambda: setattr(cls, name, orig))
-
-        def accept(orig):
-            def wrapped(role, now, n, t):
-                ok = orig(role, now, n, t)
-                if ok and t not in obs.issued:
-                    obs.issued[t] = sched.now
-                    obs.labels[t] = role.ckpt_n
-                return ok
-            return wrapped
-
-        def take(orig):
-            def wrapped(role, mtype, flags, payload):
-                before = role.ckpt_t
-                ok = orig(role, mtype, flags, payload)
-                if mtype == wire.T_CHECKPOINT and role.ckpt_t != before:
-                    obs.held.setdefault(role.ckpt_t, {}).setdefault(role.node.me, sched.now)
-                return ok
-            return wrapped
-
-        def release(orig):
-            def wrapped(role, now, n, t):
-                if role.node.mac.is_master() and t not in obs.released:
-                    obs.released[t] = sched.now
-                return orig(role, now, n, t)
-            return wrapped
-
-        def reset(orig):
-            def wrapped(role, n):
-                if role.node.mac.is_master() and role.reset_t not in obs.reset:
-                    obs.reset[role.reset_t] = sched.now
-                return orig(role, n)
-            return wrapped
-
-        patch(primary.Primary, "accept_checkpoint", accept)
-        patch(secondary.Secondary, "_take", take)
-        patch(secondary.Secondary, "on_release", release)
-        patch(secondary.Secondary, "on_reset", reset)
+        self._undo = [world.add_tracer(self._trace)]
         if frames:
             for bus in (world.bus_p, world.bus_s):
                 self._tap(bus, bus.name)
             for link in world.links:
                 self._tap(link, (link.name + ":a>b", link.name + ":b>a"))
 
+    def _trace(self, board, now, event, n, t):
+        if event == "ckpt_accepted":
+            if t not in self.issued:
+                self.issued[t] = now
+                self.labels[t] = n
+        elif event == "ckpt_held":
+            self.held.setdefault(t, {}).setdefault(board, now)
+        elif event == "release":
+            self.released.setdefault(t, now)
+        elif event == "reset":
+            self.reset.setdefault(t, now)
+
     def _tap(self, obj, where):
-        """Record every send(x, data) of a bus or link (an instance attribute over the method)."""
-        orig = obj.send
+        """Record every send(x, data) of a bus or link through its on_send hook."""
+        if obj.on_send is not None:
+            raise RuntimeError("%s is already observed" % obj.name)
         frames = self.frames
         sched = self.world.sched
 
-        def send(x, data):
+        def on_send(x, data):
             w = where if isinstance(where, str) else where[x]
             frames.append((sched.now, w, data[_HDR_TYPE] if len(data) > _HDR_TYPE else -1, len(data)))
-            return orig(x, data)
-        obj.send = send
-        self._undo.append(lambda: obj.__dict__.pop("send", None))
+        obj.on_send = on_send
+
+        def detach():
+            obj.on_send = None
+        self._undo.append(detach)
 
     def every(self, period_us, fn, until_us=None):
         sched = self.world.sched
@@ -254,18 +227,39 @@ class Observer:
 
 
 class CountingDisk:
-    """A block device wrapper that counts block writes (the cost a board pays on its SD card)."""
+    """A block device wrapper that counts block writes (the cost a board pays on its SD card);
+    ``in_host_write`` counts those made while the firmware's ``Primary.host_write`` is on the
+    call stack (read from the stack, nothing wrapped), i.e. before the host gets its reply."""
 
     def __init__(self, inner):
         self.inner = inner
         self.writes = 0
+        self.in_host_write = 0
 
     def writeblocks(self, n, buf, *rest):
-        self.writes += len(buf) // wire.BLOCK_SIZE or 1
+        k = len(buf) // wire.BLOCK_SIZE or 1
+        self.writes += k
+        if _called_from(_host_write_code()):
+            self.in_host_write += k
         return self.inner.writeblocks(n, buf, *rest)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
+
+
+def _host_write_code():
+    from firmware import primary
+    return primary.Primary.host_write.__code__
+
+
+def _called_from(code):
+    """True if a frame running `code` is on the caller's stack."""
+    f = sys._getframe(2)
+    while f is not None:
+        if f.f_code is code:
+            return True
+        f = f.f_back
+    return False
 
 
 def counting_disks():
@@ -295,7 +289,7 @@ def latency_run(mode, rtt_ms, seed, quick, pairs=4, rate=20.0):
 
 @section("async-sync", "host write latency, asynchronous vs synchronous mode, at peer round trips "
                        "of 2, 20, 100 ms (simulator)")
-def bench_async_sync(quick):
+def perf_async_sync(quick):
     seeds = (1,) if quick else (1, 2, 3)
     rows = []
     failed_total = 0
@@ -370,7 +364,7 @@ def goodput_run(batch_max, seed, quick, pairs=2, ckpt_ms=200.0):
 
 @section("goodput", "peer-link goodput as a fraction of line rate, one record per frame vs batched, "
                     "saturating load (simulator)")
-def bench_goodput(quick):
+def perf_goodput(quick):
     seeds = (1,) if quick else (1, 2)
     rows = []
     res = {}
@@ -421,7 +415,7 @@ INTERVALS_MS = (50, 100, 200, 500, 1000, 2000)
 
 @section("rpo", "RPO at a random disaster vs checkpoint interval, median over seeds, as a ratio to "
                 "(interval + one record's transfer) (simulator)")
-def bench_rpo(quick):
+def perf_rpo(quick):
     from host_tools.sim.scenario import run_scenario
     seeds = tuple(range(1, 4)) if quick else tuple(range(1, 22))
     dur = 8.0 if quick else 16.0
@@ -491,7 +485,7 @@ def ckpt_run(pairs, seed, quick):
 
 @section("ckpt-cost", "checkpoint round cost for 2..32 pairs: bus frames per round, ms from "
                       "CHECKPOINT to RESET_UIP, growth per added pair (simulator)")
-def bench_ckpt_cost(quick):
+def perf_ckpt_cost(quick):
     seeds = (1,) if quick else (1, 2, 3)
     res = {}
     runs = [(p, s) for p in PAIRS for s in seeds]
@@ -531,7 +525,7 @@ def bench_ckpt_cost(quick):
         "notes": [
             "ckpt->reset: from the primary master issuing CHECKPOINT T to the secondary master deciding "
             "RESET_UIP for T (rounds that reset); checkpoints cut while a round runs are skipped by it",
-            "round frames: CHECKPOINT (primary bus broadcasts, secondary members' held reports), RELEASE, "
+            "round frames: CHECKPOINT (primary bus broadcasts), HELD (secondary members' held reports), RELEASE, "
             "UPDATE_COMPLETE, RESET_UIP on both buses; all bus frames adds beacons, heartbeats and clock "
             "reports; per round = frames / rounds over the window after the first reset",
             "the bus cycle is (members + 1) slots of %.1f ms with a 50 ms floor, so above ~5 pairs every "
@@ -554,33 +548,19 @@ def copy_run(copy, seed, quick, pairs=4, rate=40.0):
                       sum(b.stats().get("writes_completed", 0) for b in world.primaries)))
     # block writes counted while the workload runs (not the format and boot before it)
     world.sched.schedule(int(start_s * 1e6) - 1, mark)
-    path = [0, 0]                       # block writes inside host_write calls, calls
-    from firmware import primary
-    orig = primary.Primary.host_write
-
-    def host_write(role, now, tag, vol, blk, data):
-        d = role.store.bdev
-        before = getattr(d, "writes", 0)
-        try:
-            return orig(role, now, tag, vol, blk, data)
-        finally:
-            path[0] += getattr(d, "writes", 0) - before
-            path[1] += 1
-    primary.Primary.host_write = host_write
-    try:
-        world.run()
-    finally:
-        primary.Primary.host_write = orig
+    world.run()
     mark()
     blocks = marks[1][0] - marks[0][0]
     writes = marks[1][1] - marks[0][1]
+    in_write = sum(disks[b.name].in_host_write for b in world.primaries)
+    calls = sum(b.stats().get("host_writes", 0) for b in world.primaries)
     return (write_latencies_us(wl.log), blocks, writes, sum(1 for e in wl.log if e.ok is False),
-            path[0] / path[1] if path[1] else None)
+            in_write / calls if calls else None)
 
 
 @section("copy-latency", "host write latency with copy active vs no copy, in the simulator and on "
-                         "the emulated bench (real firmware processes on ptys)")
-def bench_copy_latency(quick):
+                         "the emulated rig (real firmware processes on ptys)")
+def perf_copy_latency(quick):
     from host_tools.perf import rig_latency
     seeds = (1,) if quick else (1, 2, 3)
     res = {}
@@ -611,9 +591,9 @@ def bench_copy_latency(quick):
     if emu["ok"]:
         eoff, eon = emu["off"], emu["on"]
         r50, r99 = ratio(eon["p50"], eoff["p50"]), ratio(eon["p99"], eoff["p99"])
-        rows.append(["emulated bench", "no copy (copy never started)", eoff["writes"], r3(eoff["p50"]),
+        rows.append(["emulated rig", "no copy (copy never started)", eoff["writes"], r3(eoff["p50"]),
                      r3(eoff["p99"]), 1.0, 1.0, "n/a", "n/a"])
-        rows.append(["emulated bench", "copy active (asynchronous)", eon["writes"], r3(eon["p50"]),
+        rows.append(["emulated rig", "copy active (asynchronous)", eon["writes"], r3(eon["p50"]),
                      r3(eon["p99"]), r3(r50), r3(r99), "n/a", "n/a"])
         per = []
         for rd in emu["rounds"]:
@@ -623,7 +603,7 @@ def bench_copy_latency(quick):
                         r3(ratio(b["p99"], a["p99"]))])
         pm = emu["params"]
         tables.append({
-            "title": "emulated bench rounds (A: copy never started, B: copy active; %d pairs each, "
+            "title": "emulated rig rounds (A: copy never started, B: copy active; %d pairs each, "
                      "%g writes/s for %g s per round and condition)" % (pm["pairs"], pm["rate"], pm["seconds"]),
             "columns": ["round", "order", "A writes", "B writes", "A p50 ms", "B p50 ms", "B/A p50",
                         "A p99 ms", "B p99 ms", "B/A p99"],
@@ -633,9 +613,9 @@ def bench_copy_latency(quick):
         pr99 = [x[9] for x in per if x[9] is not None]
         cs = emu["copy_status"]
         notes += [
-            "goal: p50 and p99 ratios <= 1.05: %s on the emulated bench (%s / %s)"
+            "goal: p50 and p99 ratios <= 1.05: %s on the emulated rig (%s / %s)"
             % ("met" if met else "NOT met", _fmt3(r50), _fmt3(r99)),
-            "emulated bench: two benches of %d pairs up at once (%d firmware processes + 2 hubs on ptys, "
+            "emulated rig: two rigs of %d pairs up at once (%d firmware processes + 2 hubs on ptys, "
             "buses and peer links at %d baud), copy never started on A, started on B; the same "
             "%s workload (%g writes/s, same seed per round) driven into A's and B's primaries in %d "
             "rounds of %g s each, order alternating; latency = completion - issue time in the "
@@ -644,7 +624,7 @@ def bench_copy_latency(quick):
             % (pm["pairs"], 4 * pm["pairs"], BAUD, pm["kind"], pm["rate"], pm["rounds"], pm["seconds"],
                _fmt3(statistics.median(pr50) if pr50 else None),
                _fmt3(statistics.median(pr99) if pr99 else None), emu["wall_s"]),
-            "emulated bench: each board is a CPython process writing an image file, so a block write "
+            "emulated rig: each board is a CPython process writing an image file, so a block write "
             "costs microseconds, not an SD card's milliseconds; a round has %d writes per condition, so "
             "its p99 is its slowest write or two and much noisier than the p50; over all rounds' "
             "writes pooled: no copy p50 %s p99 %s ms, copy p50 %s p99 %s ms (ratios %s / %s)"
@@ -652,18 +632,18 @@ def bench_copy_latency(quick):
                _fmt3(eon["pooled_p50"]), _fmt3(eon["pooled_p99"]),
                _fmt3(ratio(eon["pooled_p50"], eoff["pooled_p50"])),
                _fmt3(ratio(eon["pooled_p99"], eoff["pooled_p99"]))),
-            "emulated bench: refused / timed-out writes: no copy %d, copy %d; retried (busy / not "
+            "emulated rig: refused / timed-out writes: no copy %d, copy %d; retried (busy / not "
             "ready): no copy %d, copy %d; at the end B had %d of %d boards duplex, checkpoint %s "
             "applied on every secondary"
             % (eoff["failed"], eon["failed"], eoff["retries"], eon["retries"], cs["duplex"], cs["boards"],
                cs["applied"]),
-            "emulated bench: block writes per host write are not shown (a board does not report its "
+            "emulated rig: block writes per host write are not shown (a board does not report its "
             "block device counters over the host port); the simulator rows count them",
         ]
     else:
-        rows.append(["emulated bench", "copy active vs no copy", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a",
+        rows.append(["emulated rig", "copy active vs no copy", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a",
                      "n/a"])
-        notes.append("emulated bench: not measured: %s" % emu["why"])
+        notes.append("emulated rig: not measured: %s" % emu["why"])
     notes += [
         "the simulator charges no time for disk or CPU, so its ratio shows only protocol waits; on a "
         "board each block write is an SD card write: 'block writes in the write' are those made before "
@@ -676,7 +656,7 @@ def bench_copy_latency(quick):
     ]
     tables.insert(0, {
         "title": "host write latency, copy active vs no copy (simulator: 4 pairs, 40 writes/s; emulated "
-                 "bench: see below; random chains)",
+                 "rig: see below; random chains)",
         "columns": ["setup", "variant", "writes", "p50 ms", "p99 ms", "p50 / no copy", "p99 / no copy",
                     "block writes in the write", "all primary block writes / write"],
         "rows": rows})
@@ -730,7 +710,7 @@ def micropython_heap(timeout=300):
 
 @section("heap", "firmware peak heap per board in real MicroPython (two boards booted, copying, "
                  "a checkpoint round)")
-def bench_heap(quick):
+def perf_heap(quick):
     fig, why = micropython_heap()
     if fig is None:
         return {"tables": [{"title": "firmware heap in real MicroPython",

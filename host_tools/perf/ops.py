@@ -1,4 +1,4 @@
-"""`arcopy bench ops`: what the day-two operations cost, measured in the simulator.
+"""`arcopy perf ops`: what the day-two operations cost, measured in the simulator.
 
 - initial copy: a full copy of every block (START_COPY full) on 4 pairs at once: time until
   every pair is duplex, copy rate per pair against the peer link's line rate;
@@ -121,7 +121,7 @@ def pacing(on, quick, seed=3):
 
 @section("ops", "day-two operations in the simulator: initial full copy rate, resync after "
          "suspend (blocks moved vs changed), pacing on a slow peer link")
-def bench_ops(quick):
+def perf_ops(quick):
     ic = initial_copy(quick)
     rs = [resync(n, quick) for n in ((8, 32) if quick else (8, 32, 96))]
     pc = [pacing(False, quick), pacing(True, quick)]

@@ -351,7 +351,7 @@ def _markdown(run_dir, doc, ck):
     L.append("")
     L.append("The simulator charges no time for disk writes or CPU, so copy on and copy off coincide "
              "(the host port's round trip); synchronous mode adds the peer round trip and the record's "
-             "wire time. The same runs on boards add the journal's SD writes (see `arcopy bench "
+             "wire time. The same runs on boards add the journal's SD writes (see `arcopy perf "
              "copy-latency`).")
     L.append("")
     perf = os.path.join(run_dir, FILES["perf"])

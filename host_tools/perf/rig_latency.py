@@ -1,16 +1,16 @@
-"""Host write latency on the emulated bench, copy active vs no copy, side by side in one run.
+"""Host write latency on the emulated rig, copy active vs no copy, side by side in one run.
 
-Two small benches run at the same time in a temporary directory, each one of real firmware
-processes on pseudo-terminals (host_tools/rigmgr.py): on bench A copy is never started (the
-boards do not autostart it), on bench B it is started with ``rigops.start_copy``. The same timed
-workload (same kind, rate and seed in a round) is then driven into the primaries of one bench and
+Two small rigs run at the same time in a temporary directory, each one of real firmware
+processes on pseudo-terminals (host_tools/rig/manager.py): on rig A copy is never started (the
+boards do not autostart it), on rig B it is started with ``rigops.start_copy``. The same timed
+workload (same kind, rate and seed in a round) is then driven into the primaries of one rig and
 then the other, in several short rounds whose order alternates (A B, B A, A B, ...), so that both
-conditions see the same machine: both benches are up the whole time, and drifts in the
+conditions see the same machine: both rigs are up the whole time, and drifts in the
 background load fall on both alike. The latency of a write is its completion minus its issue time
 in the workload log; each round gives a p50 and a p99 per condition, and the figures are the
 medians over the rounds.
 
-``measure`` never raises: a bench that cannot be brought up (no pseudo-terminals, a board that
+``measure`` never raises: a rig that cannot be brought up (no pseudo-terminals, a board that
 dies at start-up, ...) comes back as ``{"ok": False, "why": ...}``, and every process it started
 is stopped again.
 """
@@ -40,12 +40,12 @@ def _pct(xs, p):
     return pct(xs, p)
 
 
-def _run_round(bench, seconds, seed, rate=RATE, kind=KIND):
-    """One timed workload on the primaries of `bench`; -> per-round figures (ms)."""
-    from host_tools.ops import procedures as rigops
+def _run_round(rig, seconds, seed, rate=RATE, kind=KIND):
+    """One timed workload on the primaries of `rig`; -> per-round figures (ms)."""
+    from host_tools.rig import session as rigops
     from host_tools.perf.figures import write_latencies_us
-    wl = rigops.make_workload(bench, kind, rate, seconds, seed, CONCURRENCY)
-    drv = rigops.SerialDriver(bench, wl)
+    wl = rigops.make_workload(rig, kind, rate, seconds, seed, CONCURRENCY)
+    drv = rigops.SerialDriver(rig, wl)
     log = drv.run()
     lat = write_latencies_us(log)
     return {"_lat": lat, "writes": len(lat), "failed": sum(1 for e in log if e.ok is False),
@@ -59,17 +59,17 @@ def _config(b):
         return json.load(f)
 
 
-def _down(bench, d):
-    """Stop every process of the bench in `d` (the dict if we have it, else the bench file)."""
+def _down(rig, d):
+    """Stop every process of the rig in `d` (the dict if we have it, else the rig file)."""
     from host_tools.rig import manager as rigmgr
-    if bench is None and d and os.path.exists(rigmgr.rig_file(d)):
+    if rig is None and d and os.path.exists(rigmgr.rig_file(d)):
         try:
-            bench = rigmgr.load(d)
+            rig = rigmgr.load(d)
         except Exception:
-            bench = None
-    if bench is not None:
+            rig = None
+    if rig is not None:
         try:
-            rigmgr.down(bench)
+            rigmgr.down(rig)
         except Exception:
             pass
 
@@ -80,33 +80,33 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
     of the rounds' p50 / p99, sums of the counts, percentiles of all the rounds' writes together),
     "wall_s", "params": {...}, "copy_status": {...}} or {"ok": False, "why": str}."""
     from host_tools.rig import manager as rigmgr
-    from host_tools.ops import procedures as rigops
+    from host_tools.rig import session as rigops
     rounds, seconds, warm = plan_ or plan(quick)
     root = None
-    benches = {}
+    rigs = {}
     dirs = {}
     t_start = time.monotonic()
     try:
         root = tempfile.mkdtemp(prefix="arcopy-copylat-")
         for v in VARIANTS:
             dirs[v] = os.path.join(root, v)
-            benches[v] = rigmgr.up(dirs[v], pairs=pairs, force=True)
-            if any(_config(b).get("autostart") for b in benches[v]["boards"]):
-                return {"ok": False, "why": "the boards of the bench autostart copy"}
-        rigops.start_copy(benches["on"])
-        st = rigops.collect_status(benches["off"])
+            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True)
+            if any(_config(b).get("autostart") for b in rigs[v]["boards"]):
+                return {"ok": False, "why": "the boards of the rig autostart copy"}
+        rigops.start_copy(rigs["on"])
+        st = rigops.collect_status(rigs["off"])
         if any(s is None or s["copy_state"] != wire.CS_SIMPLEX for s in st.values()):
-            return {"ok": False, "why": "the no-copy bench is not in SIMPLEX after bring-up"}
+            return {"ok": False, "why": "the no-copy rig is not in SIMPLEX after bring-up"}
         for v in VARIANTS:                          # open the ports once; first writes pay for it
-            _run_round(benches[v], warm, 1000, rate, kind)
+            _run_round(rigs[v], warm, 1000, rate, kind)
         per = []
         for i in range(rounds):
             order = VARIANTS if i % 2 == 0 else VARIANTS[::-1]
             rec = {"round": i + 1, "order": " ".join("A" if v == "off" else "B" for v in order)}
             for v in order:
-                rec[v] = _run_round(benches[v], seconds, i + 1, rate, kind)
+                rec[v] = _run_round(rigs[v], seconds, i + 1, rate, kind)
             per.append(rec)
-        copy_status = rigops.collect_status(benches["on"])
+        copy_status = rigops.collect_status(rigs["on"])
         out = {"ok": True, "rounds": per, "wall_s": time.monotonic() - t_start,
                "params": {"pairs": pairs, "rate": rate, "kind": kind, "rounds": rounds,
                           "seconds": seconds, "warm_s": warm}}
@@ -133,6 +133,6 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
     finally:
         for v in VARIANTS:
             if v in dirs:
-                _down(benches.get(v), dirs[v])
+                _down(rigs.get(v), dirs[v])
         if root:
             shutil.rmtree(root, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""`arcopy bench sim`: how fast the deterministic simulator runs the real firmware core.
+"""`arcopy perf sim`: how fast the deterministic simulator runs the real firmware core.
 
 Simulated seconds per wall second for 4 + 4 boards, with the peer links at about
 their line rate (115200 baud carries ~21.6 blocks/s per link) and above it.
@@ -19,7 +19,7 @@ def _speed(seconds, rate, seed=1):
 
 
 @section("sim", "simulator speed: simulated seconds per wall second, 4 + 4 boards")
-def bench_sim(quick):
+def perf_sim(quick):
     seconds = 8.0 if quick else 30.0
     rows = []
     for label, rate in (("light (20 writes/s)", 20.0), ("line rate (86 writes/s)", 86.0),

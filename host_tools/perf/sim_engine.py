@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the simulator engine (no firmware): prints figures, asserts nothing.
+"""Perf figures of the simulator engine alone (no firmware): prints figures, asserts nothing.
 
     python -m host_tools.perf.sim_engine [--events N]
 
@@ -21,7 +21,7 @@ from host_tools.sim.link import Channel, SerialLink
 from host_tools.sim.bus import Bus
 
 
-def bench_scheduler_bare(n_events):
+def perf_scheduler_bare(n_events):
     s = Scheduler()
 
     def ev(k):
@@ -34,7 +34,7 @@ def bench_scheduler_bare(n_events):
     return done / (time.perf_counter() - t0)
 
 
-def bench_scheduler(n_events):
+def perf_scheduler(n_events):
     s = Scheduler()
     r = random.Random(1)
 
@@ -53,7 +53,7 @@ def bench_scheduler(n_events):
     return done / dt
 
 
-def bench_link(nbytes):
+def perf_link(nbytes):
     s = Scheduler()
     ch = Channel(s, 115200, random.Random(2), latency_us=1000, jitter_us=500, chunk_max=256)
     got = [0]
@@ -73,7 +73,7 @@ def bench_link(nbytes):
     return got[0] / dt
 
 
-def bench_bus(nframes):
+def perf_bus(nframes):
     s = Scheduler()
     bus = Bus(s, 115200, random.Random(3))
     for sid in range(4):
@@ -86,7 +86,7 @@ def bench_bus(nframes):
     return nframes / dt
 
 
-def bench_eight_boards(sim_seconds, tick_us=10000):
+def perf_eight_boards(sim_seconds, tick_us=10000):
     s = Scheduler()
     r = random.Random(4)
     buses = [Bus(s, 115200, random.Random(5 + i)) for i in range(2)]
@@ -132,11 +132,11 @@ def main(argv=None):
     ap.add_argument("--events", type=int, default=500000)
     a = ap.parse_args(argv)
     print("scheduler: %.0f events/s bare, %.0f events/s with random delays and cancels"
-          % (bench_scheduler_bare(a.events), bench_scheduler(a.events)))
-    print("link:      %.0f bytes/s delivered (chunks <= 256)" % bench_link(4000000))
-    print("bus:       %.0f frames/s (3 receivers each)" % bench_bus(50000))
+          % (perf_scheduler_bare(a.events), perf_scheduler(a.events)))
+    print("link:      %.0f bytes/s delivered (chunks <= 256)" % perf_link(4000000))
+    print("bus:       %.0f frames/s (3 receivers each)" % perf_bus(50000))
     for tick_us in (10000, 2000):
-        sps, eps = bench_eight_boards(60, tick_us)
+        sps, eps = perf_eight_boards(60, tick_us)
         print("8 boards, engine only, a tick every %d us per board: %.0f simulated s per wall s "
               "(%.0f events/s)" % (tick_us, sps, eps))
     return 0

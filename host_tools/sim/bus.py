@@ -15,6 +15,8 @@
 - ``set_up(station, False)``: the board died; its bytes not yet on the air are
   dropped and it hears nothing until ``set_up(station, True)``; a station that
   comes up in the middle of a transmission does not receive that transmission.
+- ``on_send``: None, or an observer called as ``on_send(station, data)`` on every
+  ``send`` before anything else happens (it must not change the bus).
 """
 import math
 
@@ -61,6 +63,7 @@ class Bus:
         self.burst_rate = burst_rate
         self.chunk_max = chunk_max
         self.name = name
+        self.on_send = None           # observer: on_send(sid, data) on every send()
         self._st = {}                 # sid -> _Station, in attach order
         self._order = []              # stations in attach order (delivery order)
         self._live = []               # transmissions that may still be overlapped
@@ -128,6 +131,8 @@ class Bus:
     # -- transmitting --------------------------------------------------------------
     def send(self, sid, data):
         """Transmit data from station sid; returns when its last byte leaves."""
+        if self.on_send is not None:
+            self.on_send(sid, data)
         st = self._st[sid]
         now = self.sched.now
         n = len(data)

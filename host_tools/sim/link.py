@@ -21,6 +21,8 @@ Each direction is a ``Channel``:
   ``rx_up``: False while the receiving board is down (arriving bytes are lost).
 
 Transmissions are delivered through ``deliver(bytes)``, set by the receiver.
+``SerialLink.on_send``: None, or an observer called as ``on_send(side, data)`` on every
+``send`` before anything else happens (it must not change the link).
 """
 from collections import deque
 import math
@@ -275,6 +277,7 @@ class SerialLink:
 
     attach(side, deliver): bytes arriving at `side` go to deliver(bytes).
     send(side, data): transmit from `side`; returns when the last byte leaves.
+    on_send: None, or an observer called as on_send(side, data) on every send.
     cut(side=None): the board at `side` died (None: both ends / the line is cut).
     restore(side=None): the board at `side` is back (or the line is repaired).
     """
@@ -287,6 +290,7 @@ class SerialLink:
                   range_loss=range_loss, ber=ber, outages=outages, chunk_max=chunk_max)
         self.name = name
         self.baud = baud
+        self.on_send = None          # observer: on_send(side, data) on every send()
         self.ab = Channel(sched, baud, r_ab, name=name + ":a>b", **kw)
         self.ba = Channel(sched, baud, r_ba, name=name + ":b>a", **kw)
 
@@ -300,6 +304,8 @@ class SerialLink:
         self._rx(side).deliver = deliver
 
     def send(self, side, data):
+        if self.on_send is not None:
+            self.on_send(side, data)
         return self._tx(side).send(data)
 
     def cut(self, side=None):
