@@ -36,7 +36,7 @@
 # The table is a dict keyed by a small int (role << 7 | state << 4 | event), so a
 # lookup allocates nothing and the whole machine costs one dict. (Event names for
 # messages and tests are the host's: tests/test_pair_states.py lists them.)
-from firmware.wire import (const, CS_SIMPLEX, CS_PENDING, CS_DUPLEX,
+from firmware.wire import (const, C_START_COPY, C_RESUME, C_SUSPEND, C_STOP_COPY, CS_SIMPLEX, CS_PENDING, CS_DUPLEX,
                            CS_SUSPENDED, CS_RESIGNED, CS_FAILED_OVER, S_BAD_STATE)
 
 # ---- events ---------------------------------------------------------------------
@@ -140,6 +140,20 @@ TABLE = {
     _S | _FAILED_OVER | BECOME_PRIMARY: CS_SIMPLEX,
     _S | _FAILED_OVER | BECOME_SECONDARY: SAME,
 }
+
+
+def command_event(cmd, arg):
+    """The event an operator's pair command makes (START_COPY with arg 2 is NOCOPY), or 0
+    when `cmd` is not a pair command."""
+    if cmd == C_START_COPY:
+        return START_NOCOPY if arg == 2 else START_COPY
+    if cmd == C_RESUME:
+        return RESUME
+    if cmd == C_SUSPEND:
+        return SUSPEND
+    if cmd == C_STOP_COPY:
+        return STOP_COPY
+    return 0
 
 
 def next_state(role, state, event):

@@ -22,8 +22,7 @@
 #   DUPLEX     writes are journaled and shipped as the ordered stream
 #   SUSPENDED  operator or a full journal stopped the stream: the journal's records
 #              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
-from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, C_RESUME,
-                           C_START_COPY, C_STOP_COPY, C_SUSPEND, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
+from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
                            MODE_SYNC, OVERHEAD, PORT_BUS, PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY,
                            R_JOURNAL_FULL, R_OPERATOR, ST_COPY_ACTIVE, S_BAD_COMMAND, S_BAD_STATE,
                            S_JOURNAL_FULL, S_NOT_READY, S_OK, T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
@@ -331,15 +330,8 @@ class Primary:
         return self.pace_us
 
     def command(self, now, cmd, arg, arg2):
-        if cmd == C_START_COPY:
-            event = ev.START_NOCOPY if arg == 2 else ev.START_COPY
-        elif cmd == C_RESUME:
-            event = ev.RESUME
-        elif cmd == C_SUSPEND:
-            event = ev.SUSPEND
-        elif cmd == C_STOP_COPY:
-            event = ev.STOP_COPY
-        else:
+        event = ev.command_event(cmd, arg)
+        if not event:
             return S_BAD_COMMAND
         new = next_state(ROLE_PRIMARY, self.store.sb.copy_state, event)
         if new == ev.BAD_STATE:

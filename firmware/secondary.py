@@ -25,8 +25,8 @@
 # A SUSPENDED pair (operator) is out of the group too; its volume stays at its
 # last applied checkpoint.
 from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OVER, CS_PENDING,
-                           CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_RESUME, C_SET_POLICY,
-                           C_START_COPY, C_STOP_COPY, C_SUSPEND, F_COPY, F_UIP, HDR_SIZE,
+                           CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_SET_POLICY,
+                           F_COPY, F_UIP, HDR_SIZE,
                            MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_LOST,
                            ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
@@ -186,15 +186,8 @@ class Secondary:
             self.policy = arg
             self.store.commit(policy=arg)
             return S_OK
-        if cmd == C_START_COPY:
-            event = ev.START_COPY
-        elif cmd == C_SUSPEND:
-            event = ev.SUSPEND
-        elif cmd == C_RESUME:
-            event = ev.RESUME
-        elif cmd == C_STOP_COPY:
-            event = ev.STOP_COPY
-        else:
+        event = ev.command_event(cmd, arg)
+        if not event:
             return S_BAD_COMMAND
         # pair operations are the primary's (the secondary follows): the table has
         # none of them for a secondary, so this answers BAD_STATE
