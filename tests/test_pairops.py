@@ -19,7 +19,8 @@ from host_tools.check import payload as P
 from host_tools.cli import main as arcopy
 from host_tools.transport import Reply, Transport
 from host_tools.transport import messages
-from host_tools.transport.serial_client import ClientError, HostClient, decode_status, unpack_dirty_list
+from host_tools.transport.messages import decode_status
+from host_tools.transport.serial_client import ClientError, HostClient, unpack_dirty_list
 from host_tools.check.workload import Workload, WorkloadLog
 from firmware import codec
 from firmware import wire

@@ -145,6 +145,7 @@ def test_rig_latency_reports_a_rig_that_does_not_come_up(monkeypatch):
 def test_rig_latency_tears_down_on_error(monkeypatch):
     """An error after both rigs are up still stops every process they started."""
     from host_tools.rig import session as rigops
+    from host_tools.transport.serial_client import ClientError
     from host_tools.rig import manager as rigmgr
     from host_tools.perf import rig_latency
     started = []            # (rig dir, pids) as they were when the rig came up
@@ -156,7 +157,7 @@ def test_rig_latency_tears_down_on_error(monkeypatch):
         return b
 
     def broken(*a, **kw):
-        raise rigops.ClientError("copy did not become active")
+        raise ClientError("copy did not become active")
     monkeypatch.setattr(rigmgr, "up", recording_up)
     monkeypatch.setattr(rigops, "start_copy", broken)
     res = rig_latency.measure(True, pairs=1)

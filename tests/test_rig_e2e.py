@@ -16,7 +16,8 @@ import pytest
 from host_tools.cli import main as arcopy
 from host_tools.rig import manager as rigmgr
 from host_tools.rig import session as rigops
-from host_tools.transport.serial_client import HostClient, Timeout, status_name
+from host_tools.transport.messages import status_name
+from host_tools.transport.serial_client import HostClient, Timeout
 from host_tools.rig.board import FileBlockDevice
 from firmware import codec
 from protocol import hostcodec

@@ -15,8 +15,11 @@ from test_rig_e2e import cli, cli_proc, disaster_failover_verify, drain, rig, st
     wait_until  # noqa: F401  (rig is a fixture)
 
 from host_tools.rig import session as rigops
+from host_tools.rig import records
+from host_tools.rig.workload import mono_us
 from host_tools.rig import manager as rigmgr
-from host_tools.transport.serial_client import HostClient, status_name
+from host_tools.transport.messages import status_name
+from host_tools.transport.serial_client import HostClient
 from host_tools.check.workload import WorkloadLog
 from firmware import wire
 
@@ -81,7 +84,7 @@ def test_initial_copy_of_volumes_with_data_then_drill(rig, capsys):
     d = bench["dir"]
     w0 = workload(d, "--kind", "random", "--rate", 60, "--duration", 0.8, "--seed", 5)
     assert w0["failed"] == 0 and w0["completed_ok"] > 30
-    log0 = rigops.load_log(bench)
+    log0 = records.load_log(bench)
     before = {i: changed_blocks(log0, i) for i in range(2)}
     for i in range(2):
         st = status(bench, "p%d" % i)
@@ -98,7 +101,7 @@ def test_initial_copy_of_volumes_with_data_then_drill(rig, capsys):
     # a drill on top of it
     w1 = workload(d, "--kind", "ims", "--rate", 40, "--duration", 1.5)
     assert w1["failed"] == 0
-    log1 = rigops.load_log(bench)
+    log1 = records.load_log(bench)
     drain(bench)
     rep = disaster_failover_verify(bench)
     assert rep.consistent, rep.summary()
@@ -150,7 +153,7 @@ def test_suspend_resume_copies_exactly_the_changed_blocks(rig, capsys, which):
     sy_applied = status(bench, sy)["applied_t"]
     summ = workload(d, "--kind", "random", "--rate", 40, "--duration", 2, "--seed", 3)
     assert summ["failed"] == 0 and summ["in_flight"] == 0
-    changed = changed_blocks(rigops.load_log(bench), x)
+    changed = changed_blocks(records.load_log(bench), x)
     assert len(changed) > 10
     st = status(bench, px)
     assert st["copy_state"] == wire.CS_SUSPENDED and st["journal_depth"] == 0
@@ -189,12 +192,12 @@ def test_failback_copies_back_the_changes_and_a_reverse_drill_is_consistent(rig,
     cli("failover", "--dir", d)
     rep, _ = rigops.verify(bench)
     assert rep.consistent, rep.summary()
-    log1 = rigops.load_log(bench)
+    log1 = records.load_log(bench)
     # the host works on at the secondary site
     summ = workload(d, "--to", "secondaries", "--kind", "random", "--rate", 40, "--duration", 1.2,
                     "--seed", 9)
     assert summ["failed"] == 0 and summ["completed_ok"] > 20
-    log2 = rigops.load_log(bench)
+    log2 = records.load_log(bench)
     cli("rig", "restart", "--dir", d, "p0", "p1")
     out = run_cli(capsys, "failback", "--dir", d, "--json")
     res = json.loads(out)
@@ -218,7 +221,7 @@ def test_failback_copies_back_the_changes_and_a_reverse_drill_is_consistent(rig,
     summ = workload(d, "--kind", "ims", "--rate", 40, "--duration", 1.5, "--seed", 4)
     assert summ["failed"] == 0
     rep = disaster_failover_verify(bench)
-    assert sorted(rigops.load_disaster(bench)["killed"]) == ["s0", "s1"]
+    assert sorted(records.load_disaster(bench)["killed"]) == ["s0", "s1"]
     assert rep.consistent, rep.summary()
     assert rep.writes_recovered > 0
 
@@ -305,18 +308,18 @@ def test_pacing_then_auto_suspend_without_refusing_writes(rig, capsys):
     seen = []
     with HostClient(rigmgr.board(bench, "p0")["host"], timeout=3.0) as c:
         for k in range(1, 121):
-            t0 = rigops.mono_us()
+            t0 = mono_us()
             e = log.issue(k, 0, 0, (k * 5) % 64, t0)
             rc = c.write(0, e.block, log.payload(k))
-            t1 = rigops.mono_us()
+            t1 = mono_us()
             assert rc == wire.S_OK, "write %d refused: %s" % (k, status_name(rc))
             log.complete(k, t1)
             st = c.status()
             seen.append((st["journal_depth"], st["pace_us"], t1 - t0, st["copy_state"]))
             if st["copy_state"] == wire.CS_SUSPENDED and k > 60:
                 break
-    log.close(rigops.mono_us())
-    rigops.save_log(bench, log)
+    log.close(mono_us())
+    records.save_log(bench, log)
     paced = [x for x in seen if x[1]]
     assert paced, seen
     for depth, us, lat, _ in paced:

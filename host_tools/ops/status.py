@@ -3,7 +3,7 @@ from firmware import wire
 
 from host_tools import transport
 from host_tools.transport import messages
-from host_tools.transport.messages import REASON_NAMES, status_name  # noqa: F401
+from host_tools.transport.messages import REASON_NAMES
 
 
 def get(t, board, timeout=None, attempts=1, pause_s=0.25):

@@ -42,10 +42,10 @@ def _pct(xs, p):
 
 def _run_round(rig, seconds, seed, rate=RATE, kind=KIND):
     """One timed workload on the primaries of `rig`; -> per-round figures (ms)."""
-    from host_tools.rig import session as rigops
+    from host_tools.rig import workload as rigload
     from host_tools.perf.figures import write_latencies_us
-    wl = rigops.make_workload(rig, kind, rate, seconds, seed, CONCURRENCY)
-    drv = rigops.SerialDriver(rig, wl)
+    wl = rigload.make_workload(rig, kind, rate, seconds, seed, CONCURRENCY)
+    drv = rigload.SerialDriver(rig, wl)
     log = drv.run()
     lat = write_latencies_us(log)
     return {"_lat": lat, "writes": len(lat), "failed": sum(1 for e in log if e.ok is False),

@@ -5,13 +5,12 @@ ports; this module turns it into what ops/ takes (a Transport, {pair: (primary, 
 the geometry) and keeps the rig's records (workload log, history, disaster) in step.
 """
 from host_tools import ops
-from host_tools.ops.errors import OpError  # noqa: F401
+from host_tools.ops.errors import OpError
 from host_tools.rig import manager as rigmgr
 from host_tools.rig import records
-from host_tools.rig.records import (load_log, save_log, load_history, fold_history,  # noqa: F401
-                                    set_aside_history, load_disaster)
-from host_tools.rig.workload import SerialDriver, make_workload, mono_us, tqdm_progress  # noqa: F401
-from host_tools.transport.serial_client import ClientError, SerialTransport  # noqa: F401
+from host_tools.rig.records import load_log, load_history, set_aside_history, load_disaster
+from host_tools.rig.workload import mono_us
+from host_tools.transport.serial_client import SerialTransport
 
 
 def transport(rig, timeout=1.0, retries=2):

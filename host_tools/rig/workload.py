@@ -6,7 +6,8 @@ import time
 from firmware import wire
 
 from host_tools.rig import manager as rigmgr
-from host_tools.transport.serial_client import HostClient, PortGone, port_ident, status_name
+from host_tools.transport.messages import status_name
+from host_tools.transport.serial_client import HostClient, PortGone, port_ident
 from host_tools.check.workload import Workload
 
 RETRY_WRITE = (wire.S_NOT_READY, wire.S_JOURNAL_FULL, wire.S_BUSY_UIP)

@@ -38,10 +38,7 @@ from firmware.deframer import Deframer
 from host_tools import transport
 from host_tools.transport import Transport
 from host_tools.transport import messages
-from host_tools.transport.messages import (STATUS_FIELDS, STATUS_NAMES, COPY_STATE_NAMES,  # noqa: F401
-                                           ROLE_NAMES, MODE_NAMES, POLICY_NAMES, REASON_NAMES,
-                                           FLAG_NAMES, status_name, decode_status,
-                                           unpack_dirty_list as _unpack_dirty_list)
+from host_tools.transport.messages import unpack_dirty_list as _unpack_dirty_list
 
 
 class ClientError(transport.TransportError):
