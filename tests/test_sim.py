@@ -130,7 +130,7 @@ def test_cli_sweep_prints_a_replay_command_for_each_failing_seed():
         # the replay command reproduces the failure
         argv = cmd.split()[1:] + ["--json"]
         rc2, out2, _ = _cli(argv)
-        assert rc2 == 1 and json.loads(out2)["consistent"] is False
+        assert rc2 == 1 and json.loads(out2)["ok"] is False
 
 
 def test_cli_rejects_unknown_fault_class():
@@ -157,3 +157,13 @@ def test_killing_either_master_at_random_instants_in_100_seeds():
                 bad.append("seed %d: no cut released after the kill %s" % (r["seed"], last))
     assert not bad, "\n".join(bad)
     assert checked >= 30
+
+
+@pytest.mark.parametrize("argv", [["sim", "sweep", "--seeds", "0"], ["sim", "--rate", "-5"],
+                                  ["sim", "--pairs", "x"], ["sim", "--duration", "nan"]])
+def test_cli_rejects_bad_numbers_at_the_parser(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        arcopy(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert "arcopy sim: error: argument --" in err and argv[-1] in err

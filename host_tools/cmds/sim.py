@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from host_tools.cmds.argtypes import nonneg_int, positive_float, positive_int
 from host_tools.sim.rng import FAULT_CLASSES, parse_faults
 from host_tools.sim.drills import OPS
 
@@ -31,10 +32,10 @@ SUMMARY_KEYS = ("consistent", "violations", "writes_completed", "writes_recovere
 def add_arguments(p):
     p.add_argument("action", nargs="?", choices=("run", "sweep"), default="run",
                    help="run one seed (default) or sweep many")
-    p.add_argument("--pairs", type=int, default=4, help="subsystem pairs (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="the seed (run) or first seed (sweep)")
-    p.add_argument("--seeds", type=int, default=100, help="sweep: how many seeds")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--pairs", type=positive_int, default=4, help="subsystem pairs (default 4)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="the seed (run) or first seed (sweep)")
+    p.add_argument("--seeds", type=positive_int, default=100, help="sweep: how many seeds")
+    p.add_argument("--duration", type=positive_float, default=None,
                    help="simulated seconds of workload (default 6; with --ops: the window faults "
                         "are drawn in, default per operation)")
     p.add_argument("--ops", choices=OPS, default=None,
@@ -45,13 +46,13 @@ def add_arguments(p):
     p.add_argument("--policy", choices=("freeze", "continue"), default="freeze")
     p.add_argument("--kind", choices=("ims", "random", "hot", "seq"), default="ims",
                    help="workload (default ims: the patent's database pattern)")
-    p.add_argument("--rate", type=float, default=60.0, help="host writes per second")
-    p.add_argument("--concurrency", type=int, default=4, help="parallel transactions / chains")
-    p.add_argument("--ckpt-ms", type=float, default=200.0, help="checkpoint interval (ms)")
-    p.add_argument("--bus-baud", type=int, default=115200)
-    p.add_argument("--peer-baud", type=int, default=None,
+    p.add_argument("--rate", type=positive_float, default=60.0, help="host writes per second")
+    p.add_argument("--concurrency", type=positive_int, default=4, help="parallel transactions / chains")
+    p.add_argument("--ckpt-ms", type=positive_float, default=200.0, help="checkpoint interval (ms)")
+    p.add_argument("--bus-baud", type=positive_int, default=115200)
+    p.add_argument("--peer-baud", type=positive_int, default=None,
                    help="peer-link baud rate (default 115200; --ops pacing draws a slow one)")
-    p.add_argument("--jobs", type=int, default=0, help="sweep: worker processes (0 = CPU count)")
+    p.add_argument("--jobs", type=nonneg_int, default=0, help="sweep: worker processes (0 = CPU count)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--full", action="store_true", help="run: include per-board statistics in JSON")
 
