@@ -10,22 +10,24 @@ NODE_STAMP := node_modules/.installed
 TYPINGS_STAMP := typings/.installed
 RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: all demo test venv node typings prereq sweep clean
+.PHONY: all demo test venv node typings prereq sweep clean constraints
 
 all: test
 
 prereq:
-	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install Python >= 3.10" >&2; exit 1; }
-	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || { echo "error: Python >= 3.10 required" >&2; exit 1; }
+	@command -v $(PY) >/dev/null 2>&1 || { echo "error: $(PY) not found: install Python >= 3.11" >&2; exit 1; }
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { echo "error: Python >= 3.11 required ($(PY) is $$($(PY) -V 2>&1)); set PY=python3.11 or newer" >&2; exit 1; }
+	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PY) lacks the venv/ensurepip modules (Debian/Ubuntu: apt install python3-venv)" >&2; exit 1; }
 	@command -v node >/dev/null 2>&1 || { echo "error: node not found: install Node.js >= 18 (runs real MicroPython for the firmware tests)" >&2; exit 1; }
 	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found: install npm (fetches the MicroPython WebAssembly port)" >&2; exit 1; }
 
-$(STAMP): requirements.txt pyproject.toml
+# dependencies are declared in pyproject.toml (runtime, and the `dev` extra for tests);
+# constraints.txt pins every version, transitive ones included
+$(STAMP): constraints.txt pyproject.toml
 	@$(MAKE) --no-print-directory prereq
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install --quiet --upgrade pip
-	$(VPY) -m pip install --quiet -r requirements.txt
-	$(VPY) -m pip install --quiet --no-deps -e .
+	$(VPY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(NODE_STAMP): package.json
@@ -50,6 +52,11 @@ demo: $(STAMP) $(NODE_STAMP)
 
 sweep: $(STAMP)
 	$(VENV)/bin/arcopy sim sweep --seeds 10000
+
+# rewrite constraints.txt from the working venv (after changing pyproject.toml's dependencies)
+constraints: $(STAMP)
+	{ sed -n '1,/^# Regenerate/p' constraints.txt; $(VPY) -m pip freeze --exclude-editable | grep -v '^#' | grep -iv '^arcopy[= ]'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) node_modules build .pytest_cache .hypothesis typings .mypy_cache

@@ -28,7 +28,7 @@
 from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, DIRTY_MAX,
                            F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
-                           S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
+                           S_BAD_COMMAND, S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
                            T_CHECKPOINT, T_CLOCK_SYNC, T_ERROR, T_HELD, T_H_COMMAND, T_H_READ, T_H_REPLY,
                            T_H_STATUS, T_H_WRITE)
 from firmware import codec
@@ -65,6 +65,7 @@ class Node:
             "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
             "stale_ckpt": 0, "markers_dropped": 0, "release_not_held": 0, "dup_records": 0,
             "host_writes": 0, "host_reads": 0, "writes_completed": 0, "failbacks": 0,
+            "not_mine": 0,
         }
         self._make_role()
 
@@ -112,16 +113,20 @@ class Node:
         self._schedule(now)
 
     def on_garbage(self, now, port, count):
-        """The deframer on `port` discarded `count` bytes or a bad frame."""
+        """A run of bad input on `port` ended (PortRx reports each run once): `count` bytes
+        were discarded. On the host port: one ERROR(BAD_FRAME, detail = count), tag 0."""
         self.c["bad_frames"] += 1
         if port == PORT_HOST:
-            self.error(PORT_HOST, S_BAD_FRAME, 0, count & 0xFFFF)
+            self.error(PORT_HOST, S_BAD_FRAME, 0, count if count < 0xFFFF else 0xFFFF)
 
     def on_frame(self, now, port, mtype, flags, src, dst, group, seq, ack, payload):
         self.c["frames_in"] += 1
         try:
             if port == PORT_HOST:
-                self._host(now, mtype, flags, src, seq, payload)
+                if dst == self.me or dst == BROADCAST:
+                    self._host(now, mtype, flags, src, seq, payload)
+                else:
+                    self.c["not_mine"] += 1      # for another board: not answered
             elif port == PORT_BUS:
                 self._bus(now, mtype, flags, src, dst, group, payload)
             elif port == PORT_PEER:
@@ -197,6 +202,12 @@ class Node:
 
     # -- host port ---------------------------------------------------------------
     def _host(self, now, mtype, flags, src, tag, payload):
+        if tag == 0:
+            # tag 0 marks the board's unsolicited errors: a request carrying it is refused
+            # unexecuted, with ERROR(BAD_FRAME, mtype = its type, detail 0)
+            self.c["host_errors"] += 1
+            self.error(PORT_HOST, S_BAD_FRAME, mtype, 0)
+            return
         if mtype == T_H_WRITE:
             vol, blk, data = codec.unpack_h_write(payload)
             if not self._in_range(tag, vol, blk):
@@ -215,6 +226,8 @@ class Node:
             self.store.read_block(vol, blk, self.txv[_BODY:_BODY + BLOCK_SIZE])
             self.reply(tag, S_OK, BLOCK_SIZE)
         elif mtype == T_H_STATUS:
+            if len(payload):
+                raise ValueError("h_status: payload must be empty")
             n = self.pack_status(now, _BODY)
             self.reply(tag, S_OK, n)
         elif mtype == T_H_COMMAND:
@@ -292,7 +305,7 @@ class Node:
         elif new_role == ROLE_SECONDARY:
             event = pairstate.BECOME_SECONDARY
         else:
-            return S_BAD_STATE
+            return S_BAD_COMMAND
         new = pairstate.next_state(self.cfg.role, self.store.sb.copy_state, event)
         if new == pairstate.BAD_STATE:
             return S_BAD_STATE

@@ -31,7 +31,9 @@
 #   SECONDARY  FAILED_OVER  BECOME_PRIMARY        SIMPLEX      failback (the role changes too)
 #   SECONDARY  any          BECOME_SECONDARY      SAME
 # A secondary has no START_COPY, START_NOCOPY, RESUME, SUSPEND or STOP_COPY: pair
-# operations are the primary's, so they are BAD_STATE there in every state.
+# operations are the primary's, so they are BAD_STATE there in every state (and an
+# operator's pair command to a secondary is answered S_WRONG_ROLE before the table is
+# asked: BAD_STATE means "a command of this role, wrong pair state").
 #
 # The table is a dict keyed by a small int (role << 7 | state << 4 | event), so a
 # lookup allocates nothing and the whole machine costs one dict. (Event names for
@@ -60,6 +62,7 @@ EVENTS = const(15)            # events are 1..EVENTS
 # ---- answers besides a new state ------------------------------------------------
 SAME = const(0x40)            # legal and already done: OK, nothing is written
 BAD_STATE = S_BAD_STATE       # not in the table: illegal in this state
+BAD_ARG = const(0x41)         # command_event: a pair command with an argument it does not take
 
 _P = const(0x80)              # ROLE_PRIMARY << 7
 _S = const(0x100)             # ROLE_SECONDARY << 7
@@ -143,10 +146,12 @@ TABLE = {
 
 
 def command_event(cmd, arg):
-    """The event an operator's pair command makes (START_COPY with arg 2 is NOCOPY), or 0
-    when `cmd` is not a pair command."""
+    """The event an operator's pair command makes (START_COPY with arg 2 is NOCOPY), 0
+    when `cmd` is not a pair command, BAD_ARG for START_COPY with an arg not 0, 1 or 2."""
     if cmd == C_START_COPY:
-        return START_NOCOPY if arg == 2 else START_COPY
+        if arg == 2:
+            return START_NOCOPY
+        return START_COPY if arg < 2 else BAD_ARG
     if cmd == C_RESUME:
         return RESUME
     if cmd == C_SUSPEND:

@@ -7,6 +7,12 @@
 # would keep the deframer waiting for bytes that never come, swallowing the next
 # frames as its payload. When the line has been silent for QUIET_US with a frame
 # pending, that frame is given up and reported as garbage.
+#
+# Garbage runs: bytes the deframer discards (hunting for the magic, rejected
+# candidate frames, abandoned frames, overflow) are reported to the node once per
+# run, not once per chunk: a run ends when a valid frame is found (reported just
+# before that frame is delivered) or when the line has been quiet for QUIET_US.
+# node.on_garbage(now, port, n) gets n = the bytes discarded in the run.
 from firmware.wire import const
 
 QUIET_US = const(100000)    # below the peer keepalive (200 ms): retries cannot keep a dead frame alive
@@ -18,33 +24,46 @@ class PortRx:
         self.port = port
         self.d = deframer
         self.last_rx = None
-        self.garbage = 0
+        self.garbage = 0          # bytes discarded, as of the last report
         self.frames = 0
 
     def data(self, now, chunk):
         """Bytes arrived at local time now."""
-        d = self.d
         if self.last_rx is not None and now - self.last_rx > QUIET_US:
-            d.abandon()               # anything pending predates a silence: it is dead
+            self._quiet(now)          # anything pending predates a silence: it is dead
         self.last_rx = now
-        d.feed(chunk)
+        self.d.feed(chunk)
         self._drain(now)
 
     def idle(self, now):
         """Nothing arrived (call when a poll finds the port empty)."""
-        if self.last_rx is not None and now - self.last_rx > QUIET_US and self.d.abandon():
+        if self.last_rx is not None and now - self.last_rx > QUIET_US:
+            self._quiet(now)
+
+    def _quiet(self, now):
+        if self.d.abandon():
             self._drain(now)
+        self._report(now)             # the run, if any, ends with the silence
+
+    def _discarded(self):
+        # every rejection after a magic drops exactly the two magic bytes; the bytes after
+        # them are counted in bad_magic while the hunt skips them
+        d = self.d
+        return (d.bad_magic + d.overflow
+                + 2 * (d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc + d.abandoned))
+
+    def _report(self, now):
+        e = self._discarded()
+        if e != self.garbage:
+            self.node.on_garbage(now, self.port, e - self.garbage)
+            self.garbage = e
 
     def _drain(self, now):
         d = self.d
         node = self.node
         port = self.port
         while d.next():
+            self._report(now)         # the garbage before this frame, if any: one run
             self.frames += 1
             node.on_frame(now, port, d.mtype, d.flags, d.src, d.dst, d.group, d.seq, d.ack,
                           d.payload)
-        e = (d.bad_magic + d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc
-             + d.overflow + d.abandoned)
-        if e != self.garbage:
-            node.on_garbage(now, port, e - self.garbage)
-            self.garbage = e

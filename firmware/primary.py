@@ -25,7 +25,8 @@
 from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
                            MODE_SYNC, OVERHEAD, PORT_BUS, PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY,
                            R_JOURNAL_FULL, R_OPERATOR, ST_COPY_ACTIVE, S_BAD_COMMAND, S_BAD_STATE,
-                           S_JOURNAL_FULL, S_NOT_READY, S_OK, T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
+                           S_JOURNAL_FULL, S_NOT_READY, S_OK, S_WRONG_ROLE, C_FAILOVER, C_SET_POLICY,
+                           T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
                            T_COPY_ACTIVE, T_IDLE, T_JOIN, T_MARKER, T_NAK, T_PEER_HELLO, T_SUSPEND,
                            T_WRITE_BATCH)
 from firmware import codec
@@ -332,6 +333,9 @@ class Primary:
     def command(self, now, cmd, arg, arg2):
         event = ev.command_event(cmd, arg)
         if not event:
+            # FAILOVER and SET_POLICY are the secondaries' commands
+            return S_WRONG_ROLE if cmd == C_FAILOVER or cmd == C_SET_POLICY else S_BAD_COMMAND
+        if event == ev.BAD_ARG:
             return S_BAD_COMMAND
         new = next_state(ROLE_PRIMARY, self.store.sb.copy_state, event)
         if new == ev.BAD_STATE:

@@ -30,7 +30,7 @@ from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OV
                            MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_LOST,
                            ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
-                           S_OK, S_READ_ONLY, T_ACK, T_COPY_ACTIVE, T_HELD, T_IDLE, T_JOIN, T_MARKER,
+                           S_OK, S_WRONG_ROLE, S_READ_ONLY, T_ACK, T_COPY_ACTIVE, T_HELD, T_IDLE, T_JOIN, T_MARKER,
                            T_NAK, T_PEER_HELLO, T_RELEASE, T_RESET_UIP, T_RESIGN, T_SUSPEND,
                            T_UPDATE_COMPLETE, T_WRITE_BATCH)
 from firmware import codec
@@ -187,13 +187,10 @@ class Secondary:
             self.store.commit(policy=arg)
             return S_OK
         event = ev.command_event(cmd, arg)
-        if not event:
+        if not event or event == ev.BAD_ARG:
             return S_BAD_COMMAND
-        # pair operations are the primary's (the secondary follows): the table has
-        # none of them for a secondary, so this answers BAD_STATE
-        if transition(self.store, ROLE_SECONDARY, event) == ev.BAD_STATE:
-            return S_BAD_STATE
-        return S_OK
+        # pair operations are the primary's (the secondary follows them)
+        return S_WRONG_ROLE
 
     def failover(self, n, t):
         """Recover to checkpoint (n, T) and open the volumes to the host.

@@ -139,9 +139,10 @@ S_UNKNOWN_TYPE = const(7)
 S_BAD_LENGTH = const(8)
 S_JOURNAL_FULL = const(9)
 S_NOT_READY = const(10)         # booting / must-complete recovery running
-S_BAD_COMMAND = const(11)
+S_BAD_COMMAND = const(11)       # unknown or reserved command, or a bad argument
 S_IO_ERROR = const(12)
-S_BAD_STATE = const(13)         # command not valid in the current state
+S_BAD_STATE = const(13)         # a command of this board's role, not valid in the pair's current state
+S_WRONG_ROLE = const(14)        # a command of the other role (e.g. START_COPY to a secondary)
 
 # ---- host commands (H_COMMAND.command) ---------------------------------------
 C_START_COPY = const(1)
@@ -150,9 +151,9 @@ C_SUSPEND = const(3)
 C_RESUME = const(4)
 C_FAILOVER = const(5)
 C_FAILBACK = const(6)
-C_SET_MODE = const(7)           # argument: MODE_*
-C_SET_POLICY = const(8)         # argument: POLICY_*
-C_REBOOT = const(9)
+C_SET_MODE = const(7)           # reserved: not implemented (BAD_COMMAND); the mode is configured
+C_SET_POLICY = const(8)         # secondary; argument: POLICY_*
+C_REBOOT = const(9)             # reserved: not implemented (BAD_COMMAND)
 C_DIRTY_LIST = const(10)        # argument: volume, second: first block -> marked blocks (P_DIRTY_HEAD)
 C_MARK_DIRTY = const(11)        # argument: volume, second: block -> set its change-bitmap bit
 

@@ -70,7 +70,7 @@ T_ERROR = 0x3F
 STATUS = {
     "OK": 0, "BUSY_UIP": 1, "NOT_COPY_ACTIVE": 2, "BAD_FRAME": 3, "OUT_OF_RANGE": 4,
     "UNKNOWN_VOLUME": 5, "READ_ONLY": 6, "UNKNOWN_TYPE": 7, "BAD_LENGTH": 8, "JOURNAL_FULL": 9,
-    "NOT_READY": 10, "BAD_COMMAND": 11, "IO_ERROR": 12, "BAD_STATE": 13,
+    "NOT_READY": 10, "BAD_COMMAND": 11, "IO_ERROR": 12, "BAD_STATE": 13, "WRONG_ROLE": 14,
 }
 # ---- host commands (H_COMMAND.command) -------------------------------------------------------------
 COMMANDS = {

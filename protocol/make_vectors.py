@@ -6,7 +6,9 @@
 Every message type gets a few frames (lowest values, highest values, seeded typical values), each
 with its header fields, payload fields and the frame as hex. JSON carries bytes as hex strings and
 records as lists of objects. "invalid" holds byte streams a deframer must reject, with the counters
-that must move; "status_bodies" holds H_STATUS reply bodies.
+that must move; "status_bodies" holds H_STATUS reply bodies; "host_port" holds the host-port rules
+of SPEC.md section 8 as exchanges: bytes sent to a board's host port (its node id and role given)
+and the frames it must answer with, in order (an empty list: no answer at all).
 """
 import argparse
 import json
@@ -118,6 +120,79 @@ def _invalid(rng):
     return out
 
 
+def _answer(name, fields, seq, src, exact=True):
+    # an answer frame: its message, header fields and payload fields (and its bytes when they are
+    # fully determined: not for a STATUS reply, whose body is the board's live state)
+    a = dict(message=name, flags=F.F_REPLY, src=src, dst=F.HOST_ID, seq=seq, fields=_jsonable(fields))
+    if exact:
+        a["hex"] = F.build_frame(name, fields, flags=F.F_REPLY, src=src, dst=F.HOST_ID, seq=seq).hex()
+    return a
+
+
+def _host_port():
+    S, C = F.STATUS, F.COMMANDS
+    P, SEC = 1, 129               # a primary's and a secondary's node id
+    prim = dict(node=P, role=F.ROLES["PRIMARY"])
+    sec = dict(node=SEC, role=F.ROLES["SECONDARY"])
+
+    def req(name, fields=None, dst=P, seq=1):
+        return F.build_frame(name, fields, src=F.HOST_ID, dst=dst, seq=seq)
+
+    def cmd(c, arg=0, arg2=0, dst=P, seq=1):
+        return req("h_command", dict(command=C[c], arg=arg, arg2=arg2), dst, seq)
+
+    def reply(status, seq, src=P):
+        return _answer("h_reply", dict(status=S[status], body=b""), seq, src)
+
+    def error(code, mtype, detail, seq, src=P):
+        return _answer("error", dict(code=S[code], mtype=mtype, detail=detail), seq, src)
+
+    status_ok = _answer("h_reply", dict(status=S["OK"]), 9, P, exact=False)
+    garbage = bytes(b for b in _pattern(300, 5) if b != 0xA5)
+    hdr = F.HEADER_BODY.build(dict(type=F.T_H_STATUS, flags=0, src=0, dst=P, group=0, seq=4, ack=0,
+                                   length=1))
+    unknown = F.HEADER_BODY.build(dict(type=0x55, flags=0, src=0, dst=P, group=0, seq=5, ack=0,
+                                       length=3))
+    out = [
+        dict(name="own-id", board=prim, send=req("h_status", dst=P, seq=9).hex(),
+             answers=[status_ok], rule="a board answers a request addressed to its own id"),
+        dict(name="broadcast", board=prim, send=req("h_status", dst=F.BROADCAST, seq=9).hex(),
+             answers=[status_ok], rule="a board answers a request addressed to BROADCAST"),
+        dict(name="other-id", board=prim,
+             send=req("h_write", dict(vol=0, block=0, data=bytes(F.BLOCK_SIZE)), dst=SEC, seq=2).hex(),
+             answers=[], rule="a request addressed to another board is neither done nor answered"),
+        dict(name="host-id", board=prim, send=req("h_status", dst=F.HOST_ID, seq=2).hex(),
+             answers=[], rule="dst 0 is the host, not a board: not answered"),
+        dict(name="tag-0", board=prim, send=req("h_status", dst=P, seq=0).hex(),
+             answers=[error("BAD_FRAME", F.T_H_STATUS, 0, 0)],
+             rule="tag 0 is reserved for unsolicited errors: the request is refused unexecuted"),
+        dict(name="status-with-payload", board=prim, send=_raw_frame(hdr, b"\x00").hex(),
+             answers=[error("BAD_LENGTH", F.T_H_STATUS, 1, 4)],
+             rule="H_STATUS must be empty; detail = the length received"),
+        dict(name="unknown-type", board=prim, send=_raw_frame(unknown, b"xyz").hex(),
+             answers=[error("UNKNOWN_TYPE", 0x55, 0, 5)], rule="unknown type: ERROR UNKNOWN_TYPE"),
+        dict(name="start-copy-bad-argument", board=prim, send=cmd("START_COPY", 3, seq=6).hex(),
+             answers=[reply("BAD_COMMAND", 6)], rule="START_COPY takes arg 0, 1 or 2"),
+        dict(name="unknown-command", board=prim, send=req("h_command", dict(command=200, arg=0, arg2=0), seq=7).hex(),
+             answers=[reply("BAD_COMMAND", 7)], rule="unknown command: BAD_COMMAND"),
+        dict(name="reserved-command", board=prim, send=cmd("SET_MODE", 1, seq=8).hex(),
+             answers=[reply("BAD_COMMAND", 8)], rule="SET_MODE and REBOOT are reserved: BAD_COMMAND"),
+        dict(name="failover-to-primary", board=prim, send=cmd("FAILOVER", seq=10).hex(),
+             answers=[reply("WRONG_ROLE", 10)], rule="a secondary's command sent to a primary"),
+        dict(name="start-copy-to-secondary", board=sec, send=cmd("START_COPY", dst=SEC, seq=11).hex(),
+             answers=[reply("WRONG_ROLE", 11, SEC)], rule="a primary's command sent to a secondary"),
+        dict(name="failback-bad-role", board=sec, send=cmd("FAILBACK", 7, dst=SEC, seq=12).hex(),
+             answers=[reply("BAD_COMMAND", 12, SEC)], rule="FAILBACK takes role 1 or 2"),
+        dict(name="failback-wrong-state", board=sec, send=cmd("FAILBACK", 1, dst=SEC, seq=13).hex(),
+             answers=[reply("BAD_STATE", 13, SEC)],
+             rule="a command of this role in the wrong pair state: BAD_STATE (not failed over)"),
+        dict(name="garbage-run", board=prim, send=(garbage + req("h_status", seq=9)).hex(),
+             answers=[error("BAD_FRAME", 0, len(garbage), 0), status_ok],
+             rule="one BAD_FRAME per run of bad input (detail: bytes discarded), before the next answer"),
+    ]
+    return out
+
+
 def generate():
     rng = random.Random(SEED)
     messages = {}
@@ -150,6 +225,7 @@ def generate():
         frames=frames,
         status_bodies=bodies,
         invalid=_invalid(rng),
+        host_port=_host_port(),
     )
 
 

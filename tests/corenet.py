@@ -192,7 +192,7 @@ class Net:
 
     # -- host ------------------------------------------------------------------------
     def request(self, board, mtype, payload=b""):
-        self.tag = (self.tag + 1) & 0xFFFF
+        self.tag = self.tag % 0xFFFF + 1          # 1..65535: tag 0 is refused
         frame = hostcodec.encode(mtype, HOST_ID, board.id, payload, seq=self.tag)
         self._deliver(board.id, PORT_HOST, frame)
         self.pump()

@@ -7,7 +7,7 @@ from corenet import Net, block_of
 from firmware.wire import (BLOCK_SIZE, CS_DUPLEX, CS_PENDING, CS_RESIGNED, CS_SUSPENDED,
                            C_DIRTY_LIST, C_FAILBACK, C_FAILOVER, C_MARK_DIRTY, C_RESUME,
                            C_START_COPY, C_STOP_COPY, C_SUSPEND, ROLE_PRIMARY, ROLE_SECONDARY,
-                           R_JOURNAL_FULL, R_OPERATOR, S_BAD_COMMAND, S_BAD_STATE,
+                           R_JOURNAL_FULL, R_OPERATOR, S_BAD_COMMAND, S_BAD_STATE, S_WRONG_ROLE,
                            S_JOURNAL_FULL, S_OK, S_OUT_OF_RANGE, S_READ_ONLY, S_UNKNOWN_VOLUME,
                            T_H_COMMAND, T_H_WRITE)
 from firmware import codec
@@ -359,7 +359,7 @@ def test_failback_refused_in_the_wrong_state():
     net.advance(1000000)
     assert net.command(net.sec(1), C_FAILBACK, ROLE_PRIMARY) == S_BAD_STATE     # not failed over
     assert net.command(net.prim(1), C_FAILBACK, ROLE_PRIMARY) == S_OK           # already: a retry
-    assert net.command(net.prim(1), C_FAILBACK, 7) == S_BAD_STATE
+    assert net.command(net.prim(1), C_FAILBACK, 7) == S_BAD_COMMAND             # no such role
 
 
 def test_dirty_list_and_mark_reject_bad_addresses():
@@ -379,7 +379,7 @@ def test_pair_operations_belong_to_the_primary():
     net = Net(pairs=1)
     net.advance(1000000)
     for cmd in (C_START_COPY, C_STOP_COPY, C_SUSPEND, C_RESUME):
-        assert net.command(net.sec(1), cmd) == S_BAD_STATE
+        assert net.command(net.sec(1), cmd) == S_WRONG_ROLE
     assert net.command(net.prim(1), C_RESUME) == S_OK            # duplex already: nothing to do
     assert net.command(net.prim(1), C_SUSPEND) == S_OK
     assert net.command(net.prim(1), C_SUSPEND) == S_OK           # idempotent

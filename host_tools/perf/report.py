@@ -183,73 +183,132 @@ def _num(v):
 # ---- rendering --------------------------------------------------------------------------------
 def render(run_dir):
     """Write the PNG plots and report.md of a RUN_DIR; returns the file names written."""
+    doc, ts, ck, lat = load(run_dir)
+    figs = figures(doc, ts, ck, lat)          # selects the Agg backend before pyplot is imported
+    import matplotlib.pyplot as plt
+    written = []
+    for name, fig in figs.items():
+        fig.savefig(os.path.join(run_dir, name), dpi=90)
+        plt.close(fig)
+        written.append(name)
+    with open(os.path.join(run_dir, FILES["report"]), "w") as f:
+        f.write(_markdown(run_dir, doc, ck, ts))
+    written.append(FILES["report"])
+    return written
+
+
+def load(run_dir):
+    """-> (run.json as a dict, timeseries rows, checkpoint rows, latency rows) of a RUN_DIR."""
+    with open(os.path.join(run_dir, FILES["run"])) as f:
+        doc = json.load(f)
+    return (doc, _read_csv(os.path.join(run_dir, FILES["timeseries"])),
+            _read_csv(os.path.join(run_dir, FILES["checkpoints"])),
+            _read_csv(os.path.join(run_dir, FILES["latency"])))
+
+
+# plain-words axis labels and marker names, shared by the plots and report.md
+X_TIME = "simulated time, s"
+Y_EXPOSURE = "exposure, ms\n(now − applied cut)"
+Y_SEND_LAG = "send lag, ms\n(age of the oldest record\nnot yet acknowledged)"
+Y_JOURNAL = "primary journal,\nentries in use"
+DISASTER_LABEL = "primary-site disaster"
+
+
+def _burst_label(params):
+    return "burst: %d extra transactions" % params.get("burst", 0)
+
+
+def exposure_at_disaster(doc, ts):
+    """Largest exposure (ms) over the pairs in the last sample at or before the disaster, or None."""
+    d_ms = doc["summary"].get("disaster_ms", 0)
+    last = {}
+    for r in ts:
+        if r["exposure_ms"] is not None and r["t_ms"] <= d_ms:
+            last[r["pair"]] = r["exposure_ms"]
+    return max(last.values()) if last else None
+
+
+def rpo_note(doc, ts):
+    """Why the lag plot's exposure at the disaster and the RPO figure differ (one paragraph)."""
+    s, p = doc["summary"], doc["params"]
+    ex = exposure_at_disaster(doc, ts)
+    rc = s.get("recovered_checkpoint") or {}
+    return ("The RPO (%.1f ms, from the consistency checker: the disaster instant minus the completion "
+            "of the earliest acknowledged write that was lost) is not the exposure curve's value at the "
+            "disaster (%s ms): the curve takes the cut each secondary had applied, sampled every %g ms, "
+            "while the failover recovers to the newest released cut (checkpoint %s), which can be newer "
+            "than the applied one, and the RPO counts only acknowledged writes that were really lost "
+            "(when none is lost, the RPO is 0)."
+            % (s["rpo_ms"], _f(ex), p.get("sample_ms", 50.0), rc.get("n", "?")))
+
+
+def figures(doc, ts, ck, lat):
+    """The report's plots as matplotlib figures, by file name (the caller saves and closes them).
+    Every marker line is in its figure's legend; the lag figure carries the RPO and a note on why
+    it differs from the plotted exposure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(os.path.join(run_dir, FILES["run"])) as f:
-        doc = json.load(f)
-    ts = _read_csv(os.path.join(run_dir, FILES["timeseries"]))
-    ck = _read_csv(os.path.join(run_dir, FILES["checkpoints"]))
-    lat = _read_csv(os.path.join(run_dir, FILES["latency"]))
     params, summary = doc["params"], doc["summary"]
     disaster_s = summary.get("disaster_ms", 0) / 1000.0
     burst_s = params.get("burst_at_s") if params.get("burst") else None
-    written = []
+    out = {}
 
     # lag per pair over time
     pairs = sorted({r["pair"] for r in ts})
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    for key, ax, label in (("exposure_ms", axes[0], "exposure (ms)\nseq time - applied T"),
-                           ("send_lag_ms", axes[1], "send lag (ms)\noldest unacked record"),
-                           ("p_journal", axes[2], "primary journal\n(entries)")):
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8.6), sharex=True)
+    for i, (key, ax, label) in enumerate((("exposure_ms", axes[0], Y_EXPOSURE),
+                                          ("send_lag_ms", axes[1], Y_SEND_LAG),
+                                          ("p_journal", axes[2], Y_JOURNAL))):
         for p in pairs:
             pts = [(r["t_ms"] / 1000.0, r[key]) for r in ts if r["pair"] == p and r[key] is not None]
             if pts:
-                ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1, label="pair %d" % p)
-        ax.set_ylabel(label)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], lw=1,
+                        label="pair %d" % p if i == 0 else "_nolegend_")
+        ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
-        _marks(ax, burst_s, disaster_s)
-    axes[0].legend(loc="upper left", fontsize=8, ncol=min(4, len(pairs)) or 1)
-    axes[0].set_title("Lag per pair (checkpoint interval %g ms, %g writes/s, burst of %d transactions "
+        _marks(ax, burst_s, disaster_s, _burst_label(params), legend=i == 0)
+    if disaster_s:
+        axes[0].plot([disaster_s], [summary["rpo_ms"]], marker="*", ms=11, ls="none", color="red",
+                     label="RPO at the disaster (checker): %.1f ms" % summary["rpo_ms"])
+    axes[0].legend(loc="upper left", fontsize=7, ncol=min(3, len(pairs) + 1) or 1)
+    axes[0].set_title("Lag per pair (checkpoint every %g ms, %g writes/s, burst of %d transactions "
                       "at %.1f s)"
                       % (params["ckpt_ms"], params["rate"], params.get("burst", 0), burst_s or 0))
-    axes[2].set_xlabel("simulated time (s)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, FILES["lag_png"]), dpi=90)
-    plt.close(fig)
-    written.append(FILES["lag_png"])
+    axes[2].set_xlabel(X_TIME)
+    fig.text(0.01, 0.005, "\n".join(_wrap(rpo_note(doc, ts), 150)), fontsize=6.5, va="bottom")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    out[FILES["lag_png"]] = fig
 
     # checkpoint timeline: CHECKPOINT issued -> markers held by all -> RELEASE -> RESET_UIP
     fig, ax = plt.subplots(figsize=(9, 2.0 + 0.12 * max(1, len(ck))))
-    phases = (("issued_ms", "all_held_ms", "tab:blue", "marker transfer (issued -> held by all)"),
-              ("all_held_ms", "released_ms", "tab:orange", "rendezvous (held -> RELEASE)"),
-              ("released_ms", "reset_ms", "tab:green", "apply (RELEASE -> RESET_UIP)"))
+    phases = (("issued_ms", "all_held_ms", "tab:blue", "marker transfer (issued → held by every secondary)"),
+              ("all_held_ms", "released_ms", "tab:orange", "rendezvous (held → RELEASE)"),
+              ("released_ms", "reset_ms", "tab:green", "apply (RELEASE → RESET_UIP)"))
     seen = set()
     for i, r in enumerate(ck):
         for a, b, color, label in phases:
             if r[a] is not None and r[b] is not None:
                 ax.plot([r[a] / 1000.0, r[b] / 1000.0], [i, i], color=color, lw=4, solid_capstyle="butt",
-                        label=label if label not in seen else None)
+                        label=label if label not in seen else "_nolegend_")
                 seen.add(label)
         if r["issued_ms"] is not None and r["reset_ms"] is None:
             lbl = "issued, never reset (skipped or cut by the disaster)"
             ax.plot([r["issued_ms"] / 1000.0], [i], "o", mfc="none", color="gray",
-                    label=lbl if lbl not in seen else None)
+                    label=lbl if lbl not in seen else "_nolegend_")
             seen.add(lbl)
     ax.set_yticks(range(len(ck)))
     ax.set_yticklabels(["%s" % (r["n"] if r["n"] is not None else "?") for r in ck], fontsize=6)
-    ax.set_ylabel("checkpoint n")
-    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("checkpoint number")
+    ax.set_xlabel(X_TIME)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
-    _marks(ax, burst_s, disaster_s)
+    _marks(ax, burst_s, disaster_s, _burst_label(params))
     ax.legend(loc="lower left", fontsize=7)
     ax.set_title("Checkpoint rounds: CHECKPOINT at the primary master to RESET_UIP at the secondary master")
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, FILES["checkpoints_png"]), dpi=90)
-    plt.close(fig)
-    written.append(FILES["checkpoints_png"])
+    out[FILES["checkpoints_png"]] = fig
 
     # write latency CDF: copy on vs off (and synchronous for reference)
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -261,33 +320,34 @@ def render(run_dir):
         color, ls, lw = styles[v]
         n = len(xs)
         ax.step(xs, [(i + 1) / n for i in range(n)], where="post", color=color, ls=ls, lw=lw,
-                label="%s (n=%d, p50 %.2f ms)" % (label, n, xs[(n - 1) // 2]))
+                label="%s (n=%d, median %.2f ms)" % (label, n, xs[(n - 1) // 2]))
     ax.set_xscale("log")
-    ax.set_xlabel("host write latency (ms, log scale)")
-    ax.set_ylabel("fraction of writes")
+    ax.set_xlabel("host write latency, ms (log scale)")
+    ax.set_ylabel("share of writes completed\nwithin that latency")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("Host write latency CDF: copy off vs on")
+    ax.set_title("Host write latency: copy off vs on (cumulative)")
     fig.tight_layout()
-    fig.savefig(os.path.join(run_dir, FILES["latency_png"]), dpi=90)
-    plt.close(fig)
-    written.append(FILES["latency_png"])
-
-    with open(os.path.join(run_dir, FILES["report"]), "w") as f:
-        f.write(_markdown(run_dir, doc, ck))
-    written.append(FILES["report"])
-    return written
+    out[FILES["latency_png"]] = fig
+    return out
 
 
-def _marks(ax, burst_s, disaster_s):
+def _wrap(text, width):
+    import textwrap
+    return textwrap.wrap(text, width)
+
+
+def _marks(ax, burst_s, disaster_s, burst_label, legend=True):
+    """The burst and disaster marker lines, labelled for the legend (legend=False: the same lines
+    on a figure's other axes, whose legend lists them already)."""
     if burst_s:
-        ax.axvline(burst_s, color="gray", ls=":", lw=1)
+        ax.axvline(burst_s, color="gray", ls=":", lw=1, label=burst_label if legend else "_nolegend_")
     if disaster_s:
-        ax.axvline(disaster_s, color="red", ls=":", lw=1)
+        ax.axvline(disaster_s, color="red", ls=":", lw=1, label=DISASTER_LABEL if legend else "_nolegend_")
 
 
-def _markdown(run_dir, doc, ck):
+def _markdown(run_dir, doc, ck, ts=()):
     p, s = doc["params"], doc["summary"]
     L = []
     L.append("# Recorded run: %d pairs, seed %d" % (p["pairs"], p["seed"]))
@@ -311,7 +371,7 @@ def _markdown(run_dir, doc, ck):
                  ("checkpoints issued / rounds completed", "%d / %d" % (s["checkpoints_issued"], s["rounds"])),
                  ("round CHECKPOINT -> RESET_UIP, median / max", "%s / %s ms" % (_f(s["round_ms_median"]),
                                                                               _f(s["round_ms_max"]))),
-                 ("exposure (seq time - applied T), max", "%s ms" % _f(s["exposure_ms_max"])),
+                 ("exposure (now − applied cut), max", "%s ms" % _f(s["exposure_ms_max"])),
                  ("primary send lag, max", "%s ms" % _f(s["send_lag_ms_max"])),
                  ("primary journal depth, max", s["p_journal_max"]),
                  ("simulated / wall", "%.1f s / %.2f s" % (s["sim_seconds"], s["wall_seconds"]))):
@@ -321,11 +381,14 @@ def _markdown(run_dir, doc, ck):
     L.append("")
     L.append("![lag per pair](%s)" % FILES["lag_png"])
     L.append("")
-    L.append("Exposure is the primary's sequence time minus the checkpoint T its secondary has applied: "
-             "what a disaster at that instant would lose. It saws between the round time and the round "
-             "time plus the interval while the links keep up, and climbs during the burst, when the send "
-             "lag (age of the oldest record the secondary has not acknowledged) and the journal grow. "
-             "Dotted lines: the burst (gray) and the disaster (red).")
+    L.append("Exposure is the time a write made now would carry (the primary's sequence time) minus "
+             "the cut its secondary has applied: at most what a disaster at that instant would lose. It "
+             "saws between the round time and the round time plus the interval while the links keep up, "
+             "and climbs during the burst, when the send lag (age of the oldest record the secondary "
+             "has not acknowledged) and the journal grow. Dotted lines, named in the legend: the burst "
+             "(gray) and the primary-site disaster (red); the red star is the RPO.")
+    L.append("")
+    L.append("**Why the plot and the RPO differ.** " + rpo_note(doc, ts))
     L.append("")
     L.append("## Checkpoint timeline")
     L.append("")

@@ -43,7 +43,13 @@ class Refused(Exception):
 
 # -- frames ----------------------------------------------------------------------------------
 def encode_request(mtype, dst, payload, tag, group=0):
-    """A host request frame to node `dst` (BROADCAST: whoever is on the port), tagged `tag`."""
+    """A host request frame to node `dst` (the board's id, or BROADCAST: whoever is on the port;
+    a board ignores any other dst), tagged `tag` (1..65535: a board refuses tag 0, which marks
+    its unsolicited errors)."""
+    if not 1 <= dst <= wire.BROADCAST:
+        raise ValueError("host request dst must be a board id or BROADCAST, not %r" % (dst,))
+    if not 1 <= tag <= 0xFFFF:
+        raise ValueError("host request tag must be 1..65535 (0 is reserved), not %r" % (tag,))
     return encode(mtype, wire.HOST_ID, dst, payload, seq=tag, group=group)
 
 
