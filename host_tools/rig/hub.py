@@ -29,9 +29,20 @@ line and answers one JSON line:
                                               raw bytes delivered to that board's port
     {"cmd": "quit"}
 
+Host ports on TCP (config "host_tcp": {"bind": "127.0.0.1"}, `arcopy rig up --tcp`): the hub
+also serves every board's host port on a TCP port of its own, so a rig can be driven from
+another machine as socket://ADDR:PORT. It listens on loopback unless told otherwise. The hub
+opens the board's host pty (the symlink "host_link", locked like any holder locks it) and
+moves bytes both ways; it reopens the pty when the board restarts. One client program per
+port (its process may connect several times): a connection from another process is told
+"arcopy: port busy (held by PID ...)" and disconnected. While the board
+is down the port does not accept (connections are refused), and a connected client is
+disconnected when the board dies, as a pty would hang up.
+
 Config (JSON): {"state_file": path, "bus_baud": B, "peer_baud": B, "peer_latency_us": 0,
-"boards": [{"name": "p0", "bus": "P", "peer": "s0"}, ...]}; the state file written at
-start-up is {"pid", "control_port", "ports": {name: {"bus": path, "peer": path}}}.
+"boards": [{"name": "p0", "bus": "P", "peer": "s0", "host_link": path}, ...],
+"host_tcp": {"bind": addr, "baud": B} (optional)}; the state file written at start-up is
+{"pid", "control_port", "ports": {name: {"bus": path, "peer": path}}, "host_tcp": {name: port}}.
 """
 import argparse
 import json
@@ -42,6 +53,8 @@ import socket
 import sys
 import time
 import tty
+
+from host_tools.transport import serial_client as sc
 
 _GRAIN_US = 500          # deliver paced bytes in chunks of at least this much line time
 _HISTORY_US = 50000      # keep finished transmissions this long for overlap checks
@@ -226,6 +239,195 @@ class Line:
                 "cut": self.cut}
 
 
+def tcp_peer_pids(socks, my_port):
+    """PIDs of the local processes at the other end of accepted TCP sockets `socks` (found in
+    /proc/net/tcp and /proc/*/fd); -> list, None where not found (another host, another user)."""
+    want = {}
+    try:
+        ports = [s.getpeername()[1] for s in socks]
+        with open("/proc/net/tcp") as f:
+            for line in f.read().splitlines()[1:]:
+                x = line.split()
+                lp, rp = int(x[1].split(":")[1], 16), int(x[2].split(":")[1], 16)
+                if rp == my_port and lp in ports:
+                    want["socket:[%s]" % x[9]] = lp
+        found = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid() or len(found) == len(want):
+                continue
+            try:
+                for fd in os.listdir("/proc/%s/fd" % pid):
+                    lp = want.get(os.readlink("/proc/%s/fd/%s" % (pid, fd)))
+                    if lp is not None:
+                        found[lp] = int(pid)
+            except OSError:
+                continue
+        return [found.get(p) for p in ports]
+    except (OSError, ValueError, IndexError):
+        return [None] * len(socks)
+
+
+class HostBridge:
+    """One board's host port served on TCP, bridged to the board's pty: one client program
+    at a time (several connections of that one process share the line: what the board sends
+    goes to each of them, and HostClient gives the clients of one process distinct tags)."""
+
+    def __init__(self, name, link, bind, baud):
+        self.name = name
+        self.link = link
+        self.bind = bind
+        self.baud = baud
+        self.port = 0
+        self.lsock = None
+        self.listening = False
+        self._bind()
+        self.clients = {}               # socket -> bytes to send it
+        self.holder = None              # PID of the process whose connections these are
+        self.ser = None
+        self.ident = None
+        self.tty = None                 # the pty being served
+        self.dead_ident = None          # the pty of a board that died: never opened again
+        self.accepted = 0
+        self.refused_busy = 0
+
+    def _bind(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.bind, self.port))
+        s.setblocking(False)
+        self.port = s.getsockname()[1]
+        self.lsock = s
+        self.listening = False
+
+    def poll(self):
+        """Open the board's (new) host pty when it is up; stop serving when it is gone."""
+        ident = sc.port_ident(self.link)
+        if self.ser is not None:
+            if ident == self.ident:
+                return
+            self.board_gone()
+        if ident is None or ident == self.dead_ident:
+            return
+        try:
+            self.ser = sc.open_port(self.link, self.baud,
+                                    what="arcopy hub, TCP host port %s of %s" % (self.port, self.name))
+        except Exception:
+            self.ser = None
+            return
+        self.ident = ident
+        self.tty = ident[1]
+        if not self.listening:
+            self.lsock.listen(4)
+            self.listening = True
+
+    def drop_client(self, c=None):
+        for x in ([c] if c is not None else list(self.clients)):
+            self.clients.pop(x, None)
+            try:
+                x.close()
+            except OSError:
+                pass
+        if not self.clients:
+            self.holder = None
+
+    def board_gone(self):
+        if self.ser is not None:
+            try:
+                self.ser.close()
+            except Exception:
+                pass
+        self.ser = None
+        self.dead_ident = self.ident
+        self.drop_client()
+        if self.listening:               # refuse connections until the board is back
+            self.lsock.close()
+            self._bind()
+
+    def fds(self):
+        out = []
+        if self.listening:
+            out.append(self.lsock)
+        out.extend(self.clients)
+        if self.ser is not None:
+            out.append(self.ser.fileno())
+        return out
+
+    def on_accept(self):
+        try:
+            c, _ = self.lsock.accept()
+        except OSError:
+            return
+        if self.clients:
+            first = next(iter(self.clients))
+            if self.holder is None:
+                self.holder, new = tcp_peer_pids([first, c], self.port)
+            else:
+                new = tcp_peer_pids([c], self.port)[0]
+            if new is None or new != self.holder:
+                try:
+                    who = "PID %d" % self.holder if self.holder else "%s:%d" % first.getpeername()[:2]
+                except OSError:
+                    who = "another client"
+                try:
+                    c.sendall(b"arcopy: port busy (held by %s)\r\n" % who.encode())
+                except OSError:
+                    pass
+                c.close()
+                self.refused_busy += 1
+                return
+        c.setblocking(False)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.clients[c] = bytearray()
+        self.accepted += 1
+
+    def on_client(self, c):
+        try:
+            data = c.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop_client(c)
+            return
+        if self.ser is not None:
+            try:
+                self.ser.write(data)
+            except Exception:
+                self.board_gone()
+
+    def on_port(self):
+        try:
+            data = self.ser.read(max(self.ser.in_waiting, 4096))
+        except Exception:
+            self.board_gone()
+            return
+        if data:
+            for c, buf in list(self.clients.items()):
+                buf += data
+                self.flush(c)
+
+    def flush(self, c):
+        buf = self.clients.get(c)
+        while buf:
+            try:
+                n = c.send(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.drop_client(c)
+                return
+            del buf[:n]
+        if buf is not None and len(buf) > (1 << 20):
+            self.drop_client(c)
+
+    def stats(self):
+        return {"port": self.port, "bind": self.bind, "board_up": self.ser is not None,
+                "tty": self.tty if self.ser is not None else None, "listening": self.listening,
+                "clients": len(self.clients), "holder": self.holder, "accepted": self.accepted,
+                "refused_busy": self.refused_busy}
+
+
 class Hub:
     def __init__(self, conf):
         self.conf = conf
@@ -264,13 +466,22 @@ class Hub:
         self.ctl.bind(("127.0.0.1", 0))
         self.ctl.listen(8)
         self.clients = {}                # socket -> input buffer
+        self.bridges = {}                # board name -> HostBridge (host ports on TCP)
+        tcp = conf.get("host_tcp")
+        if tcp:
+            for b in boards:
+                if b.get("host_link"):
+                    self.bridges[b["name"]] = HostBridge(b["name"], b["host_link"],
+                                                         tcp.get("bind", "127.0.0.1"),
+                                                         tcp.get("baud", 1000000))
         self.running = True
         self.started = time.time()
 
     def state(self):
         return {"pid": os.getpid(), "control_port": self.ctl.getsockname()[1],
                 "ports": {name: {kind: self.eps[(name, kind)].path for kind in ("bus", "peer")}
-                          for (name, _k) in self.eps}}
+                          for (name, _k) in self.eps},
+                "host_tcp": {n: br.port for n, br in self.bridges.items()}}
 
     # -- control -------------------------------------------------------------------------
     def _ep(self, req, kind):
@@ -289,7 +500,8 @@ class Hub:
                     "ports": {"%s.%s" % k: {"in": e.bytes_in, "out": e.bytes_out,
                                             "dropped": e.dropped, "rx_mute": e.rx_mute,
                                             "tx_mute": e.tx_mute}
-                              for k, e in self.eps.items()}}
+                              for k, e in self.eps.items()},
+                    "host_tcp": {n: br.stats() for n, br in self.bridges.items()}}
         if cmd == "mute":
             ep = self._ep(req, "bus")
             if "rx" in req:
@@ -342,7 +554,16 @@ class Hub:
     # -- main loop -------------------------------------------------------------------------
     def run(self):
         fds = list(self.by_fd)
+        next_poll = 0.0
         while self.running:
+            if self.bridges and time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + 0.1
+                for br in self.bridges.values():
+                    br.poll()
+            bfds = {}
+            for br in self.bridges.values():
+                for x in br.fds():
+                    bfds[x] = br
             now = _now()
             timeout = 0.05
             for line in self.lines.values():
@@ -351,9 +572,24 @@ class Hub:
                     t = (d - now) / 1e6
                     if t < timeout:
                         timeout = t if t > 0 else 0
-            r, _, _ = select.select(fds + [self.ctl] + list(self.clients), (), (), timeout)
+            wl = [c for br in self.bridges.values() for c, buf in br.clients.items() if buf]
+            r, w, _ = select.select(fds + [self.ctl] + list(self.clients) + list(bfds), wl, (),
+                                    timeout)
             now = _now()
+            for x in w:
+                for br in self.bridges.values():
+                    if x in br.clients:
+                        br.flush(x)
             for x in r:
+                br = bfds.get(x)
+                if br is not None:
+                    if x is br.lsock and br.listening:
+                        br.on_accept()
+                    elif x in br.clients:
+                        br.on_client(x)
+                    elif br.ser is not None and not isinstance(x, socket.socket):
+                        br.on_port()
+                    continue
                 if x is self.ctl:
                     c, _ = self.ctl.accept()
                     self.clients[c] = b""

@@ -7,11 +7,15 @@ Everything about a rig lives in one directory (``--dir``, default
 
     rig.json            the rig file (read as bench.json, with a warning, if a directory from an
                         older release has only that): boards (name, role, ids, pair, host port, image,
-                        config, log, pid), hub (pid, control port), settings
+                        config, log, pid), hub (pid, control port), agent (pid, socket), settings
     hub.json hub.state hub.log
+    agent.sock agent.state agent.log   the rig agent (host_tools/rig/agent.py): owns the host
+                        ports and serves every arcopy command on that Unix socket (mode 0600)
     <name>.json         the board's config (firmware Config fields + HAL keys)
     <name>.img          its SD card image
-    <name>.host         symlink to its host port's pty (refreshed at every boot)
+    <name>.host         symlink to its host port's pty (refreshed at every boot); with
+                        `rig up --tcp` the rig file's "host" is the hub's socket://ADDR:PORT
+                        for the board instead, and this path is "host_path"
     <name>.state        written by the board at boot: pid, host tty
     <name>.log          its stdout/stderr
     workload.json       the last workload log (written by `arcopy workload`)
@@ -230,8 +234,30 @@ def swap_roles(rig, pairs=None):
     return done
 
 
+def host_link(b):
+    """The path of board b's host port symlink (its pty), whatever the rig file's "host" is."""
+    return b.get("host_path") or b["host"]
+
+
 def board_alive(b):
     return pid_alive(b.get("pid"), _marker(b["config"]))
+
+
+def agent_alive(rig):
+    a = rig.get("agent") or {}
+    return pid_alive(a.get("pid"), "\0".join(("host_tools.rig.agent", "--dir", rig["dir"])))
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def bind_warning(addr):
+    """The warning `rig up --bind ADDR` prints (None for the loopback default)."""
+    if addr == LOOPBACK:
+        return None
+    return ("arcopy: warning: the hub's TCP host ports listen on %s, not on %s: anyone who "
+            "reaches that address can send a board any host command, destructive ones "
+            "(failover, failback, format) included" % (addr, LOOPBACK))
 
 
 def hub_alive(rig):
@@ -281,7 +307,7 @@ def _format_image(path, fw):
 
 def _start_board(rig, b):
     d = rig["dir"]
-    for p in (b["state"], b["host"]):
+    for p in (b["state"], host_link(b)):
         try:
             os.unlink(p)
         except FileNotFoundError:
@@ -292,7 +318,7 @@ def _start_board(rig, b):
 
 def _wait_board(b, timeout=15.0):
     def ready():
-        if not os.path.exists(b["state"]) or not os.path.lexists(b["host"]):
+        if not os.path.exists(b["state"]) or not os.path.lexists(host_link(b)):
             if b.get("pid") and not pid_alive(b["pid"]):
                 raise RigError("board %s died at start-up; see %s" % (b["name"], b["log"]))
             return False
@@ -306,12 +332,15 @@ def _wait_board(b, timeout=15.0):
 
 def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, vol_blocks=256,
        journal_slots=512, ckpt_interval_us=200000, sets=(), force=False, peer_latency_us=0,
-       mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE):
-    """Create and start a rig of `pairs` primary/secondary pairs; -> the rig dict."""
+       mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE, tcp=False, bind=LOOPBACK, agent=True):
+    """Create and start a rig of `pairs` primary/secondary pairs; -> the rig dict.
+    tcp: the hub also serves each board's host port on TCP (`bind`, loopback by default;
+    another address prints a warning) and the rig file's "host" is that socket:// URL;
+    agent: start the rig agent, which owns the host ports and serves every command."""
     d = os.path.abspath(d or default_dir())
     if os.path.exists(rig_file(d)):
         old = load(d)
-        if any(board_alive(b) for b in old["boards"]) or hub_alive(old):
+        if any(board_alive(b) for b in old["boards"]) or hub_alive(old) or agent_alive(old):
             if not force:
                 raise RigError("a rig is already running in %s (`arcopy rig down` first)" % d)
             down(old)
@@ -320,7 +349,8 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
         if f.endswith((".img", ".state", ".host", ".log")) or f in (
-                "workload.json", "disaster.json", "hub.state", "report.json", "history.json"):
+                "workload.json", "disaster.json", "hub.state", "report.json", "history.json",
+                "agent.state", "agent.sock"):
             try:
                 os.unlink(os.path.join(d, f))
             except OSError:
@@ -350,10 +380,21 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
              "ckpt_interval_us": ckpt_interval_us, "mode": mode, "policy": policy,
              "created": time.time(), "boards": boards, "hub": None}
     # hub first: it owns the bus and peer ptys
+    if tcp:
+        import ipaddress
+        try:
+            ipaddress.IPv4Address(bind)
+        except ValueError:
+            raise RigError("--bind wants an IPv4 address (127.0.0.1 by default), got %r" % bind)
+    warn = bind_warning(bind) if tcp else None
+    if warn:
+        print(warn, file=sys.stderr)
     hub_conf = {"state_file": os.path.join(d, "hub.state"), "bus_baud": baud,
                 "peer_baud": peer_baud, "peer_latency_us": peer_latency_us,
-                "boards": [{"name": b["name"], "bus": b["bus"], "peer": b["peer_name"]}
-                           for b in boards]}
+                "boards": [{"name": b["name"], "bus": b["bus"], "peer": b["peer_name"],
+                            "host_link": b["host"]} for b in boards]}
+    if tcp:
+        hub_conf["host_tcp"] = {"bind": bind, "baud": host_baud}
     hub_cfg = os.path.join(d, "hub.json")
     _write_json(hub_cfg, hub_conf)
     hub_pid = _spawn(["-m", "host_tools.rig.hub", "--config", _marker(hub_cfg)],
@@ -369,6 +410,12 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     _wait_for(hub_ready, 15.0, "the hub")
     hst = _read_json(hub_conf["state_file"])
     rig["hub"]["control_port"] = hst["control_port"]
+    if tcp:
+        addr = LOOPBACK if bind in ("0.0.0.0", "") else bind
+        rig["hub"]["host_bind"] = bind
+        for b in boards:
+            b["host_path"] = b["host"]
+            b["host"] = "socket://%s:%d" % (addr, hst["host_tcp"][b["name"]])
     overrides = _parse_sets(sets)
     for b in boards:
         fw = {"node": b["node"], "role": wire.ROLE_PRIMARY if b["role"] == "primary"
@@ -376,7 +423,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
               "mode": mode, "policy": policy, "nvol": nvol, "vol_blocks": vol_blocks,
               "journal_slots": journal_slots, "bus_baud": baud, "peer_baud": peer_baud,
               "ckpt_interval_us": ckpt_interval_us}
-        hal = {"name": b["name"], "image": b["image"], "host_link": b["host"],
+        hal = {"name": b["name"], "image": b["image"], "host_link": host_link(b),
                "bus_tty": hst["ports"][b["name"]]["bus"],
                "peer_tty": hst["ports"][b["name"]]["peer"], "host_baud": host_baud,
                "state_file": b["state"]}
@@ -393,7 +440,76 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     for b in boards:
         _wait_board(b)
     save(rig)
+    if tcp:
+        wait_host_tcp(rig, [b["name"] for b in boards])
+    if agent:
+        start_agent(rig)
     return rig
+
+
+def wait_host_tcp(rig, names, timeout=10.0):
+    """With host ports on TCP: wait until the hub serves the named boards' current ptys."""
+    if not (rig.get("hub") or {}).get("host_bind"):
+        return
+
+    def served():
+        st = hub_call(rig, {"cmd": "stats"})["host_tcp"]
+        for n in names:
+            try:
+                tty = os.readlink(host_link(board(rig, n)))
+            except OSError:
+                return False
+            if not (st[n]["listening"] and st[n]["tty"] == tty):
+                return False
+        return True
+    _wait_for(served, timeout, "the hub to serve the TCP host ports of %s" % ", ".join(names))
+
+
+# -- the rig agent -------------------------------------------------------------------------------
+def start_agent(rig, timeout=15.0):
+    """Start the rig agent (host_tools/rig/agent.py) and wait until it serves; -> its pid."""
+    from host_tools.rig import agent as agentmod
+    d = rig["dir"]
+    st = os.path.join(d, agentmod.STATE_NAME)
+    try:
+        os.unlink(st)
+    except FileNotFoundError:
+        pass
+    log = os.path.join(d, "agent.log")
+    pid = _spawn(["-m", "host_tools.rig.agent", "--dir", d], log, d)
+    rig["agent"] = {"pid": pid, "socket": agentmod.socket_path(d), "log": log}
+
+    def ready():
+        if not pid_alive(pid):
+            raise RigError("the rig agent died at start-up; see %s" % log)
+        try:
+            return _read_json(st).get("pid") == pid
+        except (OSError, ValueError):
+            return False
+    _wait_for(ready, timeout, "the rig agent")
+    save(rig)
+    return pid
+
+
+def stop_agent(rig):
+    """Stop the rig agent (SIGTERM, then kill -9); -> True if one was running."""
+    a = rig.get("agent") or {}
+    if not agent_alive(rig):
+        return False
+    pid = a["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    end = time.monotonic() + 3
+    while pid_alive(pid) and time.monotonic() < end:
+        time.sleep(0.01)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + 2
+        while pid_alive(pid) and time.monotonic() < end:
+            time.sleep(0.01)
+    return True
 
 
 # -- kill / restart / down ---------------------------------------------------------------------
@@ -425,12 +541,15 @@ def restart(rig, names, wait=True):
     if wait:
         for n in names:
             _wait_board(board(rig, n))
+        wait_host_tcp(rig, list(names))
     return names
 
 
 def down(rig):
-    """Stop every process of the rig (boards first, then the hub). Files stay."""
+    """Stop every process of the rig (the agent, the boards, then the hub). Files stay."""
     stopped = []
+    if stop_agent(rig):
+        stopped.append("agent")
     for b in rig["boards"]:
         if board_alive(b):
             try:
@@ -453,7 +572,7 @@ def down(rig):
     for b in rig["boards"]:
         b["pid"] = None
         try:
-            os.unlink(b["host"])
+            os.unlink(host_link(b))
         except OSError:
             pass
     rig["down"] = time.time()
@@ -481,7 +600,7 @@ def listing(rig):
     for b in rig["boards"]:
         target = None
         try:
-            target = os.readlink(b["host"])
+            target = os.readlink(host_link(b))
         except OSError:
             pass
         rows.append({"name": b["name"], "role": b["role"], "node": b["node"], "peer": b["peer"],
@@ -491,4 +610,9 @@ def listing(rig):
     rows.append({"name": "hub", "role": "hub", "node": None, "peer": None, "pair": None,
                  "pid": h.get("pid"), "alive": hub_alive(rig),
                  "host": "tcp 127.0.0.1:%s" % h.get("control_port"), "tty": None, "image": None})
+    a = rig.get("agent")
+    if a:
+        rows.append({"name": "agent", "role": "agent", "node": None, "peer": None, "pair": None,
+                     "pid": a.get("pid"), "alive": agent_alive(rig),
+                     "host": "unix %s" % a.get("socket"), "tty": None, "image": None})
     return rows

@@ -6,7 +6,9 @@
     t.sleep(seconds)    -> let that much time pass (the simulated world runs meanwhile)
 
 Implementations: ``SerialTransport`` (host_tools/transport/serial_client.py: a rig's host
-ports over pyserial, real or emulated boards) and ``SimTransport`` (host_tools/sim/transport.py:
+ports over pyserial, real or emulated boards; every port a device path or a pyserial URL such
+as socket://HOST:PORT, held by one program at a time, or shared through the rig agent,
+host_tools/rig/agent.py, when one holds it) and ``SimTransport`` (host_tools/sim/transport.py:
 the simulator's host ports, in virtual time). Typed requests (write, read, status, command,
 dirty list) over any Transport are in host_tools/transport/messages.py.
 
@@ -30,7 +32,8 @@ class Timeout(TransportError):
 
 
 class BoardGone(TransportError):
-    """The board cannot be reached at all (its port closed or does not open, it is destroyed)."""
+    """The board cannot be reached at all (its port closed or does not open, another program
+    holds it, it is destroyed)."""
 
 
 class Transport:
