@@ -83,7 +83,7 @@ def test_provisioning_takes_pyserial_urls():
     with open(os.path.join(REPO, "boards", "rig.sample.toml")) as f:
         text = f.read()
     first = re.search(r'serial = "[0-9A-F]{16}"', text).group(0)
-    bench = provision.parse_bench("x.toml", text.replace(first, 'port = "socket://127.0.0.1:4000"', 1))
+    bench = provision.parse_rig_file("x.toml", text.replace(first, 'port = "socket://127.0.0.1:4000"', 1))
     b = [b for b in bench["boards"] if b["port"]][0]
     assert provision.connect_args(b) == ["connect", "port:socket://127.0.0.1:4000"]
     assert provision.connect_args(dict(b, port="/dev/ttyACM0")) == ["connect", "/dev/ttyACM0"]

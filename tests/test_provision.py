@@ -1,5 +1,5 @@
-"""arcopy provision: bench-file checks (every error names its line), the dry run over the
-sample 4 + 4 bench (every mpremote step printed, no port opened), and the real-run logic
+"""arcopy provision: rig-file checks (every error names its line), the dry run over the
+sample 4 + 4 rig (every mpremote step printed, no port opened), and the real-run logic
 (copy only what the board's manifest says differs) with the board I/O replaced."""
 import json
 import os
@@ -37,12 +37,12 @@ def no_ports(monkeypatch):
 
 
 def sample_boards():
-    return provision.parse_bench(SAMPLE)["boards"]
+    return provision.parse_rig_file(SAMPLE)["boards"]
 
 
 # -- dry run ----------------------------------------------------------------------------------
-def test_sample_bench_parses_as_four_plus_four():
-    bench = provision.parse_bench(SAMPLE)
+def test_sample_rig_file_parses_as_four_plus_four():
+    bench = provision.parse_rig_file(SAMPLE)
     boards = bench["boards"]
     assert [b["id"] for b in boards] == ["p1", "p2", "p3", "p4", "s1", "s2", "s3", "s4"]
     for b in boards:
@@ -51,7 +51,7 @@ def test_sample_bench_parses_as_four_plus_four():
     assert boards[0]["site_nodes"] == [1, 2, 3, 4] and boards[4]["site_nodes"] == [101, 102, 103, 104]
 
 
-def test_dry_run_prints_every_mpremote_step_for_the_sample_bench(tmp_path, capsys, no_ports):
+def test_dry_run_prints_every_mpremote_step_for_the_sample_rig(tmp_path, capsys, no_ports):
     build_dir = tmp_path / "build"
     rc = cli.main(["provision", "--rig", SAMPLE, "--dry-run", "--build-dir", str(build_dir),
                    "--dir", str(tmp_path / "bench")])
@@ -126,8 +126,8 @@ def test_unknown_board_is_refused(tmp_path, capsys, no_ports):
     assert "no board p9" in capsys.readouterr().err
 
 
-# -- bench file errors name their line -----------------------------------------------------------
-HEAD = """[bench]
+# -- rig file errors name their line -----------------------------------------------------------
+HEAD = """[rig]
 name = "t"
 """
 PAIR = """
@@ -178,7 +178,7 @@ role = "primary"
 node = 2
 peer = "s9"   #<-
 serial = "E6614103E7A53A31"
-""", "p2's peer 's9' is not a board of this bench"),
+""", "p2's peer 's9' is not a board of this rig"),
     ("peer on the same site", HEAD + """
 [[board]]
 id = "p1"
@@ -212,7 +212,7 @@ serial = "E6614103E7A53A31"
     ("bad baud", HEAD + 'bus_baud = 115201   #<-\n' + PAIR, "bus_baud 115201 is not a supported baud rate"),
     ("baud not a number", HEAD + 'peer_baud = "fast"   #<-\n' + PAIR, "peer_baud must be an integer"),
     ("bad mode", HEAD + 'mode = "async"   #<-\n' + PAIR, "mode 'async'"),
-    ("unknown bench key", HEAD + 'bauds = 9600   #<-\n' + PAIR, "unknown [bench] key 'bauds'"),
+    ("unknown rig key", HEAD + 'bauds = 9600   #<-\n' + PAIR, "unknown [rig] key 'bauds'"),
     ("unknown board key", HEAD + PAIR.replace('node = 101', 'node = 101\nnodes = 5   #<-'),
      "unknown board key 'nodes'"),
     ("node id out of range", HEAD + PAIR.replace('node = 101', 'node = 300   #<-'), "node id 300"),
@@ -232,18 +232,18 @@ peer = "p2"
 serial = "E6614864D3418C3D"
 """, "node id 1 is also p1's on the primary site bus"),
     ("toml syntax", HEAD + PAIR.replace('node = 101', 'node = = 101   #<-'), "TOML syntax"),
-    ("no boards", HEAD.replace("[bench]", "[bench]   #<-"), "no [[board]] tables"),
+    ("no boards", HEAD.replace("[rig]", "[rig]   #<-"), "no [[board]] tables"),
 ]
 
 
 @pytest.mark.parametrize("name,text,words", CASES, ids=[c[0] for c in CASES])
-def test_bench_file_errors_name_the_line(tmp_path, name, text, words):
+def test_rig_file_errors_name_the_line(tmp_path, name, text, words):
     path = tmp_path / "bench.toml"
     path.write_text(text)
     want = [i for i, l in enumerate(text.splitlines(), 1) if "#<-" in l]
     assert len(want) == 1, "test case must mark one line"
-    with pytest.raises(provision.BenchFileError) as ei:
-        provision.parse_bench(str(path))
+    with pytest.raises(provision.RigFileError) as ei:
+        provision.parse_rig_file(str(path))
     lines = ei.value.lines()
     expect = "%s:%d: " % (path, want[0])
     assert any(l.startswith(expect) and words in l for l in lines), "\n".join(lines)
@@ -302,9 +302,9 @@ class FakeBoards:
 
 def _provisioner(tmp_path, fake, force=False):
     import io
-    bench = provision.parse_bench(SAMPLE)
+    bench = provision.parse_rig_file(SAMPLE)
     p = provision.Provisioner(bench, out=io.StringIO(), force=force, build_dir=str(tmp_path / "build"),
-                              bench_dir=str(tmp_path / "bench"))
+                              rig_dir=str(tmp_path / "bench"))
     p.call = fake.call
     p.find_port = lambda serial: "/dev/fake-" + serial[-4:]
     p.escape = fake.escaped.append
@@ -315,7 +315,7 @@ def _provisioner(tmp_path, fake, force=False):
 
 def _local_manifest(tmp_path, board_id):
     import io
-    bench = provision.parse_bench(SAMPLE)
+    bench = provision.parse_rig_file(SAMPLE)
     built = provision.build(bench, str(tmp_path / "ref"), io.StringIO().write)
     m = dict(built["manifest"])
     m["/config.json"] = provision._sha256(built["configs"][board_id])
@@ -370,5 +370,17 @@ def test_old_micropython_is_refused(tmp_path):
 def test_provision_is_a_cli_command():
     assert "provision" in cli.COMMANDS
     parser = cli.build_parser("provision")
-    args = parser.parse_args(["provision", "--bench", "x.toml", "--dry-run", "--board", "p1"])
+    args = parser.parse_args(["provision", "--rig", "x.toml", "--dry-run", "--board", "p1"])
     assert args.dry_run and args.board == ["p1"]
+
+
+def test_old_bench_table_and_option_are_read_with_a_warning(tmp_path, capsys, no_ports):
+    old = tmp_path / "old.toml"
+    with open(SAMPLE) as f:
+        old.write_text(f.read().replace("\n[rig]\n", "\n[bench]\n", 1))
+    rig = provision.parse_rig_file(str(old))
+    assert len(rig["boards"]) == 8 and "old name of the [rig] table" in rig["warnings"][0]
+    rc = cli.main(["provision", "--bench", str(old), "--dry-run", "--build-dir", str(tmp_path / "b"),
+                   "--dir", str(tmp_path / "d"), "--board", "p1"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "--bench is deprecated" in err and "[bench] is the old name" in err

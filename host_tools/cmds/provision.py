@@ -3,8 +3,8 @@ import argparse
 import os
 import sys
 
-from host_tools.provision.installer import (BenchFileError, ProvisionError, Provisioner, list_boards,
-                                            parse_bench)
+from host_tools.provision.installer import (RigFileError, ProvisionError, Provisioner, list_boards,
+                                            parse_rig_file)
 
 
 def add_arguments(parser):
@@ -14,9 +14,9 @@ def add_arguments(parser):
     parser.add_argument("--dry-run", action="store_true", help="print every step, open no port")
     parser.add_argument("--force", action="store_true", help="copy every file even if the board has it")
     parser.add_argument("--sdcard", metavar="FILE", help="install this SD card driver file instead of "
-                        "`mpremote mip install sdcard` (offline benches)")
+                        "`mpremote mip install sdcard` (offline rigs)")
     parser.add_argument("--build-dir", default=None, help="where to build (default: build/ in the repository)")
-    parser.add_argument("--dir", default=None, help="write the bench file for the other commands here "
+    parser.add_argument("--dir", default=None, help="write the rig file for the other commands here "
                         "(default: $ARCOPY_RIG or <tmp>/arcopy-rig-<uid>)")
     parser.add_argument("--list", action="store_true", help="list connected USB serial ports and their "
                         "serial numbers, then exit")
@@ -37,8 +37,8 @@ def run(args):
         print("error: --rig RIG.toml is required (see boards/rig.sample.toml)", file=sys.stderr)
         return 2
     try:
-        bench = parse_bench(args.rig)
-    except BenchFileError as e:
+        rig = parse_rig_file(args.rig)
+    except RigFileError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
         print("error: %d problem(s) in %s: nothing was done" % (len(e.errors), args.rig), file=sys.stderr)
@@ -49,17 +49,22 @@ def run(args):
     if args.sdcard and not os.path.isfile(args.sdcard):
         print("error: --sdcard %s: no such file" % args.sdcard, file=sys.stderr)
         return 1
-    bench_dir = args.dir
-    if bench_dir is None:
+    rig_dir = args.dir
+    if rig_dir is None:
         from host_tools.rig import manager as rigmgr
-        bench_dir = rigmgr.default_dir()
-    p = Provisioner(bench, dry_run=args.dry_run, force=args.force, sdcard_file=args.sdcard,
-                    build_dir=args.build_dir, bench_dir=os.path.abspath(bench_dir))
+        rig_dir = rigmgr.default_dir()
+    for w in rig.get("warnings", ()):
+        print("arcopy: warning: " + w, file=sys.stderr)
+    p = Provisioner(rig, dry_run=args.dry_run, force=args.force, sdcard_file=args.sdcard,
+                    build_dir=args.build_dir, rig_dir=os.path.abspath(rig_dir))
+    from host_tools.cmds import interrupt_note
+    interrupt_note("provisioning stopped: the board being installed may hold a partial install; "
+                   "run the same `arcopy provision` again (it copies only what differs)")
     try:
         p.run(args.board)
     except ProvisionError as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     if not args.dry_run:
-        print("provisioned %d board(s); next: arcopy start-copy --dir %s" % (len(p.results), bench_dir))
+        print("provisioned %d board(s); next: arcopy start-copy --dir %s" % (len(p.results), rig_dir))
     return 0

@@ -1,9 +1,9 @@
-"""arcopy provision: install the firmware on a bench of real RP2040 boards.
+"""arcopy provision: install the firmware on a rig of real RP2040 boards.
 
-    arcopy provision --bench bench.toml [--board ID ...] [--dry-run] [--force] [--dir DIR]
+    arcopy provision --rig rig.toml [--board ID ...] [--dry-run] [--force] [--dir DIR]
     arcopy provision --list
 
-1. Read and check the bench file (TOML, see boards/rig.sample.toml). Every problem is
+1. Read and check the rig file (TOML, see boards/rig.sample.toml). Every problem is
    reported with the line it is on; nothing is touched unless the whole file is right.
 2. Build once: every firmware/*.py plus boards/rp2/rp2_hal.py and boards/rp2/pico.py compiled
    with mpy-cross into build/fw/*.mpy, boards/rp2/boot_main.py as build/main.py, a hash
@@ -20,7 +20,7 @@
    d. `mpremote mip install sdcard` if /lib/sdcard.mpy is missing (or --sdcard FILE);
    e. reset, wait for the board to come back on USB, and ask it for STATUS on its host
       port: it must answer with the role and node id of its config.
-4. Write DIR/bench.json (the bench file format of the emulated bench) listing the boards'
+4. Write DIR/rig.json (the rig file format of the emulated rig) listing the boards'
    host ports, so that start-copy, status, workload, failover and verify run unchanged
    against the hardware.
 
@@ -58,9 +58,9 @@ PORT_RE = re.compile(r"^(/dev/(tty|cu)[A-Za-z0-9._-]+|/dev/serial/by-id/\S+|COM[
 URL_RE = re.compile(r"^(socket|rfc2217)://")
 ID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,15}$")
 
-BENCH_KEYS = {
+RIG_KEYS = {
     # key: (type, default)
-    "name": (str, "bench"),
+    "name": (str, "rig"),
     "group": (int, 0),
     "bus_baud": (int, 115200),
     "peer_baud": (int, 115200),
@@ -80,8 +80,8 @@ REBOOT_TIMEOUT_S = 20.0
 STATUS_TIMEOUT_S = 60.0     # first boot formats the SD card before it answers
 
 
-class BenchFileError(Exception):
-    """Problems in a bench file: .errors is a list of (line, message)."""
+class RigFileError(Exception):
+    """Problems in a rig file: .errors is a list of (line, message)."""
 
     def __init__(self, path, errors):
         self.path = path
@@ -96,7 +96,7 @@ class ProvisionError(Exception):
     pass
 
 
-# -- bench file ---------------------------------------------------------------------------------
+# -- rig file ---------------------------------------------------------------------------------
 class _Lines:
     """Where tables and keys of a TOML file are (tomllib gives values, not lines)."""
 
@@ -134,18 +134,18 @@ class _Lines:
         return self.keys.get((name, idx, key)) or self.table(name, idx)
 
 
-def parse_bench(path, text=None):
-    """Read and check a bench file. -> dict(name, path, settings, boards=[...]) or raises
-    BenchFileError listing every problem with its line."""
+def parse_rig_file(path, text=None):
+    """Read and check a rig file. -> dict(name, path, settings, boards=[...]) or raises
+    RigFileError listing every problem with its line."""
     if text is None:
         with open(path, "rb") as f:
             raw = f.read()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise BenchFileError(path, [(None, "not UTF-8 text: %s" % e)])
+            raise RigFileError(path, [(None, "not UTF-8 text: %s" % e)])
     if tomllib is None:
-        raise ProvisionError("reading bench files needs Python >= 3.11 (tomllib)")
+        raise ProvisionError("reading rig files needs Python >= 3.11 (tomllib)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -153,29 +153,35 @@ def parse_bench(path, text=None):
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
         line = int(m.group(1)) if m else None
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
-        raise BenchFileError(path, [(line, "TOML syntax: " + msg)])
+        raise RigFileError(path, [(line, "TOML syntax: " + msg)])
     where = _Lines(text)
     errors = []
 
     def err(line, msg):
         errors.append((line, msg))
 
+    warnings = []
+    table = "rig"
+    if "rig" not in doc and "bench" in doc:
+        # the [rig] table's name before release 0.2: still read
+        table = "bench"
+        warnings.append("%s: [bench] is the old name of the [rig] table; rename it" % path)
     for k in doc:
-        if k not in ("bench", "board"):
-            err(where.table(k) or where.key(None, 0, k), "unknown table or key %r (expected [bench] and [[board]])" % k)
+        if k not in (table, "board"):
+            err(where.table(k) or where.key(None, 0, k), "unknown table or key %r (expected [rig] and [[board]])" % k)
 
-    # [bench]
-    bench = doc.get("bench")
+    # [rig]
+    rig = doc.get(table)
     settings = {}
-    if not isinstance(bench, dict):
-        err(where.table("bench") or 1, "a [bench] table is required")
-        bench = {}
-    for k, v in bench.items():
-        if k not in BENCH_KEYS:
-            err(where.key("bench", 0, k), "unknown [bench] key %r (known: %s)" % (k, ", ".join(sorted(BENCH_KEYS))))
-    for k, (typ, default) in BENCH_KEYS.items():
-        v = bench.get(k, default)
-        line = where.key("bench", 0, k)
+    if not isinstance(rig, dict):
+        err(where.table(table) or 1, "a [rig] table is required")
+        rig = {}
+    for k, v in rig.items():
+        if k not in RIG_KEYS:
+            err(where.key(table, 0, k), "unknown [rig] key %r (known: %s)" % (k, ", ".join(sorted(RIG_KEYS))))
+    for k, (typ, default) in RIG_KEYS.items():
+        v = rig.get(k, default)
+        line = where.key(table, 0, k)
         if typ is int and (isinstance(v, bool) or not isinstance(v, int)):
             err(line, "%s must be an integer, got %r" % (k, v))
             continue
@@ -185,17 +191,17 @@ def parse_bench(path, text=None):
         settings[k] = v
     for k in ("bus_baud", "peer_baud"):
         if k in settings and settings[k] not in BAUDS:
-            err(where.key("bench", 0, k), "%s %r is not a supported baud rate (%s)"
+            err(where.key(table, 0, k), "%s %r is not a supported baud rate (%s)"
                 % (k, settings[k], ", ".join(str(b) for b in BAUDS)))
             del settings[k]
     if settings.get("mode") is not None and settings["mode"] not in MODES:
-        err(where.key("bench", 0, "mode"), "mode %r: use one of %s" % (settings["mode"], ", ".join(MODES)))
+        err(where.key(table, 0, "mode"), "mode %r: use one of %s" % (settings["mode"], ", ".join(MODES)))
     if settings.get("policy") is not None and settings["policy"] not in POLICIES:
-        err(where.key("bench", 0, "policy"), "policy %r: use one of %s" % (settings["policy"], ", ".join(POLICIES)))
+        err(where.key(table, 0, "policy"), "policy %r: use one of %s" % (settings["policy"], ", ".join(POLICIES)))
     for k, lo, hi in (("group", 0, 255), ("nvol", 1, 255), ("vol_blocks", 1, 1 << 31),
                       ("journal_slots", 8, 1 << 20), ("ckpt_interval_ms", 1, 3600000)):
         if k in settings and not lo <= settings[k] <= hi:
-            err(where.key("bench", 0, k), "%s %r out of range %d..%d" % (k, settings[k], lo, hi))
+            err(where.key(table, 0, k), "%s %r out of range %d..%d" % (k, settings[k], lo, hi))
 
     # [[board]]
     raw_boards = doc.get("board", [])
@@ -203,7 +209,7 @@ def parse_bench(path, text=None):
         err(where.key(None, 0, "board") or where.table("board"), "boards are [[board]] tables")
         raw_boards = []
     if not raw_boards:
-        err(where.table("bench") or 1, "no [[board]] tables")
+        err(where.table(table) or 1, "no [[board]] tables")
     boards = []
     first = {}                  # id -> line of its first definition
     for i, b in enumerate(raw_boards):
@@ -287,7 +293,7 @@ def parse_bench(path, text=None):
         other = byid.get(b["peer"])
         pl = where.key("board", i, "peer")
         if other is None:
-            err(pl, "%s's peer %r is not a board of this bench" % (b["id"], b["peer"]))
+            err(pl, "%s's peer %r is not a board of this rig" % (b["id"], b["peer"]))
         elif other["role"] == b["role"]:
             err(pl, "%s's peer %s is also a %s: a peer is on the other site" % (b["id"], other["id"], b["role"]))
         elif other["peer"] != b["id"]:
@@ -295,23 +301,24 @@ def parse_bench(path, text=None):
     if boards and all(b["ok"] for b in boards) and not any(b["role"] == "primary" for b in boards):
         err(where.table("board", 0), "no primary board")
     if errors:
-        raise BenchFileError(path, errors)
+        raise RigFileError(path, errors)
 
     site_nodes = {r: sorted(b["node"] for b in boards if b["role"] == r) for r in ROLES}
     for b in boards:
         b["peer_node"] = byid[b["peer"]]["node"]
         b["site_nodes"] = site_nodes[b["role"]]
         del b["ok"]
-    bench_out = {"name": settings["name"], "path": path, "settings": settings, "boards": boards}
+    rig_out = {"name": settings["name"], "path": path, "settings": settings, "boards": boards,
+               "warnings": warnings}
     # the firmware's own Config check, so a board never gets a config it would refuse
     for b in boards:
         try:
-            _check_config(board_config(bench_out, b)["config"])
+            _check_config(board_config(rig_out, b)["config"])
         except ValueError as e:
             errors.append((b["line"], "firmware config: %s" % e))
     if errors:
-        raise BenchFileError(path, errors)
-    return bench_out
+        raise RigFileError(path, errors)
+    return rig_out
 
 
 def _check_config(d):
@@ -319,12 +326,12 @@ def _check_config(d):
     Config.from_dict(dict(d))
 
 
-def board_config(bench, b):
+def board_config(rig, b):
     """The board's config.json: firmware Config fields under "config", plus who it is."""
-    s = bench["settings"]
+    s = rig["settings"]
     return {
         "arcopy": 1,
-        "bench": bench["name"],
+        "rig": rig["name"],
         "board": b["id"],
         "site": b["role"],
         "serial": b["serial"],
@@ -374,7 +381,7 @@ def sources():
     return out
 
 
-def build(bench, build_dir, say):
+def build(rig, build_dir, say):
     """Compile the firmware and write the per-board configs. -> dict with 'files'
     (board path -> local path), 'manifest' (board path -> sha256), 'configs' (id -> path)."""
     fw_out = os.path.join(build_dir, "fw")
@@ -396,12 +403,12 @@ def build(bench, build_dir, say):
     say("build: %s -> %s (the board's main.py)" % (BOOT_MAIN, _rel(main_py)))
     files["/main.py"] = main_py
     configs = {}
-    for b in bench["boards"]:
+    for b in rig["boards"]:
         d = os.path.join(build_dir, "boards", b["id"])
         os.makedirs(d, exist_ok=True)
         p = os.path.join(d, "config.json")
         with open(p, "w") as f:
-            json.dump(board_config(bench, b), f, indent=1, sort_keys=True)
+            json.dump(board_config(rig, b), f, indent=1, sort_keys=True)
             f.write("\n")
         configs[b["id"]] = p
     say("build: %d config.json files under %s" % (len(configs), _rel(os.path.join(build_dir, "boards"))))
@@ -489,15 +496,15 @@ class Provisioner:
     """Runs (or, dry, prints) the steps for each board. The I/O functions are attributes so
     tests can replace them."""
 
-    def __init__(self, bench, out=None, dry_run=False, force=False, sdcard_file=None,
-                 build_dir=None, bench_dir=None):
-        self.bench = bench
+    def __init__(self, rig, out=None, dry_run=False, force=False, sdcard_file=None,
+                 build_dir=None, rig_dir=None):
+        self.rig = rig
         self.out = out or sys.stdout
         self.dry = dry_run
         self.force = force
         self.sdcard_file = sdcard_file
         self.build_dir = build_dir or os.path.join(REPO, "build")
-        self.bench_dir = bench_dir
+        self.rig_dir = rig_dir
         self.mpremote = [sys.executable, "-m", "mpremote"]
         self.call = _call
         self.find_port = find_port
@@ -531,26 +538,26 @@ class Provisioner:
 
     # -- steps ---------------------------------------------------------------------------------
     def run(self, ids=None):
-        bench = self.bench
-        chosen = bench["boards"]
+        rig = self.rig
+        chosen = rig["boards"]
         if ids:
             known = {b["id"] for b in chosen}
             bad = [i for i in ids if i not in known]
             if bad:
                 raise ProvisionError("no board %s in %s (boards: %s)"
-                                     % (", ".join(bad), bench["path"], ", ".join(sorted(known))))
+                                     % (", ".join(bad), rig["path"], ", ".join(sorted(known))))
             chosen = [b for b in chosen if b["id"] in ids]
-        self.say("arcopy provision: bench %r (%s), %d of %d boards%s"
-                 % (bench["name"], _rel(bench["path"]), len(chosen), len(bench["boards"]),
+        self.say("arcopy provision: rig %r (%s), %d of %d boards%s"
+                 % (rig["name"], _rel(rig["path"]), len(chosen), len(rig["boards"]),
                     ", dry run: no port is opened" if self.dry else ""))
-        built = build(bench, self.build_dir, self.say)
+        built = build(rig, self.build_dir, self.say)
         for b in chosen:
             self.board(b, built)
-        self.write_bench_file(chosen)
+        self.write_rig_file(chosen)
         return self.results
 
     def board(self, b, built):
-        s = self.bench["settings"]
+        s = self.rig["settings"]
         self.say("[%s] %s, node %d, peer %s (node %d), site bus %s, %s"
                  % (b["id"], b["role"], b["node"], b["peer"], b["peer_node"],
                     ",".join(str(n) for n in b["site_nodes"]),
@@ -676,13 +683,13 @@ class Provisioner:
             self.sleep(1.0)
         raise ProvisionError("%s: no STATUS answer on %s within %.0f s (%s)" % (b["id"], p, STATUS_TIMEOUT_S, last))
 
-    # -- the bench file the other commands read --------------------------------------------------
-    def write_bench_file(self, chosen):
-        if not self.bench_dir:
+    # -- the rig file the other commands read --------------------------------------------------
+    def write_rig_file(self, chosen):
+        if not self.rig_dir:
             return
-        path = os.path.join(self.bench_dir, "rig.json")
+        path = os.path.join(self.rig_dir, "rig.json")
         if self.dry:
-            self.say("bench file: would write %s (boards and their host ports, for start-copy, status, "
+            self.say("rig file: would write %s (boards and their host ports, for start-copy, status, "
                      "workload, failover, verify)" % path)
             return
         old = None
@@ -690,31 +697,31 @@ class Provisioner:
             with open(path) as f:
                 old = json.load(f)
             if not old.get("hardware"):
-                raise ProvisionError("%s holds an emulated bench: take it down (`arcopy rig down`) or "
+                raise ProvisionError("%s holds an emulated rig: take it down (`arcopy rig down`) or "
                                      "use another --dir" % path)
-        s = self.bench["settings"]
-        prim = [b for b in self.bench["boards"] if b["role"] == "primary"]
+        s = self.rig["settings"]
+        prim = [b for b in self.rig["boards"] if b["role"] == "primary"]
         pair = {b["id"]: i for i, b in enumerate(prim)}
-        for b in self.bench["boards"]:
+        for b in self.rig["boards"]:
             if b["role"] == "secondary":
                 pair[b["id"]] = pair[b["peer"]]
         prev = {x["name"]: x for x in (old or {}).get("boards", [])}
         boards = []
-        for b in self.bench["boards"]:
+        for b in self.rig["boards"]:
             host = (self.results.get(b["id"]) or {}).get("port") or prev.get(b["id"], {}).get("host")
             boards.append({"name": b["id"], "role": b["role"], "node": b["node"],
                            "peer": b["peer_node"], "peer_name": b["peer"], "pair": pair[b["id"]],
                            "site_nodes": b["site_nodes"], "serial": b["serial"], "host": host,
                            "bus": "P" if b["role"] == "primary" else "S", "pid": None})
-        doc = {"format": "arcopy-rig", "version": 1, "hardware": True, "dir": self.bench_dir,
-               "bench_file": os.path.abspath(self.bench["path"]), "pairs": len(prim),
+        doc = {"format": "arcopy-rig", "version": 1, "hardware": True, "dir": self.rig_dir,
+               "rig_file": os.path.abspath(self.rig["path"]), "pairs": len(prim),
                "baud": s["bus_baud"], "peer_baud": s["peer_baud"], "host_baud": 1000000,
                "nvol": s["nvol"], "vol_blocks": s["vol_blocks"], "journal_slots": s["journal_slots"],
                "ckpt_interval_us": s["ckpt_interval_ms"] * 1000, "mode": s["mode"],
                "policy": s["policy"], "created": time.time(), "boards": boards, "hub": None}
-        os.makedirs(self.bench_dir, exist_ok=True)
+        os.makedirs(self.rig_dir, exist_ok=True)
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(doc, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
-        self.say("bench file: %s" % path)
+        self.say("rig file: %s" % path)
