@@ -209,7 +209,69 @@ def test_report_record_and_render(tmp_path, perf_json, capsys):
         assert w > 100 and h > 100
         assert "](%s)" % png in md
     assert "async-sync" in md and "ckpt-cost" in md
+    assert "Why the plot and the RPO differ" in md and "applied T" not in md
+    _check_report_figures(str(d))
     assert cli.main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+def _legend_texts(fig):
+    return {t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()}
+
+
+def _marker_lines(fig):
+    """x of every vertical marker line (axvline: x data [x, x], y data [0, 1] in axes units)."""
+    out = []
+    for ax in fig.axes:
+        for ln in ax.get_lines():
+            xd, yd = list(ln.get_xdata()), list(ln.get_ydata())
+            if len(xd) == 2 and xd[0] == xd[1] and yd == [0, 1]:
+                out.append(xd[0])
+    return out
+
+
+def _check_report_figures(run_dir):
+    """The report's plots as matplotlib objects (not pixels): every marker line is named in its
+    figure's legend, axis labels are plain words, the lag plot shows the RPO and says why it
+    differs from the plotted exposure."""
+    import matplotlib.pyplot as plt
+    doc, ts, ck, lat = report.load(run_dir)
+    params, summary = doc["params"], doc["summary"]
+    marks = {report.DISASTER_LABEL: summary["disaster_ms"] / 1000.0}
+    if params.get("burst"):
+        marks[report._burst_label(params)] = params["burst_at_s"]
+    figs = report.figures(doc, ts, ck, lat)
+    try:
+        assert set(figs) == {"lag.png", "checkpoints.png", "latency_cdf.png"}
+        for name in ("lag.png", "checkpoints.png"):
+            fig = figs[name]
+            texts = _legend_texts(fig)
+            xs = _marker_lines(fig)
+            for label, x in marks.items():
+                assert label in texts, (name, label, texts)
+                assert x in xs, (name, label)
+            assert xs and set(xs) <= set(marks.values()), (name, xs)   # no unnamed marker line
+            assert all(ax.get_xlabel() == report.X_TIME for ax in fig.axes if ax.get_xlabel())
+        lag = figs["lag.png"]
+        ylabels = [ax.get_ylabel() for ax in lag.axes]
+        assert ylabels == [report.Y_EXPOSURE, report.Y_SEND_LAG, report.Y_JOURNAL]
+        assert all("ms" in y or "entries" in y for y in ylabels)
+        assert lag.axes[-1].get_xlabel() == report.X_TIME
+        assert any(t.startswith("RPO at the disaster") for t in _legend_texts(lag))
+        note = " ".join(t.get_text() for t in lag.texts)
+        assert "RPO" in note and "exposure" in note and "released" in note
+        assert "pair 0" in _legend_texts(lag)
+        ck_fig = figs["checkpoints.png"]
+        assert ck_fig.axes[0].get_ylabel() == "checkpoint number"
+        cdf = figs["latency_cdf.png"].axes[0]
+        assert "latency, ms" in cdf.get_xlabel() and cdf.get_ylabel()
+        assert len(cdf.get_legend().get_texts()) == len(cdf.get_lines())
+        for fig in figs.values():
+            for ax in fig.axes:
+                for label in (ax.get_xlabel(), ax.get_ylabel()):
+                    assert "seq time" not in label and "applied T" not in label, label
+    finally:
+        for fig in figs.values():
+            plt.close(fig)
 
 
 def test_observer_observes_without_steering():

@@ -269,7 +269,8 @@ def test_malformed_input_on_every_port_is_rejected_and_loses_nothing(rig):
     after = {b["name"]: _frames_bad(bench, b["name"]) for b in bench["boards"]}
     for name in before:            # every board counted bad input on its bus and peer ports
         assert after[name] >= before[name] + 2, (name, before, after)
-    assert sum(after.values()) - sum(before.values()) >= len(before) * len(_bad_inputs())
+    # (a run of bad input counts once, SPEC section 1: injections that no valid frame or 100 ms of
+    # quiet separates are one run, so there is no count per injection to expect)
     # every board still serves, and the copy is complete and consistent
     drain(bench)
     rep = disaster_failover_verify(bench)

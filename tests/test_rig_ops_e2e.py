@@ -72,9 +72,11 @@ def assert_releasing(bench, timeout=8.0):
     raise AssertionError("checkpoints are no longer released and applied everywhere:\n" + table)
 
 
-def finish(proc, timeout=60):
+def finish(proc, timeout=60, codes=(0,)):
+    """The JSON summary of a `workload` process; its exit status must be in `codes` (1: some
+    writes failed, e.g. to a board killed during the run)."""
     out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err.decode()[-2000:]
+    assert proc.returncode in codes, err.decode()[-2000:]
     return json.loads(out)
 
 
@@ -185,7 +187,7 @@ def test_failback_copies_back_the_changes_and_a_reverse_drill_is_consistent(rig,
     try:
         time.sleep(2.5)
         cli("disaster", "--dir", d)
-        finish(wl)
+        finish(wl, codes=(1,))                  # every primary died during the run
     finally:
         if wl.poll() is None:
             wl.kill()
@@ -279,7 +281,7 @@ def test_master_failover_on_both_sites_keeps_releasing(rig):
         cli("rig", "restart", "--dir", d, sm[0])
         wait_until(lambda: _applied_past(bench, t + 1500000), 15.0,
                    "releases after %s died" % sm[0], step=0.05)
-        summ = finish(wl)
+        summ = finish(wl, codes=(0, 1))        # writes to the killed master may fail
     finally:
         if wl.poll() is None:
             wl.kill()

@@ -14,21 +14,24 @@ import sys
 import tempfile
 import time
 
-from host_tools.cmds import add_dir
+from host_tools.cmds import add_dir, interrupt_note, rig_note, take_down
+from host_tools.cmds.argtypes import nonneg_int, positive_float, positive_int
 
 
 def add_arguments(parser):
     add_dir(parser)
-    parser.add_argument("--pairs", type=int, default=4, help="subsystem pairs (default 4)")
-    parser.add_argument("--seed", type=int, default=1, help="workload seed (default 1)")
-    parser.add_argument("--baud", type=int, default=115200, help="bus and peer baud (default 115200)")
+    parser.add_argument("--pairs", type=positive_int, default=4, help="subsystem pairs (default 4)")
+    parser.add_argument("--seed", type=nonneg_int, default=1, help="workload seed (default 1)")
+    parser.add_argument("--baud", type=positive_int, default=115200,
+                        help="bus and peer baud (default 115200)")
     parser.add_argument("--kind", default="ims", choices=("ims", "random", "hot", "seq"))
-    parser.add_argument("--rate", type=float, default=40.0, help="writes per second (default 40)")
-    parser.add_argument("--duration", type=float, default=6.0,
+    parser.add_argument("--rate", type=positive_float, default=40.0,
+                        help="writes per second (default 40)")
+    parser.add_argument("--duration", type=positive_float, default=6.0,
                         help="workload length in seconds (default 6)")
-    parser.add_argument("--disaster-at", type=float, default=4.5,
+    parser.add_argument("--disaster-at", type=positive_float, default=4.5,
                         help="seconds into the workload when the primaries die (default 4.5)")
-    parser.add_argument("--vol-blocks", type=int, default=256)
+    parser.add_argument("--vol-blocks", type=positive_int, default=256)
     parser.add_argument("--keep", action="store_true", help="leave the rig files (and --dir)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true")
@@ -59,6 +62,13 @@ def run(args):
     d = args.dir
     if d is None:
         tmp = d = tempfile.mkdtemp(prefix="arcopy-demo-")
+    d = os.path.abspath(d)
+    interrupt_note(rig_note(d, "the demo's rig keeps running in %s" % d) if args.keep else
+                   "the demo's rig was taken down: nothing keeps running")
+    width = min(100, shutil.get_terminal_size((100, 24)).columns)
+
+    def table(st):
+        return ops.status.format_short(session.pair_rows(rig, st), width)
     t_start = time.monotonic()
     phases = {}
     rig = None
@@ -73,7 +83,7 @@ def run(args):
         say("== start copy")
         session.start_copy(rig)
         phases["start_copy_s"] = time.monotonic() - t
-        say(session.format_table(session.pair_rows(rig, session.collect_status(rig))))
+        say(table(session.collect_status(rig)))
         say("== workload: %s, %.0f writes/s for %.1f s; disaster at %.1f s"
             % (args.kind, args.rate, args.duration, args.disaster_at))
         wl = rigwl.make_workload(rig, args.kind, args.rate, args.duration, args.seed)
@@ -107,7 +117,7 @@ def run(args):
         records.save_log(rig, log)
         summ = drv.summary()
         say("just before the disaster:")
-        say(session.format_table(session.pair_rows(rig, snap["status"])))
+        say(table(snap["status"]))
         say("== disaster: killed %s (kill -9); %d writes issued, %d acknowledged, %d in flight"
             % (", ".join(rec["killed"]), summ["issued"], summ["completed_ok"], summ["in_flight"]))
         t = time.monotonic()
@@ -158,8 +168,8 @@ def run(args):
             "phases_s": {k: round(v, 2) for k, v in phases.items()},
         }
     finally:
-        if rig is not None and not args.keep:
-            rigmgr.down(rig)
+        if not args.keep:
+            take_down(d, rig)
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     result["wall_s"] = round(time.monotonic() - t_start, 2)
@@ -167,8 +177,12 @@ def run(args):
         "%.1f s in all" % ("CONSISTENT" if result["consistent"] else "INCONSISTENT",
                            result["writes_completed"] - result["lost_acked"],
                            result["writes_completed"], result["rpo_ms"], result["wall_s"]))
+    if args.keep and rig is not None:
+        running = [r["name"] for r in rigmgr.listing(rig) if r["alive"]]
+        result["kept_running"] = running
+        say("kept running: %s (the secondaries failed over, open to host writes); files in %s; "
+            "stop them: arcopy rig down --dir %s"
+            % (", ".join(running) or "nothing", d, d) if running else "rig files kept in %s" % d)
     if args.json:
-        print(json.dumps(result, indent=1))
-    elif args.keep:
-        say("rig files kept in %s" % os.path.abspath(d))
+        print(json.dumps(result, indent=1, sort_keys=True))
     return 0 if result["consistent"] and result["failover_ok"] and result["ok"] else 1

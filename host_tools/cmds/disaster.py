@@ -1,11 +1,12 @@
 """arcopy disaster: kill -9 every primary board of the rig (the primary site is lost)."""
 import sys
 
-from host_tools.cmds import add_dir, load_rig
+from host_tools.cmds import add_dir, emit_json, load_rig
 
 
 def add_arguments(parser):
     add_dir(parser)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args):
@@ -18,5 +19,8 @@ def run(args):
               "boards off (or pulling their power), not a command", file=sys.stderr)
         return 2
     rec = session.disaster(rig)
+    if args.json:
+        emit_json(rec)
+        return 0
     print("disaster at %d us: killed %s" % (rec["disaster_us"], ", ".join(rec["killed"]) or "nothing"))
     return 0

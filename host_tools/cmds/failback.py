@@ -6,14 +6,21 @@ pair is duplex in the new direction. The rig file records the swapped roles, so 
 workload, disaster, failover and verify follow."""
 import json
 
-from host_tools.cmds import add_dir, run_on_rig
+import sys
+
+from host_tools.cmds import add_dir, interrupt_note, run_on_rig
+from host_tools.cmds.argtypes import positive_float
 
 
 def add_arguments(parser):
     add_dir(parser)
+    parser.add_argument("--pair", default=None, metavar="PAIR",
+                        help="not supported: a failback swaps the roles of both whole sites, "
+                             "every pair at once")
     parser.add_argument("--no-wait", action="store_true",
                         help="return once the commands are sent (the copy back runs on)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    parser.add_argument("--timeout", type=positive_float, default=120.0,
+                        help="seconds to wait (default 120)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -22,7 +29,16 @@ def run(args):
     from host_tools.rig import manager as rigmgr
     from host_tools.rig import session
 
+    if args.pair is not None:
+        print("arcopy failback: error: --pair %s: a failback swaps the roles of both sites, every "
+              "pair at once (one pair alone would leave both roles on one site bus); run "
+              "`arcopy failback` without --pair" % args.pair, file=sys.stderr)
+        return 2
+
     def failback(rig, t, prog):
+        interrupt_note("failback interrupted part-way: what the boards took stays done and the "
+                       "copy back continues on them; run `arcopy failback --dir %s` again to "
+                       "finish (it is safe to repeat)" % rig["dir"])
         return ops.failback.failback(t, session.pairs(rig), rig["nvol"], rig["vol_blocks"],
                                      wait=not args.no_wait, timeout=args.timeout, progress=prog,
                                      log=None if args.json else print,
@@ -32,6 +48,7 @@ def run(args):
         return 1
     rig, res, prog = out
     if args.json:
+        res = dict(res, pairs={session.pair_labels(rig)[i]: p for i, p in res["pairs"].items()})
         print(json.dumps(res, indent=1, sort_keys=True))
         return 0 if res["ok"] else 1
     if not res["ok"]:
@@ -39,8 +56,9 @@ def run(args):
         return 1
     if prog is not None:
         print(prog.final_line())
+    labels = session.pair_labels(rig)
     for i, p in sorted(res["pairs"].items()):
-        line = "pair %d: primary %s -> secondary %s" % (i, p["old_secondary"], p["old_primary"])
+        line = "pair %s: primary %s -> secondary %s" % (labels[i], p["old_secondary"], p["old_primary"])
         if "copied" in p:
             line += ": %d blocks copied (%d marked at %s merged)" % (
                 p["copied"], p["merged"], p["old_primary"])

@@ -1,28 +1,38 @@
 """arcopy failover: recover every secondary to the newest released checkpoint and open
 it to the host (C_FAILOVER(n, T) to each, the secondary master first)."""
 import json
+import sys
 
-from host_tools.cmds import add_dir, run_on_rig
+from host_tools.cmds import add_dir, add_pair, interrupt_note, run_on_rig
+from host_tools.cmds.argtypes import positive_float
 
 
 def add_arguments(parser):
     add_dir(parser)
-    parser.add_argument("--settle", type=float, default=10.0,
+    add_pair(parser, all_flag=False,
+             help_extra=" (default: every pair; one pair alone recovers to the newest cut its "
+                        "secondary knows released)")
+    parser.add_argument("--settle", type=positive_float, default=10.0,
                         help="at most this long to let released rounds finish (default 10 s)")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args):
     from host_tools import ops
-    from host_tools.rig import manager as rigmgr
-    out = run_on_rig(args, lambda rig, t, prog: ops.failover.failover(
-        t, [b["name"] for b in rigmgr.secondaries(rig)], settle_timeout=args.settle,
-        log=None if args.json else print))
+    from host_tools.cmds import pairverb
+
+    def failover(rig, t, prog):
+        pairs = pairverb.pick(args, rig)
+        interrupt_note("secondaries that took FAILOVER stay failed over and open to writes; "
+                       "run `arcopy failover --dir %s` again to finish" % rig["dir"])
+        return ops.failover.failover(t, [pairs[i][1] for i in sorted(pairs)],
+                                     settle_timeout=args.settle, log=None if args.json else print)
+    out = run_on_rig(args, failover)
     if out is None:
         return 1
     _, res, _ = out
     if args.json:
-        print(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1, sort_keys=True))
     else:
         print("failover to checkpoint %d (T=%d): %s" % (res["target_n"], res["target_t"],
                                                         "ok" if res["ok"] else "FAILED"))
@@ -35,4 +45,9 @@ def run(args):
                 print("  %s: %s" % (what, ", ".join(res[key])))
         if res["no_common_cut"]:
             print("  no common cut: a secondary never received checkpoint %d" % res["target_n"])
+    if not res["ok"]:
+        what = [k for k in ("no_image", "no_image_yet", "silent", "unreachable") if res[k]]
+        print("arcopy failover: failed: %s" % ("; ".join(
+            "%s %s" % (k.replace("_", " "), ", ".join(res[k])) for k in what)
+            or "no common cut"), file=sys.stderr)
     return 0 if res["ok"] else 1

@@ -30,6 +30,8 @@ def run(args):
                   % (args.sections[0], args.sections[0]), file=sys.stderr)
             return rig.run_from_bench(args)
         print("arcopy: `arcopy bench` is deprecated: use `arcopy perf`", file=sys.stderr)
+    from host_tools.cmds import interrupt_note
+    interrupt_note("perf stopped; a section's own emulated rig is taken down: nothing keeps running")
     load_sections()
     if args.list:
         for name, (_, help) in sorted(SECTIONS.items()):

@@ -2,6 +2,7 @@
 import os
 import sys
 
+from host_tools.cmds.argtypes import nonneg_int, positive_float, positive_int
 from host_tools.perf.report import FILES, record, render
 
 
@@ -10,18 +11,18 @@ def add_arguments(p):
     p.add_argument("--record", action="store_true",
                    help="run and record a simulator drill into RUN_DIR first, then render it")
     p.add_argument("--quick", action="store_true", help="record a short, small run (2 pairs, 4 s)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--pairs", type=int, default=None, help="subsystem pairs (default 4; --quick 2)")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=1)
+    p.add_argument("--pairs", type=positive_int, default=None, help="subsystem pairs (default 4; --quick 2)")
+    p.add_argument("--duration", type=positive_float, default=None,
                    help="simulated seconds until the disaster (default 12; --quick 4)")
-    p.add_argument("--rate", type=float, default=None,
+    p.add_argument("--rate", type=positive_float, default=None,
                    help="host writes per second, all pairs (ims workload; default 8 per pair, about "
                         "40%% of what a peer link carries)")
-    p.add_argument("--ckpt-ms", type=float, default=200.0, help="checkpoint interval (ms)")
-    p.add_argument("--burst", type=int, default=None,
+    p.add_argument("--ckpt-ms", type=positive_float, default=200.0, help="checkpoint interval (ms)")
+    p.add_argument("--burst", type=nonneg_int, default=None,
                    help="extra transactions (3 writes each) started at once at 40%% of the run, "
                         "overrunning the peer links (default 6 per pair)")
-    p.add_argument("--sample-ms", type=float, default=50.0, help="time-series sampling period (ms)")
+    p.add_argument("--sample-ms", type=positive_float, default=50.0, help="time-series sampling period (ms)")
 
 
 def run(args):

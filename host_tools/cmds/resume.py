@@ -2,7 +2,8 @@
 blocks marked in its change bitmap, then joins the consistency group again; waits (with
 a progress bar) until the pairs are duplex with a checkpoint applied, and prints how
 many blocks each pair copied."""
-from host_tools.cmds import add_dir, run_on_rig
+from host_tools.cmds import add_dir, interrupt_note, run_on_rig
+from host_tools.cmds.argtypes import positive_float
 from host_tools.cmds.suspend import add_pair_selection
 
 
@@ -10,26 +11,32 @@ def add_arguments(parser):
     add_dir(parser)
     add_pair_selection(parser)
     parser.add_argument("--no-wait", action="store_true", help="send the commands and return")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    parser.add_argument("--timeout", type=positive_float, default=60.0,
+                        help="seconds to wait (default 60)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args):
     from host_tools import ops
-    from host_tools.rig import session
-    from host_tools.transport.messages import status_name
-    from host_tools.cmds.start_copy import print_copied
+    from host_tools.cmds import pairverb
+    from host_tools.cmds.start_copy import copied_json, print_copied
 
     def resume(rig, t, prog):
-        which = ops.pairs.select_pairs(rig["pairs"], args.pair, args.all)
-        return ops.pairs.resume(t, session.pairs(rig, which), wait=not args.no_wait,
-                                timeout=args.timeout, progress=prog)
-    out = run_on_rig(args, resume, "resync", not args.no_wait)
+        pairs = pairverb.pick(args, rig)
+        interrupt_note("the resync continues on the boards (`arcopy status --dir %s` shows it)"
+                       % rig["dir"])
+        res, copied = ops.pairs.resume(t, pairs, wait=not args.no_wait, timeout=args.timeout,
+                                       progress=prog)
+        return pairs, res, copied, pairverb.explain(t, res)
+    out = run_on_rig(args, resume, "resync", not (args.no_wait or args.json))
     if out is None:
         return 1
-    rig, (res, copied), prog = out
-    for n, rc in sorted(res.items()):
-        print("%s: RESUME -> %s" % (n, status_name(rc)))
+    rig, (pairs, res, copied, why), prog = out
+    if args.json:
+        return pairverb.report(args, rig, pairs, "RESUME", res, why,
+                               {"copied": copied_json(rig, copied)})
+    rc = pairverb.report(args, rig, pairs, "RESUME", res, why)
     if copied:
         print(prog.final_line())
-        print_copied(copied)
-    return 0 if all(rc == 0 for rc in res.values()) else 1
+        print_copied(rig, copied)
+    return rc

@@ -34,7 +34,8 @@ def add_arguments(p):
                    help="run one seed (default) or sweep many")
     p.add_argument("--pairs", type=positive_int, default=4, help="subsystem pairs (default 4)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="the seed (run) or first seed (sweep)")
-    p.add_argument("--seeds", type=positive_int, default=100, help="sweep: how many seeds")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="sweep: how many seeds (default 100; only with `sim sweep`)")
     p.add_argument("--duration", type=positive_float, default=None,
                    help="simulated seconds of workload (default 6; with --ops: the window faults "
                         "are drawn in, default per operation)")
@@ -184,7 +185,14 @@ def run(a):
         print("arcopy sim: --pairs must be 1..32", file=sys.stderr)
         return 2
     if a.action == "sweep":
+        if a.seeds is None:
+            a.seeds = 100
         return sweep(a)
+    if a.seeds is not None:
+        print("arcopy sim: --seeds %d runs only with `arcopy sim sweep` (did you mean `arcopy sim "
+              "sweep --seeds %d`?); one seed is `arcopy sim --seed N`" % (a.seeds, a.seeds),
+              file=sys.stderr)
+        return 2
     r = _one(_kwargs(a, a.seed))
     if a.json:
         out = dict(r) if a.full else {k: v for k, v in r.items()
@@ -309,18 +317,54 @@ def sweep(a):
     t0 = time.perf_counter()
     results = []
     bar = tqdm(total=len(seeds), unit="seed", file=sys.stderr, disable=not sys.stderr.isatty()) if tqdm else None
-    with ProcessPoolExecutor(max_workers=jobs) as ex:
+    from host_tools.cmds import interrupt_note
+    interrupt_note("the sweep stopped after %d of %d seeds; its workers were stopped: nothing "
+                   "keeps running" % (0, len(seeds)))
+    ex = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+    try:
         for r in ex.map(_one, [_kwargs(a, s) for s in seeds], chunksize=4):
             results.append(r)
+            interrupt_note("the sweep stopped after %d of %d seeds; its workers were stopped: "
+                           "nothing keeps running" % (len(results), len(seeds)))
             if bar is not None:
                 bar.update(1)
                 if failed(r):
                     bar.set_postfix(safety=sum(_safety_failed(x) for x in results),
                                     liveness=sum(_liveness_failed(x) for x in results),
                                     exceptions=sum(x["verdict"] == "exception" for x in results))
-    if bar is not None:
-        bar.close()
+    except BaseException:
+        _stop_workers(ex)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    ex.shutdown(wait=True)
     return report(a, results, seeds, jobs, time.perf_counter() - t0)
+
+
+def _ignore_sigint():
+    """Sweep workers leave Ctrl-C to the parent (which stops them): no traceback from each."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(ex):
+    """Stop a ProcessPoolExecutor's workers now (queued seeds dropped)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.terminate()
+        except Exception:
+            pass
+    for p in procs:
+        try:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        except Exception:
+            pass
 
 
 def report(a, results, seeds, jobs, wall):

@@ -40,3 +40,40 @@ def resume(t, pairs, wait=True, timeout=60.0, progress=None):
     if not wait or any(rc != wire.S_OK for rc in res.values()):
         return res, {}
     return res, _copy.wait_copy(t, pairs, timeout, progress, since)
+
+
+def stop_copy(t, pairs):
+    """C_STOP_COPY to the primaries of `pairs`: the pair ends (the primary goes SIMPLEX, its
+    journal becomes change-bitmap marks; writes go on). -> {primary: status}."""
+    return {pairs[i][0]: _command.send(t, pairs[i][0], wire.C_STOP_COPY).status for i in sorted(pairs)}
+
+
+MODES = {"async": wire.MODE_CLOCK, "sync": wire.MODE_SYNC}
+POLICIES = {"freeze": wire.POLICY_FREEZE, "continue": wire.POLICY_CONTINUE}
+
+
+def set_mode(t, pairs, mode, settle_s=10.0):
+    """C_SET_MODE(mode) to both boards of every pair of `pairs`, the primary first: from then
+    on its records travel as synchronous, and the secondary, which refuses SYNC (BAD_STATE)
+    while its journal holds records written asynchronously, takes it once those are applied
+    (asked again for up to `settle_s`). mode: "sync" or "async" (or a MODE_* value).
+    A primary that refuses (a clockless board, a bad argument) leaves its secondary as it
+    was (not asked). -> {board: status}."""
+    m = MODES.get(mode, mode)
+    out = {}
+    for i in sorted(pairs):
+        prim, sec = pairs[i]
+        out[prim] = _command.send(t, prim, wire.C_SET_MODE, m).status
+        if out[prim] != wire.S_OK:
+            continue
+        retry = _command.RETRY + ((wire.S_BAD_STATE,) if m == wire.MODE_SYNC else ())
+        out[sec] = _command.send(t, sec, wire.C_SET_MODE, m, retry_s=settle_s, pause_s=0.1,
+                                 retry_on=retry).status
+    return out
+
+
+def set_policy(t, secondaries, policy):
+    """C_SET_POLICY(policy) to every secondary (the policy is theirs: what the group does when
+    a pair is lost); policy "freeze" or "continue" (or a POLICY_* value). -> {board: status}."""
+    p = POLICIES.get(policy, policy)
+    return {b: _command.send(t, b, wire.C_SET_POLICY, p).status for b in secondaries}

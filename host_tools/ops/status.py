@@ -62,9 +62,9 @@ def had_image(s):
 
 
 # -- pairs ----------------------------------------------------------------------------------------
-def pair_rows(pairs, st):
+def pair_rows(pairs, st, labels=None):
     """One row per pair. pairs: {i: (primary name, secondary name)} by current role; st: name ->
-    STATUS dict or None (collect())."""
+    STATUS dict or None (collect()); labels: {i: the pair's name} (default: its index)."""
     rows = []
     for i in sorted(pairs):
         pn, sn = pairs[i]
@@ -72,8 +72,14 @@ def pair_rows(pairs, st):
         s = st.get(sn)
         pending = p is not None and p["copy_state"] == wire.CS_PENDING
         reason = (p or {}).get("suspend_reason") or (s or {}).get("suspend_reason") or 0
+        lag = None if p is None else p["lag_us"] / 1000.0
+        slag = None if s is None else s["lag_us"] / 1000.0
         rows.append({
-            "pair": i,
+            "pair": i if labels is None else labels.get(i, str(i)),
+            "index": i,
+            "p_answers": p is not None,
+            "s_answers": s is not None,
+            "rpo_ms": None if lag is None and slag is None else round((lag or 0.0) + (slag or 0.0), 1),
             "p_name": pn,
             "s_name": sn,
             "boards": "%s>%s" % (pn, sn),
@@ -103,6 +109,7 @@ def pair_rows(pairs, st):
             "pace_threshold": p.get("pace_threshold") if p else None,
             "pace_max_us": p.get("pace_max_us") if p else None,
             "suspend_reason": reason,
+            "frozen": bool(s and s.get("frozen")),
             "reason": REASON_NAMES.get(reason, str(reason)) or None,
         })
     return rows
@@ -117,19 +124,73 @@ _COLS = (("pair", "pair", 4), ("boards", "P > S", 9), ("primary", "P state", 9),
          ("writes", "writes", 7), ("frames_bad", "bad", 4), ("reason", "why", 8))
 
 
+def _cell(v):
+    if v is None:
+        return "-"
+    if v is True:
+        return "yes"
+    if v is False:
+        return "no"
+    return str(v)
+
+
 def format_table(rows):
-    def cell(v):
-        if v is None:
-            return "-"
-        if v is True:
-            return "yes"
-        if v is False:
-            return "no"
-        return str(v)
+    """The wide table: every column (`arcopy status --wide`)."""
+    cell = _cell
     head = " ".join(h.rjust(w) for _, h, w in _COLS)
     lines = [head]
     for r in rows:
         lines.append(" ".join(cell(r.get(k)).rjust(w) for k, _, w in _COLS))
+    return "\n".join(lines)
+
+
+# the short table: one line per pair; "why" takes what is left of the width
+_SHORT = (("pair", "pair", 4), ("boards", "P > S", 9), ("primary", "P state", 9),
+          ("secondary", "S state", 11), ("rpo_ms", "RPO~ms", 8), ("journal", "jrnl P/S", 9),
+          ("released", "released", 8))
+SHORT_MIN_WIDTH = sum(w + 1 for _, _, w in _SHORT) + 8
+
+
+def why(r):
+    """The short table's last column: what is not as it should be, in a few words."""
+    parts = []
+    if not r.get("p_answers", True):
+        parts.append("%s silent" % r.get("p_name", "P"))
+    if not r.get("s_answers", True):
+        parts.append("%s silent" % r.get("s_name", "S"))
+    if r.get("copy"):
+        parts.append("copy " + r["copy"])
+    if r.get("reason"):
+        parts.append(r["reason"])
+    if r.get("frozen"):
+        parts.append("frozen")
+    return ", ".join(parts) or "-"
+
+
+def format_short(rows, width=100):
+    """One line per pair in at most `width` columns (>= SHORT_MIN_WIDTH): pair, boards, states,
+    RPO estimate (the primary's stream lag plus how far the applied image trails the newest
+    held checkpoint), journal depths, the last released checkpoint and why."""
+    width = max(SHORT_MIN_WIDTH, width)
+    left = width - sum(w + 1 for _, _, w in _SHORT)
+
+    def line(cells, last):
+        text = " ".join(c.rjust(w) if k not in ("boards", "primary", "secondary") else c.ljust(w)
+                        for c, (k, _, w) in zip(cells, _SHORT))
+        if len(last) > left:
+            last = last[:max(0, left - 2)] + ".."
+        return (text + " " + last).rstrip()
+    lines = [line([h for _, h, _ in _SHORT], "why")]
+    for r in rows:
+        jr = None
+        if r.get("p_journal") is not None or r.get("s_journal") is not None:
+            jr = "%s/%s" % (_cell(r.get("p_journal")), _cell(r.get("s_journal")))
+        vals = dict(r, journal=jr)
+        cells = []
+        for k, _, w in _SHORT:
+            c = _cell(vals.get(k))
+            cells.append(c if len(c) <= w else c[:w - 1] + "~")
+        lines.append(line(cells, why(r)))
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ def perf_codec(quick):
     for label, nblocks, frame_len in _efficiency_cases(codec, wire, full):
         data = nblocks * wire.BLOCK_SIZE
         e = data / frame_len
-        eff.append([label, data, frame_len, "%.2f%%" % (100 * e),
+        eff.append([label, data, frame_len, round(100 * e, 2),
                     BAUD * e / BITS_PER_BYTE / 1024, BAUD / BITS_PER_BYTE / frame_len * nblocks])
     notes = ["rates are single-core figures on this PC: CPython %s, and the MicroPython WebAssembly port "
              "under Node for the (wasm) rows; an RP2040 board runs the firmware codec far slower"
@@ -91,7 +91,7 @@ def perf_codec(quick):
                  columns=["message", "bytes", "build", "parse", "compiled build", "compiled parse"],
                  rows=prows),
             dict(title="wire efficiency (payload data bytes / wire bytes), line rate at %d baud 8N1" % BAUD,
-                 columns=["frame", "data B", "wire B", "efficiency", "data KiB/s", "blocks/s"], rows=eff),
+                 columns=["frame", "data B", "wire B", "efficiency %", "data KiB/s", "blocks/s"], rows=eff),
         ],
         notes=notes,
     )

@@ -592,9 +592,9 @@ def perf_copy_latency(quick):
         eoff, eon = emu["off"], emu["on"]
         r50, r99 = ratio(eon["p50"], eoff["p50"]), ratio(eon["p99"], eoff["p99"])
         rows.append(["emulated rig", "no copy (copy never started)", eoff["writes"], r3(eoff["p50"]),
-                     r3(eoff["p99"]), 1.0, 1.0, "n/a", "n/a"])
+                     r3(eoff["p99"]), 1.0, 1.0, None, None])
         rows.append(["emulated rig", "copy active (asynchronous)", eon["writes"], r3(eon["p50"]),
-                     r3(eon["p99"]), r3(r50), r3(r99), "n/a", "n/a"])
+                     r3(eon["p99"]), r3(r50), r3(r99), None, None])
         per = []
         for rd in emu["rounds"]:
             a, b = rd["off"], rd["on"]
@@ -641,8 +641,8 @@ def perf_copy_latency(quick):
             "block device counters over the host port); the simulator rows count them",
         ]
     else:
-        rows.append(["emulated rig", "copy active vs no copy", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a",
-                     "n/a"])
+        rows.append(["emulated rig", "copy active vs no copy", None, None, None, None, None, None,
+                     None])
         notes.append("emulated rig: not measured: %s" % emu["why"])
     notes += [
         "the simulator charges no time for disk or CPU, so its ratio shows only protocol waits; on a "
@@ -714,7 +714,7 @@ def perf_heap(quick):
     fig, why = micropython_heap()
     if fig is None:
         return {"tables": [{"title": "firmware heap in real MicroPython",
-                            "columns": ["measure", "KiB"], "rows": [["peak heap in use per board", "unavailable"]]}],
+                            "columns": ["measure", "KiB"], "rows": [["peak heap in use per board", None]]}],
                 "notes": ["unavailable: " + why]}
     rows = [["peak heap in use per board", fig["peak_kib"]]]
     if "code_kib" in fig:

@@ -41,6 +41,9 @@ def print_table(table):
 
 
 def _fmt(v):
+    """A cell as printed (the JSON keeps the number; None is "n/a")."""
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return "%.1f" % v if abs(v) >= 10 else "%.3f" % v
     return str(v)

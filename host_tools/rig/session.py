@@ -31,6 +31,51 @@ def pairs(rig, which=None):
     return out
 
 
+# -- pairs as the rig file names them -------------------------------------------------------------
+def pair_labels(rig):
+    """{pair index: the pair's name}: the number the rig file's board names carry (p1/s1 ->
+    "1" on a hardware rig file, p0/s0 -> "0" on the emulated rig), or the index when the
+    names of a pair's boards do not share one number (or two pairs would share it)."""
+    import re
+    out = {}
+    for i in range(rig["pairs"]):
+        nums = set()
+        for b in rig["boards"]:
+            if b.get("pair") == i:
+                m = re.search(r"(\d+)$", b["name"])
+                nums.add(str(int(m.group(1))) if m else None)
+        out[i] = nums.pop() if len(nums) == 1 and None not in nums else None
+    if None in out.values() or len(set(out.values())) != len(out):
+        return {i: str(i) for i in range(rig["pairs"])}
+    return out
+
+
+def pair_label(rig, i):
+    return pair_labels(rig).get(i, str(i))
+
+
+def describe_pair(rig, i):
+    """"pair 1 (p1 -> s1)" by current roles."""
+    p, s = pairs(rig, [i])[i]
+    return "pair %s (%s -> %s)" % (pair_label(rig, i), p, s)
+
+
+def resolve_pair(rig, text):
+    """--pair TEXT -> (pair index, "pair 1 (p1 -> s1)"): TEXT is a pair's name (its number as
+    the rig file numbers it) or the name of one of its boards. Raises ValueError naming the
+    pairs there are."""
+    text = str(text).strip()
+    labels = pair_labels(rig)
+    for b in rig["boards"]:
+        if b["name"] == text and b.get("pair") is not None:
+            return b["pair"], describe_pair(rig, b["pair"])
+    for i, lab in labels.items():
+        if lab == text or (text.isdigit() and lab.isdigit() and int(text) == int(lab)):
+            return i, describe_pair(rig, i)
+    raise ValueError("no pair %r on this rig: pairs are %s (a number or a board name)"
+                     % (text, ", ".join(describe_pair(rig, i) for i in sorted(labels))))
+
+
 def secondaries(rig):
     """{pair: secondary name} by current role."""
     return {b["pair"]: b["name"] for b in rigmgr.secondaries(rig)}
@@ -44,7 +89,7 @@ def collect_status(rig, timeout=0.5):
 
 
 def pair_rows(rig, st):
-    return ops.status.pair_rows(pairs(rig), st)
+    return ops.status.pair_rows(pairs(rig), st, pair_labels(rig))
 
 
 format_table = ops.status.format_table

@@ -49,11 +49,18 @@ class SerialDriver:
         self.boards = {}
         self.clients = {}
         self.ident = {}
+        self.dead = set()
+        self.unopened = {}          # pair -> why its host port did not open at the start
         for b in (rigmgr.primaries(rig) if boards is None else boards):
             self.boards[b["pair"]] = b
             self.ident[b["pair"]] = port_ident(b["host"])
-            self.clients[b["pair"]] = open_client(b, write_timeout)
-        self.dead = set()
+            try:
+                self.clients[b["pair"]] = open_client(b, write_timeout)
+            except (OSError, ValueError) as e:      # serial.SerialException is an OSError
+                self.clients[b["pair"]] = None
+                self.unopened[b["pair"]] = "%s: host port %s does not open (%s)" % (
+                    b["name"], b["host"], str(e).split(":")[0] or type(e).__name__)
+                self.dead.add(b["pair"])
         self.pending = {}           # (pair, tag) -> [request, deadline_us, attempts]
         self.retry = []             # [due_us, request, attempts]
         self.unsent = 0             # writes handed out for a dead board (failed at once)
@@ -88,7 +95,8 @@ class SerialDriver:
         if pair in self.dead:
             return
         self.dead.add(pair)
-        self.clients[pair].close()
+        if self.clients[pair] is not None:
+            self.clients[pair].close()
         for key in [k for k in self.pending if k[0] == pair]:
             req = self.pending.pop(key)[0]
             self.abandoned += 1
@@ -194,15 +202,28 @@ class SerialDriver:
         wl.log.close(end if end else mono_us())
         if progress is not None:
             progress(mono_us() - t0, self)
-        for c in self.clients.values():
-            c.close()
+        self.close()
         return wl.log
+
+    def close(self):
+        """Close every host port the driver holds (also after an interrupted run)."""
+        for c in self.clients.values():
+            if c is not None:
+                c.close()
+
+    def failed_by_status(self):
+        """Why writes failed: {status name (or "no reply", "port gone"): count}."""
+        out = dict(self.errors)
+        if self.timeouts:
+            out["no reply"] = out.get("no reply", 0) + self.timeouts
+        return out
 
     def summary(self):
         lat = sorted(self.latencies)
         p = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0) if lat else (lambda q: None)
         return {"issued": self.wl.issued, "completed_ok": self.wl.completed - self.wl.failed,
                 "failed": self.wl.failed, "in_flight": self.wl.issued - self.wl.completed,
+                "failed_by_status": self.failed_by_status(),
                 "retries": self.retries, "timeouts": self.timeouts, "errors": self.errors,
                 "dead_pairs": sorted(self.dead), "reconnects": self.reconnects,
                 "latency_ms_p50": p(0.5), "latency_ms_p99": p(0.99),
