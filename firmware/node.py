@@ -25,7 +25,7 @@
 #
 # Imports go one way: node -> primary/secondary -> wire, codec, peerlink, store,
 # pairstate. The ports (PORT_*) are wire constants, re-exported here for host code.
-from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, DIRTY_MAX,
+from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
                            F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
                            S_BAD_COMMAND, S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
@@ -34,6 +34,8 @@ from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MA
 from firmware import codec
 from firmware.codec import SZ_CLOCK_SYNC, SZ_ERROR, SZ_H_REPLY_HEAD
 from firmware import pairstate
+from firmware.config import MODES, POLICIES
+from firmware.store import SB_SAVED
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
 from firmware.primary import Primary
 from firmware.secondary import Secondary
@@ -58,8 +60,13 @@ class Node:
         self.trace = None            # trace(node, event, n, t): see the top of this file
         sb = getattr(store, "sb", None)
         if sb is not None and sb.role in (ROLE_PRIMARY, ROLE_SECONDARY):
-            # the store is the durable truth: a failback swaps the role there
+            # the store is the durable truth: a failback swaps the role there, and
+            # SET_MODE / SET_POLICY save the mode and policy there (SB_SAVED | value)
             cfg.role = sb.role
+            if sb.mode & SB_SAVED and (sb.mode & 0x7F) in MODES:
+                cfg.mode = sb.mode & 0x7F
+            if sb.policy & SB_SAVED and (sb.policy & 0x7F) in POLICIES:
+                cfg.policy = sb.policy & 0x7F
         self.c = {
             "frames_in": 0, "frames_out": 0, "bad_frames": 0, "unknown_src": 0,
             "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
@@ -240,6 +247,8 @@ class Node:
                     self.reply(tag, S_OK)
             elif cmd == C_FAILBACK:
                 self.reply(tag, self._failback(now, arg))
+            elif cmd == C_SET_MODE:
+                self.reply(tag, self._set_mode(now, arg))
             else:
                 self.reply(tag, self.role.command(now, cmd, arg, arg2))
         else:
@@ -322,6 +331,24 @@ class Node:
         self.role.boot(now)
         if new_role == ROLE_PRIMARY:
             self.role.start_pending(now)
+        self._schedule(now)
+        return S_OK
+
+    def _set_mode(self, now, mode):
+        """SET_MODE, either role: the rules are pairstate.mode_change()'s; the mode is
+        saved in the superblock (it wins over the config file at boot)."""
+        new = pairstate.mode_change(self.cfg.mode, mode, self.role.async_held())
+        if new == pairstate.BAD_ARG:
+            return S_BAD_COMMAND
+        if new == pairstate.BAD_STATE:
+            return S_BAD_STATE
+        if new == pairstate.SAME:
+            if not self.store.sb.mode & SB_SAVED:
+                self.store.commit(mode=mode | SB_SAVED)   # the config's value, now the operator's
+            return S_OK
+        self.cfg.mode = new
+        self.store.commit(mode=new | SB_SAVED)
+        self.role.mode_changed(now)
         self._schedule(now)
         return S_OK
 

@@ -39,7 +39,8 @@
 # lookup allocates nothing and the whole machine costs one dict. (Event names for
 # messages and tests are the host's: tests/test_pair_states.py lists them.)
 from firmware.wire import (const, C_START_COPY, C_RESUME, C_SUSPEND, C_STOP_COPY, CS_SIMPLEX, CS_PENDING, CS_DUPLEX,
-                           CS_SUSPENDED, CS_RESIGNED, CS_FAILED_OVER, S_BAD_STATE)
+                           CS_SUSPENDED, CS_RESIGNED, CS_FAILED_OVER, MODE_CLOCK, MODE_CLOCKLESS, MODE_SYNC,
+                           S_BAD_STATE)
 
 # ---- events ---------------------------------------------------------------------
 START_COPY = const(1)         # operator START_COPY (full or delta); autostart with marks
@@ -159,6 +160,38 @@ def command_event(cmd, arg):
     if cmd == C_STOP_COPY:
         return STOP_COPY
     return 0
+
+
+# ---- the copy mode (SET_MODE) ------------------------------------------------------
+# The mode is not a copy state: it changes in every copy state, on both roles, and only
+# through mode_change(). What it means per role:
+#   primary    MODE_SYNC: a host write completes when the secondary has journaled it
+#              (its ACK); MODE_CLOCK: at once (durable in the primary's journal)
+#   secondary  MODE_SYNC: a failover rolls forward through the whole journal (RPO 0);
+#              MODE_CLOCK: it recovers to the released cut
+# Rules:
+#   arg not MODE_CLOCK or MODE_SYNC          BAD_ARG (clockless is a site-wide stamping
+#                                            scheme, configured, never switched at run time)
+#   the board runs MODE_CLOCKLESS            BAD_STATE (same reason)
+#   arg == the current mode                  SAME (a retry: OK; saved if it was the config's)
+#   SECONDARY -> MODE_SYNC while its journal BAD_STATE until those records are applied
+#     holds a record that arrived without    (retry after the next release): a roll-
+#     F_SYNC (written asynchronously)        forward must never cover a write whose
+#                                            completion did not wait for this journal
+#   otherwise                                the new mode (committed durably)
+def mode_change(cur, new, async_held):
+    """SET_MODE's answer for a board running mode `cur`: the new mode, SAME,
+    BAD_ARG or BAD_STATE. async_held: a secondary's journal holds a record beyond its
+    applied cut that was not written synchronously (a primary passes False)."""
+    if new != MODE_CLOCK and new != MODE_SYNC:
+        return BAD_ARG
+    if cur == MODE_CLOCKLESS:
+        return BAD_STATE
+    if new == cur:
+        return SAME
+    if new == MODE_SYNC and async_held:
+        return BAD_STATE
+    return new
 
 
 def next_state(role, state, event):

@@ -23,7 +23,8 @@
 #   SUSPENDED  operator or a full journal stopped the stream: the journal's records
 #              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
 from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
-                           MODE_SYNC, OVERHEAD, PORT_BUS, PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY,
+                           MODE_SYNC, OVERHEAD, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS, PORT_PEER,
+                           ROLE_PRIMARY, ROLE_SECONDARY,
                            R_JOURNAL_FULL, R_OPERATOR, ST_COPY_ACTIVE, S_BAD_COMMAND, S_BAD_STATE,
                            S_JOURNAL_FULL, S_NOT_READY, S_OK, S_WRONG_ROLE, C_FAILOVER, C_SET_POLICY,
                            T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
@@ -71,6 +72,7 @@ class Primary:
         self.ckpt_resend = 0
         self.cycles = 0
         self.sync_wait = {}          # sync mode: lseq -> host tag
+        self.sync_lseq = 0           # first record lseq written in sync mode (this period)
         self.records_moved = 0
         self.records_acked = 0
         self.acked_lseq = 0
@@ -228,6 +230,11 @@ class Primary:
         if self.copy_last < self.copy_base:
             self.copy_last = self.copy_base - 1
         self.acked_lseq = self.copy_base - 1
+        # records journaled before this boot count as written in the mode in effect now
+        # (the F_SYNC boundary is RAM only): a primary in a sync group writes nothing
+        # asynchronously, and a secondary of a group switching to sync waits for a cut
+        # after the switch anyway (SPEC section 6, "Changing the mode")
+        self.sync_lseq = 0
         self.send_jseq = self.store.j_first()
         self.clock = CLOCK_COLD
         self.heard_ckpt = False
@@ -330,11 +337,29 @@ class Primary:
         self.paced += 1
         return self.pace_us
 
+    def async_held(self):
+        return False
+
+    def mode_changed(self, now):
+        """SET_MODE took effect (cfg.mode is the new mode). To sync: writes journaled from
+        now on complete on the peer's ACK and travel with F_SYNC. To clock: writes still
+        waiting for an ACK complete at once (they are durable in this journal, which is
+        all an asynchronous completion promises; with the secondaries switched first,
+        as SPEC section 6 orders, no failover rolls forward over them)."""
+        if self.cfg.mode == MODE_SYNC:
+            self.sync_lseq = self.next_lseq
+        elif self.sync_wait:
+            for lseq in sorted(self.sync_wait):
+                self.node.complete_write(self.sync_wait.pop(lseq))
+
     def command(self, now, cmd, arg, arg2):
         event = ev.command_event(cmd, arg)
         if not event:
-            # FAILOVER and SET_POLICY are the secondaries' commands
-            return S_WRONG_ROLE if cmd == C_FAILOVER or cmd == C_SET_POLICY else S_BAD_COMMAND
+            # FAILOVER and SET_POLICY are the secondaries' commands (a bad argument is
+            # answered first: SPEC section 5's order)
+            if cmd == C_SET_POLICY:
+                return S_WRONG_ROLE if arg == POLICY_FREEZE or arg == POLICY_CONTINUE else S_BAD_COMMAND
+            return S_WRONG_ROLE if cmd == C_FAILOVER else S_BAD_COMMAND
         if event == ev.BAD_ARG:
             return S_BAD_COMMAND
         new = next_state(ROLE_PRIMARY, self.store.sb.copy_state, event)
@@ -706,6 +731,7 @@ class Primary:
         off = HDR_SIZE + SZ_BATCH_HEAD
         last = -1
         bkind = 0
+        first = 0
         while True:
             e = pending if pending is not None else next(entries, None)
             pending = None
@@ -728,6 +754,8 @@ class Primary:
                 self._carry = e              # a batch is all stream records or all copies
                 break
             bkind = kind
+            if not count:
+                first = lseq
             self.store.j_read_data(jseq, self.node.scratch)
             off = codec.pack_record(buf, off, vol, blk, t, lseq, self.node.scratch)
             count += 1
@@ -735,7 +763,9 @@ class Primary:
         if not count:
             return False
         codec.pack_batch_head(buf, HDR_SIZE, count)
-        flags = F_SYNC if self.cfg.mode == MODE_SYNC and bkind == J_RECORD else 0
+        # F_SYNC: every record of the batch was written in sync mode (a batch that
+        # straddles a switch to sync says no: conservative, the secondary waits longer)
+        flags = F_SYNC if self.cfg.mode == MODE_SYNC and bkind == J_RECORD and first >= self.sync_lseq else 0
         if bkind == J_COPY:
             flags |= F_COPY
         s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last,

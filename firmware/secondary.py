@@ -26,7 +26,7 @@
 # last applied checkpoint.
 from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OVER, CS_PENDING,
                            CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_SET_POLICY,
-                           F_COPY, F_UIP, HDR_SIZE,
+                           F_COPY, F_SYNC, F_UIP, HDR_SIZE,
                            MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_LOST,
                            ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
@@ -37,7 +37,7 @@ from firmware import codec
 from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_NAK, SZ_PEER_HELLO,
                             SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
-from firmware.store import StoreError, J_RECORD, J_CHECKPOINT
+from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED
 from firmware import pairstate as ev
 from firmware.pairstate import (transition, next_state, LINK_HELLO, LINK_UP, RV_COLLECTING,
                                  RV_RELEASED)
@@ -65,10 +65,11 @@ class Secondary:
         self.store = node.store
         self.tx = node.tx
         self.rx = Receiver()
-        self.policy = self.cfg.policy
+        self.policy = self.cfg.policy   # the effective one: node took a saved SET_POLICY
         self.ckpt_n = 0              # highest checkpoint held (marker journaled)
         self.ckpt_t = 0
         self.next_lseq = 1
+        self.async_top = 0           # highest record lseq taken without F_SYNC (or before boot)
         self.session = 0
         self.link = LINK_HELLO
         self.last_rx = 0
@@ -153,6 +154,12 @@ class Secondary:
             elif t > self.ckpt_t:
                 self.ckpt_n, self.ckpt_t = lseq, t
         self.records_acked = self.next_lseq - 1
+        # how the records journaled before this boot were written is not journaled: in
+        # sync mode they count as synchronous (this board took SET_MODE SYNC only with
+        # no asynchronous record held, and every secondary of a sync group must decide
+        # its failover alike), in clock mode as asynchronous (a switch to sync waits
+        # until they are applied)
+        self.async_top = 0 if self.cfg.mode == MODE_SYNC else self.next_lseq - 1
         self.released_seen = sb.uip_n if sb.uip_n else sb.applied_n
         if sb.uip_n and sb.applied_t < sb.uip_t:
             # must-complete: a release was recorded but its apply did not finish
@@ -183,14 +190,30 @@ class Secondary:
         if cmd == C_SET_POLICY:
             if arg not in (POLICY_FREEZE, POLICY_CONTINUE):
                 return S_BAD_COMMAND
+            if arg != self.policy or not self.store.sb.policy & SB_SAVED:
+                # saved (SB_SAVED): it wins over the config file at boot
+                self.store.commit(policy=arg | SB_SAVED)
             self.policy = arg
-            self.store.commit(policy=arg)
+            self.cfg.policy = arg            # STATUS shows the effective policy
             return S_OK
         event = ev.command_event(cmd, arg)
         if not event or event == ev.BAD_ARG:
             return S_BAD_COMMAND
         # pair operations are the primary's (the secondary follows them)
         return S_WRONG_ROLE
+
+    def async_held(self):
+        """Does the journal hold a record that was not written synchronously (it arrived
+        without F_SYNC, or, in clock mode, before this boot)? Never rolled forward."""
+        top = self.async_top
+        if top:
+            for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+                if kind == J_RECORD and lseq <= top:
+                    return True
+        return False
+
+    def mode_changed(self, now):
+        pass                                 # the mode is read at failover
 
     def failover(self, n, t):
         """Recover to checkpoint (n, T) and open the volumes to the host.
@@ -210,15 +233,19 @@ class Secondary:
             t = self._marker_time(n)
             if t is None:
                 return S_BAD_STATE
-        if self.cfg.mode == MODE_SYNC:
+        roll = self.cfg.mode == MODE_SYNC and not self.async_held()
+        if roll:
             # every write the host saw complete is journaled here, and a write issued
             # after another completed can only be here if that one is: roll forward
-            # through the whole journal
+            # through the whole journal. Not over a record written asynchronously (the
+            # primary left sync mode before this board did): its completion did not
+            # wait for this journal, so a write that depends on it may be missing
+            # elsewhere; then the recovery stops at the cut, as in clock mode.
             last = self._last_record_time()
             if last > t:
                 t = last
         if t > sb.applied_t:
-            if t > self.ckpt_t and self.cfg.mode != MODE_SYNC:
+            if t > self.ckpt_t and not roll:
                 return S_BAD_STATE           # this board never received that cut
             self._apply(n, t)
         elif t < sb.applied_t:
@@ -434,9 +461,9 @@ class Secondary:
             if tr is not None:
                 tr(self.node, "ckpt_held", n, t)
             return True
-        return self._take_records(payload, copies)
+        return self._take_records(payload, copies, flags & F_SYNC)
 
-    def _take_records(self, payload, copies):
+    def _take_records(self, payload, copies, sync):
         """Take a WRITE_BATCH's records in stream order: stream records are journaled,
         copies (resync) are written straight to the volume. False: not all of them could
         be taken (a hole in the stream, or a full journal): retry later."""
@@ -472,6 +499,8 @@ class Secondary:
         if copies and took:
             # durable before the ack: the primary drops acknowledged copies
             st.commit(next_lseq=self.next_lseq)
+        elif took and not sync:
+            self.async_top = self.next_lseq - 1
         self.records_acked = self.next_lseq - 1
         return ok
 

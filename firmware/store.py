@@ -58,6 +58,10 @@ J_CHECKPOINT = const(2)
 J_COPY = const(3)          # resync copy of a volume block (data); never redone at boot
 J_JOIN = const(4)          # end of a resync: the pair joins the group at checkpoint (n, t)
 
+# superblock `mode` and `policy`: 0 = never set by the operator (the config file's value
+# rules); SB_SAVED | value = set by SET_MODE / SET_POLICY, which wins over the config at boot
+SB_SAVED = const(0x80)
+
 STORE_VERSION = const(1)
 SB_MAGIC = const(0x1A5C5B01)      # below 2**30: a small int on MicroPython too
 J_MAGIC = const(0x1A5C4A01)

@@ -264,6 +264,34 @@ def scenario():
     check(st == wire.S_OK and body == block(3), "secondary shows the write after the checkpoint")
     t_applied = VT.now
 
+    # 3b. SET_MODE / SET_POLICY at run time (SPEC section 6): saved, shown in STATUS; in
+    #     sync mode a write completes on the secondary's ACK
+    import struct
+
+    def command(name, cmd, arg=0):
+        yield from request(name, wire.T_H_COMMAND, struct.pack(wire.P_H_COMMAND, cmd, arg, 0))
+
+    for name in ("P", "S"):
+        yield from command(name, wire.C_SET_MODE, wire.MODE_CLOCKLESS)
+        check(res.pop()[0] == wire.S_BAD_COMMAND, "SET_MODE clockless refused")
+        yield from command(name, wire.C_SET_MODE, wire.MODE_SYNC)
+        check(res.pop()[0] == wire.S_OK, "SET_MODE sync on %s" % name)
+        yield from status(name)
+        check(res.pop()[4] == wire.MODE_SYNC, "STATUS shows sync on %s" % name)
+    yield from write("P", 12, block(2))
+    check(res.pop()[0] == wire.S_OK, "sync write")
+    check(P.node.role.acked_lseq >= P.node.role.next_lseq - 1, "sync write acked first")
+    yield from command("S", wire.C_SET_POLICY, wire.POLICY_CONTINUE)
+    check(res.pop()[0] == wire.S_OK, "SET_POLICY continue")
+    yield from status("S")
+    check(res.pop()[5] == wire.POLICY_CONTINUE, "STATUS shows the policy set")
+    for name, cmd, arg in (("S", wire.C_SET_POLICY, wire.POLICY_FREEZE),
+                           ("S", wire.C_SET_MODE, wire.MODE_CLOCK),
+                           ("P", wire.C_SET_MODE, wire.MODE_CLOCK)):
+        yield from command(name, cmd, arg)
+        check(res.pop()[0] == wire.S_OK, "back: %s %d %d" % (name, cmd, arg))
+    check(P.store.sb.mode & 0x7F == wire.MODE_CLOCK, "clock saved")
+
     # 4. a data block the card silently rejects is caught by the read-back and rewritten
     R.cards["S"].reject_next = 1
     R.cards["P"].reject_next = 1
