@@ -131,7 +131,8 @@ CASES = [
     (["verify", "--dir", "{dead}"], 1, ""),
     (["workload", "--dir", "{live}", "--to", "secondaries", "--duration", "0.5", "--no-progress"],
      1, "READ_ONLY"),
-    (["set-mode", "sync", "--dir", "{dead}", "--pair", "1"], 1, "p1 no reply"),
+    (["set-mode", "sync", "--dir", "{dead}"], 1, "p0 no reply"),
+    (["set-mode", "sync", "--dir", "{dead}", "--pair", "1"], 2, "--pair"),
     (["provision", "--rig", "{toml}", "--board", "p1", "--build-dir", "{build}", "--dir", "{empty}"],
      1, "/dev/ttyNOSUCH0"),
 ]

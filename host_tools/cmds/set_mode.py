@@ -1,18 +1,18 @@
-"""arcopy set-mode sync|async: the copy mode of pairs (C_SET_MODE to both boards of each)."""
-# arcopy set-mode sync|async: the copy mode of pairs (C_SET_MODE to both boards of each):
+"""arcopy set-mode sync|async: the copy mode of the whole group (C_SET_MODE to every board, in order)."""
 # sync completes a host write once its secondary journaled it (failover rolls forward, RPO 0),
-# async completes it at once and copies it in sequence-consistent checkpoints.
+# async completes it at once and copies it in sequence-consistent checkpoints. The mode is the
+# group's: to sync the primaries switch first and the secondaries once every asynchronous record
+# is applied; to async the secondaries switch first (host_tools/ops/pairs.py set_mode).
 import sys
 
 from firmware import wire
 
-from host_tools.cmds import add_dir, add_pair, run_on_rig
+from host_tools.cmds import add_dir, run_on_rig
 
 
 def add_arguments(parser):
     parser.add_argument("mode", choices=("sync", "async"), help="sync or async")
     add_dir(parser)
-    add_pair(parser, help_extra=" (default: every pair)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -21,7 +21,8 @@ def run(args):
     from host_tools.cmds import pairverb
 
     def set_mode(rig, t, prog):
-        pairs = pairverb.pick(args, rig)
+        from host_tools.rig import session
+        pairs = session.pairs(rig)          # the whole group: a mode per pair is not recoverable
         res = ops.pairs.set_mode(t, pairs, args.mode)
         why = pairverb.explain(t, res)
         for b, rc in res.items():

@@ -3,6 +3,9 @@
 1. Settle (bounded): poll every secondary's STATUS until the group is quiet: every board
    answered (or is gone), no update in progress, the same statuses over `settle_polls`
    polls (rounds already released finish).
+   Secondaries left in different modes by an interrupted `set-mode` are all set to async
+   (CLOCK) first: a SYNC secondary rolls its whole journal forward, a CLOCK one stops at the
+   released cut, and the group must do one or the other.
 2. Target = the newest released checkpoint any secondary knows (the uip checkpoint if it
    is newer than the applied one, else the applied one), newest by its time T.
 3. C_FAILOVER(n, T) to the secondary master first (after it, nobody releases more), then
@@ -80,6 +83,16 @@ def failover(t, boards, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_ti
         say("secondaries settled: " + ", ".join(
             "%s applied %d%s" % (n, s["applied_n"], " uip %d" % s["uip_n"] if s["uip_n"] else "")
             for n, s in sorted(st.items())))
+    if len({s["mode"] for s in st.values()}) > 1:
+        # a mode switch was cut short: the secondaries would not agree on rolling forward
+        # (SYNC) or stopping at the released cut (CLOCK): all of them stop at the cut
+        say("secondaries in different modes: every one set to async before the failover")
+        for n in st:
+            if st[n]["mode"] != wire.MODE_CLOCK:
+                _command.send(t, n, wire.C_SET_MODE, wire.MODE_CLOCK, retry_s=cmd_timeout,
+                              pause_s=pause_s)
+        st = {n: s for n, s in _status.collect(t, list(st), status_timeout).items()
+              if s is not None} or st
     before = dict(st)
     codes = {}
     target = choose_target(st)

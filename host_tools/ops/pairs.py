@@ -2,6 +2,7 @@
 from firmware import wire
 
 from host_tools.ops import command as _command
+from host_tools.ops import status as _status
 from host_tools.ops import copy as _copy
 from host_tools.ops.errors import OpError
 
@@ -52,23 +53,46 @@ MODES = {"async": wire.MODE_CLOCK, "sync": wire.MODE_SYNC}
 POLICIES = {"freeze": wire.POLICY_FREEZE, "continue": wire.POLICY_CONTINUE}
 
 
-def set_mode(t, pairs, mode, settle_s=10.0):
-    """C_SET_MODE(mode) to both boards of every pair of `pairs`, the primary first: from then
-    on its records travel as synchronous, and the secondary, which refuses SYNC (BAD_STATE)
-    while its journal holds records written asynchronously, takes it once those are applied
-    (asked again for up to `settle_s`). mode: "sync" or "async" (or a MODE_* value).
-    A primary that refuses (a clockless board, a bad argument) leaves its secondary as it
-    was (not asked). -> {board: status}."""
+def set_mode(t, pairs, mode, settle_s=30.0, poll_s=0.2):
+    """Switch the copy mode of a whole group (C_SET_MODE to every board of `pairs`), in the
+    only order that keeps every instant recoverable (protocol/SPEC.md, "Changing the mode"):
+    the mode must be the group's, since a secondary in SYNC rolls its whole journal forward at
+    failover while one in CLOCK recovers to the released cut.
+    - to sync: every primary first (from then on its writes wait for their secondary); then,
+      once every secondary has applied a cut taken after the last primary switched (every
+      record written asynchronously is applied), every secondary;
+    - to async: every secondary first (they stop rolling forward), then every primary.
+    A primary that refuses the switch to sync puts the primaries already switched back to
+    async and the secondaries are not asked. mode: "sync" or "async" (or a MODE_* value).
+    -> {board: status} (None: no answer; a secondary not asked is absent)."""
     m = MODES.get(mode, mode)
+    prims = [pairs[i][0] for i in sorted(pairs)]
+    secs = [pairs[i][1] for i in sorted(pairs)]
     out = {}
-    for i in sorted(pairs):
-        prim, sec = pairs[i]
-        out[prim] = _command.send(t, prim, wire.C_SET_MODE, m).status
-        if out[prim] != wire.S_OK:
-            continue
-        retry = _command.RETRY + ((wire.S_BAD_STATE,) if m == wire.MODE_SYNC else ())
-        out[sec] = _command.send(t, sec, wire.C_SET_MODE, m, retry_s=settle_s, pause_s=0.1,
-                                 retry_on=retry).status
+    if m != wire.MODE_SYNC:
+        for b in secs + prims:
+            out[b] = _command.send(t, b, wire.C_SET_MODE, m).status
+        return out
+    for b in prims:
+        out[b] = _command.send(t, b, wire.C_SET_MODE, m).status
+    if any(out[b] != wire.S_OK for b in prims):
+        for b in prims:
+            if out[b] == wire.S_OK:
+                _command.send(t, b, wire.C_SET_MODE, wire.MODE_CLOCK)
+        return out
+    # the newest time any primary had stamped when the last one switched: once every
+    # secondary has applied a cut at or after it, no asynchronous record is left unapplied
+    after = max((s["seq_time_us"] for s in _status.collect(t, prims).values() if s), default=0)
+    end = t.now() + settle_s
+    while True:
+        st = _status.collect(t, secs)
+        if all(s is not None and s["applied_t"] >= after for s in st.values()) or t.now() >= end:
+            break
+        t.sleep(poll_s)
+    for b in secs:
+        # BAD_STATE: its journal still holds a record written asynchronously: the next release
+        out[b] = _command.send(t, b, wire.C_SET_MODE, m, retry_s=settle_s, pause_s=poll_s,
+                               retry_on=_command.RETRY + (wire.S_BAD_STATE,)).status
     return out
 
 
