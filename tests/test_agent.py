@@ -28,14 +28,18 @@ def cli_proc(*argv):
 
 
 def json_docs(text):
-    """Every JSON document of a stream of indented ones."""
+    """Every complete JSON document of a stream of indented ones (the watcher is stopped with
+    SIGTERM, which may cut the last one short)."""
     dec, i, out = json.JSONDecoder(), 0, []
     while True:
         while i < len(text) and text[i].isspace():
             i += 1
         if i >= len(text):
             return out
-        obj, i = dec.raw_decode(text, i)
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return out
         out.append(obj)
 
 
