@@ -10,8 +10,7 @@ import pytest
 from firmware import main, wire
 from firmware.deframer import Deframer
 from firmware.portrx import QUIET_US
-from firmware.store import Store
-from host_tools.sim.disk import RamDisk
+from test_main_loop import FakeHal
 from protocol import frames as F
 from protocol import hostcodec
 
@@ -22,49 +21,20 @@ with open(os.path.join(ROOT, "protocol", "SPEC.md")) as _f:
     SPEC = _f.read()
 
 
-class Port:
-    def __init__(self):
-        self.inbox = bytearray()
-        self.sent = bytearray()
-
-    def read_into(self, buf):
-        n = min(len(buf), len(self.inbox))
-        buf[:n] = self.inbox[:n]
-        del self.inbox[:n]
-        return n
-
-    def write(self, frame):
-        self.sent += frame
-
-
-class Hal:
+class Hal(FakeHal):
     """One board alone (its site has only itself): enough for everything the host port does."""
 
     def __init__(self, node, role):
-        self.now = 1000
+        super().__init__()
         self.node, self.role = node, role
-        self.disk = RamDisk(Store.blocks_needed(1, 64, 32))
-        self.portlist = [Port(), Port(), Port()]
 
     def config(self):
         peer = 129 if self.role == wire.ROLE_PRIMARY else 1
         return dict(node=self.node, role=self.role, peer=peer, site_nodes=[self.node],
                     vol_blocks=64, journal_slots=32, autostart=False)
 
-    def block_device(self):
-        return self.disk
-
-    def ports(self):
-        return self.portlist
-
-    def ticks_us(self):
-        return self.now
-
     def wait(self, us):
         pass                      # time moves only when the test moves it
-
-    def log(self, msg):
-        pass
 
 
 def board(node=1, role=wire.ROLE_PRIMARY):

@@ -7,7 +7,7 @@ import tty
 
 import pytest
 
-from host_tools.cli import main as arcopy
+from test_rig_e2e import cli, rig as rigs  # noqa: F401  (rigs: the rig factory fixture)
 from host_tools.provision import installer as provision
 from host_tools.rig import manager as rigmgr
 from host_tools.rig import session as rigops
@@ -15,28 +15,6 @@ from host_tools.transport import serial_client as sc
 from host_tools.transport.serial_client import HostClient, PortBusy, SerialTransport
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cli(*argv):
-    rc = arcopy([str(a) for a in argv])
-    assert rc == 0, "arcopy %s -> %r" % (" ".join(map(str, argv)), rc)
-
-
-@pytest.fixture
-def rigs(tmp_path):
-    made = []
-
-    def make(name, *extra):
-        d = str(tmp_path / name)
-        made.append(d)
-        cli("rig", "up", "--dir", d, *extra)
-        return rigmgr.load(d)
-    yield make
-    for d in made:
-        try:
-            rigmgr.down(rigmgr.load(d))
-        except Exception:
-            pass
 
 
 def listening(port):
