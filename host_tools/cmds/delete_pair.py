@@ -2,7 +2,7 @@
 # arcopy delete-pair: end pairs (C_STOP_COPY to their primaries): the primary goes SIMPLEX
 # and keeps serving writes (recorded in its change bitmap), the secondary keeps its volume;
 # `arcopy start-copy --pair P` makes the pair again (copying the marked blocks).
-from host_tools.cmds import add_dir, add_pair, interrupt_note, run_on_rig
+from host_tools.cmds import add_dir, add_pair
 
 
 def add_arguments(parser):
@@ -14,15 +14,6 @@ def add_arguments(parser):
 def run(args):
     from host_tools import ops
     from host_tools.cmds import pairverb
-
-    def stop(rig, t, prog):
-        pairs = pairverb.pick(args, rig)
-        interrupt_note("STOP_COPY may have reached some primaries: `arcopy status` shows which "
-                       "pairs are SIMPLEX")
-        res = ops.pairs.stop_copy(t, pairs)
-        return pairs, res, pairverb.explain(t, res)
-    out = run_on_rig(args, stop)
-    if out is None:
-        return 1
-    rig, (pairs, res, why), _ = out
-    return pairverb.report(args, rig, pairs, "STOP_COPY", res, why)
+    return pairverb.run_verb(args, "STOP_COPY", ops.pairs.stop_copy,
+                             note="STOP_COPY may have reached some primaries: `arcopy status` "
+                                  "shows which pairs are SIMPLEX")

@@ -62,3 +62,21 @@ def report(args, rig, pairs, verb, res, why=None, extra=None):
             line += " (%s)" % why[b]
         print(line)
     return 0 if ok else 1
+
+
+def run_verb(args, verb, op, note=None):
+    """A pair verb whose answer is {board: status}: pick the pairs, call op(transport, pairs)
+    (after setting the interrupt `note`), report. -> exit status."""
+    from host_tools.cmds import interrupt_note, run_on_rig
+
+    def call(rig, t, prog):
+        pairs = pick(args, rig)
+        if note:
+            interrupt_note(note)
+        res = op(t, pairs)
+        return pairs, res, explain(t, res)
+    out = run_on_rig(args, call)
+    if out is None:
+        return 1
+    rig, (pairs, res, why), _ = out
+    return report(args, rig, pairs, verb, res, why)

@@ -1,7 +1,7 @@
 """arcopy suspend: suspend pairs (C_SUSPEND to their primaries). Host writes go on at
 the primary and are recorded in its change bitmap; the secondary leaves the consistency
 group and keeps its volume at its last applied checkpoint until `arcopy resume`."""
-from host_tools.cmds import add_dir, add_pair, run_on_rig
+from host_tools.cmds import add_dir, add_pair
 
 
 def add_pair_selection(parser):
@@ -17,13 +17,4 @@ def add_arguments(parser):
 def run(args):
     from host_tools import ops
     from host_tools.cmds import pairverb
-
-    def suspend(rig, t, prog):
-        pairs = pairverb.pick(args, rig)
-        res = ops.pairs.suspend(t, pairs)
-        return pairs, res, pairverb.explain(t, res)
-    out = run_on_rig(args, suspend)
-    if out is None:
-        return 1
-    rig, (pairs, res, why), _ = out
-    return pairverb.report(args, rig, pairs, "SUSPEND", res, why)
+    return pairverb.run_verb(args, "SUSPEND", ops.pairs.suspend)
