@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 TYPINGS_STAMP := typings/.installed
 RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: all demo test venv node typings prereq sweep clean constraints
+.PHONY: all demo test venv node typings prereq sweep campaign clean constraints
 
 all: test
 
@@ -52,6 +52,12 @@ demo: $(STAMP) $(NODE_STAMP)
 
 sweep: $(STAMP)
 	$(VENV)/bin/arcopy sim sweep --seeds 10000
+
+# every mode x operation x fault class, SEEDS seeds per cell (not part of `make test`)
+SEEDS ?= 20
+campaign: $(STAMP)
+	mkdir -p build
+	$(VENV)/bin/arcopy sim campaign --seeds $(SEEDS) --json build/campaign.json
 
 # rewrite constraints.txt from the working venv (after changing pyproject.toml's dependencies)
 constraints: $(STAMP)

@@ -1,9 +1,17 @@
-"""`arcopy sim`: one seeded disaster-recovery drill, or a sweep over many seeds.
+"""`arcopy sim`: one seeded disaster-recovery drill, a sweep over many seeds (or a shard of one), a merge, a campaign.
 
     arcopy sim --pairs 4 --seed 7 --duration 6 --faults all --mode clock --json
     arcopy sim sweep --seeds 200 --faults all
     arcopy sim --ops suspend --seed 3 --faults loss      # a drill of an operation (issue #8)
     arcopy sim sweep --ops failback --seeds 100 --faults crash
+    arcopy sim sweep --seeds 200 --shard 2/3 --json-out s2.json   # seeds 1, 4, 7, ... of 0..199
+    arcopy sim merge s1.json s2.json s3.json             # = the summary of the whole sweep
+    arcopy sim campaign --seeds 20 --json campaign.json  # modes x operations x fault classes
+
+Shards, merge and campaign: host_tools/sim/sweep.py (the runner, per-seed records, the
+summary and the merge, shared by all three) and host_tools/sim/campaign.py. A merge exits 2
+on a file it cannot read and 1 on shards that are not one sweep (different parameters or
+split, a seed missing or given twice), else as the sweep would.
 
 A single run prints a short report (or one JSON object with --json). A sweep runs
 seeds in parallel worker processes with a progress bar, prints a summary table,
@@ -17,33 +25,82 @@ counted apart, not a failure. A drill that raised is counted apart too ("excepti
 The exit status is 1 when any seed fails either (or raised).
 """
 import json
-import os
 import sys
-import time
 
 from host_tools.cmds.argtypes import nonneg_int, positive_float, positive_int
 from host_tools.sim.rng import FAULT_CLASSES, parse_faults
 from host_tools.sim.drills import OPS
+from host_tools.sim import sweep as _sweep
 
 SUMMARY_KEYS = ("consistent", "violations", "writes_completed", "writes_recovered", "rpo_ms",
                 "checkpoints_released", "digest", "sim_seconds", "wall_seconds")
 
 
+def shard_arg(text):
+    """--shard I/N: shard I (1..N) of N."""
+    import argparse
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not I/N (shard I of N, e.g. 2/3)" % text)
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError("%r: the shard I of I/N must be 1..N" % text)
+    return (i, n)
+
+
+def _intermixed(p):
+    """Let `sim merge`'s files come after options too (`merge --json-out m.json s1 s2`):
+    this parser reads options and positionals intermixed."""
+    base = type(p)
+
+    class Intermixed(base):
+        def parse_known_args(self, args=None, namespace=None):
+            if getattr(self, "_in_intermixed", False):
+                return base.parse_known_args(self, args, namespace)
+            self._in_intermixed = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._in_intermixed = False
+
+    p.__class__ = Intermixed
+
+
 def add_arguments(p):
-    p.add_argument("action", nargs="?", choices=("run", "sweep"), default="run",
-                   help="run one seed (default) or sweep many")
+    from host_tools.sim import campaign as _campaign
+    _intermixed(p)
+    p.add_argument("action", nargs="?", choices=("run", "sweep", "merge", "campaign"), default="run",
+                   help="run one seed (default); sweep many (--shard I/N: one part of a "
+                        "sweep); merge FILE...: shard results into the whole sweep's summary; "
+                        "campaign: every mode x operation (replication, %s) x fault class "
+                        "(none, each class alone, all), --seeds per cell (default 20), one "
+                        "table (wall s: the cell's seeds' time in the workers), a replay line per "
+                        "failure" % ", ".join(OPS))
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="merge: the result files of a sweep's shards (--shard I/N --json-out FILE)")
     p.add_argument("--pairs", type=positive_int, default=4, help="subsystem pairs (default 4)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="the seed (run) or first seed (sweep)")
     p.add_argument("--seeds", type=positive_int, default=None,
-                   help="sweep: how many seeds (default 100; only with `sim sweep`)")
+                   help="sweep: how many seeds (default 100; only with `sim sweep`); campaign: "
+                        "seeds per cell (default 20)")
     p.add_argument("--duration", type=positive_float, default=None,
                    help="simulated seconds of workload (default 6; with --ops: the window faults "
                         "are drawn in, default per operation)")
-    p.add_argument("--ops", choices=OPS, default=None,
-                   help="drill an operation instead of plain replication: %s" % ", ".join(OPS))
-    p.add_argument("--faults", default="all",
-                   help="comma list of %s, or all / none" % ",".join(FAULT_CLASSES))
+    p.add_argument("--ops", default=None, metavar="OP",
+                   help="drill an operation instead of plain replication: %s; campaign: a comma "
+                        "list of replication,%s (default all)" % (", ".join(OPS), ",".join(OPS)))
+    p.add_argument("--faults", default=None,
+                   help="comma list of %s, or all / none (default all); campaign: a comma list of "
+                        "cells, each one class, none or all (default %s)"
+                        % (",".join(FAULT_CLASSES), ",".join(_campaign.FAULTS)))
     p.add_argument("--mode", choices=("clock", "clockless", "sync"), default="clock")
+    p.add_argument("--modes", default=None,
+                   help="campaign: comma list of clock,clockless,sync (default all three). "
+                        "Clockless cells run only with the fast bus (--bus-baud >= %d) and a low "
+                        "rate (--rate <= %g, the defaults), where a checkpoint crosses the bus in a "
+                        "few ms against a host round trip of tens of ms: the condition under which "
+                        "clockless is meant to be safe; otherwise they are skipped"
+                        % (_campaign.CLOCKLESS_MIN_BAUD, _campaign.CLOCKLESS_MAX_RATE))
     p.add_argument("--policy", choices=("freeze", "continue"), default="freeze")
     p.add_argument("--kind", choices=("ims", "random", "hot", "seq"), default="ims",
                    help="workload (default ims: the patent's database pattern)")
@@ -53,129 +110,65 @@ def add_arguments(p):
     p.add_argument("--bus-baud", type=positive_int, default=115200)
     p.add_argument("--peer-baud", type=positive_int, default=None,
                    help="peer-link baud rate (default 115200; --ops pacing draws a slow one)")
-    p.add_argument("--jobs", type=nonneg_int, default=0, help="sweep: worker processes (0 = CPU count)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--jobs", type=nonneg_int, default=0,
+                   help="sweep, campaign: worker processes (0 = CPU count)")
+    p.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
+                   help="sweep: run only shard I of N: the seeds s with (s - first) %% N == I - 1 "
+                        "(round robin); needs --json-out, combine the files with `arcopy sim merge`")
+    p.add_argument("--json", nargs="?", const=True, default=False, metavar="FILE",
+                   help="print JSON; --json FILE: write the JSON to FILE instead (sweep and merge: "
+                        "the result file, as --json-out) and print text (put it last)")
+    p.add_argument("--json-out", default=None, metavar="FILE",
+                   help="sweep, merge: write the result file (parameters, one record per seed, "
+                        "summary): what `arcopy sim merge` reads")
     p.add_argument("--full", action="store_true", help="run: include per-board statistics in JSON")
 
 
+def params(a):
+    """The sweep parameters of the parsed arguments (host_tools/sim/sweep.py)."""
+    return _sweep.params_of(a)
+
+
 def _kwargs(a, seed):
-    kw = dict(seed=seed, pairs=a.pairs, duration_s=a.duration, faults=a.faults, mode=a.mode,
-              kind=a.kind, rate=a.rate, ckpt_interval_ms=a.ckpt_ms, policy=a.policy,
-              concurrency=a.concurrency, bus_baud=a.bus_baud, peer_baud=a.peer_baud)
-    if getattr(a, "ops", None):
-        kw["op"] = a.ops
-    else:
-        if kw["duration_s"] is None:
-            kw["duration_s"] = 6.0
-        if kw["peer_baud"] is None:
-            kw["peer_baud"] = 115200
-    return kw
+    return _sweep.drill_kwargs(params(a), seed)
 
 
 def replay_command(a, seed):
-    parts = ["arcopy sim"]
-    if getattr(a, "ops", None):
-        parts.append("--ops %s" % a.ops)
-    parts += ["--seed %d" % seed, "--pairs %d" % a.pairs]
-    if a.duration is not None or not getattr(a, "ops", None):
-        parts.append("--duration %g" % (6.0 if a.duration is None else a.duration))
-    parts += ["--faults %s" % a.faults, "--mode %s" % a.mode]
-    for flag, val, default in (("--policy", a.policy, "freeze"), ("--kind", a.kind, "ims"),
-                               ("--rate", a.rate, 60.0), ("--concurrency", a.concurrency, 4),
-                               ("--ckpt-ms", a.ckpt_ms, 200.0), ("--bus-baud", a.bus_baud, 115200),
-                               ("--peer-baud", a.peer_baud, None)):
-        if val != default and not (flag == "--peer-baud" and val == 115200
-                                   and not getattr(a, "ops", None)):
-            parts.append("%s %s" % (flag, val if not isinstance(val, float) else "%g" % val))
-    return " ".join(parts)
+    return _sweep.replay_command(params(a), seed)
 
 
-def _one(kw):
-    from host_tools.sim.scenario import run_scenario
-    from host_tools.sim.drills import run_ops
-    try:
-        if "op" in kw:
-            return run_ops(**kw)
-        return run_scenario(**kw)
-    except Exception as e:  # a crash in the harness or the firmware is a failing seed too
-        import traceback
-        return {"seed": kw["seed"], "consistent": False, "exception": repr(e),
-                "traceback": traceback.format_exc(), "faults": sorted(parse_faults(kw["faults"])),
-                "ok": False, "verdict": "exception"}
-
-
-# ---- safety and liveness, apart ------------------------------------------------------------
-# safety failure: a consistency violation, or an acknowledged write older than the recovered
-# cut lost; liveness failure: a pair without a recoverable image, a timeout, no common cut.
-# A drill that crashed (an exception in the harness or the firmware) proves neither: its
-# verdict is "exception", counted apart and failing.
-
-def _safety_failed(r):
-    return r["verdict"] in ("safety", "safety+liveness")
-
-
-def _liveness_failed(r):
-    return r["verdict"] in ("liveness", "safety+liveness")
-
-
-def failed(r):
-    """True if the drill failed safety or liveness (or crashed); "no image yet" alone is fine
-    (a drill's result carries "safety", "liveness", "ok" and "verdict": host_tools/check/verdict.py)."""
-    return not r["ok"]
-
-
-def why(r):
-    """A short reason for a failing result (one line, no ': ' in it)."""
-    if r["verdict"] == "exception":
-        return ("exception " + r.get("exception", "")).replace(": ", " - ")
-    parts = []
-    sf, lv = r["safety"], r["liveness"]
-    if sf["violations"]:
-        parts.append("%d violation(s)" % sf["violations"])
-    if sf["lost_before_cut"]:
-        parts.append("%d acknowledged write(s) lost before the cut" % sf["lost_before_cut"])
-    if lv["no_image"]:
-        parts.append("%d pair(s) without image" % lv["no_image"])
-    if lv["timeouts"]:
-        parts.append("%d timeout(s)" % lv["timeouts"])
-    if lv["no_common_cut"]:
-        parts.append("no common cut")
-    if r.get("errors"):
-        parts.append("%d harness error(s)" % len(r["errors"]))
-    if r.get("op_failures"):
-        parts.append(r["op_failures"][0])
-    return "; ".join(parts).replace(": ", " - ") or "failed"
-
-
-def summarize(results):
-    """The safety and liveness halves of a sweep's summary, and its failing seeds."""
-    rs = list(results)
-    live = [r for r in rs if r["verdict"] != "exception"]
-    safety_bad = [r for r in rs if _safety_failed(r)]
-    live_bad = [r for r in rs if _liveness_failed(r)]
-    return {
-        "safety": {
-            "failing_seeds": len(safety_bad),
-            "seeds": [r["seed"] for r in safety_bad],
-            "violations": sum(r["safety"]["violations"] for r in live),
-            "lost_before_cut": sum(r["safety"]["lost_before_cut"] for r in live),
-        },
-        "liveness": {
-            "failing_seeds": len(live_bad),
-            "seeds": [r["seed"] for r in live_bad],
-            "no_image": sum(r["liveness"]["no_image"] for r in live),
-            "no_image_yet": sum(r["liveness"]["no_image_yet"] for r in live),
-            "no_image_yet_seeds": sum(1 for r in live if r["liveness"]["no_image_yet"]),
-            "timeouts": sum(r["liveness"]["timeouts"] for r in live),
-            "no_common_cut": sum(1 for r in live if r["liveness"]["no_common_cut"]),
-        },
-        "exceptions": [r["seed"] for r in rs if r["verdict"] == "exception"],
-        "verdicts": {k: sum(1 for r in rs if r["verdict"] == k)
-                     for k in sorted({r["verdict"] for r in rs})},
-    }
+# the drill runner, verdict helpers and summary live in host_tools/sim/sweep.py (shared by
+# sweep, merge and campaign); these names stay for the tests and older callers
+_one = _sweep.run_one
+failed = _sweep.failed
+why = _sweep.why
+summarize = _sweep.summarize
+_safety_failed = _sweep.safety_failed
+_liveness_failed = _sweep.liveness_failed
 
 
 def run(a):
+    if a.json in ("run", "sweep", "merge", "campaign") and a.action == "run" and not a.files:
+        a.action, a.json = a.json, True         # `arcopy sim --json sweep ...`: not a file
+    if isinstance(a.json, str):                 # --json FILE
+        if a.json_out and a.json_out != a.json:
+            print("arcopy sim: --json FILE and --json-out FILE name two files", file=sys.stderr)
+            return 2
+        a.json_out, a.json = a.json, False
+    if a.action == "merge":
+        return merge(a)
+    if a.files:
+        print("arcopy sim: %s takes no file arguments (%s)" % (a.action, " ".join(a.files)),
+              file=sys.stderr)
+        return 2
+    if a.action == "campaign":
+        return campaign(a)
+    if a.faults is None:
+        a.faults = "all"
+    if a.ops is not None and a.ops not in OPS:
+        print("arcopy sim: --ops %s: not an operation (one of %s)" % (a.ops, ", ".join(OPS)),
+              file=sys.stderr)
+        return 2
     try:
         parse_faults(a.faults)
     except ValueError as e:
@@ -184,23 +177,82 @@ def run(a):
     if a.pairs < 1 or a.pairs > 32:
         print("arcopy sim: --pairs must be 1..32", file=sys.stderr)
         return 2
+    if a.modes is not None:
+        print("arcopy sim: --modes runs only with `arcopy sim campaign`", file=sys.stderr)
+        return 2
     if a.action == "sweep":
         if a.seeds is None:
             a.seeds = 100
         return sweep(a)
+    if a.shard is not None:
+        print("arcopy sim: --shard runs only with `arcopy sim sweep`", file=sys.stderr)
+        return 2
     if a.seeds is not None:
         print("arcopy sim: --seeds %d runs only with `arcopy sim sweep` (did you mean `arcopy sim "
               "sweep --seeds %d`?); one seed is `arcopy sim --seed N`" % (a.seeds, a.seeds),
               file=sys.stderr)
         return 2
     r = _one(_kwargs(a, a.seed))
+    out = dict(r) if a.full else {k: v for k, v in r.items()
+                                  if k not in ("secondaries", "fault_options", "op_steps")}
+    if a.json_out:
+        _sweep.write_json(a.json_out, out)
     if a.json:
-        out = dict(r) if a.full else {k: v for k, v in r.items()
-                                      if k not in ("secondaries", "fault_options", "op_steps")}
         print(json.dumps(out, indent=2, sort_keys=True, default=str))
     else:
         _print_run(r)
     return 1 if failed(r) else 0
+
+
+def _csv(text, allowed, what):
+    """A comma list of names from `allowed` (in the given order); ValueError naming a bad one."""
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in names if x not in allowed]
+    if bad or not names:
+        raise ValueError("%s %r: not one of %s" % (what, bad[0] if bad else text, ",".join(allowed)))
+    return tuple(dict.fromkeys(names))
+
+
+def campaign(a):
+    """`arcopy sim campaign`: every mode x operation x fault class, one table, JSON, replay lines."""
+    from host_tools.sim import campaign as _campaign
+    try:
+        modes = _csv(a.modes or ",".join(_campaign.MODES), _campaign.MODES, "--modes")
+        ops = _csv(a.ops or ",".join(_campaign.OPS), _campaign.OPS, "--ops")
+        faults = _csv(a.faults or ",".join(_campaign.FAULTS), _campaign.FAULTS, "--faults")
+    except ValueError as e:
+        print("arcopy sim: %s" % e, file=sys.stderr)
+        return 2
+    if a.shard is not None:
+        print("arcopy sim: --shard runs only with `arcopy sim sweep`", file=sys.stderr)
+        return 2
+    base = params(a)
+    c = _campaign.run_campaign(base, a.seeds or 20, modes, ops, faults, a.jobs or 0,
+                               _campaign_note)
+    if a.json_out:
+        _sweep.write_json(a.json_out, c)
+    if a.json:
+        print(json.dumps({k: v for k, v in c.items() if k != "cells"} | {
+            "cells": [{k: v for k, v in cell.items() if k != "records"} for cell in c["cells"]]},
+            indent=2, sort_keys=True))
+    else:
+        print("\n".join(_campaign.table_lines(c)))
+        print("%d seed(s) in %d cell(s), %.1f s wall, %d worker(s)"
+              % (c["totals"]["seeds"], c["totals"]["cells"], c["wall_seconds"],
+                 c["jobs"]))
+        for s in c["skipped"]:
+            print("skipped             %s %s %s: %s" % (s["mode"], s["op"], s["faults"], s["why"]))
+    for f in c["failures"]:
+        print("FAIL %s %s %s seed %d (%s; %s): %s" % (f["mode"], f["op"], f["faults"], f["seed"],
+                                                      f["class"], f["why"], f["replay"]),
+              file=sys.stderr)
+    return 1 if c["failures"] else 0
+
+
+def _campaign_note(done, total):
+    from host_tools.cmds import interrupt_note
+    interrupt_note("the campaign stopped after %d of %d drills; its workers were stopped: "
+                   "nothing keeps running" % (done, total))
 
 
 def _print_run(r):
@@ -306,123 +358,60 @@ def _print_ops(r):
         print("OP FAILURE: " + f)
 
 
-def sweep(a):
-    from concurrent.futures import ProcessPoolExecutor
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a pinned dependency
-        tqdm = None
-    seeds = list(range(a.seed, a.seed + a.seeds))
-    jobs = a.jobs or os.cpu_count() or 1
-    t0 = time.perf_counter()
-    results = []
-    bar = tqdm(total=len(seeds), unit="seed", file=sys.stderr, disable=not sys.stderr.isatty()) if tqdm else None
+def _note(done, total):
     from host_tools.cmds import interrupt_note
     interrupt_note("the sweep stopped after %d of %d seeds; its workers were stopped: nothing "
-                   "keeps running" % (0, len(seeds)))
-    ex = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+                   "keeps running" % (done, total))
+
+
+def sweep(a):
+    p = params(a)
+    shard = getattr(a, "shard", None)
+    if shard is not None and not getattr(a, "json_out", None):
+        print("arcopy sim: --shard needs --json-out FILE (the shard's result, for `arcopy sim "
+              "merge`)", file=sys.stderr)
+        return 2
+    _, summary, result = _sweep.run_sweep(p, shard, a.jobs, _note)
+    return _emit(a, summary, result)
+
+
+def merge(a):
+    """`arcopy sim merge FILE...`: shard results -> the summary of one sweep over all their seeds."""
+    if not a.files:
+        print("arcopy sim: merge needs one or more result files (from `arcopy sim sweep "
+              "--shard I/N --json-out FILE`)", file=sys.stderr)
+        return 2
+    if a.json_out and a.json_out in a.files:
+        print("arcopy sim: the output %s is one of the shard files" % a.json_out, file=sys.stderr)
+        return 2
     try:
-        for r in ex.map(_one, [_kwargs(a, s) for s in seeds], chunksize=4):
-            results.append(r)
-            interrupt_note("the sweep stopped after %d of %d seeds; its workers were stopped: "
-                           "nothing keeps running" % (len(results), len(seeds)))
-            if bar is not None:
-                bar.update(1)
-                if failed(r):
-                    bar.set_postfix(safety=sum(_safety_failed(x) for x in results),
-                                    liveness=sum(_liveness_failed(x) for x in results),
-                                    exceptions=sum(x["verdict"] == "exception" for x in results))
-    except BaseException:
-        _stop_workers(ex)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    ex.shutdown(wait=True)
-    return report(a, results, seeds, jobs, time.perf_counter() - t0)
+        p, records, shards, wall = _sweep.merge(a.files)
+    except _sweep.UsageError as e:
+        print("arcopy sim: %s" % e, file=sys.stderr)
+        return 2
+    except _sweep.MergeError as e:
+        print("arcopy sim: %s" % e, file=sys.stderr)
+        return 1
+    summary = _sweep.build_summary(p, records, wall, {"merged": True, "shards": shards})
+    return _emit(a, summary, _sweep.result_file(p, (1, 1), records, summary))
 
 
-def _ignore_sigint():
-    """Sweep workers leave Ctrl-C to the parent (which stops them): no traceback from each."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop_workers(ex):
-    """Stop a ProcessPoolExecutor's workers now (queued seeds dropped)."""
-    procs = list((getattr(ex, "_processes", None) or {}).values())
-    ex.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        try:
-            p.terminate()
-        except Exception:
-            pass
-    for p in procs:
-        try:
-            p.join(2)
-            if p.is_alive():
-                p.kill()
-                p.join(1)
-        except Exception:
-            pass
-
-
-def report(a, results, seeds, jobs, wall):
-    """Print a sweep's summary (or its JSON) and the failing seeds; -> exit status."""
-    bad = [r for r in results if failed(r)]
-    classes = {}
-    for r in results:
-        for c in r.get("faults", ()):
-            classes[c] = classes.get(c, 0) + 1
-    ok = [r for r in results if not r.get("exception")]
-    sl = summarize(results)
-    summary = {
-        "seeds": len(results),
-        "failing": len(bad),
-        "safety": sl["safety"],
-        "liveness": sl["liveness"],
-        "exceptions": sl["exceptions"],
-        "verdicts": sl["verdicts"],
-        "violations": sl["safety"]["violations"],
-        "lost_before_released_checkpoint": sl["safety"]["lost_before_cut"],
-        "fault_counts": classes,
-        "writes_completed": sum(r.get("writes_completed", 0) for r in ok),
-        "writes_recovered": sum(r.get("writes_recovered", 0) for r in ok),
-        "rpo_ms_mean": round(sum(r.get("rpo_ms", 0) for r in ok) / max(1, len(ok)), 1),
-        "rpo_ms_max": max((r.get("rpo_ms", 0) for r in ok), default=0),
-        "sim_seconds": round(sum(r.get("sim_seconds", 0) for r in ok), 1),
-        "wall_seconds": round(wall, 1),
-        "failing_seeds": [r["seed"] for r in bad],
-        "failures": [{"seed": r["seed"], "class": r["verdict"], "why": why(r),
-                      "replay": replay_command(a, r["seed"])} for r in bad],
-    }
-    if getattr(a, "ops", None):
-        summary["op"] = a.ops
-        summary["op_failures"] = sum(len(r.get("op_failures", ())) for r in ok)
-        summary["copy_done"] = sum(r.get("ops", {}).get("copy_done", 0) or 0 for r in ok)
+def _emit(a, summary, result):
+    """Print a sweep's summary (or its JSON) and the failing seeds, write --json-out; -> exit status."""
+    if getattr(a, "json_out", None):
+        _sweep.write_json(a.json_out, result)
     if a.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        sf, lv = sl["safety"], sl["liveness"]
-        print("seeds               %d (%d..%d), %d worker(s)" % (len(results), seeds[0], seeds[-1], jobs))
-        print("fault classes       " + ", ".join("%s %d" % kv for kv in sorted(classes.items())))
-        print("failing seeds       %d" % len(bad))
-        print("safety              %d seed(s) failing: %d violation(s), %d acknowledged write(s) lost "
-              "before the recovered cut" % (sf["failing_seeds"], sf["violations"], sf["lost_before_cut"]))
-        print("liveness            %d seed(s) failing: %d pair(s) without a recoverable image, %d "
-              "timeout(s), %d seed(s) with no common cut"
-              % (lv["failing_seeds"], lv["no_image"], lv["timeouts"], lv["no_common_cut"]))
-        print("no image yet        %d pair(s) in %d seed(s) still in their first copy (not a failure)"
-              % (lv["no_image_yet"], lv["no_image_yet_seeds"]))
-        if sl["exceptions"]:
-            print("exceptions          %d seed(s) crashed (safety and liveness unchecked)"
-                  % len(sl["exceptions"]))
-        print("writes              %d completed, %d recovered" % (summary["writes_completed"], summary["writes_recovered"]))
-        print("rpo                 mean %.1f ms, max %.1f ms" % (summary["rpo_ms_mean"], summary["rpo_ms_max"]))
-        if "op" in summary:
-            print("operation           %s: %d failed expectation(s), %d copy records counted"
-                  % (summary["op"], summary["op_failures"], summary["copy_done"]))
-        print("time                %.1f simulated s in %.1f s wall" % (summary["sim_seconds"], wall))
-    for f in summary["failures"]:
-        print("FAIL seed %d (%s; %s): %s" % (f["seed"], f["class"], f["why"], f["replay"]), file=sys.stderr)
-    return 1 if bad else 0
+        print("\n".join(_sweep.summary_lines(summary)))
+    for line in _sweep.failure_lines(summary):
+        print(line, file=sys.stderr)
+    return 1 if summary["failing"] else 0
+
+
+def report(a, results, seeds, jobs, wall):
+    """Print a sweep's summary (or its JSON) from drill results and the failing seeds; -> exit status."""
+    p = params(a)
+    records = [_sweep.compact(r, p) for r in results]
+    summary = _sweep.build_summary(p, records, wall, {"jobs": jobs, "shard": [1, 1]})
+    return _emit(a, summary, None)

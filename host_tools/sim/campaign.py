@@ -1,0 +1,110 @@
+"""A fault campaign: every mode x operation x fault class, a few seeds each, through the sweep runner.
+
+    run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS) -> dict
+
+Each cell is a sweep (host_tools/sim/sweep.py: the same parameters, records and summary);
+every seed of every cell goes through one process pool (sweep.run_tasks), so a cell's
+"wall s" is the time its seeds took in the workers (their sum), not elapsed time.
+
+Clockless mode is meant to be safe only where a checkpoint reaches every primary much
+faster than a host write's round trip (the patent's caveat): on the default fast bus
+(115200 baud) at a low write rate (60 writes/s) a checkpoint crosses the bus in a few ms,
+against tens of ms for the host round trip. The campaign runs clockless cells only under
+those conditions (bus at least CLOCKLESS_MIN_BAUD, rate at most CLOCKLESS_MAX_RATE) and
+skips them otherwise (the skipped cells are listed).
+"""
+import os
+import time
+
+from .drills import OPS as DRILL_OPS
+from .rng import FAULT_CLASSES
+from . import sweep as _sweep
+
+MODES = ("clock", "clockless", "sync")
+OPS = ("replication",) + tuple(DRILL_OPS)
+FAULTS = ("none",) + tuple(c for c in FAULT_CLASSES if c != "disaster") + ("all",)
+CLOCKLESS_MIN_BAUD = 115200
+CLOCKLESS_MAX_RATE = 60.0
+FORMAT = "arcopy-sim-campaign/1"
+
+
+def clockless_ok(base):
+    """Whether clockless mode is meant to be safe with these parameters (see the module doc)."""
+    return base["bus_baud"] >= CLOCKLESS_MIN_BAUD and base["rate"] <= CLOCKLESS_MAX_RATE
+
+
+def cells(base, modes=MODES, ops=OPS, faults=FAULTS):
+    """-> (the cells' sweep parameters, the cells skipped as (mode, op, faults, reason))."""
+    run, skipped = [], []
+    for mode in modes:
+        for op in ops:
+            for f in faults:
+                if mode == "clockless" and not clockless_ok(base):
+                    skipped.append((mode, op, f, "clockless needs bus >= %d baud and rate <= %g/s"
+                                    % (CLOCKLESS_MIN_BAUD, CLOCKLESS_MAX_RATE)))
+                    continue
+                p = dict(base, mode=mode, ops=None if op == "replication" else op, faults=f)
+                run.append(p)
+    return run, skipped
+
+
+def run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS, jobs=0, note=None):
+    """Run every cell's seeds (base["first"].. + seeds) in one pool -> the campaign dict."""
+    base = dict(base, seeds=seeds)
+    jobs = jobs or os.cpu_count() or 1
+    todo, skipped = cells(base, modes, ops, faults)
+    tasks = [_sweep.drill_kwargs(p, s) for p in todo
+             for s in _sweep.shard_seeds(base["first"], seeds)]
+    t0 = time.perf_counter()
+    results = _sweep.run_tasks(tasks, jobs, note)
+    wall = time.perf_counter() - t0
+    out_cells, failures = [], []
+    for k, p in enumerate(todo):
+        records = [_sweep.compact(r, p) for r in results[k * seeds:(k + 1) * seeds]]
+        worker = sum(r.get("wall_seconds", 0) for r in records)
+        summary = _sweep.build_summary(p, records, worker, {"jobs": jobs})
+        cell = {"mode": p["mode"], "op": p["ops"] or "replication", "faults": p["faults"],
+                "params": p, "summary": summary, "records": records}
+        out_cells.append(cell)
+        for f in summary["failures"]:
+            failures.append(dict(f, mode=cell["mode"], op=cell["op"], faults=cell["faults"]))
+    totals = {k: sum(c["summary"][k] for c in out_cells)
+              for k in ("seeds", "failing", "violations", "lost_before_released_checkpoint")}
+    totals["unrecoverable_pairs"] = sum(c["summary"]["liveness"]["no_image"] for c in out_cells)
+    totals["exceptions"] = sum(len(c["summary"]["exceptions"]) for c in out_cells)
+    totals["cells"] = len(out_cells)
+    totals["failing_cells"] = sum(1 for c in out_cells if c["summary"]["failing"])
+    return {"format": FORMAT,
+            "params": {"seeds": seeds, "first": base["first"], "modes": list(modes),
+                       "ops": list(ops), "faults": list(faults),
+                       "base": {k: base[k] for k in _sweep.PARAM_KEYS
+                                if k not in ("mode", "ops", "faults")}},
+            "cells": out_cells, "skipped": [{"mode": m, "op": o, "faults": f, "why": w}
+                                            for m, o, f, w in skipped],
+            "totals": totals, "failures": failures, "wall_seconds": round(wall, 1),
+            "jobs": jobs}
+
+
+COLUMNS = (("mode", "%-9s"), ("operation", "%-12s"), ("faults", "%-9s"), ("seeds", "%5s"),
+           ("failing", "%7s"), ("violations", "%10s"), ("lost acked", "%10s"),
+           ("unrecoverable", "%13s"), ("wall s", "%8s"))
+
+
+def table_lines(c):
+    """The campaign as one table: a row per cell (unrecoverable: pairs without an image;
+    wall s: the cell's seeds' time in the workers), then the totals."""
+    fmt = "  ".join(f for _, f in COLUMNS)
+    lines = [fmt % tuple(h for h, _ in COLUMNS)]
+    lines.append("-" * len(lines[0]))
+    for cell in c["cells"]:
+        s = cell["summary"]
+        lines.append(fmt % (cell["mode"], cell["op"], cell["faults"], s["seeds"], s["failing"],
+                            s["violations"], s["lost_before_released_checkpoint"],
+                            s["liveness"]["no_image"], "%.1f" % s["wall_seconds"]))
+    t = c["totals"]
+    lines.append("-" * len(lines[0]))
+    lines.append(fmt % ("total", "%d cells" % t["cells"], "", t["seeds"], t["failing"],
+                        t["violations"], t["lost_before_released_checkpoint"],
+                        t["unrecoverable_pairs"], "%.1f" % sum(x["summary"]["wall_seconds"]
+                                                               for x in c["cells"])))
+    return lines

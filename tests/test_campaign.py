@@ -1,0 +1,64 @@
+"""`arcopy sim campaign`: modes x operations x fault classes through the sweep runner, one table, JSON."""
+import contextlib
+import io
+import json
+
+from host_tools.cli import main as arcopy
+from host_tools.sim import campaign
+
+
+def _cli(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = arcopy(argv)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_a_tiny_campaign_prints_one_table_and_writes_json(tmp_path):
+    path = str(tmp_path / "c.json")
+    rc, out, err = _cli(["sim", "campaign", "--seeds", "2", "--modes", "clock", "--ops",
+                         "replication,suspend", "--faults", "none,loss", "--jobs", "2",
+                         "--json", path])
+    lines = out.splitlines()
+    assert lines[0].split() == ["mode", "operation", "faults", "seeds", "failing", "violations",
+                                "lost", "acked", "unrecoverable", "wall", "s"]
+    rows = [l.split() for l in lines[2:6]]
+    assert [r[:4] for r in rows] == [["clock", "replication", "none", "2"],
+                                     ["clock", "replication", "loss", "2"],
+                                     ["clock", "suspend", "none", "2"],
+                                     ["clock", "suspend", "loss", "2"]]
+    assert lines[7].split()[:4] == ["total", "4", "cells", "8"]
+    c = json.load(open(path))
+    assert c["format"] == campaign.FORMAT and c["params"]["seeds"] == 2
+    assert [(x["mode"], x["op"], x["faults"]) for x in c["cells"]] == [
+        ("clock", "replication", "none"), ("clock", "replication", "loss"),
+        ("clock", "suspend", "none"), ("clock", "suspend", "loss")]
+    for cell in c["cells"]:
+        s = cell["summary"]
+        assert s["seeds"] == 2 and [r["seed"] for r in cell["records"]] == [0, 1]
+        for k in ("violations", "lost_before_released_checkpoint", "failing", "wall_seconds"):
+            assert k in s
+        assert s["liveness"]["no_image"] >= 0
+    assert c["totals"]["seeds"] == 8 and c["totals"]["cells"] == 4
+    fails = [l for l in err.splitlines() if l.startswith("FAIL ")]
+    assert len(fails) == len(c["failures"]) == c["totals"]["failing"]
+    assert rc == (1 if fails else 0)
+    for f in c["failures"]:
+        assert f["replay"].startswith("arcopy sim ") and "--seed %d" % f["seed"] in f["replay"]
+
+
+def test_clockless_cells_only_where_meant_to_be_safe():
+    base = dict(pairs=4, duration=None, policy="freeze", kind="ims", rate=60.0, concurrency=4,
+                ckpt_ms=200.0, bus_baud=115200, peer_baud=None, first=0, seeds=1)
+    run, skipped = campaign.cells(base, ("clockless", "sync"), ("replication",), ("none",))
+    assert [p["mode"] for p in run] == ["clockless", "sync"] and not skipped
+    run, skipped = campaign.cells(dict(base, bus_baud=9600), ("clockless",), ("replication",), ("none",))
+    assert not run and skipped[0][:3] == ("clockless", "replication", "none")
+
+
+def test_campaign_usage_errors():
+    for argv in (["sim", "campaign", "--modes", "warp"], ["sim", "campaign", "--ops", "teleport"],
+                 ["sim", "campaign", "--faults", "meteor"], ["sim", "sweep", "--ops", "replication"],
+                 ["sim", "--modes", "clock"]):
+        rc, _, err = _cli(argv)
+        assert rc == 2 and "arcopy sim:" in err, (argv, err)
