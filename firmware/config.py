@@ -35,6 +35,8 @@ _FIELDS = (
                                # at the threshold); 0 = no pacing
     ("auto_suspend", True),    # a full primary journal suspends the pair (False: refuse the write)
     ("copy_window", 0),        # resync: copy records in the journal at most (0 = a quarter of it)
+    ("fence_writes", True),    # primary whose secondary failed over: refuse host writes (S_FENCED);
+                               # False: take them, marked in the change bitmap
 )
 
 ROLES = (ROLE_PRIMARY, ROLE_SECONDARY)

@@ -17,6 +17,9 @@
 #   PRIMARY    PENDING      JOIN                  DUPLEX       join marker journaled at a cut
 #   PRIMARY    PENDING|DUPLEX SUSPEND             SUSPENDED    (SUSPENDED: SAME)
 #   PRIMARY    DUPLEX       AUTO_SUSPEND          SUSPENDED    journal full with auto_suspend
+#   PRIMARY    PENDING|DUPLEX|SUSPENDED PEER_FAILED_OVER SUSPENDED  the secondary says it failed over
+#                                                              (reason PEER_FAILED_OVER: fenced;
+#                                                              SUSPENDED: the reason is rewritten)
 #   PRIMARY    any          STOP_COPY             SIMPLEX
 #   PRIMARY    any          BECOME_SECONDARY      SIMPLEX      failback (the role changes too)
 #   PRIMARY    PENDING|DUPLEX BECOME_PRIMARY      SAME         failback retried on the new primary
@@ -35,7 +38,7 @@
 # operator's pair command to a secondary is answered S_WRONG_ROLE before the table is
 # asked: BAD_STATE means "a command of this role, wrong pair state").
 #
-# The table is a dict keyed by a small int (role << 7 | state << 4 | event), so a
+# The table is a dict keyed by a small int (role << 8 | state << 5 | event), so a
 # lookup allocates nothing and the whole machine costs one dict. (Event names for
 # messages and tests are the host's: tests/test_pair_states.py lists them.)
 from firmware.wire import (const, C_START_COPY, C_RESUME, C_SUSPEND, C_STOP_COPY, CS_SIMPLEX, CS_PENDING, CS_DUPLEX,
@@ -58,21 +61,22 @@ PEER_LOST = const(12)         # secondary: the stream was silent for peer_timeou
 FAILOVER = const(13)          # operator FAILOVER
 BECOME_PRIMARY = const(14)    # failback: this board becomes the primary
 BECOME_SECONDARY = const(15)  # failback: this board becomes the secondary
-EVENTS = const(15)            # events are 1..EVENTS
+PEER_FAILED_OVER = const(16)  # primary: the secondary's notice SUSPEND(PEER_FAILED_OVER)
+EVENTS = const(16)            # events are 1..EVENTS
 
 # ---- answers besides a new state ------------------------------------------------
 SAME = const(0x40)            # legal and already done: OK, nothing is written
 BAD_STATE = S_BAD_STATE       # not in the table: illegal in this state
 BAD_ARG = const(0x41)         # command_event: a pair command with an argument it does not take
 
-_P = const(0x80)              # ROLE_PRIMARY << 7
-_S = const(0x100)             # ROLE_SECONDARY << 7
-_SIMPLEX = const(0x00)        # state << 4
-_PENDING = const(0x10)
-_DUPLEX = const(0x20)
-_SUSPENDED = const(0x30)
-_RESIGNED = const(0x40)
-_FAILED_OVER = const(0x50)
+_P = const(0x100)             # ROLE_PRIMARY << 8
+_S = const(0x200)             # ROLE_SECONDARY << 8
+_SIMPLEX = const(0x00)        # state << 5
+_PENDING = const(0x20)
+_DUPLEX = const(0x40)
+_SUSPENDED = const(0x60)
+_RESIGNED = const(0x80)
+_FAILED_OVER = const(0xA0)
 
 
 TABLE = {
@@ -90,6 +94,7 @@ TABLE = {
     _P | _PENDING | STOP_COPY: CS_SIMPLEX,
     _P | _PENDING | BECOME_SECONDARY: CS_SIMPLEX,
     _P | _PENDING | BECOME_PRIMARY: SAME,
+    _P | _PENDING | PEER_FAILED_OVER: CS_SUSPENDED,
 
     _P | _DUPLEX | START_COPY: SAME,
     _P | _DUPLEX | START_NOCOPY: SAME,
@@ -99,6 +104,7 @@ TABLE = {
     _P | _DUPLEX | STOP_COPY: CS_SIMPLEX,
     _P | _DUPLEX | BECOME_SECONDARY: CS_SIMPLEX,
     _P | _DUPLEX | BECOME_PRIMARY: SAME,
+    _P | _DUPLEX | PEER_FAILED_OVER: CS_SUSPENDED,
 
     _P | _SUSPENDED | START_COPY: CS_PENDING,
     _P | _SUSPENDED | START_NOCOPY: CS_DUPLEX,
@@ -106,6 +112,7 @@ TABLE = {
     _P | _SUSPENDED | SUSPEND: SAME,
     _P | _SUSPENDED | STOP_COPY: CS_SIMPLEX,
     _P | _SUSPENDED | BECOME_SECONDARY: CS_SIMPLEX,
+    _P | _SUSPENDED | PEER_FAILED_OVER: CS_SUSPENDED,
 
     # ---- secondary ----
     _S | _SIMPLEX | RESYNC: CS_PENDING,
@@ -196,7 +203,7 @@ def mode_change(cur, new, async_held):
 
 def next_state(role, state, event):
     """The table's answer: a copy state (the pair moves there), SAME or BAD_STATE."""
-    return TABLE.get(role << 7 | state << 4 | event, BAD_STATE)
+    return TABLE.get(role << 8 | state << 5 | event, BAD_STATE)
 
 
 def transition(store, acting, event, **fields):
@@ -206,7 +213,7 @@ def transition(store, acting, event, **fields):
     returned; SAME returns the current state and writes nothing; an illegal event
     returns BAD_STATE and writes nothing."""
     state = store.sb.copy_state
-    new = TABLE.get(acting << 7 | state << 4 | event, BAD_STATE)
+    new = TABLE.get(acting << 8 | state << 5 | event, BAD_STATE)
     if new == SAME:
         return state
     if new == BAD_STATE:

@@ -22,11 +22,14 @@
 #   DUPLEX     writes are journaled and shipped as the ordered stream
 #   SUSPENDED  operator or a full journal stopped the stream: the journal's records
 #              became bitmap marks; writes mark the bitmap; RESUME goes to PENDING
+#              (reason PEER_FAILED_OVER: the secondary said it failed over; the journal
+#              is kept for a failback, writes are refused S_FENCED, or with fence_writes
+#              off marked; any pair command first turns the journal into marks)
 from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
                            MODE_SYNC, OVERHEAD, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS, PORT_PEER,
                            ROLE_PRIMARY, ROLE_SECONDARY,
-                           R_JOURNAL_FULL, R_OPERATOR, ST_COPY_ACTIVE, S_BAD_COMMAND, S_BAD_STATE,
-                           S_JOURNAL_FULL, S_NOT_READY, S_OK, S_WRONG_ROLE, C_FAILOVER, C_SET_POLICY,
+                           R_JOURNAL_FULL, R_OPERATOR, R_PEER_FAILED_OVER, ST_COPY_ACTIVE, S_BAD_COMMAND,
+                           S_BAD_STATE, S_FENCED, S_JOURNAL_FULL, S_NOT_READY, S_OK, S_WRONG_ROLE, C_FAILOVER, C_SET_POLICY,
                            T_ACK, T_CHECKPOINT, T_CLOCK_SYNC,
                            T_COPY_ACTIVE, T_IDLE, T_JOIN, T_MARKER, T_NAK, T_PEER_HELLO, T_SUSPEND,
                            T_WRITE_BATCH)
@@ -274,6 +277,12 @@ class Primary:
             self._write_marked(tag, vol, blk, data, self._pace_copy(), now)
             return
         if state != CS_DUPLEX:
+            if state == CS_SUSPENDED and self.cfg.fence_writes and \
+                    self.store.sb.suspend_reason == R_PEER_FAILED_OVER:
+                # the secondary failed over: its site owns the data now (a failback
+                # would overwrite whatever is written here)
+                self.node.reply(tag, S_FENCED)
+                return
             self._write_marked(tag, vol, blk, data)
             return
         if not self.ready(now):
@@ -367,6 +376,9 @@ class Primary:
             return S_BAD_STATE
         if new == ev.SAME:
             return S_OK
+        if self.store.sb.copy_state == CS_SUSPENDED:
+            # fenced (peer failed over) keeps its journal for the failback: marks now
+            self._journal_to_marks()
         if event == ev.SUSPEND:
             self.suspend(now, R_OPERATOR)
         elif event == ev.STOP_COPY:
@@ -411,6 +423,30 @@ class Primary:
             # synchronous mode: the write is durable here and marked; complete it
             self.node.complete_write(self.sync_wait.pop(lseq))
         self._notify_suspend(now)
+
+    def peer_failed_over(self):
+        """The secondary says it failed over: stop shipping and fence (SUSPENDED, reason
+        PEER_FAILED_OVER). The journal is kept as it is (records the failover did not
+        carry; a failback marks them), so that the change bitmap holds exactly the
+        blocks written here from now on (fence_writes off) and the host can list them."""
+        sb = self.store.sb
+        if sb.copy_state == CS_SUSPENDED and sb.suspend_reason == R_PEER_FAILED_OVER:
+            return
+        if transition(self.store, ROLE_PRIMARY, ev.PEER_FAILED_OVER, next_lseq=self.next_lseq,
+                      suspend_reason=R_PEER_FAILED_OVER) == ev.BAD_STATE:
+            return
+        self.suspends += 1
+        self.link = LINK_HELLO
+        self.sender.reset()
+        if self.sync_wait:
+            # synchronous writes the secondary never took: written here after the
+            # failover, so marked (and refused when fencing)
+            for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
+                if kind == J_RECORD and lseq in self.sync_wait:
+                    self.store.bm_set(vol, blk)
+            for lseq in list(self.sync_wait):
+                self.node.complete_write(self.sync_wait.pop(lseq),
+                                         S_FENCED if self.cfg.fence_writes else S_OK)
 
     def _journal_to_marks(self):
         st = self.store
@@ -639,6 +675,11 @@ class Primary:
     # -- peer link ---------------------------------------------------------------
     def on_peer(self, now, mtype, flags, seq, ack, payload):
         self.last_rx = now
+        if mtype == T_SUSPEND:
+            # the only notice a secondary sends: it failed over
+            if codec.unpack_suspend(payload)[0] == R_PEER_FAILED_OVER:
+                self.peer_failed_over()
+            return
         if mtype == T_PEER_HELLO:
             role, node, session, expected = codec.unpack_peer_hello(payload)
             if role != ROLE_SECONDARY or not self.shipping():

@@ -28,14 +28,14 @@ from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OV
                            CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_SET_POLICY,
                            F_COPY, F_SYNC, F_UIP, HDR_SIZE,
                            MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
-                           PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_LOST,
+                           PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_FAILED_OVER, R_PEER_LOST,
                            ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
                            S_OK, S_WRONG_ROLE, S_READ_ONLY, T_ACK, T_COPY_ACTIVE, T_HELD, T_IDLE, T_JOIN, T_MARKER,
                            T_NAK, T_PEER_HELLO, T_RELEASE, T_RESET_UIP, T_RESIGN, T_SUSPEND,
                            T_UPDATE_COMPLETE, T_WRITE_BATCH)
 from firmware import codec
 from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_NAK, SZ_PEER_HELLO,
-                            SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_UPDATE_COMPLETE)
+                            SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_SUSPEND, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED
 from firmware import pairstate as ev
@@ -343,7 +343,13 @@ class Secondary:
     def on_peer(self, now, mtype, flags, seq, ack, payload):
         state = self.store.sb.copy_state
         if state == CS_FAILED_OVER:
-            return                   # the stream ended at failover
+            # the stream ended at failover: whatever the primary sends (a HELLO after its
+            # reboot, records, a keepalive) is answered "I failed over", so that it fences
+            # itself instead of taking writes this board will never see
+            if mtype != T_ACK and mtype != T_NAK:
+                codec.pack_suspend(self.tx, HDR_SIZE, R_PEER_FAILED_OVER)
+                self.node.emit(PORT_PEER, T_SUSPEND, self.cfg.peer, SZ_SUSPEND)
+            return
         self.last_rx = now
         if mtype == T_PEER_HELLO:
             role, node, session, first = codec.unpack_peer_hello(payload)

@@ -100,7 +100,8 @@ RECORD_HDR = const(19)
 P_ACK = "<I"                # highest record lseq durably journaled
 P_NAK = ""                  # empty; header ack = first seq wanted again
 P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / first lseq it will send (primary)
-P_SUSPEND = "<B"            # reason (R_*)
+P_SUSPEND = "<B"            # reason (R_*); primary -> secondary, or a FAILED_OVER secondary's
+                            # answer to the primary's stream (R_PEER_FAILED_OVER)
 P_MARKER = "<IQ"            # n, T
 P_JOIN = "<IQ"              # n, T: the secondary's volume is the cut at T once every copy before is written
 P_H_WRITE = "<BI"           # vol, block; then BLOCK_SIZE data bytes
@@ -143,6 +144,7 @@ S_BAD_COMMAND = const(11)       # unknown or reserved command, or a bad argument
 S_IO_ERROR = const(12)
 S_BAD_STATE = const(13)         # a command of this board's role, not valid in the pair's current state
 S_WRONG_ROLE = const(14)        # a command of the other role (e.g. START_COPY to a secondary)
+S_FENCED = const(15)            # host write to a primary whose secondary failed over (fence_writes)
 
 # ---- host commands (H_COMMAND.command) ---------------------------------------
 C_START_COPY = const(1)
@@ -188,3 +190,4 @@ R_PEER_LOST = const(1)
 R_OPERATOR = const(2)
 R_ERROR = const(3)
 R_JOURNAL_FULL = const(4)       # auto-suspend: the primary's journal could not hold the outage
+R_PEER_FAILED_OVER = const(5)   # the secondary failed over (its SUSPEND notice to the primary)

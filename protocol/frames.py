@@ -71,6 +71,7 @@ STATUS = {
     "OK": 0, "BUSY_UIP": 1, "NOT_COPY_ACTIVE": 2, "BAD_FRAME": 3, "OUT_OF_RANGE": 4,
     "UNKNOWN_VOLUME": 5, "READ_ONLY": 6, "UNKNOWN_TYPE": 7, "BAD_LENGTH": 8, "JOURNAL_FULL": 9,
     "NOT_READY": 10, "BAD_COMMAND": 11, "IO_ERROR": 12, "BAD_STATE": 13, "WRONG_ROLE": 14,
+    "FENCED": 15,
 }
 # ---- host commands (H_COMMAND.command) -------------------------------------------------------------
 COMMANDS = {
@@ -82,7 +83,7 @@ MODES = {"CLOCK": 0, "CLOCKLESS": 1, "SYNC": 2}
 POLICIES = {"FREEZE": 0, "CONTINUE": 1}
 COPY_STATES = {"SIMPLEX": 0, "PENDING": 1, "DUPLEX": 2, "SUSPENDED": 3, "RESIGNED": 4, "FAILED_OVER": 5}
 STATUS_FLAGS = {"MASTER": 0x01, "UIP": 0x02, "COPY_ACTIVE": 0x04, "FROZEN": 0x08, "MUST_COMPLETE": 0x10}
-RESIGN_REASONS = {"PEER_LOST": 1, "OPERATOR": 2, "ERROR": 3, "JOURNAL_FULL": 4}
+RESIGN_REASONS = {"PEER_LOST": 1, "OPERATOR": 2, "ERROR": 3, "JOURNAL_FULL": 4, "PEER_FAILED_OVER": 5}
 
 # ---- payloads ---------------------------------------------------------------------------------------
 class _End(type(Terminated)):

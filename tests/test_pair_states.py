@@ -14,13 +14,13 @@ ROLES = {"primary": wire.ROLE_PRIMARY, "secondary": wire.ROLE_SECONDARY}
 STATES = {k[3:]: v for k, v in vars(wire).items() if k.startswith("CS_")}
 EVENT_NAMES = ("START_COPY", "START_NOCOPY", "RESUME", "SUSPEND", "AUTO_SUSPEND", "STOP_COPY", "JOIN",
                "RESYNC", "HELLO", "PEER_SUSPEND", "PEER_AUTO_SUSPEND", "PEER_LOST", "FAILOVER",
-               "BECOME_PRIMARY", "BECOME_SECONDARY")
+               "BECOME_PRIMARY", "BECOME_SECONDARY", "PEER_FAILED_OVER")
 EVENTS = {name: getattr(ps, name) for name in EVENT_NAMES}
 
 
 def key(role, state, event):
     """The table's key: a small int from role, state and event (as in firmware/pairstate.py)."""
-    return role << 7 | state << 4 | event
+    return role << 8 | state << 5 | event
 
 
 CASES = [(r, s, e) for r in ROLES for s in STATES for e in EVENTS]
@@ -50,7 +50,7 @@ def test_event_constants_are_named_in_order():
 
 def test_table_keys_decode_to_a_role_state_and_event():
     for k, new in ps.TABLE.items():
-        role, state, event = k >> 7, (k >> 4) & 7, k & 15
+        role, state, event = k >> 8, (k >> 5) & 7, k & 31
         assert role in ROLES.values() and state in STATES.values() and event in EVENTS.values(), k
         assert k == key(role, state, event)
         assert new in STATES.values() or new == ps.SAME, (k, new)
@@ -77,7 +77,7 @@ def test_every_role_state_and_event(role, state, event):
 
 
 def test_table_size_and_secondary_has_no_pair_operations():
-    assert len(ps.TABLE) == 56
+    assert len(ps.TABLE) == 59
     for e in (ps.START_COPY, ps.START_NOCOPY, ps.RESUME, ps.SUSPEND, ps.STOP_COPY):
         for s in STATES.values():
             assert ps.next_state(wire.ROLE_SECONDARY, s, e) == ps.BAD_STATE

@@ -382,8 +382,15 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
     rig.boards["p0"].journal = {2, 3}        # records the old primary never had acknowledged
     rig.boards["p0"].dirty = {9}             # written at the old primary beyond the cut
     rig.boards["s1"].dirty = set()
-    res = failback(rig, rigd)
+    # p0's marks are writes taken after the failover: listed, and refused unless forced
+    with pytest.raises(ops.failback.WrittenAfterFailover, match=r"p0: 1\).*--force") as e:
+        failback(rig, rigd)
+    assert e.value.written == {"p0": {0: [9]}}
+    assert [x for x in rig.log if x[1] != wire.C_DIRTY_LIST] == []        # nothing was changed
+    del rig.log[:]
+    res = failback(rig, rigd, force=True)
     assert res["ok"], res
+    assert res["written_after_failover"] == {"p0": {0: [9]}}
     p0 = res["pairs"][0]
     assert p0["merged"] == 3 and p0["to_copy"] == 4 and p0["dirty"] == {0: [1, 2, 3, 9]}
     assert p0["copied"] == 4 and res["pairs"][1]["copied"] == 0
@@ -415,11 +422,11 @@ def test_failback_order_merge_and_persistent_role_swap(tmp_path, monkeypatch):
     assert b3["failbacks"] == 2
 
 
-def failback(rig, rigd, timeout=5):
+def failback(rig, rigd, timeout=5, force=False):
     """ops.failback.failback on the fake rig, the roles recorded in the rig file as `arcopy
     failback` records them."""
     return ops.failback.failback(rig.t, session.pairs(rigd), rigd["nvol"], rigd["vol_blocks"],
-                                 timeout=timeout,
+                                 timeout=timeout, force=force,
                                  on_swapped=lambda done: rigmgr.swap_roles(rigd, done))
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_rig_e2e import cli, cli_proc, disaster_failover_verify, drain, rig, status, \
+from test_rig_e2e import arcopy, cli, cli_proc, disaster_failover_verify, drain, rig, status, \
     wait_until  # noqa: F401  (rig is a fixture)
 
 from host_tools.rig import session as rigops
@@ -226,6 +226,57 @@ def test_failback_copies_back_the_changes_and_a_reverse_drill_is_consistent(rig,
     assert sorted(records.load_disaster(bench)["killed"]) == ["s0", "s1"]
     assert rep.consistent, rep.summary()
     assert rep.writes_recovered > 0
+
+
+# -- c2. fencing: restarted old primaries refuse writes; failback refuses to overwrite writes -----------
+def test_restarted_old_primaries_are_fenced_and_failback_refuses_their_writes(rig, capsys):
+    # p0 fences (the default), p1 takes writes after the failover as change-bitmap marks
+    bench = rig("b", "--pairs", 2, "--set", "p1.fence_writes=0")
+    d = bench["dir"]
+    cli("start-copy", "--dir", d)
+    summ = workload(d, "--kind", "random", "--rate", 40, "--duration", 1.0, "--seed", 3)
+    assert summ["failed"] == 0
+    cli("disaster", "--dir", d)
+    cli("failover", "--dir", d)
+    cli("rig", "restart", "--dir", d, "p0", "p1")
+
+    def fenced():
+        st = [status(bench, b) for b in ("p0", "p1")]
+        return all(s["copy_state_name"] == "SUSPENDED" and s["suspend_reason_name"] == "peer-failed-over"
+                   for s in st)
+    wait_until(fenced, 15.0, "the old primaries to learn that their secondaries failed over")
+    # the new user's next step: a workload at the old primaries. p0 refuses every write
+    # (FENCED), p1 takes them
+    p = cli_proc("workload", "--dir", d, "--no-progress", "--json", "--kind", "random", "--rate", 40,
+                 "--duration", 1.0, "--seed", 5)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1, err.decode()[-2000:]
+    summ = json.loads(out)
+    assert set(summ["failed_by_status"]) == {"FENCED"}, summ
+    assert "write(s) failed: FENCED" in err.decode()
+    assert summ["completed_ok"] > 0, summ                # p1's
+    for s in ("s0", "s1"):
+        assert status(bench, s)["copy_state_name"] == "FAILED_OVER"
+    # failback: refused without --force, naming what p1 holds
+    capsys.readouterr()
+    rc = arcopy(["failback", "--dir", d])
+    out, err = capsys.readouterr()
+    assert rc == 1, (out, err)
+    assert "p1:" in out and "written after the failover" in out, out
+    assert "p0:" not in out, out
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--force" in lines[0] and "p1" in lines[0], err
+    bench = rigmgr.load(d)
+    assert [b["name"] for b in rigmgr.primaries(bench)] == ["p0", "p1"]      # nothing done
+    assert status(bench, "p0")["role"] == wire.ROLE_PRIMARY
+    # with --force it goes on as before: p1's late writes are overwritten
+    res = json.loads(run_cli(capsys, "failback", "--dir", d, "--force", "--json"))
+    assert res["ok"], res
+    assert list(res["written_after_failover"]) == ["p1"]
+    bench = rigmgr.load(d)
+    assert [b["name"] for b in rigmgr.primaries(bench)] == ["s0", "s1"]
+    assert_releasing(bench)
+    assert volumes(bench, rigmgr.secondaries(bench)) == volumes(bench, rigmgr.primaries(bench))
 
 
 # -- d. master failover on both sites mid-workload ------------------------------------------------------

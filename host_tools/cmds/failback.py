@@ -3,7 +3,9 @@ the failed-over secondaries the primaries and copy back only what changed:
 FAILBACK(secondary) to the old primaries, their changed blocks merged into their peers'
 bitmaps, FAILBACK(primary) to the old secondaries, then wait (progress bar) until every
 pair is duplex in the new direction. The rig file records the swapped roles, so that
-workload, disaster, failover and verify follow."""
+workload, disaster, failover and verify follow. First it lists the blocks written at the old
+primaries after the failover (a fenced old primary with fence_writes off takes writes as
+change-bitmap marks) and refuses, exit 1, when there are any, unless --force."""
 import json
 
 import sys
@@ -21,6 +23,9 @@ def add_arguments(parser):
                         help="return once the commands are sent (the copy back runs on)")
     parser.add_argument("--timeout", type=positive_float, default=120.0,
                         help="seconds to wait (default 120)")
+    parser.add_argument("--force", action="store_true",
+                        help="go on even when the old primaries hold blocks written after the "
+                             "failover (the failback overwrites them)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -42,7 +47,8 @@ def run(args):
         return ops.failback.failback(t, session.pairs(rig), rig["nvol"], rig["vol_blocks"],
                                      wait=not args.no_wait, timeout=args.timeout, progress=prog,
                                      log=None if args.json else print,
-                                     on_swapped=lambda done: rigmgr.swap_roles(rig, done))
+                                     on_swapped=lambda done: rigmgr.swap_roles(rig, done),
+                                     force=args.force)
     out = run_on_rig(args, failback, "copy back", not (args.no_wait or args.json))
     if out is None:
         return 1

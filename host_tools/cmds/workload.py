@@ -15,6 +15,8 @@ HINTS = {
     "port gone": "the board's host port closed or does not open (board down?)",
     "no reply": "the board did not answer in time",
     "JOURNAL_FULL": "the journal stayed full (auto_suspend off): the peer link is too slow",
+    "FENCED": "the board's secondary failed over (`arcopy failover`): write to the failed-over "
+              "secondaries (--to secondaries), or run `arcopy failback`",
 }
 
 

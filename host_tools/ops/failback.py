@@ -1,5 +1,8 @@
 """Failback: after a failover, reverse the pairs and copy back only what changed.
 
+0. the old primaries' change bitmaps (C_DIRTY_LIST) are the blocks written there after
+   the failover (a fenced old primary with fence_writes off marks them): the failback
+   would overwrite them, so it refuses unless forced;
 1. C_FAILBACK(2) to every old primary (it becomes a secondary; its journal records
    become change-bitmap marks);
 2. merge: every block marked at an old primary is marked at its peer (C_DIRTY_LIST,
@@ -62,12 +65,52 @@ def to_primary(t, old_secondary, **send_kw):
     return _failback(t, old_secondary, wire.ROLE_PRIMARY, **send_kw)
 
 
+class WrittenAfterFailover(OpError):
+    """Old primaries hold blocks written after the failover; `written` is
+    {old primary: {vol: [blocks]}} (only boards with any)."""
+
+    def __init__(self, msg, written):
+        OpError.__init__(self, msg)
+        self.written = written
+
+
+SHOW_BLOCKS = 8          # block numbers shown per board
+
+
+def describe_written(board, marks):
+    """One line: how many blocks `board` holds written after the failover, the first few."""
+    n = sum(len(b) for b in marks.values())
+    shown = []
+    for v, blocks in sorted(marks.items()):
+        shown += ["%d:%d" % (v, b) if len(marks) > 1 else str(b) for b in blocks]
+    more = " ..." if len(shown) > SHOW_BLOCKS else ""
+    return "%s: %d block%s written after the failover (%s%s)" % (
+        board, n, "" if n == 1 else "s", ", ".join(shown[:SHOW_BLOCKS]), more)
+
+
+def written_after_failover(t, old_primaries, nvol, vol_blocks):
+    """{old primary: {vol: [blocks]}} of the blocks marked in the change bitmap of each
+    board in `old_primaries` (still primaries: a fenced old primary marks what it takes
+    after the failover), boards with none left out. Raises OpError when one does not list."""
+    out = {}
+    for prim in old_primaries:
+        marks = _status.dirty_blocks(t, prim, nvol, vol_blocks, attempts=3)
+        if marks is None:
+            raise OpError("%s: no answer to DIRTY_LIST" % prim)
+        marks = {v: b for v, b in marks.items() if b}
+        if marks:
+            out[prim] = marks
+    return out
+
+
 def failback(t, pairs, nvol, vol_blocks, wait=True, timeout=120.0, progress=None, log=None,
-             on_swapped=None):
+             on_swapped=None, force=False):
     """The whole failback of `pairs` ({i: (old primary, old secondary)} as they are before it).
     -> {"results": {name: status name}, "pairs": {pair: {"old_primary", "old_secondary",
-    "merged", "old_primary_dirty", "dirty", "to_copy", "copied", ...}}, "ok": bool}.
-    Raises OpError when a board does not answer or refuses a step."""
+    "merged", "old_primary_dirty", "dirty", "to_copy", "copied", ...}},
+    "written_after_failover": {old primary: {vol: [blocks]}}, "ok": bool}.
+    Raises WrittenAfterFailover (unless `force`) when an old primary holds blocks written
+    after the failover, OpError when a board does not answer or refuses a step."""
     say = log or (lambda m: None)
     info = {}
     results = {}
@@ -84,6 +127,20 @@ def failback(t, pairs, nvol, vol_blocks, wait=True, timeout=120.0, progress=None
             raise OpError("%s is %s, not FAILED_OVER: failback follows a failover"
                           % (sec, s["copy_state_name"]))
         info[i] = {"old_primary": prim, "old_secondary": sec, "p_role": p["role"]}
+    # 0b. blocks written at the old primaries after the failover: the failback overwrites them
+    written = written_after_failover(
+        t, [pairs[i][0] for i in sorted(pairs) if info[i]["p_role"] == wire.ROLE_PRIMARY],
+        nvol, vol_blocks)
+    for prim, marks in sorted(written.items()):
+        say(describe_written(prim, marks))
+    if written and not force:
+        raise WrittenAfterFailover(
+            "refused: blocks written after the failover at the old primar%s (%s), which the "
+            "failback would overwrite with the failed-over site's data: save what you need, then "
+            "run the failback again with --force" % (
+                "ies" if len(written) > 1 else "y",
+                ", ".join("%s: %d" % (b, sum(len(x) for x in m.values()))
+                          for b, m in sorted(written.items()))), written)
     # 1. old primaries become secondaries
     for i in sorted(pairs):
         prim = pairs[i][0]
@@ -127,7 +184,7 @@ def failback(t, pairs, nvol, vol_blocks, wait=True, timeout=120.0, progress=None
         on_swapped(swapped)
     ok = len(swapped) == len(pairs)
     out = {"results": {n: status_name(rc) for n, rc in sorted(results.items())},
-           "pairs": info, "ok": ok}
+           "pairs": info, "written_after_failover": written, "ok": ok}
     if not ok or not wait:
         return out
     # 5. the reversed pairs: old secondary -> old primary

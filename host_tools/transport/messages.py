@@ -26,7 +26,8 @@ ROLE_NAMES = {wire.ROLE_PRIMARY: "primary", wire.ROLE_SECONDARY: "secondary"}
 MODE_NAMES = {wire.MODE_CLOCK: "clock", wire.MODE_CLOCKLESS: "clockless", wire.MODE_SYNC: "sync"}
 POLICY_NAMES = {wire.POLICY_FREEZE: "freeze", wire.POLICY_CONTINUE: "continue"}
 REASON_NAMES = {0: "", wire.R_PEER_LOST: "peer-lost", wire.R_OPERATOR: "operator",
-                wire.R_ERROR: "error", wire.R_JOURNAL_FULL: "auto"}
+                wire.R_ERROR: "error", wire.R_JOURNAL_FULL: "auto",
+                wire.R_PEER_FAILED_OVER: "peer-failed-over"}
 FLAG_NAMES = (("is_master", wire.ST_MASTER), ("uip", wire.ST_UIP), ("copy_active", wire.ST_COPY_ACTIVE),
               ("frozen", wire.ST_FROZEN), ("must_complete", wire.ST_MUST_COMPLETE))
 
