@@ -37,6 +37,8 @@ _FIELDS = (
     ("copy_window", 0),        # resync: copy records in the journal at most (0 = a quarter of it)
     ("fence_writes", True),    # primary whose secondary failed over: refuse host writes (S_FENCED);
                                # False: take them, marked in the change bitmap
+    ("cut_age_max_us", 5000000),    # primary: a write reply carries F_EXPOSED when its oldest
+                               # unacknowledged journal entry is older than this (0 = never)
 )
 
 ROLES = (ROLE_PRIMARY, ROLE_SECONDARY)
@@ -93,6 +95,8 @@ class Config:
             raise ConfigError("pace_max_us must be 0..10000000")
         if self.copy_window < 0 or self.copy_window > self.journal_slots - 4:
             raise ConfigError("copy_window must be 0..journal_slots-4 (0 = a quarter of the journal)")
+        if self.cut_age_max_us < 0 or self.cut_age_max_us >= 1 << 30:
+            raise ConfigError("cut_age_max_us must be 0..2**30-1 (0 = no age rule)")
         if not 1 <= self.batch_max <= 7:
             raise ConfigError("batch_max must be 1..7 (a batch must fit MAX_PAYLOAD)")
 

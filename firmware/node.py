@@ -26,7 +26,7 @@
 # Imports go one way: node -> primary/secondary -> wire, codec, peerlink, store,
 # pairstate. The ports (PORT_*) are wire constants, re-exported here for host code.
 from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
-                           F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
+                           F_EXPOSED, F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
                            S_BAD_COMMAND, S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
                            T_CHECKPOINT, T_CLOCK_SYNC, T_ERROR, T_HELD, T_H_COMMAND, T_H_READ, T_H_REPLY,
@@ -54,6 +54,7 @@ class Node:
         self.scratch = bytearray(BLOCK_SIZE)
         self.mac = BusMac(cfg.node, cfg.site_nodes, cfg.slot_us, cfg.cycle_us, cfg.member_timeout_us)
         self.next_deadline = 0
+        self.now = 0                 # the time of the event being handled (write replies)
         self.booted = False
         self.deferred = []           # pacing: (due, tag) of host write completions held back
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
@@ -72,7 +73,7 @@ class Node:
             "unknown_type": 0, "host_errors": 0, "records_rejected": 0,
             "stale_ckpt": 0, "markers_dropped": 0, "release_not_held": 0, "dup_records": 0,
             "host_writes": 0, "host_reads": 0, "writes_completed": 0, "failbacks": 0,
-            "not_mine": 0,
+            "not_mine": 0, "writes_exposed": 0,
         }
         self._make_role()
 
@@ -99,10 +100,11 @@ class Node:
         self.out = []
         return o
 
-    def reply(self, tag, status, body_len=0):
+    def reply(self, tag, status, body_len=0, flags=0):
         """Host reply; a body, if any, is already packed at tx[_BODY:]."""
         codec.pack_h_reply(self.tx, HDR_SIZE, status)
-        self.emit(PORT_HOST, T_H_REPLY, HOST_ID, SZ_H_REPLY_HEAD + body_len, seq=tag, flags=F_REPLY)
+        self.emit(PORT_HOST, T_H_REPLY, HOST_ID, SZ_H_REPLY_HEAD + body_len, seq=tag,
+                  flags=F_REPLY | flags)
         if status != S_OK:
             self.c["host_errors"] += 1
 
@@ -128,6 +130,7 @@ class Node:
 
     def on_frame(self, now, port, mtype, flags, src, dst, group, seq, ack, payload):
         self.c["frames_in"] += 1
+        self.now = now
         try:
             if port == PORT_HOST:
                 if dst == self.me or dst == BROADCAST:
@@ -149,6 +152,7 @@ class Node:
         self._schedule(now)
 
     def tick(self, now):
+        self.now = now
         if self.deferred:
             self._release_deferred(now)
         act = self.mac.poll(now)
@@ -273,14 +277,24 @@ class Node:
             return
         if status == S_OK:
             self.c["writes_completed"] += 1
-        self.reply(tag, status)
+            self.reply(tag, status, flags=self._exposed())
+        else:
+            self.reply(tag, status)
+
+    def _exposed(self):
+        """F_EXPOSED for a write completed OK now if a primary's pair does not protect it as
+        configured (Primary.exposed: SPEC section 8, "Exposed writes"), else 0."""
+        if self.cfg.role == ROLE_PRIMARY and self.role.exposed(self.now):
+            self.c["writes_exposed"] += 1
+            return F_EXPOSED
+        return 0
 
     def _release_deferred(self, now):
         keep = []
         for e in self.deferred:
             if e[0] <= now:
                 self.c["writes_completed"] += 1
-                self.reply(e[1], S_OK)
+                self.reply(e[1], S_OK, flags=self._exposed())
             else:
                 keep.append(e)
         self.deferred = keep

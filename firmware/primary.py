@@ -170,6 +170,17 @@ class Primary:
         d = self.seq_time(now) - t
         return d if d > 0 else 0
 
+    def exposed(self, now):
+        """Is a write completed now not protected as configured? The pair is suspended (any
+        reason), or, in DUPLEX, the oldest entry the secondary has not acknowledged is older
+        than cut_age_max_us: the group's released cut cannot be newer than that entry, so
+        lag_us is a lower bound of the cut's age (SPEC section 8, "Exposed writes")."""
+        state = self.store.sb.copy_state
+        if state == CS_SUSPENDED:
+            return True
+        m = self.cfg.cut_age_max_us
+        return state == CS_DUPLEX and m > 0 and self.lag_us(now) > m
+
     def stats(self, now):
         return {
             "role": "primary", "ckpt_n": self.ckpt_n, "synced": self.clock == CLOCK_SYNCED,

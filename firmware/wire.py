@@ -56,6 +56,8 @@ F_UIP = const(0x10)      # UPDATE_COMPLETE sent while the sender still shows upd
 F_WARM = const(0x20)     # beacon from a master whose clock is established (members may sync to it)
 F_COPY = const(0x40)     # peer: resync traffic (WRITE_BATCH of block copies, PEER_HELLO from a
                          # primary whose pair is copy pending)
+F_EXPOSED = const(0x80)  # host port: an H_REPLY OK to H_WRITE whose write is durable here but not
+                         # protected as configured (pair suspended, or the cut is too old)
 
 # ---- message types (one meaning each) ----------------------------------------
 # site bus

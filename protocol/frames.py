@@ -39,8 +39,9 @@ F_SYNC = 0x08     # peer write records written in synchronous mode
 F_UIP = 0x10      # UPDATE_COMPLETE sent while the sender still shows update-in-progress
 F_WARM = 0x20     # beacon from a master whose clock is established (members may sync to it)
 F_COPY = 0x40     # peer resync traffic: copy batch, HELLO of a copy-pending primary
+F_EXPOSED = 0x80  # host port: H_REPLY OK to H_WRITE, durable but not protected as configured
 FLAGS = {"RETX": F_RETX, "MORE": F_MORE, "REPLY": F_REPLY, "SYNC": F_SYNC, "UIP": F_UIP, "WARM": F_WARM,
-         "COPY": F_COPY}
+         "COPY": F_COPY, "EXPOSED": F_EXPOSED}
 
 # ---- message type codes (header byte 3) ---------------------------------------------------------
 T_COPY_ACTIVE = 0x01

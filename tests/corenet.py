@@ -31,6 +31,7 @@ class Board:
         self.node = None
         self.deframers = {}
         self.replies = {}          # tag -> (status, body)
+        self.reply_flags = {}      # tag -> the reply frame's header flags
         self.errors = []
         self.offset = 0            # this board's clock = net time + offset
         self.rate_ppm = 0          # and runs this much fast (drift)
@@ -161,6 +162,7 @@ class Net:
             if d.mtype == T_H_REPLY:
                 status = d.payload[0]
                 b.replies[d.seq] = (status, bytes(d.payload[1:]))
+                b.reply_flags[d.seq] = d.flags
             else:
                 b.errors.append((d.mtype, bytes(d.payload)))
 

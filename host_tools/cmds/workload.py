@@ -3,7 +3,9 @@ failed-over secondaries) in real time (a Workload from host_tools/check/workload
 host ports), with a progress bar; the workload log (issue and completion times of every
 write) is saved in the rig directory, and the log it replaces goes into the rig's
 history (see host_tools/rig/records.py). Says why writes failed (counts by status) and
-which pairs suspended during the run; exit 1 when any write failed or a board was lost."""
+which pairs suspended during the run, and how many writes each pair answered OK while it did
+not protect them (the reply flag EXPOSED: suspended, or its cut too old); exit 1 when any
+write failed or a board was lost."""
 import sys
 
 from host_tools.cmds import add_dir, emit_json, interrupt_note, load_rig
@@ -48,6 +50,15 @@ def _states(rig, boards):
             if s is not None:
                 out[b["pair"]] = (s["copy_state_name"], s.get("suspend_reason_name") or "")
         return out
+
+
+def _exposed_why(st):
+    """Why a pair's writes were answered EXPOSED, from its state after the run."""
+    if st is None:
+        return "unknown: the board did not answer STATUS"
+    if st[0] == "SUSPENDED":
+        return "suspended: %s" % (st[1] or "?")
+    return "its oldest unacknowledged write was older than cut_age_max_us"
 
 
 def run(args):
@@ -97,6 +108,8 @@ def run(args):
     summ["suspended_pairs"] = {
         labels[i]: st[1] or "suspended" for i, st in sorted(after.items())
         if st[0] == "SUSPENDED" and before.get(i, ("",))[0] != "SUSPENDED"}
+    summ["exposed"] = {labels[i]: {"writes": n, "why": _exposed_why(after.get(i))}
+                       for i, n in summ["exposed"].items()}
     summ["ok"] = summ["failed"] == 0 and not summ["dead_pairs"] and summ["issued"] > 0
     names = {b["pair"]: b["name"] for b in boards}
     if args.json:
@@ -113,6 +126,9 @@ def run(args):
         i = [k for k, v in labels.items() if v == lab][0]
         print("arcopy workload: warning: pair %s (%s) suspended during the run (%s): its writes are "
               "marked for `arcopy resume`, not copied" % (lab, names.get(i), reason), file=err)
+    for lab, e in summ["exposed"].items():
+        print("arcopy workload: warning: %d write(s) answered while pair %s was not protected (%s)"
+              % (e["writes"], lab, e["why"]), file=err)
     for lab in summ["dead_pairs"]:
         i = [k for k, v in labels.items() if v == lab][0]
         print("arcopy workload: %s's host port closed or did not open (board down?): its writes "

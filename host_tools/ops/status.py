@@ -61,6 +61,21 @@ def had_image(s):
     return bool(s["applied_t"])
 
 
+def cut_age_ms(p, s):
+    """The age of the cut a pair's secondary can recover to, in ms: the primary's sequence time
+    (the group's time) minus the T of the newest checkpoint its secondary knows released. It
+    grows without bound while the group's recovery point is frozen. None without both boards'
+    STATUS, before the first cut is applied, or in clockless mode (T is an epoch, not a time)."""
+    if not p or not s or p.get("mode") == wire.MODE_CLOCKLESS or not p.get("seq_time_us"):
+        return None
+    if "applied_t" not in s:
+        return None
+    t = released_point(s)[1]
+    if not t:
+        return None
+    return round(max(0, p["seq_time_us"] - t) / 1000.0, 1)
+
+
 # -- pairs ----------------------------------------------------------------------------------------
 def pair_rows(pairs, st, labels=None):
     """One row per pair. pairs: {i: (primary name, secondary name)} by current role; st: name ->
@@ -96,6 +111,7 @@ def pair_rows(pairs, st, labels=None):
             "s_journal": s and s["journal_depth"],
             "lag_ms": None if p is None else round(p["lag_us"] / 1000.0, 1),
             "apply_lag_ms": None if s is None else round(s["lag_us"] / 1000.0, 1),
+            "cut_age_ms": cut_age_ms(p, s),
             "skew_us": p and p["skew_us"],
             "skew_max_us": p and p["skew_max_us"],
             "writes": p and p["writes_completed"],
@@ -120,6 +136,7 @@ _COLS = (("pair", "pair", 4), ("boards", "P > S", 9), ("primary", "P state", 9),
          ("released", "rel", 6), ("applied", "applied", 7), ("uip", "uip", 5),
          ("p_journal", "P jrnl", 6), ("s_journal", "S jrnl", 6), ("p_dirty", "Pdirty", 6),
          ("s_dirty", "Sdirty", 6), ("lag_ms", "lag ms", 7), ("apply_lag_ms", "S lag ms", 8),
+         ("cut_age_ms", "cut ms", 8),
          ("pace_us", "pace us", 7), ("pace_threshold", "pace>", 5), ("skew_max_us", "skew us", 7),
          ("writes", "writes", 7), ("frames_bad", "bad", 4), ("reason", "why", 8))
 

@@ -70,6 +70,7 @@ class SerialDriver:
         self.timeouts = 0
         self.errors = {}
         self.latencies = []
+        self.exposed = {}           # pair -> writes answered OK with F_EXPOSED (not protected)
         self._next_reconnect = 0
 
     def _fail(self, req, now, why):
@@ -126,6 +127,8 @@ class SerialDriver:
             return
         req, _, attempts, sent = ent
         if r.status == wire.S_OK and not r.error:
+            if r.flags & wire.F_EXPOSED:
+                self.exposed[pair] = self.exposed.get(pair, 0) + 1
             self.latencies.append(now - sent)
             self.wl.complete(req.id, now, True)
         elif r.status in RETRY_WRITE and not r.error and attempts < self.max_retries:
@@ -226,6 +229,8 @@ class SerialDriver:
                 "failed_by_status": self.failed_by_status(),
                 "retries": self.retries, "timeouts": self.timeouts, "errors": self.errors,
                 "dead_pairs": sorted(self.dead), "reconnects": self.reconnects,
+                "exposed": dict(sorted(self.exposed.items())),
+                "exposed_total": sum(self.exposed.values()),
                 "latency_ms_p50": p(0.5), "latency_ms_p99": p(0.99),
                 "latency_ms_max": lat[-1] / 1000.0 if lat else None}
 

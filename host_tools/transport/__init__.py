@@ -19,8 +19,9 @@ What is not a host-port request (switching a site off, bringing boards back) goe
 from collections import namedtuple
 
 # status: the S_* code (the H_REPLY's status byte, or the ERROR frame's code);
-# body: what follows the status byte (the whole ERROR payload when error is True)
-Reply = namedtuple("Reply", "status body mtype tag error")
+# body: what follows the status byte (the whole ERROR payload when error is True);
+# flags: the reply frame's header flags (F_EXPOSED on a write's OK: SPEC section 8), 0 if unknown
+Reply = namedtuple("Reply", "status body mtype tag error flags", defaults=(0,))
 
 
 class TransportError(Exception):

@@ -61,7 +61,7 @@ def make_reply(mtype, flags, tag, payload):
         return None, None
     pl = bytes(payload)
     if mtype == wire.T_H_REPLY and pl:
-        return Reply(pl[0], pl[1:], mtype, tag, False), None
+        return Reply(pl[0], pl[1:], mtype, tag, False, flags), None
     if mtype == wire.T_ERROR and len(pl) >= 4:
         code, mt, detail = unpack_error(pl)
         if tag == 0:
