@@ -315,7 +315,7 @@ class HostBridge:
             self.ser = None
             return
         self.ident = ident
-        self.tty = ident[1]
+        self.tty = ident[-1]
         if not self.listening:
             self.lsock.listen(4)
             self.listening = True

@@ -447,7 +447,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
     return rig
 
 
-def wait_host_tcp(rig, names, timeout=10.0):
+def wait_host_tcp(rig, names, timeout=30.0):
     """With host ports on TCP: wait until the hub serves the named boards' current ptys."""
     if not (rig.get("hub") or {}).get("host_bind"):
         return

@@ -680,11 +680,13 @@ class _OnePort(Transport):
 
 # ---------------------------------------------------------------------------------------------
 def port_ident(path):
-    """Identity of a host port path: the symlink's inode and target (an emulated board
-    replaces its symlink at every boot), else None."""
+    """Identity of a host port path: the symlink's inode, creation time and target (an
+    emulated board replaces its symlink at every boot; a restarted board may get the same
+    pty and the same inode number again, never the same creation time), else None."""
     try:
         if os.path.islink(path):
-            return (os.lstat(path).st_ino, os.readlink(path))
+            st = os.lstat(path)
+            return (st.st_ino, st.st_mtime_ns, os.readlink(path))
     except OSError:
         pass
     return None
