@@ -3,25 +3,8 @@ pair auto-suspends (p0's journal of 16, its link cut) counts the writes answered
 flag EXPOSED and says so; `arcopy status` shows the age of each pair's cut (cut_age_ms)."""
 import json
 
-import pytest
-
-from host_tools.rig import manager as rigmgr
-from tests.test_cli_operator import arcopy, js, numbers_are_numbers, ok
-
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("exposed") / "rig")
-    try:
-        ok("rig", "up", "--dir", d, "--pairs", 2, "--vol-blocks", 32,
-           "--set", "p0.journal_slots=16", "--set", "p0.pace_max_us=0",
-           "--set", "s0.peer_timeout_us=30000000")
-        yield d
-    finally:
-        try:
-            rigmgr.down(rigmgr.load(d))
-        except Exception:
-            pass
+from test_cli_operator import arcopy, js, numbers_are_numbers, ok
+from test_cli_operator import rig  # noqa: F401  (the rig fixture: p0's journal of 16, link cut-able)
 
 
 def test_workload_counts_writes_answered_while_a_pair_was_not_protected(rig):
