@@ -16,6 +16,7 @@ _FIELDS = (
     ("nvol", 1),               # volumes on this board
     ("vol_blocks", 256),       # blocks per volume
     ("journal_slots", 512),    # journal ring entries
+    ("img_slots", 0),          # preserved-image area, blocks (0 = nvol * vol_blocks: never fills)
     ("bus_baud", 115200),
     ("peer_baud", 115200),
     ("autostart", False),      # start copy at boot without a host command
@@ -85,6 +86,8 @@ class Config:
             raise ConfigError("nvol must be 1..255")
         if self.vol_blocks < 1 or self.journal_slots < 8:
             raise ConfigError("vol_blocks >= 1 and journal_slots >= 8 required")
+        if self.img_slots < 0 or self.img_slots > 0x3FFFFFFF:
+            raise ConfigError("img_slots must be 0..2**30-1 (0 = nvol * vol_blocks)")
         if self.bus_baud < 1200 or self.peer_baud < 1200:
             raise ConfigError("baud rates must be >= 1200")
         if not 1 <= self.window <= 16:
@@ -110,6 +113,8 @@ class Config:
             self.cycle_us = need if need > 50000 else 50000
         if not self.member_timeout_us:
             self.member_timeout_us = 8 * self.cycle_us
+        if not self.img_slots:
+            self.img_slots = self.nvol * self.vol_blocks
         if not self.pace_threshold:
             self.pace_threshold = self.journal_slots // 2
         if not self.copy_window:

@@ -44,7 +44,7 @@ class Board:
             hal.log("blank device: formatting a fresh store")
             c = self.cfg
             Store.format(hal.block_device(), c.role, c.node, c.peer, c.group,
-                         c.nvol, c.vol_blocks, c.journal_slots)
+                         c.nvol, c.vol_blocks, c.journal_slots, img_slots=c.img_slots)
             self.store = Store(hal.block_device())
             self.store.mount()
         self.node = Node(self.cfg, self.store)

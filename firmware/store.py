@@ -29,6 +29,10 @@
 #                     lseq, t, data CRC, header CRC over all of that (bytes 38..
 #                     are zero). A header that passes its CRC proves that its data
 #                     block was written completely.
+#   x_start ..        write-intent area (2 blocks: data, header): a block written outside the
+#                     journal is sealed here first, so a power cut cannot leave it torn.
+#   img_start ..      preserved-image area: img_slots slots of two blocks each (before-images
+#                     that keep a secondary's last consistent image through a resync).
 #   vol_start ..      volumes: volume v, block b at vol_start + v*vol_blocks + b.
 #
 # Journal liveness: the superblock holds j_head, a persisted lower bound of the
@@ -62,7 +66,7 @@ J_JOIN = const(4)          # end of a resync: the pair joins the group at checkp
 # rules); SB_SAVED | value = set by SET_MODE / SET_POLICY, which wins over the config at boot
 SB_SAVED = const(0x80)
 
-STORE_VERSION = const(1)
+STORE_VERSION = const(2)
 SB_MAGIC = const(0x1A5C5B01)      # below 2**30: a small int on MicroPython too
 J_MAGIC = const(0x1A5C4A01)
 
@@ -75,14 +79,15 @@ _SB_FIELDS = (
     "uip_n", "uip_t", "applied_n", "applied_t", "ckpt_n", "ckpt_t",
     "next_lseq", "suspend_reason", "t_floor",
     "j_head", "bm_start", "bm_blocks", "j_start", "vol_start", "dev_blocks",
+    "x_start", "img_start", "img_slots",
 )
-_SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII"
+_SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII" "III"
 _SB_BODY = "<" + _SB_TYPES
 _SB_BODY_SIZE = struct.calcsize(_SB_BODY)
 SB_CRC_OFF = _SB_HDR_SIZE + _SB_BODY_SIZE
 # fields commit() may not change: geometry and the journal head (store-managed)
 _SB_FIXED = ("nvol", "vol_blocks", "journal_slots", "j_head", "bm_start", "bm_blocks",
-             "j_start", "vol_start", "dev_blocks")
+             "j_start", "vol_start", "dev_blocks", "x_start", "img_start", "img_slots")
 
 # journal header block: magic, jseq, then the index entry (kind, vol, blk, lseq, t,
 # data crc: bytes 12..33, copied verbatim to/from the RAM index), then the header
@@ -212,20 +217,24 @@ class Store:
 
     # ---- format / mount -------------------------------------------------------
     @staticmethod
-    def blocks_needed(nvol, vol_blocks, journal_slots):
+    def blocks_needed(nvol, vol_blocks, journal_slots, img_slots=0):
         """Device size (blocks) the layout needs: 2 superblocks, the bitmaps, the
-        journal ring (2 blocks a slot) and the volumes."""
+        journal ring (2 blocks a slot), the intent area (2), the preserved-image area
+        (2 blocks a slot) and the volumes."""
         bm_blocks = (vol_blocks + BM_BITS - 1) // BM_BITS
-        return 2 + nvol * bm_blocks + 2 * journal_slots + nvol * vol_blocks
+        return (2 + nvol * bm_blocks + 2 * journal_slots + 2 + 2 * img_slots
+                + nvol * vol_blocks)
 
     @staticmethod
-    def format(bdev, role, node, peer, group, nvol, vol_blocks, journal_slots, verify=False):
+    def format(bdev, role, node, peer, group, nvol, vol_blocks, journal_slots, verify=False,
+               img_slots=0):
         """Lay out a fresh device. Not crash-safe itself: a power cut during format
         leaves no valid superblock (mount then fails), never a half-old store."""
         for name, v, lo, hi in (("role", role, 0, 255), ("node", node, 0, 255),
                                 ("peer", peer, 0, 255), ("group", group, 0, 255),
                                 ("nvol", nvol, 1, 255), ("vol_blocks", vol_blocks, 1, _U32_MAX),
-                                ("journal_slots", journal_slots, 2, 0x3FFFFFFF)):
+                                ("journal_slots", journal_slots, 2, 0x3FFFFFFF),
+                                ("img_slots", img_slots, 0, 0x3FFFFFFF)):
             if not isinstance(v, int) or v < lo or v > hi:
                 raise StoreError(S_OUT_OF_RANGE, "format: %s=%r not in %d..%d" % (name, v, lo, hi))
         bs = bdev.ioctl(5, 0)
@@ -235,7 +244,9 @@ class Store:
         bm_blocks = (vol_blocks + BM_BITS - 1) // BM_BITS
         bm_start = 2
         j_start = bm_start + nvol * bm_blocks
-        vol_start = j_start + 2 * journal_slots
+        x_start = j_start + 2 * journal_slots
+        img_start = x_start + 2
+        vol_start = img_start + 2 * img_slots
         dev_blocks = vol_start + nvol * vol_blocks       # == Store.blocks_needed(...)
         if dev_blocks > count:
             raise StoreError(S_OUT_OF_RANGE, "device too small: layout needs %d blocks, device has %d"
@@ -248,6 +259,10 @@ class Store:
         # 2. no journal header may survive from an earlier life of the device
         for s in range(journal_slots):
             _dev_write(bdev, j_start + 2 * s + 1, buf, vbuf)
+        # ... nor an intent or preserved-image header
+        _dev_write(bdev, x_start + 1, buf, vbuf)
+        for s in range(img_slots):
+            _dev_write(bdev, img_start + 2 * s + 1, buf, vbuf)
         # 3. empty bitmaps
         mv = memoryview(buf)
         _bm_seal(mv, 0)
@@ -268,6 +283,9 @@ class Store:
         sb.j_start = j_start
         sb.vol_start = vol_start
         sb.dev_blocks = dev_blocks
+        sb.x_start = x_start
+        sb.img_start = img_start
+        sb.img_slots = img_slots
         values = [getattr(sb, name) for name in _SB_FIELDS]
         for copy in (0, 1):
             mv[0:BLOCK_SIZE] = _ZERO_MV
@@ -297,7 +315,9 @@ class Store:
         bm_blocks = (sb.vol_blocks + BM_BITS - 1) // BM_BITS
         if (sb.nvol < 1 or sb.journal_slots < 2 or sb.bm_blocks != bm_blocks or sb.bm_start != 2
                 or sb.j_start != sb.bm_start + sb.nvol * bm_blocks
-                or sb.vol_start != sb.j_start + 2 * sb.journal_slots
+                or sb.x_start != sb.j_start + 2 * sb.journal_slots
+                or sb.img_start != sb.x_start + 2
+                or sb.vol_start != sb.img_start + 2 * sb.img_slots
                 or sb.dev_blocks != sb.vol_start + sb.nvol * sb.vol_blocks):
             raise StoreError(S_IO_ERROR, "superblock geometry is inconsistent")
         if sb.dev_blocks > count:

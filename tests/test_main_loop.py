@@ -26,7 +26,7 @@ class FakePort:
 class FakeHal:
     def __init__(self):
         self.now = 1000
-        self.disk = RamDisk(Store.blocks_needed(1, 64, 32))
+        self.disk = RamDisk(Store.blocks_needed(1, 64, 32, 64))     # img_slots: nvol * vol_blocks
         self.portlist = [FakePort(), FakePort(), FakePort()]
         self.logs = []
 

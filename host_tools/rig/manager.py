@@ -295,12 +295,13 @@ def _wait_for(pred, timeout, what):
 
 def _format_image(path, fw):
     from firmware import store
-    nblocks = store.Store.blocks_needed(fw["nvol"], fw["vol_blocks"], fw["journal_slots"])
+    img = fw.get("img_slots") or fw["nvol"] * fw["vol_blocks"]     # as config.Config derives it
+    nblocks = store.Store.blocks_needed(fw["nvol"], fw["vol_blocks"], fw["journal_slots"], img)
     emulated.create_image(path, nblocks)
     dev = emulated.FileBlockDevice(path)
     try:
         store.Store.format(dev, fw["role"], fw["node"], fw["peer"], fw.get("group", 0),
-                           fw["nvol"], fw["vol_blocks"], fw["journal_slots"])
+                           fw["nvol"], fw["vol_blocks"], fw["journal_slots"], img_slots=img)
     finally:
         dev.close()
 

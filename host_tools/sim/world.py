@@ -332,10 +332,11 @@ class World(Site):
                 kw.update(extra)
                 kw.update((o["board_config"] or {}).get(name, {}))
                 cfg = config_mod.Config(**kw)
-                nblocks = store_mod.Store.blocks_needed(cfg.nvol, cfg.vol_blocks, cfg.journal_slots)
+                nblocks = store_mod.Store.blocks_needed(cfg.nvol, cfg.vol_blocks, cfg.journal_slots,
+                                                        cfg.img_slots)
                 disk = make_disk(name, cfg, t.stream("disk/" + name), nblocks)
                 store_mod.Store.format(disk, cfg.role, cfg.node, cfg.peer, cfg.group, cfg.nvol,
-                                       cfg.vol_blocks, cfg.journal_slots)
+                                       cfg.vol_blocks, cfg.journal_slots, img_slots=cfg.img_slots)
                 clock = LocalClock(fo.drift_ppm.get(name, 0.0), fo.clock_offset_us.get(name, 0))
                 b = SimBoard(sched, name, cfg, disk, clock, t.stream("board/" + name),
                              powercut_exc=PowerCut, offset_max_us=o["offset_max_us"])

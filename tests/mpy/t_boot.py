@@ -57,7 +57,7 @@ CFG = {
                      "bus_baud": BAUD, "peer_baud": BAUD, "nvol": 1, "vol_blocks": 256,
                      "journal_slots": 512, "ckpt_interval_us": 200000}},
 }
-DEV_BLOCKS = 2 + 1 + 2 * 512 + 256 + 64
+DEV_BLOCKS = 2 + 1 + 2 * 512 + 2 + 2 * 256 + 256 + 64   # sb, bitmap, journal, intent, image area, volume, spare
 R = rig.Rig(VT)
 R.card("P", DEV_BLOCKS)
 R.card("S", DEV_BLOCKS)

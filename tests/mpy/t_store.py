@@ -70,7 +70,7 @@ def block(i):
 NVOL = 2
 VOLB = 100
 SLOTS = 8
-disk = MemDisk(2 + NVOL + 2 * SLOTS + NVOL * VOLB)
+disk = MemDisk(2 + NVOL + 2 * SLOTS + 2 + NVOL * VOLB)     # no preserved-image area
 Store.format(disk, 2, 5, 6, 1, NVOL, VOLB, SLOTS)
 
 s = Store(disk)
@@ -161,7 +161,7 @@ check(s.bm_count(0) == 0 and s.bm_count(1) == 1, "bm_clear_all")
 # index memory: one compact record per slot
 gc.collect()
 SL2 = 1000
-big = MemDisk(2 + 1 + 2 * SL2 + 4)
+big = MemDisk(2 + 1 + 2 * SL2 + 2 + 4)
 Store.format(big, 1, 1, 2, 0, 1, 4, SL2)
 bs = Store(big)
 bs.mount()
