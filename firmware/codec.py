@@ -501,9 +501,9 @@ def pack_error(buf, off, code, mtype, detail):
 STATUS_FIELDS = ("role", "node", "copy_state", "flags", "mode", "policy", "master", "peer",
                  "ckpt_n", "ckpt_t", "released_n", "applied_n", "applied_t", "uip_n", "uip_t",
                  "journal_depth", "journal_capacity", "writes_completed", "records_sent",
-                 "records_acked", "seq_time_us", "skew_us", "skew_max_us", "lag_us",
+                 "records_acked", "seq_time_us", "skew_us", "clock_err_us", "lag_us",
                  "frames_bad", "records_rejected", "dirty_blocks", "copy_done", "copy_total",
-                 "pace_us", "pace_threshold", "pace_max_us", "suspend_reason")
+                 "pace_us", "pace_threshold", "pace_max_us", "suspend_reason", "heap_peak")
 _STATUS_CODES = P_STATUS_BODY[1:]
 
 

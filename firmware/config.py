@@ -4,6 +4,8 @@
 from firmware.wire import ROLE_PRIMARY, ROLE_SECONDARY, MODE_CLOCK, MODE_CLOCKLESS, MODE_SYNC, \
     POLICY_FREEZE, POLICY_CONTINUE, MAX_FRAME
 
+DRIFT_MAX_PPM = 200            # default drift_max_ppm: two +-100 ppm crystals
+
 _FIELDS = (
     # name, default
     ("node", None),            # node id on the site bus, 1..254
@@ -38,6 +40,12 @@ _FIELDS = (
     ("copy_window", 0),        # resync: copy records in the journal at most (0 = a quarter of it)
     ("fence_writes", True),    # primary whose secondary failed over: refuse host writes (S_FENCED);
                                # False: take them, marked in the change bitmap
+    ("commit_wait", True),     # clock mode: a journaled write's reply waits until its stamp is
+                               # below every board's sequence time (SPEC section 4, "Commit wait")
+    ("drift_max_ppm", DRIFT_MAX_PPM),   # largest rate between two boards' clocks (ppm): the clock
+                               # error bound grows by this since the last beacon
+    ("sync_late_us", 200),     # a beacon is read at most this late after its last byte (us):
+                               # the clock error bound's floor
     ("cut_age_max_us", 5000000),    # primary: a write reply carries F_EXPOSED when its oldest
                                # unacknowledged journal entry is older than this (0 = never)
 )
@@ -100,6 +108,10 @@ class Config:
             raise ConfigError("copy_window must be 0..journal_slots-4 (0 = a quarter of the journal)")
         if self.cut_age_max_us < 0 or self.cut_age_max_us >= 1 << 30:
             raise ConfigError("cut_age_max_us must be 0..2**30-1 (0 = no age rule)")
+        if not 1 <= self.drift_max_ppm <= 100000:
+            raise ConfigError("drift_max_ppm must be 1..100000")
+        if not 0 <= self.sync_late_us <= 1000000:
+            raise ConfigError("sync_late_us must be 0..1000000")
         if not 1 <= self.batch_max <= 7:
             raise ConfigError("batch_max must be 1..7 (a batch must fit MAX_PAYLOAD)")
 

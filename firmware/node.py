@@ -37,7 +37,7 @@ from firmware import pairstate
 from firmware.config import MODES, POLICIES
 from firmware.store import SB_SAVED
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
-from firmware.primary import Primary
+from firmware.primary import Primary, ERR_UNKNOWN
 from firmware.secondary import Secondary
 
 _BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
@@ -56,7 +56,9 @@ class Node:
         self.next_deadline = 0
         self.now = 0                 # the time of the event being handled (write replies)
         self.booted = False
-        self.deferred = []           # pacing: (due, tag) of host write completions held back
+        self.deferred = []           # (due, tag, stamp) of host write replies held back: pacing,
+                                     # and the commit wait (stamp != 0: asked again when due)
+        self.heap_peak = 0           # bytes: the most heap the main loop saw in use (0 = unknown)
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
         self.trace = None            # trace(node, event, n, t): see the top of this file
         sb = getattr(store, "sb", None)
@@ -169,9 +171,9 @@ class Node:
         r = self.role.deadline(now)
         if r is not None and r < d:
             d = r
-        for due, tag in self.deferred:
-            if due < d:
-                d = due
+        for e in self.deferred:
+            if e[0] < d:
+                d = e[0]
         self.next_deadline = d
 
     # -- bus ---------------------------------------------------------------------
@@ -269,11 +271,12 @@ class Node:
             return False
         return True
 
-    def complete_write(self, tag, status=S_OK, delay_us=0, now=0):
-        """Reply to a host write; with delay_us (pacing) the reply is held back that
-        long (the write is already durable: only its completion waits)."""
+    def complete_write(self, tag, status=S_OK, delay_us=0, now=0, stamp=0):
+        """Reply to a host write; with delay_us (pacing, commit wait) the reply is held
+        back that long (the write is already durable: only its completion waits). With a
+        stamp, the role's commit_delay(now, stamp) is asked again when it is due."""
         if delay_us > 0:
-            self.deferred.append((now + delay_us, tag))
+            self.deferred.append((now + delay_us, tag, stamp))
             return
         if status == S_OK:
             self.c["writes_completed"] += 1
@@ -293,6 +296,10 @@ class Node:
         keep = []
         for e in self.deferred:
             if e[0] <= now:
+                w = self.role.commit_delay(now, e[2]) if e[2] else 0
+                if w > 0:
+                    keep.append((now + w, e[1], e[2]))
+                    continue
                 self.c["writes_completed"] += 1
                 self.reply(e[1], S_OK, flags=self._exposed())
             else:
@@ -382,9 +389,10 @@ class Node:
             r.ckpt_n, r.ckpt_t, r.released_n(), sb.applied_n, sb.applied_t, sb.uip_n, sb.uip_t,
             self.store.j_depth(), sb.journal_slots, self.c["writes_completed"],
             r.records_moved, r.records_acked, r.seq_time(now),
-            r.skew_last, r.skew_max, r.lag_us(now),
+            r.skew_last, r.clock_err(now) if sb.role == ROLE_PRIMARY else ERR_UNKNOWN, r.lag_us(now),
             self.c["bad_frames"], self.c["records_rejected"], self.store.bm_total(),
-            done, total, pace, self.cfg.pace_threshold, self.cfg.pace_max_us, reason) - off
+            done, total, pace, self.cfg.pace_threshold, self.cfg.pace_max_us, reason,
+            self.heap_peak) - off
 
     def stats(self, now=0):
         d = dict(self.c)

@@ -9,6 +9,17 @@
 # Sequence time (clock mode) follows a hybrid-logical-clock rule:
 #     stamp = max(local clock + offset from the master, last stamp + 1, last checkpoint T + 1)
 # so after a checkpoint T is accepted, no later write is stamped <= T.
+# Clock error bound (commit_wait on): a member keeps the interval [lo, hi] that surely
+# holds the master's sequence time minus its own clock. A beacon read at local time
+# `now` carrying the master's time t gives [t - now - early, t - now + sync_late_us]
+# (a beacon is read late, never early, but for the master's drift over its air time),
+# and an interval widens by drift_max_ppm on each side as time passes; the interval
+# kept is the intersection. The member's sequence time is the upper end (never behind
+# the master), its error bound clock_err_us the width (never more ahead than that).
+# Commit wait: a journaled write's reply waits until the stamp s is at or below the
+# lower end (sequence time - clock_err_us): the master's clock has passed s, so every
+# board, stamping at the upper end of its own interval, stamps every later write >= s,
+# and no cut can hold a write without the writes completed before it was issued.
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
 # checkpoint at this board is the boundary.
 #
@@ -25,7 +36,7 @@
 #              (reason PEER_FAILED_OVER: the secondary said it failed over; the journal
 #              is kept for a failback, writes are refused S_FENCED, or with fence_writes
 #              off marked; any pair command first turns the journal into marks)
-from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCKLESS,
+from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCK, MODE_CLOCKLESS,
                            MODE_SYNC, OVERHEAD, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS, PORT_PEER,
                            ROLE_PRIMARY, ROLE_SECONDARY,
                            R_JOURNAL_FULL, R_OPERATOR, R_PEER_FAILED_OVER, ST_COPY_ACTIVE, S_BAD_COMMAND,
@@ -46,6 +57,7 @@ _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
 _UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
 _SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample is kept
 _COPY_PER_TICK = const(4)    # resync: blocks journaled per tick at most (bounded work per tick)
+ERR_UNKNOWN = const(0xFFFFFFFF)   # clock_err_us of a board that follows no master's time
 
 
 class Primary:
@@ -61,9 +73,19 @@ class Primary:
         self.clock = CLOCK_COLD      # pairstate.CLOCK_*
         self.last_stamp = 0
         self.skew_last = 0
-        self.skew_max = 0
         self.syncs = 0
         self.samples = [0] * _SYNC_SAMPLES     # recent (master time - local time) samples
+        # clock error bound: the master's time minus our clock lies in [ilo, ihi] at
+        # local time sync_at; the interval widens by 1 us every drift_k us on each side
+        self.sync_src = 0            # the master whose beacons our clock follows (0: none)
+        self.sync_at = 0
+        self.ilo = 0
+        self.ihi = 0
+        self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
+        self.drift_k = 1000000 // self.cfg.drift_max_ppm
+        self.late_samples = 0        # beacons read later than sync_late_us (their upper end unused)
+        self.clock_resets = 0        # beacons outside the interval: the bound had failed
+        self.commit_waits = 0        # host write replies held back by the commit wait
         self.next_lseq = 1
         self.send_jseq = 0           # next journal entry to put on the link
         self.session = 0
@@ -118,7 +140,12 @@ class Primary:
             return self.warm(now)
         if not self.heard_ckpt:
             return False
-        return self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS
+        if self.cfg.mode == MODE_CLOCKLESS:
+            return True
+        if self.cfg.commit_wait and self.sync_src != mac.master:
+            # a new master: our bound is on the old one's time; wait for its warm beacon
+            return False
+        return self.clock == CLOCK_SYNCED
 
     def warm(self, now):
         """As master: may our clock be the group's time source? Only once we carry the
@@ -153,12 +180,57 @@ class Primary:
     def seq_time(self, now):
         if self.cfg.mode == MODE_CLOCKLESS:
             return self.ckpt_t + 1
-        t = now + self.offset
+        t = self.clock_now(now)
         if t <= self.last_stamp:
             t = self.last_stamp + 1
         if t <= self.ckpt_t:
             t = self.ckpt_t + 1
         return t
+
+    def clock_now(self, now):
+        """Our clock: local time plus offset (following a master with commit_wait: the
+        upper end of the interval, widened since the last beacon)."""
+        if self.grow:
+            return now + self.offset + (now - self.sync_at) // self.drift_k + 1
+        return now + self.offset
+
+    def clock_err(self, now):
+        """A bound on how far our clock (now + offset, plus growth) is from the master's
+        sequence time, in us; 0 as the master, ERR_UNKNOWN following nobody."""
+        if self.cfg.mode == MODE_CLOCKLESS:
+            return 0
+        if self.node.mac.is_master():
+            return 0 if self.clock == CLOCK_SYNCED and self.sync_src == self.node.me else ERR_UNKNOWN
+        if not self.sync_src or self.clock != CLOCK_SYNCED:
+            return ERR_UNKNOWN
+        g = (now - self.sync_at) // self.drift_k + 1
+        if self.grow:
+            e = self.ihi - self.ilo + 2 * g
+        else:
+            # the older estimate (largest recent sample): its distance to either end
+            a = self.ihi + g - self.offset
+            b = self.offset - self.ilo + g
+            e = a if a > b else b
+        return e if e < ERR_UNKNOWN else ERR_UNKNOWN
+
+    def commit_delay(self, now, stamp):
+        """Commit wait: 0 if a write stamped `stamp` may be acknowledged now (the master's
+        time has surely passed it), else how long to wait before asking again."""
+        cfg = self.cfg
+        if not cfg.commit_wait or cfg.mode != MODE_CLOCK:
+            return 0
+        if not self.ready(now):
+            return self.node.mac.cycle_us   # following no master now: ask at the next beacon
+        t = now + self.offset
+        if self.grow:
+            g = (now - self.sync_at) // self.drift_k + 1
+            t += g - self.ihi + self.ilo - 2 * g       # the lower end of the interval
+        d = stamp - t
+        if d <= 0:
+            return 0
+        if self.grow:
+            d += d // (self.drift_k - 1) + 1    # the lower end advances 1 - 1/drift_k per us
+        return d
 
     def lag_us(self, now):
         st = self.store
@@ -184,7 +256,9 @@ class Primary:
     def stats(self, now):
         return {
             "role": "primary", "ckpt_n": self.ckpt_n, "synced": self.clock == CLOCK_SYNCED,
-            "skew_last_us": self.skew_last, "skew_max_us": self.skew_max, "syncs": self.syncs,
+            "skew_last_us": self.skew_last, "clock_err_us": self.clock_err(now), "syncs": self.syncs,
+            "late_samples": self.late_samples, "clock_resets": self.clock_resets,
+            "commit_waits": self.commit_waits,
             "records_sent": self.records_moved, "records_acked": self.records_acked,
             "retransmits": self.sender.retransmits, "linked": self.link == LINK_UP,
             "checkpoints_issued": self.checkpoints_issued, "next_lseq": self.next_lseq,
@@ -251,6 +325,8 @@ class Primary:
         self.sync_lseq = 0
         self.send_jseq = self.store.j_first()
         self.clock = CLOCK_COLD
+        self.sync_src = 0
+        self.grow = False
         self.heard_ckpt = False
         self.ckpt_known = False
         self.session = (sb.incarnation & 0xFFFFFF) << 8
@@ -315,6 +391,12 @@ class Primary:
         self.store.write_block(vol, blk, data)
         if self.cfg.mode == MODE_SYNC:
             self.sync_wait[lseq] = tag
+        elif self.cfg.commit_wait and self.cfg.mode == MODE_CLOCK:
+            d = self._pace()
+            w = self.commit_delay(now, t)
+            if w:
+                self.commit_waits += 1
+            self.node.complete_write(tag, delay_us=w if w > d else d, now=now, stamp=t)
         else:
             self.node.complete_write(tag, delay_us=self._pace(), now=now)
         # the peer link is filled from the next tick, so that the reply leaves first
@@ -515,22 +597,46 @@ class Primary:
         # read it (now) unless we were late to look: lateness only ever makes the
         # sample (t - now) too small, so keep the largest of the last few samples
         sample = t - now
-        ring = self.samples
-        if new_master or self.clock != CLOCK_SYNCED:
-            for i in range(_SYNC_SAMPLES):
-                ring[i] = sample
-        ring[self.syncs % _SYNC_SAMPLES] = sample
-        best = ring[0]
-        for i in range(1, _SYNC_SAMPLES):
-            if ring[i] > best:
-                best = ring[i]
-        corr = best - self.offset
+        fresh = new_master or self.clock != CLOCK_SYNCED or self.sync_src != src
+        # the interval this beacon allows: read late by at most sync_late_us; early only
+        # by the master's drift over the air time it added (at most a slot's worth)
+        a = sample - self.node.mac.slot_us // self.drift_k - 2
+        b = sample + self.cfg.sync_late_us
+        if fresh:
+            lo, hi = a, b
+        else:
+            g = (now - self.sync_at) // self.drift_k + 1
+            lo = self.ilo - g
+            hi = self.ihi + g
+            if a > hi:
+                # the master's time is beyond what we allowed: drift above drift_max_ppm,
+                # or earlier beacons read later than sync_late_us. Start afresh.
+                self.clock_resets += 1
+                lo, hi = a, b
+            elif b < lo:
+                self.late_samples += 1       # read late beyond sync_late_us: lower end only
+            else:
+                if a > lo:
+                    lo = a
+                if b < hi:
+                    hi = b
+        self.ilo, self.ihi, self.sync_at, self.sync_src = lo, hi, now, src
+        if self.cfg.commit_wait:
+            best = hi
+            self.grow = True
+        else:
+            ring = self.samples
+            if fresh:
+                for i in range(_SYNC_SAMPLES):
+                    ring[i] = sample
+            ring[self.syncs % _SYNC_SAMPLES] = sample
+            best = ring[0]
+            for i in range(1, _SYNC_SAMPLES):
+                if ring[i] > best:
+                    best = ring[i]
+        if not fresh:
+            self.skew_last = best - self.offset
         self.offset = best
-        if self.clock == CLOCK_SYNCED and not new_master:
-            self.skew_last = corr
-            a = corr if corr >= 0 else -corr
-            if a > self.skew_max:
-                self.skew_max = a
         self.clock = CLOCK_SYNCED
         self.syncs += 1
 
@@ -539,20 +645,25 @@ class Primary:
         group's time or checkpoint numbering go backwards."""
         if not self.node.mac.is_master():
             return
-        self.warm(now)                      # (re)starts the report set on a new mastership
+        warm = self.warm(now)               # (re)starts the report set on a new mastership
         self.reported[src] = t
         if self.cfg.mode == MODE_CLOCKLESS:
             if n > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = n, t - 1 if t - 1 > self.ckpt_t else self.ckpt_t
                 self.ckpt_known = False
             return
-        if t - now > self.offset:
-            # the member is ahead of our clock: move our clock itself (not just the
-            # stamp floor) forward, so beacons and checkpoints carry the group's time
-            self.offset = t - now
-            self.clock_jumps += 1
-        if t > self.last_stamp:
-            self.last_stamp = t
+        if warm and self.cfg.commit_wait:
+            # members report the upper end of their interval, ahead of us by up to their
+            # bound: nothing to move (the commit wait orders writes across boards)
+            pass
+        else:
+            if t - now > self.offset:
+                # the member is ahead of our clock: move our clock itself (not just the
+                # stamp floor) forward, so beacons and checkpoints carry the group's time
+                self.offset = t - now
+                self.clock_jumps += 1
+            if t > self.last_stamp:
+                self.last_stamp = t
         if n > self.ckpt_n:
             self.ckpt_n = n
             self.ckpt_known = False
@@ -630,6 +741,13 @@ class Primary:
         self.cycles += 1
         node = self.node
         sent = 0
+        if self.sync_src != node.me:
+            # we are the time source now: keep the upper end of what we followed (never
+            # behind the old master's time), and stop widening it
+            if self.grow:
+                self.offset += (now - self.sync_at) // self.drift_k + 1
+            self.grow = False
+            self.sync_src = node.me
         group_active = self.shipping()
         if not group_active:
             for st in self.active.values():

@@ -115,20 +115,23 @@ P_ERROR = "<BBH"            # error code (S_*), offending type, detail
 # reply body to H_COMMAND(C_DIRTY_LIST): count, next block to ask for; then count x "<I" blocks
 P_DIRTY_HEAD = "<HI"
 DIRTY_MAX = const(100)
-# reply body to H_STATUS (121 bytes):
-P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIIIIIIIIIB"
+# reply body to H_STATUS (125 bytes):
+P_STATUS_BODY = "<BBBBBBBBIQIIQIQIIIIIQiIIIIIIIIIIBI"
 # role, node, copy_state, flags (ST_*), mode, policy, master (site master id, 0 = none), peer,
 # ckpt_n, ckpt_t        primary: last checkpoint accepted; secondary: highest checkpoint held
 # released_n            secondary: last RELEASE seen (primary: 0)
 # applied_n, applied_t  secondary: last checkpoint applied to the volumes
 # uip_n, uip_t          secondary: update in progress (0 = none)
 # journal_depth, journal_capacity, writes_completed, records_sent (primary) / received (secondary),
-# records_acked, seq_time_us, skew_us (last correction), skew_max_us, lag_us,
+# records_acked, seq_time_us, skew_us (last correction), clock_err_us (primary: bound on its
+# clock's distance from the master's sequence time; 0xFFFFFFFF = unknown: no master followed,
+# or a secondary), lag_us,
 # frames_bad, records_rejected,
 # dirty_blocks (change-bitmap bits set, all volumes), copy_done, copy_total (resync progress:
 # copy records acknowledged by the peer / done + still to do, current copy-pending phase),
 # pace_us (completion delay given to the last host write), pace_threshold (journal entries),
-# pace_max_us, suspend_reason (R_*, 0 = none)
+# pace_max_us, suspend_reason (R_*, 0 = none), heap_peak (bytes of heap the board's main loop
+# saw in use at most; 0 = unknown)
 
 # ---- status codes (H_REPLY.status and ERROR.code) ----------------------------
 S_OK = const(0)

@@ -141,11 +141,11 @@ STATUS_BODY = Struct(
     "applied_n" / Int32ul, "applied_t" / Int64ul, "uip_n" / Int32ul, "uip_t" / Int64ul,
     "journal_depth" / Int32ul, "journal_capacity" / Int32ul, "writes_completed" / Int32ul,
     "records_sent" / Int32ul, "records_acked" / Int32ul,
-    "seq_time_us" / Int64ul, "skew_us" / Int32sl, "skew_max_us" / Int32ul, "lag_us" / Int32ul,
+    "seq_time_us" / Int64ul, "skew_us" / Int32sl, "clock_err_us" / Int32ul, "lag_us" / Int32ul,
     "frames_bad" / Int32ul, "records_rejected" / Int32ul,
     "dirty_blocks" / Int32ul, "copy_done" / Int32ul, "copy_total" / Int32ul,
     "pace_us" / Int32ul, "pace_threshold" / Int32ul, "pace_max_us" / Int32ul,
-    "suspend_reason" / Int8ul,
+    "suspend_reason" / Int8ul, "heap_peak" / Int32ul,
     END)
 
 # body of the H_REPLY answering H_COMMAND(DIRTY_LIST)

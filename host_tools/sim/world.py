@@ -41,6 +41,9 @@ DEFAULTS = {
     "workload_start_us": 1000000,
     "powercut_window_us": 200000,
     "offset_max_us": 1 << 28,        # local clocks start below this (small ints on a board)
+    "drift_ppm": 0,                  # > 0: every board's clock drifts by a rate drawn in +-this
+                                     # (ppm), over what the faults drew; boards are configured with
+                                     # drift_max_ppm covering it (see _drift_config)
     "nvol": 1,
     "vol_blocks": 256,
     "journal_slots": 512,
@@ -253,6 +256,16 @@ class WorkloadDriver:
 
 
 # ---------------------------------------------------------------------------
+def _drift_config(drift_ppm):
+    """Config every board gets from the clocks it runs on: drift_max_ppm, the largest
+    rate between two boards' clocks (twice the worst drift, rounded up), as an operator
+    sets it from the crystals' tolerance; absent when it is within the default."""
+    from firmware import config as config_mod
+    worst = max([abs(v) for v in drift_ppm.values()] or [0.0])
+    need = int(2 * worst) + 1
+    return {"drift_max_ppm": need} if need > config_mod.DRIFT_MAX_PPM else {}
+
+
 def _default_disk_factory(name, cfg, rng, nblocks):
     from .disk import RamDisk, FaultyDisk
     return FaultyDisk(RamDisk(nblocks), rng)
@@ -280,6 +293,10 @@ class World(Site):
             fault_options = FaultOptions.from_seed(self.seed, parse_faults(faults, o["disaster"]), n,
                                                    self.duration_us, o["offset_max_us"])
         self.faults = fo = fault_options
+        if o["drift_ppm"]:
+            r = self.tree.stream("drift-option")
+            for name in sorted(fo.drift_ppm):
+                fo.drift_ppm[name] = round(r.uniform(-o["drift_ppm"], o["drift_ppm"]), 3)
         self.sched = sched = Scheduler(trace=o["trace"])
         self.disaster_time = None
         self.errors = []                  # harness-level problems (mount failures, ...)
@@ -312,7 +329,8 @@ class World(Site):
         # boards
         p_ids = [i + 1 for i in range(n)]
         s_ids = [SECONDARY_ID_BASE + 1 + i for i in range(n)]
-        extra = dict(o["config"] or {})
+        extra = _drift_config(fo.drift_ppm)
+        extra.update(o["config"] or {})
         self.boards = {}
         self.primaries = []
         self.secondaries = []
