@@ -79,6 +79,7 @@ class Primary:
         # local time sync_at; the interval widens by 1 us every drift_k us on each side
         self.sync_src = 0            # the master whose beacons our clock follows (0: none)
         self.sync_at = 0
+        self.sync_new = 0            # local time we began following sync_src
         self.ilo = 0
         self.ihi = 0
         self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
@@ -142,10 +143,17 @@ class Primary:
             return False
         if self.cfg.mode == MODE_CLOCKLESS:
             return True
-        if self.cfg.commit_wait and self.sync_src != mac.master:
-            # a new master: our bound is on the old one's time; wait for its warm beacon
+        if self.cfg.commit_wait and self.sync_src != mac.master and \
+                now - mac.last_beacon > self._overdue():
+            # a new master warms up while we keep the old one's time, which its clock will
+            # not be below when warm; but its beacons stopped reaching us: it may be warm,
+            # and boards following it ahead of our time (SPEC section 4, "Commit wait")
             return False
         return self.clock == CLOCK_SYNCED
+
+    def _overdue(self):
+        # a master's beacon is overdue after this long (cycle, its id offset, its jitter)
+        return self.cfg.cycle_us + 2 * self.node.mac.slot_us
 
     def warm(self, now):
         """As master: may our clock be the group's time source? Only once we carry the
@@ -199,8 +207,9 @@ class Primary:
         sequence time, in us; 0 as the master, ERR_UNKNOWN following nobody."""
         if self.cfg.mode == MODE_CLOCKLESS:
             return 0
-        if self.node.mac.is_master():
-            return 0 if self.clock == CLOCK_SYNCED and self.sync_src == self.node.me else ERR_UNKNOWN
+        if self.sync_src == self.node.me:
+            # the master's time (or, stepped down, the old master's time itself)
+            return 0 if self.clock == CLOCK_SYNCED else ERR_UNKNOWN
         if not self.sync_src or self.clock != CLOCK_SYNCED:
             return ERR_UNKNOWN
         g = (now - self.sync_at) // self.drift_k + 1
@@ -219,8 +228,14 @@ class Primary:
         cfg = self.cfg
         if not cfg.commit_wait or cfg.mode != MODE_CLOCK:
             return 0
-        if not self.ready(now):
-            return self.node.mac.cycle_us   # following no master now: ask at the next beacon
+        mac = self.node.mac
+        if not self.ready(now) or self.sync_src != (mac.me if mac.is_master() else mac.master):
+            return mac.cycle_us             # not following the master now: ask at the next beacon
+        h = self.sync_new + self._overdue() + mac.slot_us - now
+        if h > 0:
+            # newly following this master: boards that missed its first warm beacon keep the
+            # old master's time until they see it overdue (ready())
+            return h
         t = now + self.offset
         if self.grow:
             g = (now - self.sync_at) // self.drift_k + 1
@@ -620,6 +635,8 @@ class Primary:
                     lo = a
                 if b < hi:
                     hi = b
+        if self.sync_src != src:
+            self.sync_new = now
         self.ilo, self.ihi, self.sync_at, self.sync_src = lo, hi, now, src
         if self.cfg.commit_wait:
             best = hi
@@ -734,20 +751,18 @@ class Primary:
         return True
 
     def beacon_time(self, now, air_us):
-        return self.seq_time(now) + air_us if self.cfg.mode != MODE_CLOCKLESS else 0
+        if self.cfg.mode == MODE_CLOCKLESS:
+            return 0
+        if self.cfg.commit_wait:
+            return self.clock_now(now) + air_us   # the clock itself: a stamp floor above it
+                                                  # would make members' samples early
+        return self.seq_time(now) + air_us
 
     def master_cycle(self, now):
         """This board is the primary master: checkpoint source and clock source."""
         self.cycles += 1
         node = self.node
         sent = 0
-        if self.sync_src != node.me:
-            # we are the time source now: keep the upper end of what we followed (never
-            # behind the old master's time), and stop widening it
-            if self.grow:
-                self.offset += (now - self.sync_at) // self.drift_k + 1
-            self.grow = False
-            self.sync_src = node.me
         group_active = self.shipping()
         if not group_active:
             for st in self.active.values():
@@ -757,6 +772,15 @@ class Primary:
         mac = node.mac
         warm = self.warm(now)
         mac.ready = warm
+        if warm and self.sync_src != node.me:
+            # we are the time source from now on: keep the upper end of the interval we
+            # followed (so our time is never behind the old master's) and stop widening it
+            # (until now it widened: warming up, we are still on the old master's time)
+            if self.grow:
+                self.offset += (now - self.sync_at) // self.drift_k + 1
+            self.grow = False
+            self.sync_src = node.me
+            self.sync_new = now
         if warm:
             self.clock = CLOCK_SYNCED    # we are the group's time now
         if group_active and warm and now >= self.next_ckpt:

@@ -89,7 +89,7 @@ def test_status_fits_80_and_100_columns_wide_json_and_watch(rig):
             assert "s0 silent" in lines[1] and "SUSPENDED" in lines[2] and "operator" in lines[2]
             assert "\x1b" not in r.stdout
         wide = arcopy("status", "--dir", d, "--wide", columns=100).stdout.splitlines()
-        assert max(len(x) for x in wide) > 100 and "S lag ms" in wide[0] and "skew us" in wide[0]
+        assert max(len(x) for x in wide) > 100 and "S lag ms" in wide[0] and "err us" in wide[0]
         doc = js("status", "--dir", d, code=1)
         assert sorted(doc) == ["0", "1"]
         assert doc["1"]["primary"] == "SUSPENDED" and doc["0"]["s_answers"] is False

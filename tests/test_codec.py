@@ -183,7 +183,7 @@ def test_status_body_layout():
     codes = {"u8": "B", "u16": "H", "u32": "I", "u64": "Q", "i32": "i"}
     assert "<" + "".join(codes[k] for k in kinds) == wire.P_STATUS_BODY
     assert tuple(n for n, _ in F.field_kinds(F.STATUS_BODY)) == codec.STATUS_FIELDS
-    assert F.STATUS_BODY.sizeof() == codec.SZ_STATUS_BODY == 121
+    assert F.STATUS_BODY.sizeof() == codec.SZ_STATUS_BODY == 125
 
 
 def test_every_message_has_a_codec_pair():
@@ -410,7 +410,7 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match=r"error\.detail"):
         codec.pack_error(buf, 0, 1, 2, 0x10000)
     with pytest.raises(ValueError, match="skew_us"):
-        codec.pack_status_body(bytearray(121), 0, *([0] * 21 + [1 << 31] + [0] * 11))
+        codec.pack_status_body(bytearray(125), 0, *([0] * 21 + [1 << 31] + [0] * 12))
     with pytest.raises(ValueError, match=r"h_write\.data"):
         hostcodec.pack_h_write(bytearray(600), 0, 0, 0, bytes(511))
     with pytest.raises(ValueError, match="count"):

@@ -140,7 +140,8 @@ def run(args):
         except Exception:
             pass
         pre = snap.get("status") or {}
-        skew = [s["skew_max_us"] for s in pre.values() if s and s["role_name"] == "primary"]
+        skew = [s["clock_err_us"] for s in pre.values()
+                if s and s["role_name"] == "primary" and s["clock_err_us"] is not None]
         result = {
             "consistent": rep.consistent,
             "safety": v["safety"],
@@ -162,7 +163,7 @@ def run(args):
             "failover_checkpoint": fo["target_n"],
             "write_latency_ms_p50": summ["latency_ms_p50"],
             "write_latency_ms_p99": summ["latency_ms_p99"],
-            "skew_max_us": max(skew) if skew else None,
+            "clock_err_us": max(skew) if skew else None,
             "bus_collisions": sum(v["collisions"] for k, v in hub.items() if k.startswith("bus")),
             "bus_garbled_bytes": sum(v["garbled"] for k, v in hub.items() if k.startswith("bus")),
             "phases_s": {k: round(v, 2) for k, v in phases.items()},

@@ -274,7 +274,7 @@ def _print_run(r):
         r["writes_completed"], r["writes_recovered"], r["lost_acked"]))
     print("rpo                 %.1f ms" % r["rpo_ms"])
     print("recovered to        checkpoint %d (T=%d)" % (r["recovered_checkpoint"]["n"], r["recovered_checkpoint"]["t"]))
-    print("clock skew (max)    %d us" % r["skew_max_us"])
+    print("clock error bound   %s" % ("-" if r["clock_err_us"] is None else "%d us" % r["clock_err_us"]))
     print("simulated           %.2f s in %.2f s wall (%.0fx)" % (
         r["sim_seconds"], r["wall_seconds"], r["sim_seconds"] / max(r["wall_seconds"], 1e-9)))
     print("digest              %s" % r["digest"])

@@ -113,7 +113,10 @@ def pair_rows(pairs, st, labels=None):
             "apply_lag_ms": None if s is None else round(s["lag_us"] / 1000.0, 1),
             "cut_age_ms": cut_age_ms(p, s),
             "skew_us": p and p["skew_us"],
-            "skew_max_us": p and p["skew_max_us"],
+            "p_clock_err_us": p and p.get("clock_err_us"),
+            "s_clock_err_us": s and s.get("clock_err_us"),
+            "p_heap_peak": (p.get("heap_peak") or None) if p else None,      # 0: unknown
+            "s_heap_peak": (s.get("heap_peak") or None) if s else None,
             "writes": p and p["writes_completed"],
             "frames_bad": (p["frames_bad"] if p else 0) + (s["frames_bad"] if s else 0),
             "copy_done": p.get("copy_done") if p else None,
@@ -137,7 +140,8 @@ _COLS = (("pair", "pair", 4), ("boards", "P > S", 9), ("primary", "P state", 9),
          ("p_journal", "P jrnl", 6), ("s_journal", "S jrnl", 6), ("p_dirty", "Pdirty", 6),
          ("s_dirty", "Sdirty", 6), ("lag_ms", "lag ms", 7), ("apply_lag_ms", "S lag ms", 8),
          ("cut_age_ms", "cut ms", 8),
-         ("pace_us", "pace us", 7), ("pace_threshold", "pace>", 5), ("skew_max_us", "skew us", 7),
+         ("pace_us", "pace us", 7), ("pace_threshold", "pace>", 5), ("p_clock_err_us", "err us", 7),
+         ("p_heap_peak", "P heap", 7), ("s_heap_peak", "S heap", 7),
          ("writes", "writes", 7), ("frames_bad", "bad", 4), ("reason", "why", 8))
 
 

@@ -433,7 +433,8 @@ class Drill:
         n, t = fo["target_n"], fo["target_t"]
         images = {i: {v: vol.raw() for v, vol in vols.items()} for i, vols in res["images"].items()}
         stats = w.stats()
-        skews = [b.stats().get("skew_max_us", 0) for b in w.primaries + w.secondaries]
+        errs = [b.stats().get("clock_err_us") for b in w.primaries + w.secondaries]
+        errs = [e for e in errs if e is not None and e != 0xFFFFFFFF]
         if before is not None:
             res = dict(res, verdict=_sum_verdicts(before, res["verdict"]))
         out = {
@@ -459,7 +460,7 @@ class Drill:
             "wall_seconds": round(time.perf_counter() - self.t0, 3),
             "events": stats["events"],
             "errors": stats["errors"],
-            "skew_max_us": max(skews) if skews else 0,
+            "clock_err_us": max(errs) if errs else None,
             "ops": self.counts,
             "op_failures": list(self.failures),
             "op_steps": list(self.events),

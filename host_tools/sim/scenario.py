@@ -127,7 +127,8 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
     stats = world.stats()
     wall = time.perf_counter() - t0
     sec_stats = [b.stats() for b in world.secondaries]
-    skews = [b.stats().get("skew_max_us", 0) for b in world.primaries]
+    errs = [b.stats().get("clock_err_us") for b in world.primaries]
+    errs = [e for e in errs if e is not None and e != 0xFFFFFFFF]
     out = {
         "seed": seed,
         "pairs": pairs,
@@ -157,7 +158,7 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
                                            if kills and v > kills[-1]["at_us"]),
         "recovered_cut_after_last_kill": bool(kills and cut_at is not None
                                               and cut_at > kills[-1]["at_us"]),
-        "skew_max_us": max(skews) if skews else 0,
+        "clock_err_us": max(errs) if errs else None,
         "bus_collisions": stats["buses"]["bus-p"]["collisions"] + stats["buses"]["bus-s"]["collisions"],
         "fault_options": world.faults.to_dict(),
         "secondaries": sec_stats,

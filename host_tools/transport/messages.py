@@ -100,6 +100,8 @@ def decode_status(body):
     d["copy_state_name"] = COPY_STATE_NAMES.get(d["copy_state"], str(d["copy_state"]))
     d["mode_name"] = MODE_NAMES.get(d["mode"], str(d["mode"]))
     d["policy_name"] = POLICY_NAMES.get(d["policy"], str(d["policy"]))
+    if d.get("clock_err_us") == 0xFFFFFFFF:
+        d["clock_err_us"] = None             # follows no master's time (or a secondary)
     if "suspend_reason" in d:
         d["suspend_reason_name"] = REASON_NAMES.get(d["suspend_reason"], str(d["suspend_reason"]))
     for name, bit in FLAG_NAMES:
