@@ -41,7 +41,7 @@ _FIELDS = (
     ("fence_writes", True),    # primary whose secondary failed over: refuse host writes (S_FENCED);
                                # False: take them, marked in the change bitmap
     ("commit_wait", True),     # clock mode: a journaled write's reply waits until its stamp is
-                               # below every board's sequence time (SPEC section 4, "Commit wait")
+                               # below every board's sequence time (SPEC section 9, "Clock error bound and commit wait")
     ("drift_max_ppm", DRIFT_MAX_PPM),   # largest rate between two boards' clocks (ppm): the clock
                                # error bound grows by this since the last beacon
     ("sync_late_us", 200),     # a beacon is read at most this late after its last byte (us):

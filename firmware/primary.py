@@ -147,7 +147,7 @@ class Primary:
                 now - mac.last_beacon > self._overdue():
             # a new master warms up while we keep the old one's time, which its clock will
             # not be below when warm; but its beacons stopped reaching us: it may be warm,
-            # and boards following it ahead of our time (SPEC section 4, "Commit wait")
+            # and boards following it ahead of our time (SPEC section 9, "Clock error bound and commit wait")
             return False
         return self.clock == CLOCK_SYNCED
 

@@ -24,6 +24,10 @@ import time
 from firmware import wire
 
 VARIANTS = ("off", "on")            # A: copy never started, B: copy active
+# the variants of the copy-latency A/B: name -> (copy started, rig-up --set options)
+COPY_AB = {"off": (False, ()), "on": (True, ())}
+# commit wait off (A) vs on (B), copy active on both
+COMMIT_WAIT_AB = {"off": (True, ("p.commit_wait=false",)), "on": (True, ())}
 PAIRS = 2
 RATE = 30.0                         # writes/s over both pairs: 15 per peer link (it carries ~21)
 KIND = "random"                     # dependent random chains, as in the simulator's copy-latency run
@@ -74,14 +78,16 @@ def _down(rig, d):
             pass
 
 
-def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
-    """-> {"ok": True, "rounds": [{"round", "order", "off": {...}, "on": {...}}], "off"/"on":
+def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None):
+    """variants: COPY_AB (default: A copy never started, B copy active) or COMMIT_WAIT_AB.
+    -> {"ok": True, "rounds": [{"round", "order", "off": {...}, "on": {...}}], "off"/"on":
     {"p50", "p99", "writes", "failed", "in_flight", "retries", "pooled_p50", "pooled_p99"} (medians
     of the rounds' p50 / p99, sums of the counts, percentiles of all the rounds' writes together),
     "wall_s", "params": {...}, "copy_status": {...}} or {"ok": False, "why": str}."""
     from host_tools.rig import manager as rigmgr
     from host_tools.rig import session as rigops
     rounds, seconds, warm = plan_ or plan(quick)
+    variants = variants or COPY_AB
     root = None
     rigs = {}
     dirs = {}
@@ -90,13 +96,16 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
         root = tempfile.mkdtemp(prefix="arcopy-copylat-")
         for v in VARIANTS:
             dirs[v] = os.path.join(root, v)
-            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True)
+            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True, sets=variants[v][1])
             if any(_config(b).get("autostart") for b in rigs[v]["boards"]):
                 return {"ok": False, "why": "the boards of the rig autostart copy"}
-        rigops.start_copy(rigs["on"])
-        st = rigops.collect_status(rigs["off"])
-        if any(s is None or s["copy_state"] != wire.CS_SIMPLEX for s in st.values()):
-            return {"ok": False, "why": "the no-copy rig is not in SIMPLEX after bring-up"}
+        for v in VARIANTS:
+            if variants[v][0]:
+                rigops.start_copy(rigs[v])
+            else:
+                st = rigops.collect_status(rigs[v])
+                if any(s is None or s["copy_state"] != wire.CS_SIMPLEX for s in st.values()):
+                    return {"ok": False, "why": "the no-copy rig is not in SIMPLEX after bring-up"}
         for v in VARIANTS:                          # open the ports once; first writes pay for it
             _run_round(rigs[v], warm, 1000, rate, kind)
         per = []
@@ -107,9 +116,11 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
                 rec[v] = _run_round(rigs[v], seconds, i + 1, rate, kind)
             per.append(rec)
         copy_status = rigops.collect_status(rigs["on"])
+        clock_err = {v: [s["clock_err_us"] for s in rigops.collect_status(rigs[v]).values()
+                         if s and s["role_name"] == "primary"] for v in VARIANTS}
         out = {"ok": True, "rounds": per, "wall_s": time.monotonic() - t_start,
                "params": {"pairs": pairs, "rate": rate, "kind": kind, "rounds": rounds,
-                          "seconds": seconds, "warm_s": warm}}
+                          "seconds": seconds, "warm_s": warm}, "clock_err_us": clock_err}
         for v in VARIANTS:
             rs = [r[v] for r in per]
             pooled = [x for r in rs for x in r.pop("_lat")]

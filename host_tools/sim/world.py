@@ -256,14 +256,21 @@ class WorkloadDriver:
 
 
 # ---------------------------------------------------------------------------
+SIM_SYNC_LATE_US = 20    # a simulated board reads a frame the instant its last byte arrives; the
+                         # master's air-time estimate rounds down by a few us: 20 us covers it
+
+
 def _drift_config(drift_ppm):
-    """Config every board gets from the clocks it runs on: drift_max_ppm, the largest
-    rate between two boards' clocks (twice the worst drift, rounded up), as an operator
-    sets it from the crystals' tolerance; absent when it is within the default."""
+    """Config every board gets from the hardware it runs on, as an operator sets it: drift_max_ppm,
+    the largest rate between two boards' clocks (twice the worst drift, rounded up; absent when
+    within the default), and sync_late_us, how late a board reads a beacon."""
     from firmware import config as config_mod
     worst = max([abs(v) for v in drift_ppm.values()] or [0.0])
     need = int(2 * worst) + 1
-    return {"drift_max_ppm": need} if need > config_mod.DRIFT_MAX_PPM else {}
+    out = {"sync_late_us": SIM_SYNC_LATE_US}
+    if need > config_mod.DRIFT_MAX_PPM:
+        out["drift_max_ppm"] = need
+    return out
 
 
 def _default_disk_factory(name, cfg, rng, nblocks):
