@@ -229,13 +229,20 @@ class Primary:
         if not cfg.commit_wait or cfg.mode != MODE_CLOCK:
             return 0
         mac = self.node.mac
-        if not self.ready(now) or self.sync_src != (mac.me if mac.is_master() else mac.master):
-            return mac.cycle_us             # not following the master now: ask at the next beacon
-        h = self.sync_new + self._overdue() + mac.slot_us - now
-        if h > 0:
-            # newly following this master: boards that missed its first warm beacon keep the
-            # old master's time until they see it overdue (ready())
-            return h
+        if mac.is_master():
+            ok = self.grow if self.sync_src != mac.me else self.warm(now)
+        else:
+            ok = self.ready(now)
+        if not ok:
+            return mac.cycle_us             # following no master's time: ask again in a cycle
+        if self.sync_src == (mac.me if mac.is_master() else mac.master):
+            h = self.sync_new + self._overdue() + mac.slot_us - now
+            if h > 0:
+                # newly on this master's time: boards that missed its first warm beacon keep
+                # the old master's time (behind it) until they see it overdue (ready())
+                return h
+        # else still on an older master's time while a new one warms up: the new one's time
+        # will not be behind it, so a stamp the old time has passed is safe to release
         t = now + self.offset
         if self.grow:
             g = (now - self.sync_at) // self.drift_k + 1
@@ -671,8 +678,10 @@ class Primary:
             return
         if warm and self.cfg.commit_wait:
             # members report the upper end of their interval, ahead of us by up to their
-            # bound: nothing to move (the commit wait orders writes across boards)
-            pass
+            # bound: nothing to move for that; but a stamp floor far ahead (a board that
+            # stamped on an older group time, e.g. before a reboot) would make its writes
+            # wait for ever: catch up with it
+            self._catch_up(now, t)
         else:
             if t - now > self.offset:
                 # the member is ahead of our clock: move our clock itself (not just the
@@ -750,6 +759,15 @@ class Primary:
             tr(self.node, "ckpt_accepted", n, t)
         return True
 
+    def _catch_up(self, now, t):
+        """As the warm master with commit_wait: move our clock to t if t is more than a cycle
+        ahead of it (a stamp floor from an older group time). Replies wait as after a change
+        of master, until every member has taken the new time (commit_delay)."""
+        if t - self.clock_now(now) > self.cfg.cycle_us:
+            self.offset = t - now
+            self.clock_jumps += 1
+            self.sync_new = now
+
     def beacon_time(self, now, air_us):
         if self.cfg.mode == MODE_CLOCKLESS:
             return 0
@@ -781,6 +799,8 @@ class Primary:
             self.grow = False
             self.sync_src = node.me
             self.sync_new = now
+        if warm and self.cfg.commit_wait:
+            self._catch_up(now, self.last_stamp)
         if warm:
             self.clock = CLOCK_SYNCED    # we are the group's time now
         if group_active and warm and now >= self.next_ckpt:
