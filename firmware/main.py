@@ -64,6 +64,11 @@ class Board:
             n = self.ports[p].read_into(self.rx)
             if n:
                 got = True
+                if p == PORT_BUS:
+                    # read after the bytes are in: a beacon's time is never taken before it
+                    # arrived (the clock error bound's premise; handling the host port may
+                    # have taken milliseconds since `now`)
+                    now = self.hal.ticks_us()
                 self.rx_ports[p].data(now, self.rxv[:n])
             else:
                 self.rx_ports[p].idle(now)
