@@ -174,7 +174,11 @@ class Ray:
         self._tmp = tempfile.mkdtemp(prefix="arcopy-ray-", dir=base)
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         if not os.environ.get("RAY_AUTH_TOKEN"):
-            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+            # one token per process: ray reads it once, so a second local cluster in the same
+            # process (arcopy perf sweep) must be started with the same one
+            if not _TOKEN:
+                _TOKEN.append(secrets.token_hex(32))
+            os.environ["RAY_AUTH_TOKEN"] = _TOKEN[0]
 
     def results(self, tasks):
         ray = self._ray
@@ -225,6 +229,7 @@ def _ray_task(kw, code):
 
 
 _FINGERPRINT = []
+_TOKEN = []
 
 
 def code_fingerprint():
