@@ -38,7 +38,6 @@ from firmware.codec import (SZ_BATCH_HEAD, SZ_CHECKPOINT, SZ_CLOCK_SYNC, SZ_COPY
                             SZ_JOIN, SZ_MARKER, SZ_PEER_HELLO, SZ_SUSPEND)
 from firmware.peerlink import Sender
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
-from firmware.wire import BLOCK_SIZE, MARKER_VOL, MAX_PAYLOAD, RECORD_HDR
 from firmware import pairstate as ev
 from firmware.pairstate import transition, next_state, LINK_HELLO, LINK_UP, CLOCK_COLD, CLOCK_SYNCED
 
@@ -47,7 +46,6 @@ _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
 _UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
 _SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample is kept
 _COPY_PER_TICK = const(4)    # resync: blocks journaled per tick at most (bounded work per tick)
-_NO_DATA = b""                # the data of a marker record (no allocation per use)
 
 
 class Primary:
@@ -781,10 +779,8 @@ class Primary:
         buf = s.slot()
         pending = getattr(self, "_carry", None)
         self._carry = None
-        count = 0                            # entries in the batch: records and markers
-        nrec = 0
+        count = 0
         off = HDR_SIZE + SZ_BATCH_HEAD
-        end = HDR_SIZE + MAX_PAYLOAD
         last = -1
         bkind = 0
         first = 0
@@ -794,14 +790,6 @@ class Primary:
             if e is None:
                 break
             jseq, kind, lseq, vol, blk, t = e
-            if kind == J_CHECKPOINT and nrec and bkind == J_RECORD and count < 255 and \
-                    off + RECORD_HDR <= end:
-                # a marker after stream records rides in their batch, as a record of no
-                # data (vol MARKER_VOL, n in lseq): no frame of its own, the batch stays full
-                off = codec.pack_record(buf, off, MARKER_VOL, 0, t, lseq, _NO_DATA)
-                count += 1
-                last = jseq
-                continue
             if kind == J_CHECKPOINT or kind == J_JOIN:
                 if count:
                     self._carry = e          # close the batch; the marker goes next
@@ -814,8 +802,7 @@ class Primary:
                     s.commit(T_MARKER, self.node.me, self.cfg.peer, self.cfg.group, SZ_MARKER, jseq)
                 self.send_jseq = jseq + 1
                 return True
-            if nrec == self.cfg.batch_max or count and kind != bkind or count == 255 or \
-                    off + RECORD_HDR + BLOCK_SIZE > end:
+            if count == self.cfg.batch_max or count and kind != bkind:
                 self._carry = e              # a batch is all stream records or all copies
                 break
             bkind = kind
@@ -824,7 +811,6 @@ class Primary:
             self.store.j_read_data(jseq, self.node.scratch)
             off = codec.pack_record(buf, off, vol, blk, t, lseq, self.node.scratch)
             count += 1
-            nrec += 1
             last = jseq
         if not count:
             return False
@@ -836,7 +822,7 @@ class Primary:
             flags |= F_COPY
         s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last,
                  flags)
-        self.records_moved += nrec
+        self.records_moved += count
         self.send_jseq = last + 1
         return True
 

@@ -38,7 +38,6 @@ from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_N
                             SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_SUSPEND, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED
-from firmware.wire import MARKER_VOL
 from firmware import pairstate as ev
 from firmware.pairstate import (transition, next_state, LINK_HELLO, LINK_UP, RV_COLLECTING,
                                  RV_RELEASED)
@@ -456,24 +455,19 @@ class Secondary:
             self._enter_pending(codec.unpack_record(payload, SZ_BATCH_HEAD)[3])
         if mtype == T_MARKER:
             n, t = codec.unpack_marker(payload)
-            return self._take_marker(n, t)
+            if t <= self.ckpt_t:
+                return True                      # a marker we already hold (or an older cut)
+            try:
+                st.j_append_checkpoint(n, t)
+            except StoreError:
+                self.journal_full += 1
+                return False
+            self.ckpt_n, self.ckpt_t = n, t
+            tr = self.node.trace
+            if tr is not None:
+                tr(self.node, "ckpt_held", n, t)
+            return True
         return self._take_records(payload, copies, flags & F_SYNC)
-
-    def _take_marker(self, n, t):
-        """Journal checkpoint marker (n, T) (a MARKER frame, or a marker record inside a
-        WRITE_BATCH). False: the journal is full (retry later)."""
-        if t <= self.ckpt_t:
-            return True                          # a marker we already hold (or an older cut)
-        try:
-            self.store.j_append_checkpoint(n, t)
-        except StoreError:
-            self.journal_full += 1
-            return False
-        self.ckpt_n, self.ckpt_t = n, t
-        tr = self.node.trace
-        if tr is not None:
-            tr(self.node, "ckpt_held", n, t)
-        return True
 
     def _take_records(self, payload, copies, sync):
         """Take a WRITE_BATCH's records in stream order: stream records are journaled,
@@ -487,12 +481,6 @@ class Secondary:
         took = False
         for _ in range(count):
             vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
-            if vol == MARKER_VOL and not len(data) and not copies:
-                # a checkpoint marker (n in lseq) after the records before it
-                if not self._take_marker(lseq, t):
-                    ok = False
-                    break
-                continue
             if lseq < self.next_lseq:
                 self.node.c["dup_records"] += 1
                 continue

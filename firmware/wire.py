@@ -99,7 +99,6 @@ P_IDLE = ""                 # empty
 P_BATCH_HEAD = "<B"         # record count; then count records:
 P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data bytes
 RECORD_HDR = const(19)
-MARKER_VOL = const(255)       # a RECORD with this vol and no data: a checkpoint marker inside a WRITE_BATCH
 P_ACK = "<I"                # highest record lseq durably journaled
 P_NAK = ""                  # empty; header ack = first seq wanted again
 P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / first lseq it will send (primary)

@@ -113,9 +113,6 @@ IDLE = EMPTY
 RECORD = Struct(
     "vol" / Int8ul, "block" / Int32ul, "t" / Int64ul, "lseq" / Int32ul,
     "data" / Prefixed(Int16ul, GreedyBytes))
-# a RECORD with this vol and no data is a checkpoint marker inside the batch: t = T, lseq = n,
-# block 0 (SPEC.md, WRITE_BATCH); the same marker as a MARKER frame, in stream order
-MARKER_VOL = 255
 WRITE_BATCH = Struct(
     "count" / Rebuild(Int8ul, len_(this.records)),
     Check(this.count >= 1),

@@ -223,13 +223,6 @@ def generate():
     frames.append(dict(name="h_reply/status", message="h_reply", header=dict(flags=F.F_REPLY, src=1, dst=0,
                        group=0, seq=42, ack=0), fields=dict(status=0, body=bodies[2]["hex"]),
                        hex=status_reply.hex()))
-    # a checkpoint marker (n 7, T 1500) inside a batch, between the records stamped <= T and > T
-    batch = dict(records=[dict(vol=0, block=3, t=1000, lseq=41, data=_pattern(F.BLOCK_SIZE, 1)),
-                          dict(vol=F.MARKER_VOL, block=0, t=1500, lseq=7, data=b""),
-                          dict(vol=0, block=4, t=2000, lseq=42, data=_pattern(F.BLOCK_SIZE, 2))])
-    header = dict(flags=0, src=1, dst=129, group=0, seq=43, ack=0)
-    frames.append(dict(name="write_batch/marker-inside", message="write_batch", header=header,
-                       fields=_jsonable(batch), hex=F.build_frame("write_batch", batch, **header).hex()))
     return dict(
         about="Golden vectors generated from protocol/frames.py by protocol/make_vectors.py; do not edit.",
         record_fields=F.field_kinds(F.RECORD),

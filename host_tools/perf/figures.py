@@ -394,12 +394,10 @@ def perf_goodput(quick):
         "goodput = record data bytes journaled by the secondaries per second / (baud / 10), per link, "
         "median over %d seed(s); 2 pairs offered %.1f writes/s each (1.4x an unbatched link)"
         % (len(seeds), res[variants[0]][0]["offered"]),
-        "ceiling = data bytes / wire bytes of a frame of that many records; a checkpoint marker rides "
-        "in the batch after the records stamped <= T as a record of no data (%d bytes of line time; "
-        "about %.1f%% of the line at 200 ms checkpoints), so batches stay full; it travels as a MARKER "
-        "frame of its own (%d bytes) only when it would open a batch"
-        % (wire.RECORD_HDR, 100.0 * wire.RECORD_HDR * 5 / (BAUD / BITS_PER_BYTE),
-           wire.OVERHEAD + codec.SZ_MARKER),
+        "ceiling = data bytes / wire bytes of a frame of that many records; a checkpoint marker closes a "
+        "batch and travels as its own frame, so batches are shorter than batch_max when markers come "
+        "more often than batch_max records; each marker frame is %d bytes of line time"
+        % (wire.OVERHEAD + codec.SZ_CHECKPOINT),
         "line busy = bytes handed to the primary's UART in the window x 10 / baud / window length "
         "(frames straddling the window's edges make it exact only to about one frame)",
         "goal: >= 0.95 batched (200 ms checkpoints): %s (%.3f)" % ("met" if g7 >= 0.95 else "NOT met", g7),
