@@ -216,7 +216,13 @@ class Ray:
             os.environ.update(self._environ)
             self._environ = None
         if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            # a process the shutdown is still stopping may write one more log line there
+            import time
+            for _ in range(5):
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                time.sleep(0.2)
+                if not os.path.exists(self._tmp):
+                    break
             self._tmp = None
 
 
