@@ -91,8 +91,10 @@ def test_local_and_ray_engines_give_identical_summaries(tmp_path, private_env):
     assert strip(a["records"]) == strip(b["records"]) and len(a["records"]) == 20
     assert a["summary"]["execution"]["engine"] == "local"
     assert b["summary"]["execution"] == dict(b["summary"]["execution"], engine="ray", jobs=2)
-    # the same failing seeds and replay lines on stderr, the same exit status
-    assert (rc1, err1) == (rc2, err2)
+    # the same failing seeds and replay lines on stderr, the same exit status (ray itself may
+    # log a warning on a loaded machine: only arcopy's lines are compared)
+    ours = lambda err: [l for l in err.splitlines() if l.startswith(("FAIL ", "arcopy"))]
+    assert rc1 == rc2 and ours(err1) == ours(err2)
     assert out1.splitlines()[1:-1] == out2.splitlines()[1:-1]
     # nothing under the user's home, no temporary directory kept, no process left
     assert os.listdir(home) == [] and os.listdir(tmp) == []
@@ -186,4 +188,6 @@ def test_ray_engine_joins_a_running_cluster(tmp_path, private_env):
             _no_survivors(tmp, 5.0)
     assert "ray cluster 127.0.0.1:%s, 2 worker(s)" % port in text, text + err
     a, b = json.load(open(out)), json.load(open(str(tmp_path / "l.json")))
-    assert _seedless(a["summary"]) == _seedless(b["summary"]) and (rc, err) == (rc2, err2)
+    ours = lambda err: [l for l in err.splitlines() if l.startswith(("FAIL ", "arcopy"))]
+    assert _seedless(a["summary"]) == _seedless(b["summary"]) and rc == rc2
+    assert ours(err) == ours(err2)
