@@ -53,11 +53,13 @@ demo: $(STAMP) $(NODE_STAMP)
 sweep: $(STAMP)
 	$(VENV)/bin/arcopy sim sweep --seeds 10000
 
-# every mode x operation x fault class, SEEDS seeds per cell (not part of `make test`)
+# every mode x operation x fault class, SEEDS seeds per cell (not part of `make test`);
+# ENGINE=ray runs the seeds as tasks on a local Ray cluster (the ray extra, in .[dev])
 SEEDS ?= 20
+ENGINE ?= local
 campaign: $(STAMP)
 	mkdir -p build
-	$(VENV)/bin/arcopy sim campaign --seeds $(SEEDS) --json build/campaign.json
+	$(VENV)/bin/arcopy sim campaign --seeds $(SEEDS) --engine $(ENGINE) --json build/campaign.json
 
 # rewrite constraints.txt from the working venv (after changing pyproject.toml's dependencies)
 constraints: $(STAMP)

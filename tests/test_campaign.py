@@ -40,6 +40,7 @@ def test_a_tiny_campaign_prints_one_table_and_writes_json(tmp_path):
             assert k in s
         assert s["liveness"]["no_image"] >= 0
     assert c["totals"]["seeds"] == 8 and c["totals"]["cells"] == 4
+    assert c["cells"][0]["expect"] == campaign.expectation("clock", "replication")
     fails = [l for l in err.splitlines() if l.startswith("FAIL ")]
     assert len(fails) == len(c["failures"]) == c["totals"]["failing"]
     assert rc == (1 if fails else 0)
@@ -50,6 +51,8 @@ def test_a_tiny_campaign_prints_one_table_and_writes_json(tmp_path):
 def test_clockless_cells_only_where_meant_to_be_safe():
     base = dict(pairs=4, duration=None, policy="freeze", kind="ims", rate=60.0, concurrency=4,
                 ckpt_ms=200.0, bus_baud=115200, peer_baud=None, first=0, seeds=1)
+    assert "no pacing in sync mode" in campaign.expectation("sync", "pacing")
+    assert campaign.expectation("clock", "pacing") != campaign.expectation("sync", "pacing")
     run, skipped = campaign.cells(base, ("clockless", "sync"), ("replication",), ("none",))
     assert [p["mode"] for p in run] == ["clockless", "sync"] and not skipped
     run, skipped = campaign.cells(dict(base, bus_baud=9600), ("clockless",), ("replication",), ("none",))
@@ -62,3 +65,25 @@ def test_campaign_usage_errors():
                  ["sim", "--modes", "clock"]):
         rc, _, err = _cli(argv)
         assert rc == 2 and "arcopy sim:" in err, (argv, err)
+
+
+def test_sync_cells_judge_pacing_and_autosuspend_by_sync_mode_expectations():
+    """Sync mode has no pacing (a completion waits for the ACK, however long the slow or held
+    link takes) and a stalled sync pair journals only checkpoint markers (so it need not
+    suspend during an outage): those cells pass on sync semantics, safety judged as ever."""
+    from host_tools.sim.drills import run_ops
+    for op, seed in (("pacing", 0), ("autosuspend", 0)):
+        r = run_ops(op, seed=seed, mode="sync", faults="none")
+        assert r["op_failures"] == [] and r["ok"], (op, r["op_failures"])
+        assert r["safety"]["violations"] == 0 and r["safety"]["lost_before_cut"] == 0
+        if op == "pacing":
+            assert r["ops"]["writes_paced"] == 0 and r["ops"]["writes_over_1ms"] > 0
+            assert r["ops"]["latency_ms_max"] * 1000 > r["ops"]["pace_max_us"]  # ACK-bound, unpaced
+        else:
+            assert r["ops"]["suspended_at_ms"] is None and r["ops"]["writes_refused"] == 0
+    # the same drills in clock mode still hold pacing to its bound and expect the suspend
+    r = run_ops("pacing", seed=0, mode="clock", faults="none")
+    assert r["op_failures"] == [] and r["ops"]["writes_paced"] > 0
+    assert r["ops"]["latency_ms_max"] * 1000 <= r["ops"]["pace_max_us"] + 2000
+    r = run_ops("autosuspend", seed=0, mode="clock", faults="none")
+    assert r["op_failures"] == [] and r["ops"]["suspend_reason"] == 4       # R_JOURNAL_FULL

@@ -44,6 +44,9 @@ def test_dependencies_are_declared_and_pinned():
     pins = _constraints()
     assert runtime | dev <= set(pins), "every declared package has a pinned version"
     assert "arcopy" not in pins
+    # the distributed sweep engine: its own extra, in the dev extra too (the tests run it), pinned
+    ray = {_name(r) for r in proj["optional-dependencies"]["ray"]}
+    assert ray == {"ray"} and ray <= dev and not ray & runtime and ray <= set(pins)
     assert not os.path.exists(os.path.join(ROOT, "requirements.txt"))
 
 
@@ -69,7 +72,7 @@ def test_the_arcopy_command_imports_no_dev_tool():
     """What `arcopy` runs needs nothing from the dev extra (the clean-venv test below proves it
     end to end; this is the quick check in every run)."""
     code = ("import sys; from host_tools import cli; rc = cli.main(%r); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', 'hypothesis', 'mypy', '_pytest'));"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest', 'hypothesis', 'mypy', '_pytest', 'ray'));"
             "print(bad); sys.exit(rc)")
     for argv in (["sim", "--seed", "1", "--duration", "2", "--json"],):
         p = subprocess.run([sys.executable, "-c", code % (argv,)], cwd=ROOT, capture_output=True,
@@ -108,3 +111,6 @@ def test_installed_without_dev_extras_into_a_clean_venv(tmp_path):
     where = subprocess.run([py, "-c", "import host_tools; print(host_tools.__file__)"], **run)
     assert where.stdout.startswith(str(venv)), where.stdout            # the installed copy ran
     assert subprocess.run([py, "-c", "import pytest"], **run).returncode != 0   # no dev extra
+    r = subprocess.run([arcopy, "sim", "sweep", "--seeds", "1", "--engine", "ray"], **run)
+    assert r.returncode == 2 and r.stdout == "" and \
+        r.stderr.strip().endswith("install the ray extra: pip install -c constraints.txt -e '.[ray]'")

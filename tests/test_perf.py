@@ -60,3 +60,17 @@ def test_old_rig_names_are_read_with_a_warning(tmp_path, monkeypatch, capsys):
     assert "ARCOPY_RIG" in err and "old name of the rig file" in err
     manager.save(rig)
     assert (tmp_path / "rig.json").exists()
+
+
+def test_perf_sweep_rows_and_the_engines_summary_check(monkeypatch):
+    """`arcopy perf sweep`'s measurement: one row per engine run, the same summary digest from
+    each; an engine that cannot start is a row of n/a with the reason, not a crash."""
+    import sys
+    from host_tools.perf import sweep as perfsweep
+    rows, notes = perfsweep.measure(2, runs=(("local", 1), ("local", 2)))
+    assert [r[:3] for r in rows] == [["local", 1, 2], ["local", 2, 2]]
+    assert all(r[3] > 0 and r[5] > 0 for r in rows) and rows[0][-1] == rows[1][-1]
+    assert notes == ["every engine gave the same summary (digest %s)" % rows[0][-1]]
+    monkeypatch.setitem(sys.modules, "ray", None)
+    rows, notes = perfsweep.measure(1, runs=(("ray", 1),))
+    assert rows[0][3] is None and "install the ray extra" in notes[0]

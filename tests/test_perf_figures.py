@@ -56,7 +56,8 @@ def test_async_sync(figures):
 
 def test_goodput(figures):
     rs = rows(figures["goodput"])
-    assert [r["batch_max"] for r in rs] == [1, 7, 7]
+    assert [r["batch_max"] for r in rs] == [1, 7, 7, 7]
+    assert [r["ckpt ms"] for r in rs] == [200, 200, 1000, 50]
     for r in rs:
         assert num(r["goodput (of line)"]) and 0 < r["goodput (of line)"] <= 1.0
         assert 0 < r["ceiling"] < 1.0

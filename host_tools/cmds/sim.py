@@ -7,9 +7,14 @@
     arcopy sim sweep --seeds 200 --shard 2/3 --json-out s2.json   # seeds 1, 4, 7, ... of 0..199
     arcopy sim merge s1.json s2.json s3.json             # = the summary of the whole sweep
     arcopy sim campaign --seeds 20 --json campaign.json  # modes x operations x fault classes
+    arcopy sim sweep --seeds 1000 --engine ray --workers 2   # seeds as tasks on a local Ray cluster
+    arcopy sim sweep --seeds 100000 --engine ray --address 10.0.0.5:6379   # on a running one
 
 Shards, merge and campaign: host_tools/sim/sweep.py (the runner, per-seed records, the
-summary and the merge, shared by all three) and host_tools/sim/campaign.py. A merge exits 2
+summary and the merge, shared by all three) and host_tools/sim/campaign.py; the engines
+(local process pool, Ray) in host_tools/sim/engines.py. An engine only runs the drills: the
+records, totals and replay lines are made by the same code for both. Without the ray extra,
+`--engine ray` exits 2 with the line to install it; no cluster at --address exits 1. A merge exits 2
 on a file it cannot read and 1 on shards that are not one sweep (different parameters or
 split, a seed missing or given twice), else as the sweep would.
 
@@ -111,7 +116,16 @@ def add_arguments(p):
     p.add_argument("--peer-baud", type=positive_int, default=None,
                    help="peer-link baud rate (default 115200; --ops pacing draws a slow one)")
     p.add_argument("--jobs", type=nonneg_int, default=0,
-                   help="sweep, campaign: worker processes (0 = CPU count)")
+                   help="sweep, campaign with the local engine: worker processes (0 = CPU count)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="sweep, campaign: where the seeds run: local (a process pool, --jobs) or "
+                        "ray (tasks on a Ray cluster: a local one of --workers CPUs, or the one at "
+                        "--address; needs the ray extra)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="--engine ray: the local cluster's size in CPUs (default: CPU count)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="--engine ray: join the running Ray cluster whose head node is at "
+                        "HOST:PORT (its workers must have this arcopy checkout installed)")
     p.add_argument("--shard", type=shard_arg, default=None, metavar="I/N",
                    help="sweep: run only shard I of N: the seeds s with (s - first) %% N == I - 1 "
                         "(round robin); needs --json-out, combine the files with `arcopy sim merge`")
@@ -184,6 +198,10 @@ def run(a):
         if a.seeds is None:
             a.seeds = 100
         return sweep(a)
+    if a.engine != "local" or a.workers or a.address:
+        print("arcopy sim: --engine, --workers and --address run only with `arcopy sim sweep` "
+              "and `arcopy sim campaign`", file=sys.stderr)
+        return 2
     if a.shard is not None:
         print("arcopy sim: --shard runs only with `arcopy sim sweep`", file=sys.stderr)
         return 2
@@ -226,9 +244,15 @@ def campaign(a):
     if a.shard is not None:
         print("arcopy sim: --shard runs only with `arcopy sim sweep`", file=sys.stderr)
         return 2
+    engine = _engine(a)
+    if engine is None:
+        return 2
     base = params(a)
-    c = _campaign.run_campaign(base, a.seeds or 20, modes, ops, faults, a.jobs or 0,
-                               _campaign_note)
+    try:
+        c = _campaign.run_campaign(base, a.seeds or 20, modes, ops, faults, note=_campaign_note,
+                                   engine=engine)
+    except _engine_errors() as e:
+        return _engine_failed(e)
     if a.json_out:
         _sweep.write_json(a.json_out, c)
     if a.json:
@@ -237,9 +261,9 @@ def campaign(a):
             indent=2, sort_keys=True))
     else:
         print("\n".join(_campaign.table_lines(c)))
-        print("%d seed(s) in %d cell(s), %.1f s wall, %d worker(s)"
+        print("%d seed(s) in %d cell(s), %.1f s wall, %d worker(s)%s"
               % (c["totals"]["seeds"], c["totals"]["cells"], c["wall_seconds"],
-                 c["jobs"]))
+                 c["jobs"], " on a ray cluster" if c["execution"]["engine"] == "ray" else ""))
         for s in c["skipped"]:
             print("skipped             %s %s %s: %s" % (s["mode"], s["op"], s["faults"], s["why"]))
     for f in c["failures"]:
@@ -371,8 +395,38 @@ def sweep(a):
         print("arcopy sim: --shard needs --json-out FILE (the shard's result, for `arcopy sim "
               "merge`)", file=sys.stderr)
         return 2
-    _, summary, result = _sweep.run_sweep(p, shard, a.jobs, _note)
+    engine = _engine(a)
+    if engine is None:
+        return 2
+    try:
+        _, summary, result = _sweep.run_sweep(p, shard, note=_note, engine=engine)
+    except _engine_errors() as e:
+        return _engine_failed(e)
     return _emit(a, summary, result)
+
+
+def _engine(a):
+    """The engine the options ask for (host_tools/sim/engines.py), or None after a usage
+    error on stderr."""
+    from host_tools.sim import engines
+    try:
+        return engines.make(a.engine, jobs=a.jobs, workers=a.workers, address=a.address)
+    except engines.EngineUnavailable as e:
+        print("arcopy sim: %s" % e, file=sys.stderr)
+        return None
+
+
+def _engine_errors():
+    from host_tools.sim import engines
+    return (engines.EngineUnavailable, engines.EngineError)
+
+
+def _engine_failed(e):
+    """One line for an engine that could not run the seeds: 2 when it is not installed or
+    not usable as asked, 1 when it failed (no cluster at the address, a worker lost)."""
+    from host_tools.sim import engines
+    print("arcopy sim: %s" % e, file=sys.stderr)
+    return 2 if isinstance(e, engines.EngineUnavailable) else 1
 
 
 def merge(a):

@@ -370,7 +370,7 @@ def perf_goodput(quick):
     res = {}
     notes = []
     variants = ((1, 200.0, "one record per frame"), (7, 200.0, "batched (batch_max 7)"),
-                (7, 1000.0, "batched, 1 s checkpoints"))
+                (7, 1000.0, "batched, 1 s checkpoints"), (7, 50.0, "batched, 50 ms checkpoints"))
     runs = [(v, s) for v in variants for s in seeds]
     for v, s in progress(runs, "goodput"):
         res.setdefault(v, []).append(goodput_run(v[0], s, quick, ckpt_ms=v[1]))

@@ -3,8 +3,9 @@
     run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS) -> dict
 
 Each cell is a sweep (host_tools/sim/sweep.py: the same parameters, records and summary);
-every seed of every cell goes through one process pool (sweep.run_tasks), so a cell's
-"wall s" is the time its seeds took in the workers (their sum), not elapsed time.
+every seed of every cell goes through one engine (sweep.run_tasks: the local process pool,
+or a Ray cluster, host_tools/sim/engines.py), so a cell's "wall s" is the time its seeds
+took in the workers (their sum), not elapsed time.
 
 Clockless mode is meant to be safe only where a checkpoint reaches every primary much
 faster than a host write's round trip (the patent's caveat): on the default fast bus
@@ -13,7 +14,6 @@ against tens of ms for the host round trip. The campaign runs clockless cells on
 those conditions (bus at least CLOCKLESS_MIN_BAUD, rate at most CLOCKLESS_MAX_RATE) and
 skips them otherwise (the skipped cells are listed).
 """
-import os
 import time
 
 from .drills import OPS as DRILL_OPS
@@ -26,6 +26,26 @@ FAULTS = ("none",) + tuple(c for c in FAULT_CLASSES if c != "disaster") + ("all"
 CLOCKLESS_MIN_BAUD = 115200
 CLOCKLESS_MAX_RATE = 60.0
 FORMAT = "arcopy-sim-campaign/1"
+
+# What a cell's drill expects besides safety, where the mode changes it. The drills judge by
+# the mode they run in (host_tools/sim/drills.py), so a failure's replay command judges the
+# same way; the campaign says which expectation each cell was held to (JSON "expect", and a
+# note under the table). Safety (violations, acknowledged writes lost) is never mode-specific.
+EXPECT_DEFAULT = "the drill's expectations (host_tools/sim/drills.py)"
+MODE_EXPECTATIONS = {
+    ("sync", "pacing"): "no pacing in sync mode: completions wait for the peer's ACK, delayed by "
+                        "the slow or held link itself (no pace_max_us bound); none paced, some "
+                        "over 1 ms, none refused, no pair leaves DUPLEX",
+    ("sync", "autosuspend"): "the cut-off pair's writes wait for their ACK, so its journal fills "
+                             "only with checkpoint markers: it suspends during the outage only if "
+                             "the outage outlasts them (then for R_JOURNAL_FULL); none refused, "
+                             "the resync exact",
+}
+
+
+def expectation(mode, op):
+    """The expectation a (mode, operation) cell is held to, in words."""
+    return MODE_EXPECTATIONS.get((mode, op), EXPECT_DEFAULT)
 
 
 def clockless_ok(base):
@@ -48,23 +68,29 @@ def cells(base, modes=MODES, ops=OPS, faults=FAULTS):
     return run, skipped
 
 
-def run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS, jobs=0, note=None):
-    """Run every cell's seeds (base["first"].. + seeds) in one pool -> the campaign dict."""
+def run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS, jobs=0, note=None,
+                 engine=None):
+    """Run every cell's seeds (base["first"].. + seeds) on one engine (default: the local
+    pool of `jobs` workers) -> the campaign dict."""
+    from . import engines
     base = dict(base, seeds=seeds)
-    jobs = jobs or os.cpu_count() or 1
+    engine = engine or engines.Local(jobs)
     todo, skipped = cells(base, modes, ops, faults)
     tasks = [_sweep.drill_kwargs(p, s) for p in todo
              for s in _sweep.shard_seeds(base["first"], seeds)]
     t0 = time.perf_counter()
-    results = _sweep.run_tasks(tasks, jobs, note)
+    results = _sweep.run_tasks(tasks, note=note, engine=engine)
     wall = time.perf_counter() - t0
+    execution = engine.execution()
+    jobs = execution["jobs"]
     out_cells, failures = [], []
     for k, p in enumerate(todo):
         records = [_sweep.compact(r, p) for r in results[k * seeds:(k + 1) * seeds]]
         worker = sum(r.get("wall_seconds", 0) for r in records)
-        summary = _sweep.build_summary(p, records, worker, {"jobs": jobs})
-        cell = {"mode": p["mode"], "op": p["ops"] or "replication", "faults": p["faults"],
-                "params": p, "summary": summary, "records": records}
+        summary = _sweep.build_summary(p, records, worker, execution)
+        op = p["ops"] or "replication"
+        cell = {"mode": p["mode"], "op": op, "faults": p["faults"], "params": p,
+                "expect": expectation(p["mode"], op), "summary": summary, "records": records}
         out_cells.append(cell)
         for f in summary["failures"]:
             failures.append(dict(f, mode=cell["mode"], op=cell["op"], faults=cell["faults"]))
@@ -82,7 +108,7 @@ def run_campaign(base, seeds=20, modes=MODES, ops=OPS, faults=FAULTS, jobs=0, no
             "cells": out_cells, "skipped": [{"mode": m, "op": o, "faults": f, "why": w}
                                             for m, o, f, w in skipped],
             "totals": totals, "failures": failures, "wall_seconds": round(wall, 1),
-            "jobs": jobs}
+            "jobs": jobs, "execution": execution}
 
 
 COLUMNS = (("mode", "%-9s"), ("operation", "%-12s"), ("faults", "%-9s"), ("seeds", "%5s"),
@@ -107,4 +133,10 @@ def table_lines(c):
                         t["violations"], t["lost_before_released_checkpoint"],
                         t["unrecoverable_pairs"], "%.1f" % sum(x["summary"]["wall_seconds"]
                                                                for x in c["cells"])))
+    seen = []
+    for cell in c["cells"]:
+        key = (cell["mode"], cell["op"])
+        if key in MODE_EXPECTATIONS and key not in seen:
+            seen.append(key)
+            lines.append("expect %s x %s: %s" % (key[0], key[1], MODE_EXPECTATIONS[key]))
     return lines

@@ -255,6 +255,8 @@ def summary_lines(summary):
     ex = summary["execution"]
     how = ("%d shard(s) merged" % len(ex["shards"]) if ex.get("merged")
            else "%d worker(s)" % ex.get("jobs", 1))
+    if ex.get("engine") == "ray" and not ex.get("merged"):
+        how = "ray cluster %s, %s" % (ex.get("address", "(local)"), how)
     shard = ex.get("shard")
     if shard and shard != [1, 1] and not ex.get("merged"):
         how = "shard %d/%d, %s" % (shard[0], shard[1], how)
@@ -370,75 +372,51 @@ def merge(paths):
 
 # ---- the runner ------------------------------------------------------------------------------
 
-def run_tasks(tasks, jobs=0, note=None, label="seed"):
-    """Run drills (a list of run_one keyword dicts) in a process pool of `jobs` workers (0:
-    CPU count), with a progress bar on a terminal. -> results in task order.
-    note(done, total): called after each result (the CLI's Ctrl-C note)."""
-    from concurrent.futures import ProcessPoolExecutor
+def run_tasks(tasks, jobs=0, note=None, label="seed", engine=None):
+    """Run drills (a list of run_one keyword dicts) on an engine (host_tools/sim/engines.py;
+    default: a local process pool of `jobs` workers, 0: CPU count), with a progress bar on a
+    terminal. -> results in task order. note(done, total): called after each result (the
+    CLI's Ctrl-C note). The engine is started here and always closed (its workers stopped)."""
+    from . import engines
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is a pinned dependency
         tqdm = None
-    jobs = jobs or os.cpu_count() or 1
+    engine = engine or engines.Local(jobs)
     results = []
-    bar = (tqdm(total=len(tasks), unit=label, file=sys.stderr, disable=not sys.stderr.isatty())
-           if tqdm else None)
-    if note:
-        note(0, len(tasks))
-    ex = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
-    try:
-        for r in ex.map(run_one, tasks, chunksize=4 if len(tasks) >= 8 * jobs else 1):
-            results.append(r)
-            if note:
-                note(len(results), len(tasks))
+    bar = None
+    with engine:
+        bar = (tqdm(total=len(tasks), unit=label, file=sys.stderr, disable=not sys.stderr.isatty())
+               if tqdm else None)
+        if note:
+            note(0, len(tasks))
+        try:
+            for r in engine.results(tasks):
+                results.append(r)
+                if note:
+                    note(len(results), len(tasks))
+                if bar is not None:
+                    bar.update(1)
+                    if failed(r):
+                        bar.set_postfix(safety=sum(safety_failed(x) for x in results),
+                                        liveness=sum(liveness_failed(x) for x in results),
+                                        exceptions=sum(x["verdict"] == "exception" for x in results))
+        finally:
             if bar is not None:
-                bar.update(1)
-                if failed(r):
-                    bar.set_postfix(safety=sum(safety_failed(x) for x in results),
-                                    liveness=sum(liveness_failed(x) for x in results),
-                                    exceptions=sum(x["verdict"] == "exception" for x in results))
-    except BaseException:
-        _stop_workers(ex)
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    ex.shutdown(wait=True)
+                bar.close()
     return results
 
 
-def run_sweep(p, shard=None, jobs=0, note=None):
-    """Run sweep `p` (or one shard of it) -> (records, summary, result file dict)."""
+def run_sweep(p, shard=None, jobs=0, note=None, engine=None):
+    """Run sweep `p` (or one shard of it) on an engine (default: the local pool of `jobs`)
+    -> (records, summary, result file dict). Every engine's results go through the same
+    compact / build_summary: the totals, failing seeds and replay commands cannot differ."""
+    from . import engines
     seeds = shard_seeds(p["first"], p["seeds"], shard)
-    jobs = jobs or os.cpu_count() or 1
+    engine = engine or engines.Local(jobs)
     t0 = time.perf_counter()
-    results = run_tasks([drill_kwargs(p, s) for s in seeds], jobs, note)
+    results = run_tasks([drill_kwargs(p, s) for s in seeds], note=note, engine=engine)
     records = [compact(r, p) for r in results]
     summary = build_summary(p, records, time.perf_counter() - t0,
-                            {"jobs": jobs, "shard": list(shard or (1, 1))})
+                            dict(engine.execution(), shard=list(shard or (1, 1))))
     return records, summary, result_file(p, shard or (1, 1), records, summary)
-
-
-def _ignore_sigint():
-    """Sweep workers leave Ctrl-C to the parent (which stops them): no traceback from each."""
-    import signal
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop_workers(ex):
-    """Stop a ProcessPoolExecutor's workers now (queued seeds dropped)."""
-    procs = list((getattr(ex, "_processes", None) or {}).values())
-    ex.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        try:
-            p.terminate()
-        except Exception:
-            pass
-    for p in procs:
-        try:
-            p.join(2)
-            if p.is_alive():
-                p.kill()
-                p.join(1)
-        except Exception:
-            pass
