@@ -222,9 +222,13 @@ class Primary:
         buf = self.node.scratch
         first = None
         self.copy_last = 0
+        # stream records are redone in DUPLEX only: in any other state they reached the
+        # volume before the pair left DUPLEX (a boot in DUPLEX redid them), and a marked
+        # write since may be newer (a fenced pair keeps its journal)
+        redo = sb.copy_state == CS_DUPLEX
         for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
             if kind == J_RECORD or kind == J_COPY:
-                if kind == J_RECORD:
+                if kind == J_RECORD and redo:
                     # redo: the volume write may not have happened before the cut (a
                     # copy record is a copy OF the volume: never written back)
                     self.store.j_read_data(jseq, buf)
@@ -322,8 +326,9 @@ class Primary:
         self.pump_due = True
 
     def _write_marked(self, tag, vol, blk, data, delay=0, now=0):
-        self.store.write_block(vol, blk, data)
-        self.store.bm_set(vol, blk)
+        # sealed in the intent area, marked, then written: a power cut can neither
+        # leave it torn (the boot redoes it) nor changed but unmarked (Store.x_write)
+        self.store.x_write(vol, blk, data)
         if not delay:
             self.pace_us = 0
         self.node.complete_write(tag, delay_us=delay, now=now)

@@ -180,8 +180,7 @@ class Secondary:
         if self.store.sb.copy_state != CS_FAILED_OVER:
             self.node.reply(tag, S_READ_ONLY)
             return
-        self.store.write_block(vol, blk, data)
-        self.store.bm_set(vol, blk)           # changed since failover: what failback copies
+        self.store.x_write(vol, blk, data)    # sealed, marked (changed since failover), written
         self.node.complete_write(tag)
 
     def command(self, now, cmd, arg, arg2):

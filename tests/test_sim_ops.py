@@ -374,8 +374,9 @@ def test_suspend_reason_survives_a_reboot():
     assert st["suspend_reason"] == R_OPERATOR, st["suspend_reason"]
 
 
-@known_fault("a host write in a marking state (SIMPLEX, SUSPENDED, PENDING, FAILED_OVER) "
-             "is not journaled, so a power cut that tears it leaves a torn block the resync copies")
+# was a known fault: a host write in a marking state (SIMPLEX, SUSPENDED, PENDING, FAILED_OVER)
+# is not journaled, so a power cut that tore it left a torn block the resync copied. Fixed by
+# write intents; tests/test_write_intent.py cuts the power at each block write of such a write.
 def test_torn_write_to_a_suspended_primary_is_not_copied_to_the_secondary():
     net = Net(pairs=1, faulty=True)
     net.advance(1000000)
@@ -383,7 +384,7 @@ def test_torn_write_to_a_suspended_primary_is_not_copied_to_the_secondary():
     assert net.command(p, C_SUSPEND) == S_OK
     mid, new = block_of("mid"), block_of("new")
     assert net.write(p, 0, 5, mid) == S_OK     # acknowledged while suspended: block 5 marked
-    p.disk.arm_power_cut(0, torn=True)         # the next block write (the volume's) is torn
+    p.disk.arm_power_cut(0, torn=True)         # the next block write is torn
     p.disk.rng.seed(1)
     with pytest.raises(Exception):
         net.write(p, 0, 5, new)                # never acknowledged
@@ -398,12 +399,11 @@ def test_torn_write_to_a_suspended_primary_is_not_copied_to_the_secondary():
 
 
 # found by: arcopy sim sweep --ops failback --faults all (seeds 17 and 40; powercut alone
-# reproduces both). A failed-over secondary writes a host block, then marks it: a power cut
-# at the bitmap write leaves the block changed (seed 40) or torn (seed 17) but unmarked, so
-# the failback never copies it and the sites differ for good. Marking first is not the fix
-# on its own: the torn block would then be copied (see the test above; sweep seed 25).
-@known_fault("a host write in a marking state is written before it is marked: a power cut "
-             "between the two leaves a changed block no resync copies")
+# reproduces both). A failed-over secondary wrote a host block, then marked it: a power cut
+# at the bitmap write left the block changed (seed 40) or torn (seed 17) but unmarked, so
+# the failback never copied it and the sites differed for good. Marking first was not the
+# fix on its own: the torn block would then be copied (sweep seed 25). Fixed by write
+# intents (seal, mark, write; the boot redoes a sealed write).
 @pytest.mark.parametrize("seed", (17, 40))
 def test_failback_copies_a_block_written_as_the_power_failed(seed):
     r = run_ops("failback", seed=seed, faults="powercut")
