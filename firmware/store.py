@@ -29,8 +29,9 @@
 #                     lseq, t, data CRC, header CRC over all of that (bytes 38..
 #                     are zero). A header that passes its CRC proves that its data
 #                     block was written completely.
-#   x_start ..        write-intent area (2 blocks: data, header): a block written outside the
-#                     journal is sealed here first, so a power cut cannot leave it torn.
+#   x_start ..        write-intent area (2 blocks, data and header taking turns): a block
+#                     written outside the journal is sealed here first, so a power cut
+#                     cannot leave it torn nor changed but unmarked ("write intent" below).
 #   img_start ..      preserved-image area: img_slots slots of two blocks each (before-images
 #                     that keep a secondary's last consistent image through a resync).
 #   vol_start ..      volumes: volume v, block b at vol_start + v*vol_blocks + b.
@@ -266,7 +267,9 @@ class Store:
         # 2. no journal header may survive from an earlier life of the device
         for s in range(journal_slots):
             _dev_write(bdev, j_start + 2 * s + 1, buf, vbuf)
-        # ... nor an intent or preserved-image header
+        # ... nor an intent (either of its two blocks may hold the header) or
+        # preserved-image header
+        _dev_write(bdev, x_start, buf, vbuf)
         _dev_write(bdev, x_start + 1, buf, vbuf)
         for s in range(img_slots):
             _dev_write(bdev, img_start + 2 * s + 1, buf, vbuf)
@@ -754,16 +757,18 @@ class Store:
 
     # ---- write intent ---------------------------------------------------------
     # A block written outside the journal (a marked write: SIMPLEX, SUSPENDED, PENDING,
-    # FAILED_OVER) is sealed in the intent area first: the data block at x_start, then a
-    # header block at x_start + 1 (magic, seq, vol, blk, data CRC, header CRC). A header
-    # that passes its CRC, with a data block that passes the data CRC, proves the sealed
-    # copy whole. Then the block is marked and written. After a power cut, x_redo()
-    # (at boot, before anything writes a volume) compares the volume block with the
-    # sealed copy and rewrites it when they differ (torn, or never written), marking it.
-    # Only the newest marked write can be in flight, so one slot suffices. Every other
-    # volume write (journal, copy, apply, redo) clears a live intent first, so a stale
-    # intent can never redo over newer data; a marked write after a marked write
-    # overwrites the slot. Cost per marked write: 2 block writes (data, header), plus
+    # FAILED_OVER) is sealed in the intent area first, then marked, then written. The
+    # area's two blocks take turns: intent seq s puts its data in block x_start + 1 - (s & 1),
+    # then its header (magic, seq, vol, blk, data CRC, header CRC) in x_start + (s & 1).
+    # So the data of intent s+1 overwrites the header of intent s before anything else:
+    # a valid header at its seq's place proves that its own data block is whole and that
+    # no newer intent began (no CRC of the data is relied on for that: blocks that end
+    # with their own CRC-32 all share one CRC). After a power cut, x_redo() (at boot,
+    # before anything writes a volume) compares the volume block with the sealed copy and
+    # rewrites it when they differ (torn, or never written), marking it. Only the newest
+    # marked write can be in flight, so one intent suffices. Every other volume write
+    # (journal, copy, apply, redo) clears a live intent first, so a stale intent never
+    # redoes over newer data. Cost per marked write: 2 block writes (data, header), plus
     # 1 header write at the first other volume write after marked writes.
 
     def _x_load(self):
@@ -775,28 +780,35 @@ class Store:
         self.x_redone = 0                          # valid intents found at mount and settled
         self.x_repaired = 0                        # of those, volume blocks that differed
         self.x_last = None                         # (vol, blk) of the last repaired block
-        self._x_found = self._x_read_header()
-        self._x_live = self._x_found is not None
+        found = None
+        for k in (0, 1):
+            h = self._x_read_header(k)
+            if h is not None and (found is None or h[0] > found[0]):
+                found = h
+        self._x_found = found
+        self._x_live = found is not None
+        if found is not None:
+            self.x_seq = found[0]
 
-    def _x_read_header(self):
-        """-> (seq, vol, blk, dcrc) of a valid intent header on disk, or None."""
+    def _x_read_header(self, k):
+        """-> (seq, vol, blk, dcrc) of a valid intent header in block x_start + k that
+        belongs there (seq parity), or None."""
         buf = self._buf
-        self._rd(self.sb.x_start + 1, buf)
+        self._rd(self.sb.x_start + k, buf)
         magic, seq, vol, blk, dcrc = struct.unpack_from(_XH_FMT, buf, 0)
-        if magic != X_MAGIC:
+        if magic != X_MAGIC or (seq & 1) != k:
             return None
         (hcrc,) = struct.unpack_from("<I", buf, _XH_CRC_OFF)
         if hcrc != _crc32(self._mv[0:_XH_CRC_OFF]):
             return None
         if vol >= self.sb.nvol or blk >= self.sb.vol_blocks:
             return None
-        self.x_seq = seq
         return seq, vol, blk, dcrc
 
     def _x_clear(self):
         mv = memoryview(self._xbuf)
         mv[0:_XH_CRC_OFF + 4] = _ZERO_MV[0:_XH_CRC_OFF + 4]
-        self._wr(self.sb.x_start + 1, self._xbuf)
+        self._wr(self.sb.x_start + (self.x_seq & 1), self._xbuf)
         self._x_live = False
         self._x_found = None
 
@@ -809,15 +821,18 @@ class Store:
             raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
         sb = self.sb
         self._x_found = None                        # a redo not yet done is superseded
-        self._wr(sb.x_start, data)
         seq = self.x_seq + 1
         if seq > 0x3FFFFFFF:
-            seq = 1
+            seq = 2                                 # (keeps the parity turn)
+        k = seq & 1
         self.x_seq = seq
+        # the data first, where the previous intent's header was: from here on no header
+        # of an older intent exists
+        self._wr(sb.x_start + 1 - k, data)
         buf = self._xbuf
         struct.pack_into(_XH_FMT, buf, 0, X_MAGIC, seq, vol, blk, _crc32(data))
         struct.pack_into("<I", buf, _XH_CRC_OFF, _crc32(self._xcrc_mv))
-        self._wr(sb.x_start + 1, buf)
+        self._wr(sb.x_start + k, buf)
         self._x_live = True
         self.bm_set(vol, blk)
         self._wr(sb.vol_start + vol * sb.vol_blocks + blk, data)
@@ -833,10 +848,9 @@ class Store:
             return None
         seq, vol, blk, dcrc = found
         sb = self.sb
-        self._rd(sb.x_start, buf)
+        self._rd(sb.x_start + 1 - (seq & 1), buf)
         if _crc32(buf) != dcrc:
-            # the data of a newer intent was being sealed when the power failed: the
-            # header's write (older) completed before it began
+            # cannot happen by a power cut (the header follows its data); a damaged card
             self._x_clear()
             return None
         cur = self._buf
