@@ -39,3 +39,14 @@ def test_failback_with_every_fault_class_ends_with_identical_sites(seed):
     assert r["ops"]["mirrored_after_quiescence"] == [True] * 4
     assert r["ops"]["sites_differ"] == [] and r["safety"]["sites_differ"] == 0
     assert set(r["failover"].values()) == {S_OK}
+
+
+@pytest.mark.slow
+def test_failback_sweep_with_every_fault_class_ends_with_identical_sites():
+    # the figure: `arcopy sim sweep --ops failback --faults all --seeds 100` (about 2 min)
+    bad = []
+    for seed in range(100):
+        r = simcli._one(dict(op="failback", seed=seed, faults="all"))
+        if simcli.failed(r) or r["ops"].get("sites_differ"):
+            bad.append((seed, r["verdict"], r["safety"], r["op_failures"][:2]))
+    assert not bad, bad

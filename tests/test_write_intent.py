@@ -209,3 +209,22 @@ def test_a_write_torn_on_a_failed_over_secondary_is_repaired_and_marked():
     net.reboot(s)
     assert _read(s.store, 5) == NEW and s.store.bm_test(0, 5)
     assert s.node.stats()["torn_repaired"] == 1
+
+
+def test_a_fenced_primary_keeps_a_write_taken_after_the_fence_across_a_reboot():
+    # a fenced pair keeps its journal (records the failover did not carry); its boot used to
+    # redo them over blocks written since (fence_writes off): records are redone in DUPLEX only
+    net = Net(pairs=1, fence_writes=False)
+    net.advance(1000000)
+    p, s = net.prim(1), net.sec(1)
+    net.hold(("peer", p.id))
+    assert net.write(p, 0, 5, MID) == S_OK            # journaled, never shipped
+    assert set(net.failover().values()) == {S_OK}
+    net.release(("peer", p.id))
+    net.advance(1000000)
+    assert p.store.sb.copy_state == CS_SUSPENDED and p.store.sb.suspend_reason == R_PEER_FAILED_OVER
+    assert p.store.j_depth() >= 1
+    assert net.write(p, 0, 5, NEW) == S_OK            # taken after the fence, marked
+    net.kill(p)
+    net.reboot(p)
+    assert _read(p.store, 5) == NEW
