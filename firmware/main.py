@@ -92,6 +92,9 @@ class Board:
 
     def run(self):
         self.node.boot(self.hal.ticks_us())
+        if self.store.x_repaired:
+            self.hal.log("torn block repaired: volume %d block %d (rewritten from its write intent)"
+                         % self.store.x_last)
         self.flush()
         while True:
             self.step()

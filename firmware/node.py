@@ -118,6 +118,9 @@ class Node:
     def boot(self, now):
         inc = (self.store.sb.incarnation + 1) & 0xFFFFFFFF
         self.store.commit(incarnation=inc)
+        # a marked write the power cut interrupted: rewrite it from its sealed copy
+        # before anything reads or writes the volume (Store.x_redo; counted in stats)
+        self.store.x_redo(self.scratch)
         self.mac.boot(now)
         self.role.boot(now)
         self.booted = True
@@ -401,4 +404,6 @@ class Node:
         d["elections"] = self.mac.elections
         d["journal_depth"] = self.store.j_depth()
         d["copy_state"] = self.store.sb.copy_state
+        d["torn_repaired"] = self.store.x_repaired      # blocks rewritten by x_redo at boot
+        d["intents_redone"] = self.store.x_redone
         return d

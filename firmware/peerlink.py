@@ -39,6 +39,7 @@ class Sender:
         self.unsent = 0          # next seq never transmitted
         self.resend = -1         # go-back-N pointer (-1: none)
         self.sent_at = 0         # when the base frame was (re)sent
+        self.back = -1           # where the last go-back started (-1: none since the reset)
 
     def in_flight(self):
         return (self.next - self.base) & _SEQ_MASK
@@ -76,6 +77,20 @@ class Sender:
         self.sent_at = now
         return tags
 
+    def rewind(self, now):
+        """Go back by dropping every unacknowledged frame: the next frame built gets the
+        base's sequence number again (the upper layer rebuilds them, e.g. smaller; its
+        receiver must take content it already holds idempotently)."""
+        self.next = self.base
+        self.unsent = self.base
+        self.resend = -1
+        self.back = self.base
+        self.sent_at = now
+
+    def timed_out(self, now):
+        """Frames are in flight and the base has waited a whole retransmit timeout."""
+        return self.in_flight() != 0 and now - self.sent_at >= self.rto_us
+
     def on_nak(self, want, now):
         if 0 <= seq_diff(want, self.base) < self.in_flight() or want == self.base:
             if self.in_flight():
@@ -89,6 +104,7 @@ class Sender:
             self.resend = self.base
         if self.resend >= 0:
             s = self.resend
+            self.back = s
             while seq_diff(s, self.unsent) < 0:
                 i = s % self.window
                 mtype, src, dst, group, plen, flags = self.hdr[i]

@@ -121,6 +121,17 @@ class Primary:
         self.paced = 0               # host writes whose completion was delayed
         self.suspends = 0
         self.pending_heard = 0       # checkpoints accepted since this resync began
+        # peer link under errors (go-back-N on a slow serial line): records per batch
+        # shrink at each go-back and grow again with clean acknowledgements, so a noisy
+        # link carries small frames (a bit error costs less); a NAK for the frame a
+        # go-back is still putting on the wire is not obeyed again; silence counts
+        # only once what was sent has left the wire (tx_until: estimated airtime)
+        self.batch_lim = self.cfg.batch_max
+        self.clean = 0               # frames acknowledged since the last go-back
+        self.tx_until = 0            # when the frames emitted so far are off the wire
+        self.back_until = 0          # a NAK for sender.back is ignored until then
+        self.naks_ignored = 0
+        self.rewound = False
 
     # -- state -----------------------------------------------------------------------
     def copy_active(self):
@@ -287,6 +298,7 @@ class Primary:
             "link_resets": self.link_resets, "clock_jumps": self.clock_jumps,
             "copied": self.copied, "copy_done": self.copy_done, "paced": self.paced,
             "suspends": self.suspends, "dirty_blocks": self.store.bm_total(),
+            "batch_lim": self.batch_lim, "naks_ignored": self.naks_ignored,
         }
 
     @property
@@ -318,9 +330,13 @@ class Primary:
         buf = self.node.scratch
         first = None
         self.copy_last = 0
+        # stream records are redone in DUPLEX only: in any other state they reached the
+        # volume before the pair left DUPLEX (a boot in DUPLEX redid them), and a marked
+        # write since may be newer (a fenced pair keeps its journal)
+        redo = sb.copy_state == CS_DUPLEX
         for jseq, kind, lseq, vol, blk, t in self.store.j_entries():
             if kind == J_RECORD or kind == J_COPY:
-                if kind == J_RECORD:
+                if kind == J_RECORD and redo:
                     # redo: the volume write may not have happened before the cut (a
                     # copy record is a copy OF the volume: never written back)
                     self.store.j_read_data(jseq, buf)
@@ -426,8 +442,9 @@ class Primary:
         self.pump_due = True
 
     def _write_marked(self, tag, vol, blk, data, delay=0, now=0):
-        self.store.write_block(vol, blk, data)
-        self.store.bm_set(vol, blk)
+        # sealed in the intent area, marked, then written: a power cut can neither
+        # leave it torn (the boot redoes it) nor changed but unmarked (Store.x_write)
+        self.store.x_write(vol, blk, data)
         if not delay:
             self.pace_us = 0
         self.node.complete_write(tag, delay_us=delay, now=now)
@@ -871,10 +888,23 @@ class Primary:
             durable = codec.unpack_ack(payload)[0]
             for tag in self.sender.on_ack(ack, now):
                 self.store.j_trim(tag + 1)
+                self.clean += 1
+                if self.clean >= 2 * self.cfg.window and self.batch_lim < self.cfg.batch_max:
+                    self.batch_lim += 1
+                    self.clean = 0
             self._acked(durable)
             self._pump(now)
         elif mtype == T_NAK:
-            self.sender.on_nak(ack, now)
+            if ack == self.sender.back and now < self.back_until:
+                # the go-back that resends this frame is still on the wire: the NAK was
+                # provoked by frames queued before it
+                self.naks_ignored += 1
+                return
+            # everything before `ack` was taken (the secondary journals before it acks)
+            for tag in self.sender.on_ack(ack, now):
+                self.store.j_trim(tag + 1)
+            if ack == self.sender.base and self.sender.in_flight():
+                self._go_back(now)
             self._pump(now)
         else:
             self.node.c["unknown_type"] += 1
@@ -905,6 +935,7 @@ class Primary:
             self.store.j_trim(cut)
         self._acked(expected - 1)
         self.sender.reset()
+        self.back_until = 0
         self.send_jseq = self.store.j_first()
         self.link = LINK_UP
         self.link_resets += 1
@@ -915,6 +946,8 @@ class Primary:
         if self.link != LINK_UP:
             return
         s = self.sender
+        if s.timed_out(now):
+            self._go_back(now)
         entries = None
         self._carry = None
         while s.can_queue():
@@ -923,9 +956,37 @@ class Primary:
             built = self._build(entries)
             if not built:
                 break
+        rewound = self.rewound
+        self.rewound = False
         for f in s.due(now):
             self.node.emit_raw(PORT_PEER, f)
+            self._air(now, len(f))
             self.last_tx = now
+        if rewound:
+            # a NAK for the base before the rebuilt frames can have arrived is stale
+            self.back_until = self.tx_until + 2 * self.cfg.latency_us + 20000
+
+    def _go_back(self, now):
+        """Go-back-N by rebuilding: every unacknowledged frame is dropped and the stream
+        is framed again from the oldest unacknowledged journal entry, in smaller batches
+        (the secondary drops records, markers and joins it already holds)."""
+        self.sender.rewind(now)
+        self.sender.retransmits += 1
+        self.send_jseq = self.store.j_first()
+        self._carry = None
+        self.batch_lim = self.batch_lim // 2 if self.batch_lim > 1 else 1
+        self.clean = 0
+        self.rewound = True
+
+    def _air(self, now, nbytes):
+        """Account `nbytes` of stream frames sent on the peer link (10 bits a byte at
+        peer_baud): tx_until is when they are all off the wire."""
+        start = self.tx_until if self.tx_until > now else now
+        self.tx_until = start + nbytes * 10000 // (self.cfg.peer_baud // 1000)
+
+    def _silent_since(self):
+        """The peer is silent since its last frame, or since our frames left the wire."""
+        return self.last_rx if self.last_rx > self.tx_until else self.tx_until
 
     def _entries_from(self, jseq):
         st = self.store
@@ -964,7 +1025,7 @@ class Primary:
                     s.commit(T_MARKER, self.node.me, self.cfg.peer, self.cfg.group, SZ_MARKER, jseq)
                 self.send_jseq = jseq + 1
                 return True
-            if count == self.cfg.batch_max or count and kind != bkind:
+            if count >= self.batch_lim or count and kind != bkind:
                 self._carry = e              # a batch is all stream records or all copies
                 break
             bkind = kind
@@ -999,7 +1060,7 @@ class Primary:
             self._copy_step(now)
         elif state != CS_DUPLEX:
             return
-        if self.link == LINK_UP and now - self.last_rx >= self.cfg.peer_timeout_us:
+        if self.link == LINK_UP and now - self._silent_since() >= self.cfg.peer_timeout_us:
             self.link = LINK_HELLO       # peer silent: hello again until it answers
             self.hello_at = now
         if self.link != LINK_UP:
@@ -1015,7 +1076,10 @@ class Primary:
         self._pump(now)
         self.pump_due = False
         if now - self.last_tx >= self.cfg.keepalive_us:
-            self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, SZ_IDLE)
+            # seq: the next sequence number the stream will use; the secondary, which
+            # gets this after every frame sent before it, NAKs what it is missing
+            # (not counted in tx_until: the silence of a dead peer must not be renewed)
+            self.node.emit(PORT_PEER, T_IDLE, self.cfg.peer, SZ_IDLE, seq=self.sender.next)
             self.last_tx = now
 
     def _stream_start(self):
@@ -1048,5 +1112,5 @@ class Primary:
         r = self.sender.deadline()
         if r is not None and r < d:
             d = r
-        p = self.last_rx + self.cfg.peer_timeout_us
+        p = self._silent_since() + self.cfg.peer_timeout_us
         return p if p < d else d

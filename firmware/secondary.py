@@ -180,8 +180,7 @@ class Secondary:
         if self.store.sb.copy_state != CS_FAILED_OVER:
             self.node.reply(tag, S_READ_ONLY)
             return
-        self.store.write_block(vol, blk, data)
-        self.store.bm_set(vol, blk)           # changed since failover: what failback copies
+        self.store.x_write(vol, blk, data)    # sealed, marked (changed since failover), written
         self.node.complete_write(tag)
 
     def command(self, now, cmd, arg, arg2):
@@ -398,7 +397,12 @@ class Secondary:
             elif self.rx.should_nak(now, self.cfg.rto_us // 4):
                 self.node.emit(PORT_PEER, T_NAK, self.cfg.peer, SZ_NAK, ack=self.rx.expected)
         elif mtype == T_IDLE:
-            self._ack()
+            # the keepalive carries the primary's next stream seq and follows every frame
+            # sent before it: one we lack was lost, NAK it now (not after a whole RTO)
+            if self.rx.classify(seq) == Receiver.GAP and self.rx.should_nak(now, self.cfg.rto_us // 4):
+                self.node.emit(PORT_PEER, T_NAK, self.cfg.peer, SZ_NAK, ack=self.rx.expected)
+            else:
+                self._ack()
         else:
             self.node.c["unknown_type"] += 1
 
@@ -451,8 +455,13 @@ class Secondary:
             return True
         copies = mtype == T_WRITE_BATCH and flags & F_COPY
         if copies and st.sb.copy_state != CS_PENDING:
-            # copies mean the primary is resyncing (its HELLO said so, we missed it)
-            self._enter_pending(codec.unpack_record(payload, SZ_BATCH_HEAD)[3])
+            # copies mean the primary is resyncing (its HELLO said so, we missed it) --
+            # unless we hold them already (a go-back reframes what we took: no new resync)
+            first = codec.unpack_record(payload, SZ_BATCH_HEAD)[3]
+            if first < self.next_lseq:
+                self.node.c["dup_records"] += 1
+                return True
+            self._enter_pending(first)
         if mtype == T_MARKER:
             n, t = codec.unpack_marker(payload)
             if t <= self.ckpt_t:

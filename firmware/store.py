@@ -29,8 +29,9 @@
 #                     lseq, t, data CRC, header CRC over all of that (bytes 38..
 #                     are zero). A header that passes its CRC proves that its data
 #                     block was written completely.
-#   x_start ..        write-intent area (2 blocks: data, header): a block written outside the
-#                     journal is sealed here first, so a power cut cannot leave it torn.
+#   x_start ..        write-intent area (2 blocks, data and header taking turns): a block
+#                     written outside the journal is sealed here first, so a power cut
+#                     cannot leave it torn nor changed but unmarked ("write intent" below).
 #   img_start ..      preserved-image area: img_slots slots of two blocks each (before-images
 #                     that keep a secondary's last consistent image through a resync).
 #   vol_start ..      volumes: volume v, block b at vol_start + v*vol_blocks + b.
@@ -69,6 +70,12 @@ SB_SAVED = const(0x80)
 STORE_VERSION = const(2)
 SB_MAGIC = const(0x1A5C5B01)      # below 2**30: a small int on MicroPython too
 J_MAGIC = const(0x1A5C4A01)
+X_MAGIC = const(0x1A5C5801)       # write-intent header
+
+# write-intent header block: magic, seq, vol, blk, data CRC, then the header CRC-32
+# over those 20 bytes; the rest of the block is zero
+_XH_FMT = "<IIIII"
+_XH_CRC_OFF = const(20)
 
 # superblock: header, then the fields in _SB_FIELDS order, then CRC-32 of all that
 _SB_HDR = "<IHHQ"                 # magic, version, reserved, generation
@@ -213,6 +220,7 @@ class Store:
         self._bmc = None                        # per bitmap block set-bit counts ("<H" each)
         self._bmtot = None                      # per volume set-bit totals
         self.bm_repaired = 0                    # bitmap blocks found torn at mount
+        self._x_live = False                    # the write-intent header on disk is valid
         self.head_commits = 0                   # superblock commits forced by appends
 
     # ---- format / mount -------------------------------------------------------
@@ -259,7 +267,9 @@ class Store:
         # 2. no journal header may survive from an earlier life of the device
         for s in range(journal_slots):
             _dev_write(bdev, j_start + 2 * s + 1, buf, vbuf)
-        # ... nor an intent or preserved-image header
+        # ... nor an intent (either of its two blocks may hold the header) or
+        # preserved-image header
+        _dev_write(bdev, x_start, buf, vbuf)
         _dev_write(bdev, x_start + 1, buf, vbuf)
         for s in range(img_slots):
             _dev_write(bdev, img_start + 2 * s + 1, buf, vbuf)
@@ -326,6 +336,7 @@ class Store:
         self._cur = cur
         self._load_bitmaps()
         self._scan_journal()
+        self._x_load()
 
     def _need(self):
         if self._idx is None:
@@ -397,6 +408,8 @@ class Store:
         self._chk(vol, blk)
         if len(data) != BLOCK_SIZE:
             raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
+        if self._x_live:
+            self._x_clear()      # a write intent must never redo over a newer write
         self._wr(self.sb.vol_start + vol * self.sb.vol_blocks + blk, data)
 
     # ---- journal --------------------------------------------------------------
@@ -741,3 +754,113 @@ class Store:
             "head_commits": self.head_commits,
             "bm_repaired": self.bm_repaired,
         }
+
+    # ---- write intent ---------------------------------------------------------
+    # A block written outside the journal (a marked write: SIMPLEX, SUSPENDED, PENDING,
+    # FAILED_OVER) is sealed in the intent area first, then marked, then written. The
+    # area's two blocks take turns: intent seq s puts its data in block x_start + 1 - (s & 1),
+    # then its header (magic, seq, vol, blk, data CRC, header CRC) in x_start + (s & 1).
+    # So the data of intent s+1 overwrites the header of intent s before anything else:
+    # a valid header at its seq's place proves that its own data block is whole and that
+    # no newer intent began (no CRC of the data is relied on for that: blocks that end
+    # with their own CRC-32 all share one CRC). After a power cut, x_redo() (at boot,
+    # before anything writes a volume) compares the volume block with the sealed copy and
+    # rewrites it when they differ (torn, or never written), marking it. Only the newest
+    # marked write can be in flight, so one intent suffices. Every other volume write
+    # (journal, copy, apply, redo) clears a live intent first, so a stale intent never
+    # redoes over newer data. Cost per marked write: 2 block writes (data, header), plus
+    # 1 header write at the first other volume write after marked writes.
+
+    def _x_load(self):
+        """Mount: is there a valid intent on disk? (kept for x_redo)"""
+        if getattr(self, "_xbuf", None) is None:
+            self._xbuf = bytearray(BLOCK_SIZE)     # intent header (bytes 24.. stay zero)
+            self._xcrc_mv = memoryview(self._xbuf)[0:_XH_CRC_OFF]
+        self.x_seq = 0
+        self.x_redone = 0                          # valid intents found at mount and settled
+        self.x_repaired = 0                        # of those, volume blocks that differed
+        self.x_last = None                         # (vol, blk) of the last repaired block
+        found = None
+        for k in (0, 1):
+            h = self._x_read_header(k)
+            if h is not None and (found is None or h[0] > found[0]):
+                found = h
+        self._x_found = found
+        self._x_live = found is not None
+        if found is not None:
+            self.x_seq = found[0]
+
+    def _x_read_header(self, k):
+        """-> (seq, vol, blk, dcrc) of a valid intent header in block x_start + k that
+        belongs there (seq parity), or None."""
+        buf = self._buf
+        self._rd(self.sb.x_start + k, buf)
+        magic, seq, vol, blk, dcrc = struct.unpack_from(_XH_FMT, buf, 0)
+        if magic != X_MAGIC or (seq & 1) != k:
+            return None
+        (hcrc,) = struct.unpack_from("<I", buf, _XH_CRC_OFF)
+        if hcrc != _crc32(self._mv[0:_XH_CRC_OFF]):
+            return None
+        if vol >= self.sb.nvol or blk >= self.sb.vol_blocks:
+            return None
+        return seq, vol, blk, dcrc
+
+    def _x_clear(self):
+        mv = memoryview(self._xbuf)
+        mv[0:_XH_CRC_OFF + 4] = _ZERO_MV[0:_XH_CRC_OFF + 4]
+        self._wr(self.sb.x_start + (self.x_seq & 1), self._xbuf)
+        self._x_live = False
+        self._x_found = None
+
+    def x_write(self, vol, blk, data):
+        """A marked write, torn-proof: seal `data` in the intent area, mark the block in
+        the change bitmap, then write it to the volume. Durable and marked when it returns."""
+        self._need()
+        self._chk(vol, blk)
+        if len(data) != BLOCK_SIZE:
+            raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
+        sb = self.sb
+        self._x_found = None                        # a redo not yet done is superseded
+        seq = self.x_seq + 1
+        if seq > 0x3FFFFFFF:
+            seq = 2                                 # (keeps the parity turn)
+        k = seq & 1
+        self.x_seq = seq
+        # the data first, where the previous intent's header was: from here on no header
+        # of an older intent exists
+        self._wr(sb.x_start + 1 - k, data)
+        buf = self._xbuf
+        struct.pack_into(_XH_FMT, buf, 0, X_MAGIC, seq, vol, blk, _crc32(data))
+        struct.pack_into("<I", buf, _XH_CRC_OFF, _crc32(self._xcrc_mv))
+        self._wr(sb.x_start + k, buf)
+        self._x_live = True
+        self.bm_set(vol, blk)
+        self._wr(sb.vol_start + vol * sb.vol_blocks + blk, data)
+
+    def x_redo(self, buf):
+        """Boot: settle the intent found at mount. If the volume block differs from the
+        sealed copy (torn or never written by a power cut), rewrite it from the copy and
+        mark it. Then clear the intent. `buf`: 512-byte scratch.
+        -> (vol, blk, repaired) or None when there was no valid intent."""
+        self._need()
+        found = self._x_found
+        if found is None:
+            return None
+        seq, vol, blk, dcrc = found
+        sb = self.sb
+        self._rd(sb.x_start + 1 - (seq & 1), buf)
+        if _crc32(buf) != dcrc:
+            # cannot happen by a power cut (the header follows its data); a damaged card
+            self._x_clear()
+            return None
+        cur = self._buf
+        self._rd(sb.vol_start + vol * sb.vol_blocks + blk, cur)
+        repaired = cur != buf
+        if repaired:
+            self.bm_set(vol, blk)
+            self._wr(sb.vol_start + vol * sb.vol_blocks + blk, buf)
+            self.x_repaired += 1
+            self.x_last = (vol, blk)
+        self.x_redone += 1
+        self._x_clear()
+        return vol, blk, repaired

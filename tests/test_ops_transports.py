@@ -42,7 +42,7 @@ def assert_recovered(out, pairs):
     assert sorted(fo["recovered"]) == sorted(s for _, s in pairs.values()), fo
     assert set(fo["codes"].values()) == {wire.S_OK}
     assert v["ok"] and v["verdict"] == "ok", v
-    assert v["safety"] == {"violations": 0, "lost_before_cut": 0}
+    assert v["safety"] == {"violations": 0, "lost_before_cut": 0, "sites_differ": 0}
     assert v["liveness"] == {"no_image": 0, "no_image_yet": 0, "timeouts": 0, "no_common_cut": False}
     assert rep.consistent and rep.writes_recovered > 0, rep.summary()
     assert out["reads"]["failed"] == 0
@@ -99,7 +99,7 @@ def test_a_pair_that_refused_failover_is_liveness_and_its_volume_is_not_judged()
     images = {0: {0: vol0}, 1: {0: {}}}               # pair 1: a resync, nothing in place
     rep, v = verdict.judge(log, images, recovered=[0], no_image=[1])
     assert rep.consistent and rep.writes_recovered == 2
-    assert v["safety"] == {"violations": 0, "lost_before_cut": 0}
+    assert v["safety"] == {"violations": 0, "lost_before_cut": 0, "sites_differ": 0}
     assert v["liveness"]["no_image"] == 1 and v["verdict"] == "liveness" and not v["ok"]
     rep, v = verdict.judge(log, images, recovered=[0, 1])    # judged as if it were an image
     assert v["verdict"] == "safety" and v["safety"]["violations"] > 0

@@ -160,6 +160,13 @@ def test_suspend_resume_copies_exactly_the_changed_blocks(rig, capsys, which):
     st = status(bench, px)
     assert st["copy_state"] == wire.CS_SUSPENDED and st["journal_depth"] == 0
     assert st["dirty_blocks"] == len(changed), (st["dirty_blocks"], len(changed))
+    if which == "other":
+        # the two sites of the suspended pair differ, and `arcopy verify --sites` says where
+        capsys.readouterr()
+        assert arcopy(["verify", "--dir", d, "--sites"]) == 1
+        out, err = capsys.readouterr()
+        assert "pair %d: " % x in out and "pair %d: " % y not in out, out
+        assert "the sites differ in 1 pair(s)" in err, err
     # the group went on without the suspended pair, whose secondary stayed at its last checkpoint
     assert status(bench, sy)["applied_t"] > sy_applied
     assert status(bench, sx)["applied_t"] <= cut
@@ -171,6 +178,8 @@ def test_suspend_resume_copies_exactly_the_changed_blocks(rig, capsys, which):
     assert st["copy_done"] == len(changed), (st["copy_done"], len(changed))
     assert_releasing(bench)
     drain(bench)
+    if which == "other":
+        assert "sites identical" in run_cli(capsys, "verify", "--dir", d, "--sites")
     rep = disaster_failover_verify(bench)
     assert rep.consistent, rep.summary()
     assert rep.lost_acked == 0, rep.summary()
@@ -217,7 +226,11 @@ def test_failback_copies_back_the_changes_and_a_reverse_drill_is_consistent(rig,
     assert [b["name"] for b in rigmgr.primaries(bench)] == ["s0", "s1"]
     assert [b["name"] for b in rigmgr.secondaries(bench)] == ["p0", "p1"]
     assert_releasing(bench)
-    # the old primaries now hold exactly what the new primaries hold
+    # the old primaries now hold exactly what the new primaries hold: through the CLI, and
+    # read back here
+    out = run_cli(capsys, "verify", "--dir", d, "--sites", "--json")
+    res = json.loads(out)
+    assert res["ok"] and res["differ"] == {} and res["blocks"] == 2 * bench["vol_blocks"] * bench["nvol"]
     assert volumes(bench, rigmgr.secondaries(bench)) == volumes(bench, rigmgr.primaries(bench))
     # drill 2, in the other direction
     summ = workload(d, "--kind", "ims", "--rate", 40, "--duration", 1.5, "--seed", 4)

@@ -67,7 +67,8 @@ def test_json_report_has_safety_and_liveness(capsys):
     rc, out, _ = sweep_report(capsys, results, json=True)
     assert rc == 1
     s = json.loads(out)
-    assert s["safety"] == {"failing_seeds": 1, "seeds": [5], "violations": 0, "lost_before_cut": 2}
+    assert s["safety"] == {"failing_seeds": 1, "seeds": [5], "violations": 0, "lost_before_cut": 2,
+                         "sites_differ": 0}
     assert s["liveness"]["failing_seeds"] == 1 and s["liveness"]["seeds"] == [6]
     assert s["liveness"]["timeouts"] == 1 and s["liveness"]["no_image_yet"] == 1
     assert s["exceptions"] == [7]

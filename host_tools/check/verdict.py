@@ -10,7 +10,10 @@ image is liveness.
 
     v["safety"]   = {"violations": consistency violations among the recovered pairs (plus
                      corrupt blocks), "lost_before_cut": acknowledged writes lost although
-                     they completed before the recovered cut was issued (less SKEW_MARGIN_US)}
+                     they completed before the recovered cut was issued (less SKEW_MARGIN_US),
+                     "sites_differ": pairs whose two volumes differ block for block after a
+                     failback completed, the host quiet and the stream drained (a later
+                     disaster would recover data the primary never had; with_sites_differ)}
     v["liveness"] = {"no_image": pairs with no recoverable image, "no_image_yet": pairs
                      whose secondary never had one (a first copy onto a blank volume: counted
                      apart, not a failure), "timeouts": boards that did not answer (the
@@ -58,20 +61,36 @@ def lost_before(log, rep, cut_at_us, margin_us=SKEW_MARGIN_US):
     return out
 
 
-def verdict(rep, lost_before_cut=(), no_image=0, no_image_yet=0, timeouts=0, no_common_cut=False):
+def verdict(rep, lost_before_cut=(), no_image=0, no_image_yet=0, timeouts=0, no_common_cut=False,
+            sites_differ=0):
     """The verdict schema (see the module docstring) from a checker Report over the
     recovered pairs and the liveness counts."""
     violations = unreadable = 0
     if rep is not None:
         violations = rep.violations_total + len(rep.corrupt)
         unreadable = 1 if rep.unreadable else 0       # a board whose reads went unanswered
-    safety = {"violations": violations, "lost_before_cut": len(lost_before_cut)}
+    safety = {"violations": violations, "lost_before_cut": len(lost_before_cut),
+              "sites_differ": int(sites_differ)}
     liveness = {"no_image": int(no_image), "no_image_yet": int(no_image_yet),
                 "timeouts": int(timeouts) + unreadable, "no_common_cut": bool(no_common_cut)}
-    bad_s = bool(safety["violations"] or safety["lost_before_cut"])
+    return classify(safety, liveness)
+
+
+def classify(safety, liveness):
+    """The verdict dict from its two halves: ok and the verdict name."""
+    bad_s = bool(safety["violations"] or safety["lost_before_cut"] or safety.get("sites_differ"))
     bad_l = bool(liveness["no_image"] or liveness["timeouts"] or liveness["no_common_cut"])
     return {"safety": safety, "liveness": liveness, "ok": not (bad_s or bad_l),
             "verdict": "+".join(x for x, b in (("safety", bad_s), ("liveness", bad_l)) if b) or "ok"}
+
+
+def with_sites_differ(v, pairs):
+    """Verdict `v` with the pairs whose sites differ after a failback (a count or an
+    iterable of pairs) added to its safety half."""
+    n = pairs if isinstance(pairs, int) else len(list(pairs))
+    safety = dict(v["safety"])
+    safety["sites_differ"] = safety.get("sites_differ", 0) + n
+    return dict(v, **classify(safety, dict(v["liveness"])))
 
 
 def judge(log, images, recovered, no_image=(), no_image_yet=(), timeouts=0, no_common_cut=False,

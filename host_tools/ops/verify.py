@@ -143,3 +143,36 @@ def verify(t, secondaries, log, nvol, vol_blocks, disaster_us=None, cut_at_us=No
                             len(rec["timeouts"]), rec.get("no_common_cut", False),
                             disaster_us=disaster_us, cut_at_us=cut_at_us)
     return rep, v, images, stats
+
+
+def compare_sites(t, pairs, nvol, vol_blocks, reader=None, read_kw=None):
+    """After a failback (or any time the host is quiet): read both volumes of every pair,
+    {pair: (primary, secondary)}, through the host ports and compare them block for block.
+    reader: as for verify(). -> {"differ": {pair: [(vol, block), ...]} (pairs that differ
+    only), "unreadable": {pair: [board, ...]}, "blocks": blocks compared, "reads": stats}."""
+    prim = {i: pairs[i][0] for i in pairs}
+    sec = {i: pairs[i][1] for i in pairs}
+    kw = read_kw or {}
+    if reader is None:
+        a, sa = read_back(t, prim, nvol, vol_blocks, **kw)
+        b, sb = read_back(t, sec, nvol, vol_blocks, **kw)
+    else:
+        a, sa = reader(prim, nvol, vol_blocks, **kw)
+        b, sb = reader(sec, nvol, vol_blocks, **kw)
+    out = {"differ": {}, "unreadable": {}, "blocks": 0,
+           "reads": {k: sa.get(k, 0) + sb.get(k, 0) for k in ("reads", "busy_retries", "failed")}}
+    for i in sorted(pairs):
+        bad = []
+        for v in range(nvol):
+            va, vb = a[i][v], b[i][v]
+            if va.failed or vb.failed:
+                out["unreadable"][i] = [n for n, vol in ((pairs[i][0], va), (pairs[i][1], vb))
+                                        if vol.failed]
+                continue
+            for k in range(vol_blocks):
+                out["blocks"] += 1
+                if dict.get(va, k) != dict.get(vb, k):
+                    bad.append((v, k))
+        if bad:
+            out["differ"][i] = bad
+    return out

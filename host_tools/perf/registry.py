@@ -9,7 +9,8 @@ import time
 
 # modules that register sections when imported
 SECTION_MODULES = ("host_tools.perf.codec", "host_tools.perf.sim", "host_tools.perf.figures",
-                   "host_tools.perf.ops", "host_tools.perf.commit_wait", "host_tools.perf.sweep")
+                   "host_tools.perf.ops", "host_tools.perf.commit_wait", "host_tools.perf.sweep",
+                   "host_tools.perf.intent")
 
 SECTIONS = {}     # name -> (function, help)
 

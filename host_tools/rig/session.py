@@ -178,3 +178,11 @@ def verify(rig, log=None, disaster_us=None):
     rep, v, stats = check(rig, log, disaster_us)
     stats["verdict"] = v
     return rep, stats
+
+
+def compare_sites(rig):
+    """ops.verify.compare_sites over every pair of the rig (both sites through their host
+    ports, one thread per board)."""
+    with transport(rig, 2.0) as t:
+        return ops.verify.compare_sites(t, pairs(rig), rig["nvol"], rig["vol_blocks"],
+                                        reader=reader(rig))

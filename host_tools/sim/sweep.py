@@ -134,6 +134,8 @@ def why(r):
         parts.append("%d violation(s)" % sf["violations"])
     if sf["lost_before_cut"]:
         parts.append("%d acknowledged write(s) lost before the cut" % sf["lost_before_cut"])
+    if sf.get("sites_differ"):
+        parts.append("%d pair(s) whose sites differ after the failback" % sf["sites_differ"])
     if lv["no_image"]:
         parts.append("%d pair(s) without image" % lv["no_image"])
     if lv["timeouts"]:
@@ -158,7 +160,8 @@ def compact(r, p):
         rec["exception"] = r.get("exception", "")
         return rec
     sf, lv = r["safety"], r["liveness"]
-    rec["safety"] = {"violations": sf["violations"], "lost_before_cut": sf["lost_before_cut"]}
+    rec["safety"] = {"violations": sf["violations"], "lost_before_cut": sf["lost_before_cut"],
+                     "sites_differ": sf.get("sites_differ", 0)}
     rec["liveness"] = {k: lv[k] for k in ("no_image", "no_image_yet", "timeouts", "no_common_cut")}
     for k in ("writes_completed", "writes_recovered", "rpo_ms", "sim_seconds"):
         rec[k] = r.get(k, 0)
@@ -181,6 +184,7 @@ def summarize(results):
             "seeds": [r["seed"] for r in safety_bad],
             "violations": sum(r["safety"]["violations"] for r in live),
             "lost_before_cut": sum(r["safety"]["lost_before_cut"] for r in live),
+            "sites_differ": sum(r["safety"].get("sites_differ", 0) for r in live),
         },
         "liveness": {
             "failing_seeds": len(live_bad),
@@ -265,7 +269,9 @@ def summary_lines(summary):
         "fault classes       " + ", ".join("%s %d" % kv for kv in sorted(summary["fault_counts"].items())),
         "failing seeds       %d" % summary["failing"],
         "safety              %d seed(s) failing: %d violation(s), %d acknowledged write(s) lost "
-        "before the recovered cut" % (sf["failing_seeds"], sf["violations"], sf["lost_before_cut"]),
+        "before the recovered cut%s" % (sf["failing_seeds"], sf["violations"], sf["lost_before_cut"],
+                                        ", %d pair(s) whose sites differ after a failback"
+                                        % sf["sites_differ"] if sf.get("sites_differ") else ""),
         "liveness            %d seed(s) failing: %d pair(s) without a recoverable image, %d "
         "timeout(s), %d seed(s) with no common cut"
         % (lv["failing_seeds"], lv["no_image"], lv["timeouts"], lv["no_common_cut"]),
