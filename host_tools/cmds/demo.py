@@ -32,6 +32,9 @@ def add_arguments(parser):
     parser.add_argument("--disaster-at", type=positive_float, default=4.5,
                         help="seconds into the workload when the primaries die (default 4.5)")
     parser.add_argument("--vol-blocks", type=positive_int, default=256)
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="what every board runs in: this Python (default) or the MicroPython "
+                             "unix port, with a Pico's heap")
     parser.add_argument("--keep", action="store_true", help="leave the rig files (and --dir)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true")
@@ -75,9 +78,10 @@ def run(args):
     result = {}
     try:
         t = time.monotonic()
-        say("== rig up: %d pairs, %d baud buses and peer links, dir %s" % (args.pairs, args.baud, d))
+        say("== rig up: %d pairs, %d baud buses and peer links, %s boards, dir %s"
+            % (args.pairs, args.baud, args.runtime, d))
         rig = rigmgr.up(d, pairs=args.pairs, baud=args.baud, vol_blocks=args.vol_blocks,
-                        force=True)
+                        force=True, runtime=args.runtime)
         phases["up_s"] = time.monotonic() - t
         t = time.monotonic()
         say("== start copy")
@@ -166,7 +170,14 @@ def run(args):
             "bus_collisions": sum(v["collisions"] for k, v in hub.items() if k.startswith("bus")),
             "bus_garbled_bytes": sum(v["garbled"] for k, v in hub.items() if k.startswith("bus")),
             "phases_s": {k: round(v, 2) for k, v in phases.items()},
+            "runtime": args.runtime,
         }
+        heaps = {b["name"]: (rigmgr.heap(b) or {}).get("heap_peak") for b in rig["boards"]
+                 if b.get("runtime") == "micropython"}
+        if heaps:
+            result["heap_peak"] = heaps
+            say("peak heap per board (bytes, MicroPython): %s"
+                % ", ".join("%s %s" % kv for kv in sorted(heaps.items())))
     finally:
         if not args.keep:
             take_down(d, rig)
