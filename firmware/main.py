@@ -63,8 +63,10 @@ class Board:
                          PortRx(n, PORT_PEER, Deframer(MAX_PAYLOAD))]
         self.rx = bytearray(_RXBUF)
         self.rxv = memoryview(self.rx)
-        n.heap_peak = 0
+        self.heap_peak = 0
         self.heap_next = 0
+        # node.heap_peak is what STATUS reports; set by name, since Node does not declare it
+        setattr(n, "heap_peak", 0)
 
     def sample_heap(self, now):
         if _mem_alloc is None:
@@ -72,8 +74,9 @@ class Board:
         self.heap_next = now + _HEAP_SAMPLE_US
         gc.collect()
         m = _mem_alloc()
-        if m > self.node.heap_peak:
-            self.node.heap_peak = m
+        if m > self.heap_peak:
+            self.heap_peak = m
+            setattr(self.node, "heap_peak", m)
 
     def poll_ports(self, now):
         got = False

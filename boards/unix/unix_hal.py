@@ -185,7 +185,7 @@ class Port:
         self.head = head + k
         self.t64 += k * self.char64
         if self.head > 4096 and self.head * 2 > len(q):
-            del q[:self.head]
+            self.q = q[self.head:]           # (MicroPython's bytearray has no slice deletion)
             self.head = 0
 
     def due64(self):
