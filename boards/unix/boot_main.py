@@ -56,6 +56,8 @@ def start():
         hal.log("up (MicroPython %s)" % ".".join(str(x) for x in sys.implementation.version[:3]))
         board.run()
     except KeyboardInterrupt:
+        if hal is not None:
+            hal.close()
         print("\narcopy: copy service stopped; REPL. Log:")
         if hal is not None:
             for line in hal.logs:

@@ -200,6 +200,8 @@ class StdioHostPort(Port):
     """The interpreter's own stdin/stdout as the host port (a provisioned board)."""
 
     def __init__(self, baud, clock, quiet_us):
+        import termios
+        self.saved = termios.tcgetattr(0)
         _raw_nowait(sys.stdin)
         Port.__init__(self, sys.stdin.buffer, baud, clock, "host")
         self.out = sys.stdout.buffer
@@ -215,6 +217,11 @@ class StdioHostPort(Port):
             if quiet and is_break_in(buf, n):
                 raise KeyboardInterrupt
         return n
+
+    def close(self):
+        """Give the terminal back to the REPL as it was."""
+        import termios
+        termios.tcsetattr(0, termios.TCSANOW, self.saved)
 
     def pump(self, now64):
         f = self.f
@@ -330,6 +337,11 @@ class UnixHal:
             logs.pop(0)
         if not self.stdio:
             print(line)
+
+    def close(self):
+        """The service stops: the REPL gets its terminal back (a provisioned board)."""
+        if self.stdio:
+            self._ports[0].close()
 
     def heap(self):
         """-> {"heap_peak", "mem_alloc", "mem_free"}: the board's peak (main.py's sample) and now."""

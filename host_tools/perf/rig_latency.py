@@ -28,6 +28,9 @@ PAIRS = 2
 RATE = 30.0                         # writes/s over both pairs: 15 per peer link (it carries ~21)
 KIND = "random"                     # dependent random chains, as in the simulator's copy-latency run
 CONCURRENCY = 4
+# what the rigs' boards run in ("cpython" or "micropython": the MicroPython unix port with a
+# Pico's heap); `arcopy perf --runtime` sets it
+RUNTIME = "cpython"
 
 
 def plan(quick):
@@ -74,7 +77,7 @@ def _down(rig, d):
             pass
 
 
-def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
+def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, runtime=None):
     """-> {"ok": True, "rounds": [{"round", "order", "off": {...}, "on": {...}}], "off"/"on":
     {"p50", "p99", "writes", "failed", "in_flight", "retries", "pooled_p50", "pooled_p99"} (medians
     of the rounds' p50 / p99, sums of the counts, percentiles of all the rounds' writes together),
@@ -82,6 +85,7 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
     from host_tools.rig import manager as rigmgr
     from host_tools.rig import session as rigops
     rounds, seconds, warm = plan_ or plan(quick)
+    runtime = runtime or RUNTIME
     root = None
     rigs = {}
     dirs = {}
@@ -90,7 +94,7 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
         root = tempfile.mkdtemp(prefix="arcopy-copylat-")
         for v in VARIANTS:
             dirs[v] = os.path.join(root, v)
-            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True)
+            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True, runtime=runtime)
             if any(_config(b).get("autostart") for b in rigs[v]["boards"]):
                 return {"ok": False, "why": "the boards of the rig autostart copy"}
         rigops.start_copy(rigs["on"])
@@ -109,6 +113,7 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None):
         copy_status = rigops.collect_status(rigs["on"])
         out = {"ok": True, "rounds": per, "wall_s": time.monotonic() - t_start,
                "params": {"pairs": pairs, "rate": rate, "kind": kind, "rounds": rounds,
+                          "runtime": runtime,
                           "seconds": seconds, "warm_s": warm}}
         for v in VARIANTS:
             rs = [r[v] for r in per]
