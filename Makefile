@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 TYPINGS_STAMP := typings/.installed
 RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: all demo test venv node typings prereq sweep campaign clean constraints
+.PHONY: all demo test venv node typings prereq sweep campaign clean constraints soak
 
 all: test
 
@@ -58,6 +58,20 @@ SEEDS ?= 20
 campaign: $(STAMP)
 	mkdir -p build
 	$(VENV)/bin/arcopy sim campaign --seeds $(SEEDS) --json build/campaign.json
+
+# the soak (not part of `make test`): the demo on MicroPython boards (the unix port, a Pico's
+# heap) with SOAK_MIN minutes of workload, i.e. of board uptime, then the disaster, failover and
+# verify; board clocks start SOAK_OFFSET_US below 2**30 us so they pass that point early. It
+# fails unless the recovered image is consistent and no board went above its heap.
+SOAK_MIN ?= 30
+SOAK_RATE ?= 20
+SOAK_OFFSET_US ?= 120000000
+soak: $(STAMP)
+	mkdir -p build
+	$(VENV)/bin/arcopy demo --runtime micropython --pairs 2 --rate $(SOAK_RATE) \
+		--duration $$(( $(SOAK_MIN) * 60 )) --disaster-at $$(( $(SOAK_MIN) * 60 )) \
+		--clock-offset-us $$(( (1 << 30) - $(SOAK_OFFSET_US) )) --no-progress --json > build/soak.json
+	@cat build/soak.json
 
 # rewrite constraints.txt from the working venv (after changing pyproject.toml's dependencies)
 constraints: $(STAMP)

@@ -133,3 +133,17 @@ def test_provision_unix_boards_then_a_drill(hardware, capsys):
     assert arcopy(["verify", "--dir", rig_dir, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["consistent"] is True, res
+
+
+def test_rig_file_checks_the_hal_of_each_board(tmp_path):
+    from host_tools.provision.installer import RigFileError, parse_rig_file
+    text = RIG.format(d=str(tmp_path))
+    ok = parse_rig_file("rig.toml", text)
+    assert [b["hal"] for b in ok["boards"]] == ["unix", "unix"]
+    bad = text.replace('hal = "unix"\nport = "%s/s0.usb"' % tmp_path, 'hal = "esp32"\nport = "/dev/ttyACM1"')
+    bad = bad.replace('port = "%s/p0.usb"' % tmp_path, 'port = "relative/p0.usb"')
+    with pytest.raises(RigFileError) as e:
+        parse_rig_file("rig.toml", bad)
+    msgs = " | ".join(m for _, m in e.value.errors)
+    assert "hal 'esp32': use one of rp2, unix" in msgs
+    assert 'a hal = "unix" board is named by its pty' in msgs

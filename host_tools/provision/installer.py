@@ -25,6 +25,15 @@
    against the hardware.
 
 --dry-run prints every step (the mpremote command lines included) without opening a port.
+
+A board with `hal = "unix"` in the rig file is the emulated board of boards/unix/ (see
+host_tools/provision/unixboard.py): the MicroPython unix port's REPL on a pty (`port` = its path),
+its flash a directory. The same steps run, with these differences: every mpremote command line
+has `resume` after `connect` (mpremote's soft reset would end the unix port); paths on the board
+are relative to its flash (fw/, main.py, config.json); /fw gets boards/unix/unix_hal.mpy and
+main.py is boards/unix/boot_main.py; no SD card driver (the card is an image file); the reset
+is `exec --no-follow "import sys; sys.exit(0)"` (the interpreter ends and the board boots
+main.py again). config.json says which HAL it was built for ("hal").
 """
 import hashlib
 import json
