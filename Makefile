@@ -47,8 +47,11 @@ typings: $(TYPINGS_STAMP)
 test: $(STAMP) $(NODE_STAMP) $(TYPINGS_STAMP)
 	$(VPY) -m pytest -q
 
+# every board of the demo is the real MicroPython unix port with a Pico's heap (as reliable and as
+# fast for the drill as CPython boards, measured); DEMO_RUNTIME=cpython runs them under CPython
+DEMO_RUNTIME ?= micropython
 demo: $(STAMP) $(NODE_STAMP)
-	$(VENV)/bin/arcopy demo
+	$(VENV)/bin/arcopy demo --runtime $(DEMO_RUNTIME)
 
 sweep: $(STAMP)
 	$(VENV)/bin/arcopy sim sweep --seeds 10000

