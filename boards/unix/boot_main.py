@@ -32,6 +32,9 @@ def boot(conf, fw_dir):
     import unix_hal
     hal = unix_hal.UnixHal(conf)
     from firmware import main as fw                  # firmware/main.py, unmodified
+    import gc
+    gc.collect()
+    hal.code_bytes = gc.mem_alloc()                  # the code (and the HAL) before any board data
     board = fw.Board(hal)
     hal.board = board                                # for the heap figures it reports
     return hal, board

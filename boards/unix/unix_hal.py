@@ -300,6 +300,7 @@ class UnixHal:
         self._ipoll = p.ipoll
         self.logs = []
         self.board = None            # main.Board, when the boot script hands it over
+        self.code_bytes = 0          # heap in use once the firmware is imported (boot script)
         self.heap_file = hal.get("heap_file")
         self._heap_next = 0
         self.host_tty = hal.get("host_tty")
@@ -344,11 +345,12 @@ class UnixHal:
             self._ports[0].close()
 
     def heap(self):
-        """-> {"heap_peak", "mem_alloc", "mem_free"}: the board's peak (main.py's sample) and now."""
+        """-> {"heap_peak", "mem_alloc", "mem_free", "code"}: the board's peak (main.py's
+        sample), the heap now, and what the imported firmware and HAL held before the board's data."""
         import gc
         node = self.board.node if self.board is not None else None
         return {"heap_peak": getattr(node, "heap_peak", 0), "mem_alloc": gc.mem_alloc(),
-                "mem_free": gc.mem_free()}
+                "mem_free": gc.mem_free(), "code": self.code_bytes}
 
     def _write_heap(self, now):
         self._heap_next = now + _HEAP_FILE_US

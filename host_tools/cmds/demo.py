@@ -189,6 +189,7 @@ def run(args):
             caps = {n: f["mem_alloc"] + f["mem_free"] for n, f in figs.items() if "mem_free" in f}
             result["heap_peak"] = heaps
             result["heap_cap"] = caps
+            result["heap_code"] = {n: f.get("code") for n, f in figs.items()}
             result["heap_ok"] = len(caps) == len(figs) and all(
                 heaps[n] is not None and heaps[n] <= caps[n] for n in figs)
             say("peak heap per board (bytes, MicroPython, heap %s each): %s%s"
