@@ -104,7 +104,8 @@ def test_provision_unix_boards_then_a_drill(hardware, capsys):
     rig_dir = os.path.join(d, "rigdir")
     build = os.path.join(d, "build")
     t = time.monotonic()
-    assert arcopy(["provision", "--rig", rig, "--dir", rig_dir, "--build-dir", build]) == 0
+    assert arcopy(["provision", "--rig", rig, "--dir", rig_dir, "--build-dir", build,
+                   "--jobs", "2"]) == 0
     out = capsys.readouterr().out
     print("provisioned in %.1f s" % (time.monotonic() - t))
     assert "resume" in out and "check: STATUS ok" in out, out[-3000:]

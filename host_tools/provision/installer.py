@@ -547,8 +547,9 @@ class Provisioner:
     tests can replace them."""
 
     def __init__(self, rig, out=None, dry_run=False, force=False, sdcard_file=None,
-                 build_dir=None, rig_dir=None):
+                 build_dir=None, rig_dir=None, jobs=1):
         self.rig = rig
+        self.jobs = jobs
         self.out = out or sys.stdout
         self.dry = dry_run
         self.force = force
@@ -601,8 +602,17 @@ class Provisioner:
                  % (rig["name"], _rel(rig["path"]), len(chosen), len(rig["boards"]),
                     ", dry run: no port is opened" if self.dry else ""))
         built = build(rig, self.build_dir, self.say)
-        for b in chosen:
-            self.board(b, built)
+        if self.jobs <= 1 or self.dry or len(chosen) <= 1:
+            for b in chosen:
+                self.board(b, built)
+        else:
+            # boards are independent (own port, own files): several at once, every one to its
+            # end; the first failure (in rig file order) is then raised
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=self.jobs) as ex:
+                futs = [ex.submit(self.board, b, built) for b in chosen]
+            for f in futs:
+                f.result()
         self.write_rig_file(chosen)
         return self.results
 
