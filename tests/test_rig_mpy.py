@@ -21,7 +21,6 @@ def _cmdline(pid):
 
 
 def _no_process_left(bench):
-    pids = [b["pid"] for b in bench["boards"]]
     return not any(rigmgr.board_alive(b) for b in bench["boards"]) and not rigmgr.hub_alive(bench)
 
 
