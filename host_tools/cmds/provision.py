@@ -3,6 +3,8 @@ import argparse
 import os
 import sys
 
+from host_tools.cmds.argtypes import positive_int
+
 from host_tools.provision.installer import (RigFileError, ProvisionError, Provisioner, list_boards,
                                             parse_rig_file)
 
@@ -18,6 +20,8 @@ def add_arguments(parser):
     parser.add_argument("--build-dir", default=None, help="where to build (default: build/ in the repository)")
     parser.add_argument("--dir", default=None, help="write the rig file for the other commands here "
                         "(default: $ARCOPY_RIG or <tmp>/arcopy-rig-<uid>)")
+    parser.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                        help="provision up to N boards at once (default 1: one after the other)")
     parser.add_argument("--list", action="store_true", help="list connected USB serial ports and their "
                         "serial numbers, then exit")
 
@@ -56,7 +60,7 @@ def run(args):
     for w in rig.get("warnings", ()):
         print("arcopy: warning: " + w, file=sys.stderr)
     p = Provisioner(rig, dry_run=args.dry_run, force=args.force, sdcard_file=args.sdcard,
-                    build_dir=args.build_dir, rig_dir=os.path.abspath(rig_dir))
+                    build_dir=args.build_dir, rig_dir=os.path.abspath(rig_dir), jobs=args.jobs)
     from host_tools.cmds import interrupt_note
     interrupt_note("provisioning stopped: the board being installed may hold a partial install; "
                    "run the same `arcopy provision` again (it copies only what differs)")

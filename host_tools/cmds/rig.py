@@ -5,6 +5,7 @@ sections over to this module)."""
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -44,6 +45,12 @@ def add_arguments(parser):
                         "warning: a host port takes destructive commands from anyone)")
     p.add_argument("--no-agent", action="store_true",
                    help="no rig agent: each command opens the host ports itself, one at a time")
+    p.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                   help="what every board runs in: this Python (default) or the MicroPython unix "
+                        "port (real MicroPython, the firmware precompiled, a Pico's heap)")
+    p.add_argument("--heap", default=None, metavar="SIZE",
+                   help="a MicroPython board's heap as -X heapsize takes it (default 209936w: "
+                        "the heap a Pico has free after boot, scaled to this build's word size)")
     p.add_argument("--json", action="store_true", help="print the rig file")
     p = sub.add_parser("down", help="stop every process of the rig")
     add_dir(p)
@@ -151,6 +158,8 @@ def run(args):
     try:
         if args.action == "up":
             bad = check_sets(args.set, args.pairs) or check_configs(args)
+            if args.heap is not None and not re.match(r"^[1-9][0-9]*w?[KM]?$", args.heap):
+                bad = "--heap %s: a size as -X heapsize takes it (209936w, 400000, 512K)" % args.heap
             if bad:
                 print("arcopy rig up: error: %s" % bad, file=sys.stderr)
                 return 2
@@ -161,7 +170,8 @@ def run(args):
                                 vol_blocks=args.vol_blocks, journal_slots=args.journal_slots,
                                 ckpt_interval_us=int(args.ckpt_ms * 1000), sets=args.set,
                                 force=args.force, peer_latency_us=args.latency_us,
-                                tcp=args.tcp, bind=args.bind, agent=not args.no_agent)
+                                tcp=args.tcp, bind=args.bind, agent=not args.no_agent,
+                                runtime=args.runtime, heap=args.heap or rigmgr.PICO_HEAP)
             except BaseException as e:
                 # a rig half brought up is taken down, whatever stopped it
                 if not (isinstance(e, rigmgr.RigError) and "already running" in str(e)):
@@ -182,8 +192,9 @@ def run(args):
             if args.json:
                 print(json.dumps(rig, indent=1))
             else:
-                print("rig up in %s: %d pairs, bus %d baud, peer %d baud"
-                      % (rig["dir"], rig["pairs"], rig["baud"], rig["peer_baud"]))
+                print("rig up in %s: %d pairs, bus %d baud, peer %d baud, %s boards%s"
+                      % (rig["dir"], rig["pairs"], rig["baud"], rig["peer_baud"], args.runtime,
+                         " (heap %s)" % rig["heap"] if rig.get("heap") else ""))
                 _print_ls(rigmgr.listing(rig))
             return 0
         rig = rigmgr.load(d)
@@ -237,14 +248,17 @@ def run(args):
 
 
 def _print_ls(rows):
-    print("%-5s %-9s %5s %5s %4s %8s %-6s %s" % ("name", "role", "node", "peer", "pair", "pid",
-                                                "state", "host port"))
+    print("%-5s %-9s %5s %5s %4s %8s %-6s %-11s %9s %s" % ("name", "role", "node", "peer", "pair",
+                                                          "pid", "state", "runtime", "heap peak",
+                                                          "host port"))
     for r in rows:
-        print("%-5s %-9s %5s %5s %4s %8s %-6s %s%s" % (
+        hp = r.get("heap_peak")
+        print("%-5s %-9s %5s %5s %4s %8s %-6s %-11s %9s %s%s" % (
             r["name"], r["role"], r["node"] if r["node"] is not None else "-",
             r["peer"] if r["peer"] is not None else "-",
             r["pair"] if r["pair"] is not None else "-", r["pid"] or "-",
-            "up" if r["alive"] else "down", r["host"], " -> %s" % r["tty"] if r["tty"] else ""))
+            "up" if r["alive"] else "down", r.get("runtime") or "-",
+            hp if hp is not None else "-", r["host"], " -> %s" % r["tty"] if r["tty"] else ""))
 
 
 def run_argv(argv):

@@ -32,6 +32,9 @@ PAIRS = 2
 RATE = 30.0                         # writes/s over both pairs: 15 per peer link (it carries ~21)
 KIND = "random"                     # dependent random chains, as in the simulator's copy-latency run
 CONCURRENCY = 4
+# what the rigs' boards run in ("cpython" or "micropython": the MicroPython unix port with a
+# Pico's heap); `arcopy perf --runtime` sets it
+RUNTIME = "cpython"
 
 
 def plan(quick):
@@ -78,8 +81,9 @@ def _down(rig, d):
             pass
 
 
-def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None):
-    """variants: COPY_AB (default: A copy never started, B copy active) or COMMIT_WAIT_AB.
+def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None, runtime=None):
+    """variants: COPY_AB (default: A copy never started, B copy active) or COMMIT_WAIT_AB;
+    runtime: the boards' runtime (cpython / micropython).
     -> {"ok": True, "rounds": [{"round", "order", "off": {...}, "on": {...}}], "off"/"on":
     {"p50", "p99", "writes", "failed", "in_flight", "retries", "pooled_p50", "pooled_p99"} (medians
     of the rounds' p50 / p99, sums of the counts, percentiles of all the rounds' writes together),
@@ -88,6 +92,7 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None)
     from host_tools.rig import session as rigops
     rounds, seconds, warm = plan_ or plan(quick)
     variants = variants or COPY_AB
+    runtime = runtime or RUNTIME
     root = None
     rigs = {}
     dirs = {}
@@ -96,7 +101,8 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None)
         root = tempfile.mkdtemp(prefix="arcopy-copylat-")
         for v in VARIANTS:
             dirs[v] = os.path.join(root, v)
-            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True, sets=variants[v][1])
+            rigs[v] = rigmgr.up(dirs[v], pairs=pairs, force=True, sets=variants[v][1],
+                                runtime=runtime)
             if any(_config(b).get("autostart") for b in rigs[v]["boards"]):
                 return {"ok": False, "why": "the boards of the rig autostart copy"}
         for v in VARIANTS:
@@ -120,6 +126,7 @@ def measure(quick, pairs=PAIRS, rate=RATE, kind=KIND, plan_=None, variants=None)
                          if s and s["role_name"] == "primary"] for v in VARIANTS}
         out = {"ok": True, "rounds": per, "wall_s": time.monotonic() - t_start,
                "params": {"pairs": pairs, "rate": rate, "kind": kind, "rounds": rounds,
+                          "runtime": runtime,
                           "seconds": seconds, "warm_s": warm}, "clock_err_us": clock_err}
         for v in VARIANTS:
             rs = [r[v] for r in per]

