@@ -234,7 +234,15 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
         hc = _T4[0] | (_T4[1] << 8)
     struct.pack_into(_HDR_FMT_H, buf, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group,
                      seq, ack, plen, hc)
-    _crc_prefix_into(buf, n, buf, n)
+    # _crc_prefix_into(buf, n, buf, n), inlined
+    s = _S
+    s[0:] = buf
+    s[n:] = _EMPTY
+    try:
+        struct.pack_into("<I", buf, n, binascii.crc32(s))
+    except MemoryError:
+        s[n:] = _PAD4
+        _crc_small_into(s, n, buf, n)
     return n + CRC_SIZE
 
 

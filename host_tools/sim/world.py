@@ -254,7 +254,10 @@ class WorkloadDriver:
                 self.issued += 1
                 hosts[pair].request(self._t_write, payload, partial(self._complete, wid))
         nw = wl.next_wakeup()
-        if nw is None or self._done():
+        if nw is None:
+            return
+        d = getattr(wl, "done", False)
+        if d is not False and (d is True or (d() if callable(d) else bool(d))):
             return
         if nw <= now:
             nw = now if reqs else now + 1
