@@ -55,12 +55,22 @@ class BusMac:
         return [m for m in self.members if self.alive(m, now)]
 
     def _rank(self, now):
+        # lower ids than mine, other than the master, alive (as alive(), inlined: this runs
+        # for every deadline)
         r = 0
+        me = self.me
+        master = self.master
+        heard = self.heard
+        tmo = self.member_timeout_us
         for m in self.members:
-            if m >= self.me:
+            if m >= me:
                 break
-            if m != self.master and self.alive(m, now):
-                r += 1
+            if m != master:
+                t = heard.get(m)
+                if t is None:
+                    t = self.boot_us
+                if now - t < tmo:
+                    r += 1
         return r
 
     def _slot_index(self):
@@ -158,7 +168,29 @@ class BusMac:
     def deadline(self, now):
         if self.master == self.me:
             return self.next_cycle
-        d = self.last_beacon + self._election_wait(now)
-        if self.slot_open is not None and self.slot_open < d:
-            d = self.slot_open
+        # last_beacon + _election_wait(now) and _rank(now), inlined: this runs after every event
+        rank = 0
+        me = self.me
+        master = self.master
+        heard = self.heard
+        tmo = self.member_timeout_us
+        for m in self.members:
+            if m >= me:
+                break
+            if m != master:
+                t = heard.get(m)
+                if t is None:
+                    t = self.boot_us
+                if now - t < tmo:
+                    rank += 1
+        cyc = self.cycle_us
+        w = (3 + rank) * cyc
+        if now - self.boot_us < tmo:
+            b = tmo + rank * cyc
+            if b > w:
+                w = b
+        d = self.last_beacon + w
+        s = self.slot_open
+        if s is not None and s < d:
+            d = s
         return d

@@ -201,6 +201,8 @@ def _span(mv, off, end, what):
 
 
 def _exact(mv, off, end, size, what):
+    if end is None and off == 0 and len(mv) == size and isinstance(off, int):
+        return                    # the usual case: the whole payload
     end = _span(mv, off, end, what)
     if end - off != size:
         raise ValueError("%s: payload is %d bytes, expected %d" % (what, end - off, size))
@@ -211,17 +213,16 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
     """Complete a frame in place: the payload is already at buf[HDR_SIZE:HDR_SIZE+plen]; write the
     header with its check and the CRC trailer. Returns the frame length. Allocates nothing (for a buf
     of at most MAX_FRAME + 4 bytes; a longer one grows a scratch buffer once)."""
-    _u8(mtype, "frame.type")
-    _u8(flags, "frame.flags")
-    _u8(src, "frame.src")
-    _u8(dst, "frame.dst")
-    _u8(group, "frame.group")
-    _u16(seq, "frame.seq")
-    _u16(ack, "frame.ack")
-    if not isinstance(plen, int) or plen < 0 or plen > MAX_PAYLOAD:
-        raise _bad("frame.length", plen, MAX_PAYLOAD)
+    try:
+        ok = not ((mtype | flags | src | dst | group) >> 8 or (seq | ack) >> 16 or plen >> 13) \
+            and plen <= MAX_PAYLOAD
+    except TypeError:             # not ints: the checks below say which
+        ok = False
+    if not ok:
+        _frame_fields(mtype, flags, src, dst, group, seq, ack, plen)
     n = HDR_SIZE + plen
-    _room(buf, 0, n + CRC_SIZE, "frame")
+    if n + CRC_SIZE > len(buf):
+        _room(buf, 0, n + CRC_SIZE, "frame")
     h = _H14
     struct.pack_into(HDR_FMT, h, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group, seq, ack, plen)
     try:
@@ -233,8 +234,30 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
         hc = _T4[0] | (_T4[1] << 8)
     struct.pack_into(_HDR_FMT_H, buf, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group,
                      seq, ack, plen, hc)
-    _crc_prefix_into(buf, n, buf, n)
+    # _crc_prefix_into(buf, n, buf, n), inlined
+    s = _S
+    s[0:] = buf
+    s[n:] = _EMPTY
+    try:
+        struct.pack_into("<I", buf, n, binascii.crc32(s))
+    except MemoryError:
+        s[n:] = _PAD4
+        _crc_small_into(s, n, buf, n)
     return n + CRC_SIZE
+
+
+def _frame_fields(mtype, flags, src, dst, group, seq, ack, plen):
+    # the header fields one by one (raises ValueError naming the first one out of range)
+    _u8(mtype, "frame.type")
+    _u8(flags, "frame.flags")
+    _u8(src, "frame.src")
+    _u8(dst, "frame.dst")
+    _u8(group, "frame.group")
+    _u16(seq, "frame.seq")
+    _u16(ack, "frame.ack")
+    if not isinstance(plen, int) or plen < 0 or plen > MAX_PAYLOAD:
+        raise _bad("frame.length", plen, MAX_PAYLOAD)
+    raise AssertionError("frame fields in range")     # unreachable: the fast check failed
 
 
 # ---- site bus payloads --------------------------------------------------------------
@@ -255,9 +278,11 @@ def unpack_copy_active(mv, off=0, end=None):
 
 
 def pack_clock_sync(buf, off, t, rnd):
-    _u64(t, "clock_sync.t")
-    _u32(rnd, "clock_sync.round")
-    _room(buf, off, SZ_CLOCK_SYNC, "clock_sync")
+    if not (isinstance(t, int) and isinstance(rnd, int) and isinstance(off, int)
+            and 0 <= t <= _U64 and 0 <= rnd <= _U32 and 0 <= off and off + SZ_CLOCK_SYNC <= len(buf)):
+        _u64(t, "clock_sync.t")
+        _u32(rnd, "clock_sync.round")
+        _room(buf, off, SZ_CLOCK_SYNC, "clock_sync")
     struct.pack_into(P_CLOCK_SYNC, buf, off, t, rnd)
     return off + SZ_CLOCK_SYNC
 
@@ -268,9 +293,12 @@ def unpack_clock_sync(mv, off=0, end=None):
 
 
 def _pack_nt(fmt, size, what_n, what_t, what, buf, off, n, t):
-    _u32(n, what_n)
-    _u64(t, what_t)
-    _room(buf, off, size, what)
+    # one test for the usual case; the checks one by one name what is wrong
+    if not (isinstance(n, int) and isinstance(t, int) and isinstance(off, int)
+            and 0 <= n <= _U32 and 0 <= t <= _U64 and 0 <= off and off + size <= len(buf)):
+        _u32(n, what_n)
+        _u64(t, what_t)
+        _room(buf, off, size, what)
     struct.pack_into(fmt, buf, off, n, t)
     return off + size
 
@@ -374,14 +402,21 @@ def unpack_batch_head(mv, off=0, end=None):
 
 def pack_record(buf, off, vol, block, t, lseq, data):
     """One write record (volume, block, sequence time, link sequence number, data)."""
-    _u8(vol, "record.vol")
-    _u32(block, "record.block")
-    _u64(t, "record.t")
-    _u32(lseq, "record.lseq")
-    dlen = len(data)
-    if dlen > MAX_RECORD_DATA:
-        raise ValueError("record.data: %d bytes, at most %d" % (dlen, MAX_RECORD_DATA))
-    _room(buf, off, RECORD_HDR + dlen, "record")
+    ok = False
+    if isinstance(vol, int) and isinstance(block, int) and isinstance(t, int) \
+            and isinstance(lseq, int) and isinstance(off, int) and 0 <= vol <= _U8 \
+            and 0 <= block <= _U32 and 0 <= t <= _U64 and 0 <= lseq <= _U32 and 0 <= off:
+        dlen = len(data)
+        ok = dlen <= MAX_RECORD_DATA and off + RECORD_HDR + dlen <= len(buf)
+    if not ok:                    # the checks one by one, naming what is wrong
+        _u8(vol, "record.vol")
+        _u32(block, "record.block")
+        _u64(t, "record.t")
+        _u32(lseq, "record.lseq")
+        dlen = len(data)
+        if dlen > MAX_RECORD_DATA:
+            raise ValueError("record.data: %d bytes, at most %d" % (dlen, MAX_RECORD_DATA))
+        _room(buf, off, RECORD_HDR + dlen, "record")
     struct.pack_into(P_RECORD, buf, off, vol, block, t, lseq, dlen)
     off += RECORD_HDR
     buf[off:off + dlen] = data
@@ -402,8 +437,10 @@ def unpack_record(mv, off=0, end=None):
 
 
 def pack_ack(buf, off, lseq):
-    _u32(lseq, "ack.lseq")
-    _room(buf, off, SZ_ACK, "ack")
+    if not (isinstance(lseq, int) and isinstance(off, int) and 0 <= lseq <= _U32
+            and 0 <= off and off + SZ_ACK <= len(buf)):
+        _u32(lseq, "ack.lseq")
+        _room(buf, off, SZ_ACK, "ack")
     struct.pack_into(P_ACK, buf, off, lseq)
     return off + SZ_ACK
 
@@ -477,11 +514,13 @@ def unpack_h_command(mv, off=0, end=None):
 def pack_h_reply(buf, off, status, body=b""):
     """Reply to a host request: status (S_*) and a body that depends on the request (a block for
     H_READ, a status body for H_STATUS, empty otherwise)."""
-    _u8(status, "h_reply.status")
+    if not (isinstance(status, int) and 0 <= status <= _U8):
+        _u8(status, "h_reply.status")
     blen = len(body)
     if blen > MAX_REPLY_BODY:
         raise ValueError("h_reply.body: %d bytes, at most %d" % (blen, MAX_REPLY_BODY))
-    _room(buf, off, SZ_H_REPLY_HEAD + blen, "h_reply")
+    if not (isinstance(off, int) and 0 <= off and off + SZ_H_REPLY_HEAD + blen <= len(buf)):
+        _room(buf, off, SZ_H_REPLY_HEAD + blen, "h_reply")
     buf[off] = status
     o = off + SZ_H_REPLY_HEAD
     buf[o:o + blen] = body

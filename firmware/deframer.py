@@ -84,6 +84,8 @@ class Deframer:
         self.bad_crc = 0
         self.overflow = 0        # bytes dropped by feed() because the buffer was full
         self.abandoned = 0       # frames given up by abandon()
+        self.discarded = 0       # bytes thrown away: bad_magic + overflow + 2 per rejection or
+                                 # abandoned frame (each drops exactly its two magic bytes)
 
     @property
     def payload(self):
@@ -104,10 +106,12 @@ class Deframer:
         whole and its length added to `overflow`. -> number of bytes taken (len(chunk) or 0)."""
         b = self._in
         n = len(chunk)
-        if len(b) + n > self.capacity:
+        m = len(b)
+        if m + n > self.capacity:
             self.overflow += n
+            self.discarded += n
             return 0
-        b[len(b):] = chunk
+        b[m:] = chunk
         return n
 
     def reset(self):
@@ -123,20 +127,9 @@ class Deframer:
             return False
         self._need = 0
         self.abandoned += 1
+        self.discarded += 2
         self._in[0:2] = _EMPTY
         return True
-
-    def _load(self, n):
-        # _s = exactly the first n buffered bytes
-        s = self._s
-        try:
-            s[0:] = self._in
-            s[n:] = _EMPTY
-        except _BufferError:     # CPython: a caller still holds a view of the last frame
-            s = self._s = bytearray(self.capacity)
-            s[0:] = self._in
-            s[n:] = _EMPTY
-        return s
 
     def next(self):
         """Advance to the next valid frame. -> True when one is ready (see the attributes)."""
@@ -144,61 +137,83 @@ class Deframer:
         while True:
             n = len(b)
             need = self._need
-            if need:
-                if n < need:
+            if not need:
+                if n < 2:
+                    if n == 1 and b[0] != MAGIC0:
+                        b[0:] = _EMPTY
+                        self.bad_magic += 1
+                        self.discarded += 1
                     return False
-                s = self._load(need)
+                if b[0] != MAGIC0 or b[1] != MAGIC1:
+                    i = _find_magic(b, 1)
+                    if i < 0:        # keep a trailing first magic byte: its partner may come next
+                        i = n - 1 if b[n - 1] == MAGIC0 else n
+                    b[0:i] = _EMPTY
+                    self.bad_magic += i
+                    self.discarded += i
+                    continue
+                if n < HDR_SIZE:
+                    return False
+                # _s = exactly the header (a copy of the buffer cut to length)
+                s = self._s
                 try:
-                    ok = binascii.crc32(s) == RES
-                except MemoryError:      # heap locked and the CRC needed a long int: not RES
+                    s[0:] = b
+                    s[HDR_SIZE:] = _EMPTY
+                except _BufferError:     # CPython: a caller still holds a view of the last frame
+                    s = self._s = bytearray(self.capacity)
+                    s[0:] = b
+                    s[HDR_SIZE:] = _EMPTY
+                try:
+                    ok = binascii.crc32(s, HCHECK_INIT) < 0x10000
+                except MemoryError:
                     ok = False
-                self._need = 0
                 if not ok:
-                    self.bad_crc += 1
+                    self.bad_hcheck += 1
+                    self.discarded += 2
                     b[0:2] = _EMPTY
                     continue
-                b[0:need] = _EMPTY
-                self.frame = s
-                self.mtype = s[3]
-                self.flags = s[4]
-                self.src = s[5]
-                self.dst = s[6]
-                self.group = s[7]
-                self.seq = s[8] | (s[9] << 8)
-                self.ack = s[10] | (s[11] << 8)
-                self.plen = need - OVERHEAD
-                self.frames += 1
-                return True
-            if n < 2:
-                if n == 1 and b[0] != MAGIC0:
-                    b[0:] = _EMPTY
-                    self.bad_magic += 1
+                if s[2] != VERSION:
+                    self.bad_version += 1
+                    self.discarded += 2
+                    b[0:2] = _EMPTY
+                    continue
+                plen = s[HCHECK_OFF - 2] | (s[HCHECK_OFF - 1] << 8)
+                if plen > self.max_payload:
+                    self.bad_length += 1
+                    self.discarded += 2
+                    b[0:2] = _EMPTY
+                    continue
+                need = self._need = plen + OVERHEAD
+            if n < need:
                 return False
-            if b[0] != MAGIC0 or b[1] != MAGIC1:
-                i = _find_magic(b, 1)
-                if i < 0:        # keep a trailing first magic byte: its partner may come next
-                    i = n - 1 if b[n - 1] == MAGIC0 else n
-                b[0:i] = _EMPTY
-                self.bad_magic += i
-                continue
-            if n < HDR_SIZE:
-                return False
-            s = self._load(HDR_SIZE)
+            # _s = exactly the frame
+            s = self._s
             try:
-                ok = binascii.crc32(s, HCHECK_INIT) < 0x10000
-            except MemoryError:
+                s[0:] = b
+                s[need:] = _EMPTY
+            except _BufferError:
+                s = self._s = bytearray(self.capacity)
+                s[0:] = b
+                s[need:] = _EMPTY
+            try:
+                ok = binascii.crc32(s) == RES
+            except MemoryError:      # heap locked and the CRC needed a long int: not RES
                 ok = False
+            self._need = 0
             if not ok:
-                self.bad_hcheck += 1
+                self.bad_crc += 1
+                self.discarded += 2
                 b[0:2] = _EMPTY
                 continue
-            if s[2] != VERSION:
-                self.bad_version += 1
-                b[0:2] = _EMPTY
-                continue
-            plen = s[HCHECK_OFF - 2] | (s[HCHECK_OFF - 1] << 8)
-            if plen > self.max_payload:
-                self.bad_length += 1
-                b[0:2] = _EMPTY
-                continue
-            self._need = plen + OVERHEAD
+            b[0:need] = _EMPTY
+            self.frame = s
+            self.mtype = s[3]
+            self.flags = s[4]
+            self.src = s[5]
+            self.dst = s[6]
+            self.group = s[7]
+            self.seq = s[8] | (s[9] << 8)
+            self.ack = s[10] | (s[11] << 8)
+            self.plen = need - OVERHEAD
+            self.frames += 1
+            return True

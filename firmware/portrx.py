@@ -29,11 +29,22 @@ class PortRx:
 
     def data(self, now, chunk):
         """Bytes arrived at local time now."""
-        if self.last_rx is not None and now - self.last_rx > QUIET_US:
+        last = self.last_rx
+        if last is not None and now - last > QUIET_US:
             self._quiet(now)          # anything pending predates a silence: it is dead
         self.last_rx = now
-        self.d.feed(chunk)
-        self._drain(now)
+        d = self.d
+        d.feed(chunk)
+        node = self.node
+        port = self.port
+        while d.next():               # as _drain (inlined: this runs for every chunk)
+            e = d.discarded
+            if e != self.garbage:     # the garbage before this frame, if any: one run
+                node.on_garbage(now, port, e - self.garbage)
+                self.garbage = e
+            self.frames += 1
+            node.on_frame(now, port, d.mtype, d.flags, d.src, d.dst, d.group, d.seq, d.ack,
+                          d.payload)
 
     def idle(self, now):
         """Nothing arrived (call when a poll finds the port empty)."""
@@ -45,15 +56,8 @@ class PortRx:
             self._drain(now)
         self._report(now)             # the run, if any, ends with the silence
 
-    def _discarded(self):
-        # every rejection after a magic drops exactly the two magic bytes; the bytes after
-        # them are counted in bad_magic while the hunt skips them
-        d = self.d
-        return (d.bad_magic + d.overflow
-                + 2 * (d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc + d.abandoned))
-
     def _report(self, now):
-        e = self._discarded()
+        e = self.d.discarded          # see Deframer.discarded
         if e != self.garbage:
             self.node.on_garbage(now, self.port, e - self.garbage)
             self.garbage = e

@@ -538,6 +538,7 @@ class FakeDeframer:
         self.bad_magic = self.bad_version = self.bad_hcheck = 0
         self.bad_length = self.bad_crc = self.overflow = 0
         self.abandoned = 0
+        self.discarded = 0          # bytes thrown away, as the real deframer counts them
         self.frames = 0
 
     def abandon(self):
@@ -551,6 +552,7 @@ class FakeDeframer:
             n = self.buf[0]
             if n == 0:
                 self.bad_magic += 1
+                self.discarded += 1
                 del self.buf[0]
                 continue
             if len(self.buf) < 1 + n:

@@ -18,6 +18,8 @@ fakes in place of the HAL:
 Firmware modules are imported lazily, by bare name, after ``host_tools.fwpath``,
 so this module imports without them.
 """
+from functools import partial
+
 PORT_HOST = 0
 PORT_BUS = 1
 PORT_PEER = 2
@@ -99,13 +101,13 @@ class SimBoard:
     def attach_bus(self, bus, sid):
         self._bus = (bus, sid)
         bus.attach(sid, self.receiver(PORT_BUS))
-        self.senders[PORT_BUS] = lambda data, _b=bus, _s=sid: _b.send(_s, data)
+        self.senders[PORT_BUS] = partial(bus.send, sid)
         bus.set_up(sid, False)
 
     def attach_peer(self, link, side):
         self._peer = (link, side)
         link.attach(side, self.receiver(PORT_PEER))
-        self.senders[PORT_PEER] = lambda data, _l=link, _s=side: _l.send(_s, data)
+        self.senders[PORT_PEER] = partial(link.send, side)
         link.cut(side)
 
     def attach_host(self, host):
@@ -126,7 +128,7 @@ class SimBoard:
 
     def receiver(self, port):
         """The deliver(bytes) callback for `port`."""
-        return lambda data, _p=port: self.receive(_p, data)
+        return partial(self.receive, port)
 
     # -- life cycle ---------------------------------------------------------------
     def power_on(self):
@@ -282,13 +284,15 @@ class SimBoard:
         if not self.alive:
             return
         local = self.clock.local_us(self.sched.now)
-        if self._rx is None or self._rx[port].node is not self.node:
-            self._rx = [_port_rx()(self.node, p, self.deframers[p]) for p in range(3)]
-        rx = self._rx[port]
+        rxs = self._rx
+        if rxs is None or rxs[port].node is not self.node:
+            rxs = self._rx = [_port_rx()(self.node, p, self.deframers[p]) for p in range(3)]
+        rx = rxs[port]
         try:
             before = rx.frames
             rx.data(local, data)            # the firmware's own receive path (portrx.py)
-            self.frames_in[port] += rx.frames - before
+            if rx.frames != before:
+                self.frames_in[port] += rx.frames - before
         except self.powercut_exc:
             self._powercut()
             return
@@ -316,8 +320,8 @@ class SimBoard:
 
     def _after(self, local, ticked):
         node = self.node
-        out = node.take_out()
-        if out:
+        if node.out:
+            out = node.take_out()
             senders = self.senders
             trace = self.sched.trace
             for port, frame in out:
@@ -338,7 +342,8 @@ class SimBoard:
                 self._tick_ev = None
                 self._tick_at = None
             return
-        now = self.sched.now
+        sched = self.sched
+        now = sched.now
         v = self.clock.to_virtual(nd)
         if v <= now:
             if ticked:
@@ -353,12 +358,13 @@ class SimBoard:
                 v = now
         elif ticked:
             self._spins = 0
-        if self._tick_ev is not None:
+        ev = self._tick_ev
+        if ev is not None:
             if self._tick_at == v:
                 return
-            self.sched.cancel(self._tick_ev)
+            sched.cancel(ev)
         self._tick_at = v
-        self._tick_ev = self.sched.schedule(v, self._tick)
+        self._tick_ev = sched.schedule(v, self._tick)
 
     # -- inspection -------------------------------------------------------------------
     def local_now(self):

@@ -69,6 +69,11 @@ class RamDisk:
                 raise ValueError("write beyond the device")
             self.data[start:start + len(buf)] = buf
             return 0
+        ln = len(buf)
+        if ln == BLOCK_SIZE and 0 <= n < self.nblocks:       # the usual case: one block
+            start = n * BLOCK_SIZE
+            self.data[start:start + BLOCK_SIZE] = buf
+            return 0
         cnt = _check_buf(n, buf, self.nblocks)
         start = n * BLOCK_SIZE
         self.data[start:start + cnt * BLOCK_SIZE] = buf
@@ -175,8 +180,23 @@ class FaultyDisk:
         if offset:
             raise ValueError("FaultyDisk supports whole-block writes only")
         self.write_calls += 1
+        if len(buf) == BLOCK_SIZE and self._cut_at is None and self._bad_at is None:
+            # the usual case: one block, nothing armed
+            inner = self.inner
+            if type(inner) is RamDisk and 0 <= n < inner.nblocks:
+                start = n * BLOCK_SIZE
+                inner.data[start:start + BLOCK_SIZE] = buf
+            else:
+                inner.writeblocks(n, buf)       # it checks the range
+            self.writes += 1
+            return 0
+        cnt = _check_buf(n, buf, self.inner.ioctl(IOCTL_BLK_COUNT, 0))
+        if self._cut_at is None and self._bad_at is None:
+            # nothing armed: the blocks are written as they are, in one call
+            self.inner.writeblocks(n, buf)
+            self.writes += cnt
+            return 0
         mv = memoryview(buf)
-        cnt = _check_buf(n, mv, self.inner.ioctl(IOCTL_BLK_COUNT, 0))
         status = 0
         for i in range(cnt):
             blk = mv[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE]

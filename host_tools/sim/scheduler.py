@@ -15,6 +15,9 @@ import hashlib
 from heapq import heappush, heappop
 
 
+_FOREVER = 1 << 62          # run(): no time limit
+
+
 class SchedulerError(Exception):
     pass
 
@@ -117,10 +120,15 @@ class Scheduler:
         self._stop = False
         dg = self._digest
         drained = True
+        if t_us is None:
+            t_us = _FOREVER
+        pop = heappop
         while heap and n != limit:
-            if t_us is not None and heap[0][0] > t_us:
+            ev = pop(heap)
+            at, s, fn, args = ev
+            if at > t_us:
+                heappush(heap, ev)      # not due: back where it was (same serial, same order)
                 break
-            at, s, fn, args = heappop(heap)
             if c and s in c:
                 c.discard(s)
                 continue

@@ -1,0 +1,346 @@
+# The simulator's and the firmware's fast paths behave exactly as the code they replaced.
+"""Differential tests of the performance work (issue #16): the rewritten Deframer.next, PortRx
+and the range checks of codec against reference copies of the code before it, plus the engine's
+shortcuts (host-port reply decoding, FaultyDisk's one-block write, the link's chunk draws)."""
+import binascii
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from firmware import codec, wire
+from firmware.deframer import Deframer
+from firmware.portrx import PortRx
+from firmware.wire import MAGIC0, MAGIC1, VERSION, HDR_SIZE, OVERHEAD, HCHECK_OFF
+from protocol import hostcodec
+from host_tools.sim import link as link_mod
+from host_tools.sim.disk import RamDisk, FaultyDisk, BLOCK_SIZE
+from host_tools.sim.scheduler import Scheduler
+
+
+# ---- reference: the deframer and port receiver as they were before the rewrite ----------------
+class RefDeframer(Deframer):
+    """Deframer.next as it was (a header copy per pass of the loop, one pass per stage)."""
+
+    def _load(self, n):
+        s = self._s
+        try:
+            s[0:] = self._in
+            s[n:] = b""
+        except BufferError:
+            s = self._s = bytearray(self.capacity)
+            s[0:] = self._in
+            s[n:] = b""
+        return s
+
+    def next(self):
+        b = self._in
+        while True:
+            n = len(b)
+            need = self._need
+            if need:
+                if n < need:
+                    return False
+                s = self._load(need)
+                ok = binascii.crc32(s) == codec.RES
+                self._need = 0
+                if not ok:
+                    self.bad_crc += 1
+                    b[0:2] = b""
+                    continue
+                b[0:need] = b""
+                self.frame = s
+                self.mtype, self.flags, self.src, self.dst, self.group = s[3], s[4], s[5], s[6], s[7]
+                self.seq = s[8] | (s[9] << 8)
+                self.ack = s[10] | (s[11] << 8)
+                self.plen = need - OVERHEAD
+                self.frames += 1
+                return True
+            if n < 2:
+                if n == 1 and b[0] != MAGIC0:
+                    b[0:] = b""
+                    self.bad_magic += 1
+                return False
+            if b[0] != MAGIC0 or b[1] != MAGIC1:
+                i = b.find(b"\xA5\x5C", 1)
+                if i < 0:
+                    i = n - 1 if b[n - 1] == MAGIC0 else n
+                b[0:i] = b""
+                self.bad_magic += i
+                continue
+            if n < HDR_SIZE:
+                return False
+            s = self._load(HDR_SIZE)
+            if not binascii.crc32(s, codec.HCHECK_INIT) < 0x10000:
+                self.bad_hcheck += 1
+                b[0:2] = b""
+                continue
+            if s[2] != VERSION:
+                self.bad_version += 1
+                b[0:2] = b""
+                continue
+            plen = s[HCHECK_OFF - 2] | (s[HCHECK_OFF - 1] << 8)
+            if plen > self.max_payload:
+                self.bad_length += 1
+                b[0:2] = b""
+                continue
+            self._need = plen + OVERHEAD
+
+
+class RefPortRx(PortRx):
+    """PortRx as it was: the garbage count from the deframer's counters, a call per frame."""
+
+    def data(self, now, chunk):
+        if self.last_rx is not None and now - self.last_rx > 100000:
+            self._quiet(now)
+        self.last_rx = now
+        self.d.feed(chunk)
+        self._drain(now)
+
+    def _report(self, now):
+        d = self.d
+        e = (d.bad_magic + d.overflow
+             + 2 * (d.bad_version + d.bad_hcheck + d.bad_length + d.bad_crc + d.abandoned))
+        if e != self.garbage:
+            self.node.on_garbage(now, self.port, e - self.garbage)
+            self.garbage = e
+
+
+COUNTERS = ("frames", "bad_magic", "bad_version", "bad_hcheck", "bad_length", "bad_crc", "overflow",
+            "abandoned")
+
+
+def _frame(k, plen):
+    body = bytes((k * 7 + i) & 0xFF for i in range(plen))
+    return hostcodec.encode(wire.T_WRITE_BATCH if plen > 12 else wire.T_CHECKPOINT, 1, 2, body,
+                            seq=k, ack=k ^ 0x55)
+
+
+def _bad_version(k):
+    f = bytearray(_frame(k, 12))
+    f[2] = 9
+    f[14:16] = (binascii.crc32(bytes(f[:14])) & 0xFFFF).to_bytes(2, "little")
+    return bytes(f)
+
+
+PIECE = st.one_of(
+    st.builds(_frame, st.integers(0, 999), st.integers(0, 300)),
+    st.builds(lambda f, i, x: f[:i % len(f)] + bytes([f[i % len(f)] ^ x]) + f[i % len(f) + 1:],
+              st.builds(_frame, st.integers(0, 999), st.integers(0, 300)), st.integers(0, 400),
+              st.integers(1, 255)),                                        # damaged frame
+    st.builds(lambda f, k: f[:k], st.builds(_frame, st.integers(0, 99), st.integers(0, 300)),
+              st.integers(1, 40)),                                         # cut short
+    st.builds(_bad_version, st.integers(0, 99)),
+    st.binary(max_size=40),                                                # noise
+    st.just(b"\xA5"), st.just(b"\xA5\x5C"),
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(pieces=st.lists(PIECE, max_size=12), cut=st.integers(1, 600),
+       abandon_every=st.integers(0, 5), max_payload=st.sampled_from([64, 256, wire.MAX_PAYLOAD]))
+def test_deframer_matches_the_reference(pieces, cut, abandon_every, max_payload):
+    stream = b"".join(pieces)
+    new = Deframer(max_payload, slack=128)
+    ref = RefDeframer(max_payload, slack=128)
+    k = 0
+    for pos in range(0, len(stream), cut):
+        chunk = stream[pos:pos + cut]
+        assert new.feed(chunk) == ref.feed(chunk)
+        while True:
+            a, b = new.next(), ref.next()
+            assert a == b
+            if not a:
+                break
+            assert bytes(new.frame) == bytes(ref.frame)
+            assert (new.mtype, new.flags, new.src, new.dst, new.group, new.seq, new.ack, new.plen) == \
+                (ref.mtype, ref.flags, ref.src, ref.dst, ref.group, ref.seq, ref.ack, ref.plen)
+            assert bytes(new.payload) == bytes(ref.payload)
+        k += 1
+        if abandon_every and k % abandon_every == 0:
+            assert new.abandon() == ref.abandon()
+        assert new.pending == ref.pending
+        assert [getattr(new, c) for c in COUNTERS] == [getattr(ref, c) for c in COUNTERS]
+        assert new.discarded == (new.bad_magic + new.overflow + 2 * (
+            new.bad_version + new.bad_hcheck + new.bad_length + new.bad_crc + new.abandoned))
+
+
+class _Node:
+    def __init__(self):
+        self.calls = []
+
+    def on_frame(self, now, port, mtype, flags, src, dst, group, seq, ack, payload):
+        self.calls.append(("frame", now, port, mtype, flags, src, dst, group, seq, ack, bytes(payload)))
+
+    def on_garbage(self, now, port, n):
+        self.calls.append(("garbage", now, port, n))
+
+
+@settings(max_examples=80, deadline=None)
+@given(pieces=st.lists(PIECE, max_size=10), cut=st.integers(1, 300),
+       gaps=st.lists(st.integers(0, 250000), min_size=1, max_size=8))
+def test_portrx_matches_the_reference(pieces, cut, gaps):
+    stream = b"".join(pieces)
+    nn, rn = _Node(), _Node()
+    new = PortRx(nn, 2, Deframer(wire.MAX_PAYLOAD, slack=512))
+    ref = RefPortRx(rn, 2, RefDeframer(wire.MAX_PAYLOAD, slack=512))
+    now = 0
+    for i, pos in enumerate(range(0, len(stream), cut)):
+        now += gaps[i % len(gaps)]
+        new.data(now, stream[pos:pos + cut])
+        ref.data(now, stream[pos:pos + cut])
+        new.idle(now + 50000)
+        ref.idle(now + 50000)
+    new.idle(now + 10 ** 6)
+    ref.idle(now + 10 ** 6)
+    assert nn.calls == rn.calls
+    assert new.frames == ref.frames and new.garbage == ref.garbage
+
+
+# ---- codec: the one-test range checks accept and refuse exactly what the field checks did --------
+def _ref_frame_check(mtype, flags, src, dst, group, seq, ack, plen):
+    for v, what, hi in ((mtype, "frame.type", 255), (flags, "frame.flags", 255), (src, "frame.src", 255),
+                        (dst, "frame.dst", 255), (group, "frame.group", 255), (seq, "frame.seq", 0xFFFF),
+                        (ack, "frame.ack", 0xFFFF), (plen, "frame.length", wire.MAX_PAYLOAD)):
+        if not isinstance(v, int) or v < 0 or v > hi:
+            return what
+    return None
+
+
+FIELD = st.one_of(st.integers(-3, 300), st.integers(0, 0x10002), st.sampled_from([1.0, None, True, 1 << 40]))
+
+
+@settings(max_examples=120, deadline=None)
+@given(f=st.tuples(FIELD, FIELD, FIELD, FIELD, FIELD, FIELD, FIELD, st.one_of(FIELD, st.integers(0, 4200))))
+def test_build_frame_checks_match_the_field_checks(f):
+    want = _ref_frame_check(*f)
+    buf = bytearray(wire.MAX_FRAME + 4)
+    if want is None:
+        n = codec.build_frame(buf, *f)
+        assert hostcodec.decode(bytes(buf[:n]))[:7] == tuple(f[:7])
+    else:
+        with pytest.raises(ValueError, match=want.replace(".", r"\.")):
+            codec.build_frame(buf, *f)
+
+
+@pytest.mark.parametrize("call, what", [
+    (lambda b: codec.pack_record(b, 0, 256, 0, 0, 0, bytes(8)), r"record\.vol"),
+    (lambda b: codec.pack_record(b, 0, 0, -1, 0, 0, bytes(8)), r"record\.block"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 1 << 64, 0, bytes(8)), r"record\.t"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 0, 1 << 32, bytes(8)), r"record\.lseq"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 0, 0, bytes(codec.MAX_RECORD_DATA + 1)), r"record\.data"),
+    (lambda b: codec.pack_record(b, 60, 0, 0, 0, 0, bytes(8)), r"record: needs"),
+    (lambda b: codec.pack_record(b, 0, 1.0, 0, 0, 0, bytes(8)), r"record\.vol"),
+    (lambda b: codec.pack_ack(b, 0, -1), r"ack\.lseq"),
+    (lambda b: codec.pack_ack(b, 62, 1), r"ack: needs"),
+    (lambda b: codec.pack_clock_sync(b, 0, -1, 0), r"clock_sync\.t"),
+    (lambda b: codec.pack_clock_sync(b, 0, 0, 1 << 32), r"clock_sync\.round"),
+    (lambda b: codec.pack_clock_sync(b, 60, 0, 0), r"clock_sync: needs"),
+    (lambda b: codec.pack_release(b, 0, 1 << 32, 0), r"release\.n"),
+    (lambda b: codec.pack_held(b, 0, 0, None), r"held\.t"),
+    (lambda b: codec.pack_marker(b, -1, 0, 0), r"marker: needs"),
+    (lambda b: codec.pack_h_reply(b, 0, 256), r"h_reply\.status"),
+    (lambda b: codec.pack_h_reply(b, 63, 0, b"xy"), r"h_reply: needs"),
+])
+def test_packers_still_name_the_bad_field(call, what):
+    with pytest.raises(ValueError, match=what):
+        call(bytearray(64))
+
+
+def test_unpack_of_a_whole_payload_and_of_a_region_agree():
+    buf = bytearray(40)
+    codec.pack_checkpoint(buf, 4, 7, 1 << 40)
+    assert codec.unpack_checkpoint(bytes(buf[4:4 + codec.SZ_CHECKPOINT])) == (7, 1 << 40)
+    assert codec.unpack_checkpoint(buf, 4, 4 + codec.SZ_CHECKPOINT) == (7, 1 << 40)
+    with pytest.raises(ValueError, match="expected"):
+        codec.unpack_checkpoint(bytes(codec.SZ_CHECKPOINT + 1))
+    with pytest.raises(ValueError, match="bad region"):
+        codec.unpack_checkpoint(bytes(codec.SZ_CHECKPOINT), 0.0)
+
+
+# ---- engine shortcuts -------------------------------------------------------------------------
+def test_random_randint_is_randbelow_as_the_link_draws_it():
+    for seed in range(5):
+        a, b = random.Random(seed), random.Random(seed)
+        below = link_mod._below(b)
+        for n in (1, 2, 7, 256, 512, 30001):
+            assert [a.randint(1, n) for _ in range(50)] == [1 + below(n) for _ in range(50)]
+            assert [a.randint(0, n) for _ in range(50)] == [below(n + 1) for _ in range(50)]
+
+
+def test_link_draws_through_randint_for_other_generators():
+    class Counting(random.Random):
+        calls = 0
+
+        def randint(self, a, b):
+            Counting.calls += 1
+            return super().randint(a, b)
+
+    f = link_mod._below(Counting(3))
+    assert all(0 <= f(5) < 5 for _ in range(20)) and Counting.calls == 20
+
+
+def _host_world():
+    from host_tools.sim.world import HostPort
+
+    class Board:
+        name = "b"
+
+        class cfg:
+            node = 1
+            group = 0
+
+        def receive(self, port, frame):
+            pass
+    s = Scheduler()
+    return s, HostPort(s, Board(), latency_us=10, timeout_us=1000)
+
+
+def _reply(tag, status):
+    return hostcodec.encode(wire.T_H_REPLY, 1, wire.HOST_ID, bytes([status, 9]), seq=tag, flags=wire.F_REPLY)
+
+
+def test_host_port_takes_replies_whole_split_joined_and_after_garbage():
+    s, hp = _host_world()
+    got = []
+    tags = [hp.request(wire.T_H_STATUS, b"", lambda now, st, mt, pl: got.append((st, pl)))
+            for _ in range(5)]
+    r = [_reply(t, k) for k, t in enumerate(tags)]
+    hp._arrive(r[0])                      # whole frame: the fast path
+    hp._arrive(r[1][:7])                  # split: through the deframer
+    hp._arrive(r[1][7:] + r[2])           # the rest of one and a whole other, joined
+    hp._arrive(b"\x00junk" + r[3])        # garbage first
+    hp._arrive(r[4])
+    hp._arrive(_reply(999, 0))            # nobody asked
+    assert got == [(k, bytes([k, 9])) for k in range(5)]
+    assert hp.replies == 5 and hp.unmatched == 1 and hp.outstanding() == 0
+    s.run()
+    assert hp.timeouts == 0
+
+
+def test_faulty_disk_one_block_write_counts_and_checks_the_range():
+    fd = FaultyDisk(RamDisk(4), random.Random(1))
+    fd.writeblocks(3, bytes([7]) * BLOCK_SIZE)
+    fd.writeblocks(0, bytes([8]) * (2 * BLOCK_SIZE))
+    assert fd.writes == 3 and fd.write_calls == 2
+    assert fd.inner.block(3) == bytes([7]) * BLOCK_SIZE and fd.inner.block(1) == bytes([8]) * BLOCK_SIZE
+    for n in (4, -1):
+        with pytest.raises(ValueError, match="outside device"):
+            fd.writeblocks(n, bytes(BLOCK_SIZE))
+    assert fd.writes == 3 and fd.write_calls == 4
+    fd.arm_power_cut(0)
+    from host_tools.sim.disk import PowerCut
+    with pytest.raises(PowerCut):
+        fd.writeblocks(2, bytes(BLOCK_SIZE))
+    assert fd.dead and fd.writes == 3
+
+
+def test_scheduler_leaves_an_event_that_is_not_due_in_its_place():
+    s = Scheduler()
+    seen = []
+    for k, at in enumerate((50, 10, 50, 30, 50)):
+        s.schedule(at, seen.append, k)
+    assert s.run_until(20) == 1 and s.now == 20
+    assert s.run_until(40) == 1 and s.now == 40
+    s.run()
+    assert seen == [1, 3, 0, 2, 4]
