@@ -448,10 +448,9 @@ def test_a_join_never_declares_a_cut_older_than_the_writes_it_copied():
         "joined at T=%d < stamp of w1 %d with w2 in the volume" % (s3.store.sb.applied_t, t_w1)
 
 
-@known_fault("both sides show DUPLEX before the joined secondary can reach the "
-             "group's newest released cut")
 def test_disaster_the_moment_every_pair_shows_duplex():
     # seed 2: pair 3 joins first and the group (pair 3 alone) releases on; the other pairs
-    # join at older cuts. A failover at that instant finds no cut every secondary can reach.
+    # join at older cuts. A secondary shows DUPLEX only once it applied a group release at
+    # or after its join, so a failover at that instant reaches every pair.
     r = run_ops("initial-copy", seed=2, faults="none", wait_group=False, disaster_delay_s=0)
     assert set(r["failover"].values()) == {S_OK} and r["consistent"], _why(r)
