@@ -500,9 +500,15 @@ class Secondary:
         if mtype == T_SUSPEND:
             reason = codec.unpack_suspend(payload)[0]
             # operator: leave the group with the last applied image; otherwise (an
-            # auto-suspend) resign, as if the primary were lost
-            transition(self.store, ROLE_SECONDARY,
-                       ev.PEER_SUSPEND if reason == R_OPERATOR else ev.PEER_AUTO_SUSPEND)
+            # auto-suspend) resign, as if the primary were lost -- except a join not yet
+            # confirmed: it leaves the group with the image of its join cut (no image yet
+            # for a first copy), so the group does not freeze at what it holds
+            sb = self.store.sb
+            if reason == R_OPERATOR or self.joining():
+                transition(self.store, ROLE_SECONDARY, ev.PEER_SUSPEND,
+                           img_state=sb.img_state & ~IMG_JOINED)
+            else:
+                transition(self.store, ROLE_SECONDARY, ev.PEER_AUTO_SUSPEND)
             self.link = LINK_HELLO
             return
         if self.link != LINK_UP:
