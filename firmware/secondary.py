@@ -147,7 +147,7 @@ class Secondary:
         joining) with an image to keep? A first copy has none."""
         sb = self.store.sb
         s = sb.copy_state
-        if sb.img_state & IMG_FIRST:
+        if sb.img_state & IMG_FIRST or not self.cfg.keep_image:
             return False
         if s == CS_SUSPENDED:
             return sb.applied_t != 0 or sb.img_state & IMG_ON != 0
@@ -550,7 +550,8 @@ class Secondary:
         sb = st.sb
         prev = sb.copy_state
         img = sb.img_state & (IMG_ON | IMG_RESTORING)
-        if not img and (prev == CS_SIMPLEX or not sb.applied_t or sb.img_state & IMG_FIRST):
+        if not img and (prev == CS_SIMPLEX or not sb.applied_t or sb.img_state & IMG_FIRST
+                        or not self.cfg.keep_image):
             img |= IMG_FIRST
         for v in range(sb.nvol):
             st.bm_clear_all(v)               # the resync overwrites whatever changed here
