@@ -147,11 +147,17 @@ class Secondary:
         joining) with an image to keep? A first copy has none."""
         sb = self.store.sb
         s = sb.copy_state
-        if sb.img_state & IMG_FIRST or not self.cfg.keep_image:
+        if sb.img_state & IMG_FIRST or not self.keeps_images():
             return False
         if s == CS_SUSPENDED:
             return sb.applied_t != 0 or sb.img_state & IMG_ON != 0
         return s == CS_PENDING
+
+    def keeps_images(self):
+        """Does this board keep its image through a resync? Not with keep_image off, nor on a
+        store formatted without a preserved-image area (img_slots 0): a resync then
+        overwrites the image, as before the area existed."""
+        return bool(self.cfg.keep_image) and self.store.sb.img_slots > 0
 
     def waiting_anchor(self):
         """A resync onto this board's image waits for the group's anchor (copies refused)."""
@@ -551,7 +557,7 @@ class Secondary:
         prev = sb.copy_state
         img = sb.img_state & (IMG_ON | IMG_RESTORING)
         if not img and (prev == CS_SIMPLEX or not sb.applied_t or sb.img_state & IMG_FIRST
-                        or not self.cfg.keep_image):
+                        or not self.keeps_images()):
             img |= IMG_FIRST
         for v in range(sb.nvol):
             st.bm_clear_all(v)               # the resync overwrites whatever changed here
@@ -764,7 +770,7 @@ class Secondary:
         m[M_ACTIVE] = self.in_group()
         m[M_STATE] = self.shown_state()
         m[M_ANCHOR_T] = sb.img_t if sb.img_state & IMG_ON else (
-            self.anchor_t if sb.img_state & IMG_FIRST else 0)
+            self.anchor_t if sb.img_state & IMG_FIRST or not self.keeps_images() else 0)
         m[M_KEEP] = self.keep()
 
     def _take_over(self):
@@ -832,7 +838,11 @@ class Secondary:
                     # lag the others'. continue: skip it once it is known or gone.
                     # A pair in resync or suspended by the operator is out of the group:
                     # it is not waited for (it counts again once it joins).
-                    if m is not None and (m[M_STATE] == CS_PENDING or m[M_STATE] == CS_SUSPENDED):
+                    # Nor is a pair not copying at all (SIMPLEX: its copy never started, or
+                    # was stopped): a pair that joins shows DUPLEX only once the group
+                    # released a cut at or after its join, so the group must release.
+                    if m is not None and (m[M_STATE] == CS_PENDING or m[M_STATE] == CS_SUSPENDED
+                                          or m[M_STATE] == CS_SIMPLEX):
                         continue
                     if not cont or (m is None and mac.alive(mid, now)):
                         blocked = True
@@ -971,9 +981,10 @@ class Secondary:
     def _report_anchor(self, dst):
         sb = self.store.sb
         n, t = (sb.img_n, sb.img_t) if sb.img_state & IMG_ON else (0, 0)
-        if sb.img_state & IMG_FIRST and self.told_t:
+        if (sb.img_state & IMG_FIRST or not self.keeps_images()) and self.told_t:
             # a first copy (joined, unconfirmed) has no image to keep and confirms no join
-            # while an anchor is set: it does not hold the group back
+            # while an anchor is set, a board without the area keeps none: neither holds
+            # the group back
             n, t = 0, self.told_t
         codec.pack_update_complete(self.tx, HDR_SIZE, n, t)
         self.node.emit(PORT_BUS, T_UPDATE_COMPLETE, dst, SZ_UPDATE_COMPLETE, flags=F_ANCHOR)
