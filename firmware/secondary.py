@@ -810,10 +810,15 @@ class Secondary:
             self.was_master = True
             self._take_over()
         sb = self.store.sb
-        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and self.round() == RV_RELEASED:
-            # our own pair joined (after a resync) below the round in progress: the release
+        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
+                self.round() == RV_RELEASED or self.joining()):
+            # our own pair joined (after a resync) below the newest release: the release
             # was decided while we were outside the group, so apply it now
             self.on_release(now, self.rel_n, self.rel_t)
+            self._self_entry()
+        elif self.joining() and sb.applied_t < self.ckpt_t < self.rel_t:
+            # joined far below it: catch up with the cuts held meanwhile
+            self._apply(self.ckpt_n, self.ckpt_t)
             self._self_entry()
         self.announce_due = False            # (the master's own entry is its announcement)
         sent = self._anchor_cycle()
@@ -858,6 +863,8 @@ class Secondary:
             if self.round() == RV_RELEASED:
                 done = True
                 for m in table:
+                    if m[M_HELD_T] < self.rel_t and m[M_APPLIED_T] < self.rel_t and not m[M_RESIGNED]:
+                        continue             # joined below the release: it catches up alone
                     if m[M_APPLIED_T] < self.rel_t and not (cont and m[M_RESIGNED] and m[M_HELD_T] < self.rel_t):
                         done = False
                 if done:
@@ -879,6 +886,10 @@ class Secondary:
                 low = None
                 for m in table:
                     if cont and m[M_RESIGNED]:
+                        continue
+                    if m[M_HELD_T] <= self.rel_t and m[M_APPLIED_T] < self.rel_t and not m[M_RESIGNED]:
+                        # joined below the newest release (its join is not confirmed yet): the
+                        # group goes on, it catches up alone (applying the cuts it holds)
                         continue
                     if low is None or m[M_HELD_T] < low[M_HELD_T]:
                         low = m
