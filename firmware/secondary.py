@@ -863,8 +863,6 @@ class Secondary:
             if self.round() == RV_RELEASED:
                 done = True
                 for m in table:
-                    if m[M_HELD_T] < self.rel_t and m[M_APPLIED_T] < self.rel_t and not m[M_RESIGNED]:
-                        continue             # joined below the release: it catches up alone
                     if m[M_APPLIED_T] < self.rel_t and not (cont and m[M_RESIGNED] and m[M_HELD_T] < self.rel_t):
                         done = False
                 if done:
@@ -886,10 +884,6 @@ class Secondary:
                 low = None
                 for m in table:
                     if cont and m[M_RESIGNED]:
-                        continue
-                    if m[M_HELD_T] <= self.rel_t and m[M_APPLIED_T] < self.rel_t and not m[M_RESIGNED]:
-                        # joined below the newest release (its join is not confirmed yet): the
-                        # group goes on, it catches up alone (applying the cuts it holds)
                         continue
                     if low is None or m[M_HELD_T] < low[M_HELD_T]:
                         low = m
