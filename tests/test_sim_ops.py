@@ -291,7 +291,8 @@ def test_rendezvous_master_joining_behind_its_open_round_keeps_releasing():
     net.hold(("bus", s2.id))                   # the master does not hear s2 complete it (yet)
     net.release(("peer", p1.id))               # s1 joins behind the open round
     net.advance(100000)
-    assert s1.store.sb.copy_state == CS_DUPLEX
+    # joined (counted in the group); it shows DUPLEX once it applied a release at or after its join
+    assert s1.store.sb.copy_state == CS_DUPLEX or r.joining()
     net.release(("bus", s2.id))
     before = (s1.store.sb.applied_n, s2.store.sb.applied_n)
     for i in range(3):
@@ -300,6 +301,7 @@ def test_rendezvous_master_joining_behind_its_open_round_keeps_releasing():
     net.advance(10000000)
     assert s1.store.sb.applied_n > before[0] and s2.store.sb.applied_n > before[1], \
         "no release in 10 s: master rel_n %d reset_n %d" % (r.rel_n, r.reset_n)
+    assert s1.store.sb.copy_state == CS_DUPLEX
 
 
 def test_resume_during_a_link_outage_relinks_when_the_link_returns():
