@@ -911,11 +911,16 @@ class Secondary:
         """Master: set the group's anchor when a member needs it, announce it, drop it when
         none does (see the module comment). -> bytes sent."""
         need = False
+        settled = True                       # every configured member known, none out of the group
         for mid in self.cfg.site_nodes:
             m = self.members.get(mid)
-            if m is not None and m[M_KEEP]:
+            if m is None:
+                settled = False
+            elif m[M_KEEP]:
                 need = True
                 break
+            elif not m[M_ACTIVE] and m[M_STATE] != CS_SIMPLEX:
+                settled = False
         node = self.node
         sent = 0
         if need and not self.anchor_t and self.rel_t:
@@ -925,7 +930,9 @@ class Secondary:
             tr = node.trace
             if tr is not None:
                 tr(node, "anchor", self.anchor_n, self.anchor_t)
-        elif not need and self.anchor_t and self.round() == RV_COLLECTING:
+        elif not need and settled and self.anchor_t and self.round() == RV_COLLECTING:
+            # (never on a table that may not know yet who needs it: after a reboot or an
+            # election, a member out of the group is heard before the anchor is dropped)
             self.anchor_n, self.anchor_t = 0, 0
             self.drop_resend = _RESET_RESEND
         self.told_t = self.anchor_t
