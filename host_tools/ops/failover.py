@@ -62,27 +62,29 @@ def settle(t, boards, timeout=10.0, polls=3, poll_s=0.25, status_timeout=None):
 
 
 def choose_target(statuses):
-    """The cut (n, T) to recover every secondary to, from their STATUS: the newest released
-    cut if every board can reach it (ops.status.reach: from its applied cut up to the newest
-    it holds, or the image cut it keeps); else the newest cut every board can reach (the
-    group's anchor during a resync, a joined pair's cut); else the same without the first
-    copies whose join is not confirmed ("no image yet"); else the newest released cut.
-    (0, 0) if there is none."""
+    """The cut (n, T) to recover every secondary to, from their STATUS. Only boards with an image
+    count (ops.status.had_image; a first copy that joined but is not confirmed yet is tried in the
+    first pass only). Per pass: the newest released cut if every board can reach it
+    (ops.status.reach: from its applied cut up to the newest it holds, or the image cut it
+    keeps); else the newest cut every board can reach (the group's anchor during a resync, a
+    joined pair's cut). Else the newest released cut. (0, 0) if there is none."""
     sts = [s for s in statuses.values() if s]
-    released = max((_status.released_point(s) for s in sts), key=lambda p: p[1], default=(0, 0))
-    names = {}
-    for s in sts:
-        im = _status.image(s)
-        for n, t in ((s["applied_n"], s["applied_t"]), (s["ckpt_n"], s["ckpt_t"]),
-                     _status.released_point(s), (im["n"], im["t"])):
-            if t and (t not in names or not names[t]):
-                names[t] = n
-    names[released[1]] = released[0]
-    for group in (sts, [s for s in sts if not _status.image(s)["first"]]):
+    imaged = [s for s in sts if _status.had_image(s) or (_status.image(s)["first"] and s["applied_t"])]
+    released = max((_status.released_point(s) for s in imaged or sts), key=lambda p: p[1],
+                   default=(0, 0))
+    for group in (imaged, [s for s in imaged if not _status.image(s)["first"]]):
         if not group:
             continue
-        if released[1] and all(_status.can_reach(s, released[1]) for s in group):
-            return released
+        rel = max((_status.released_point(s) for s in group), key=lambda p: p[1])
+        if rel[1] and all(_status.can_reach(s, rel[1]) for s in group):
+            return rel
+        names = {}
+        for s in group:
+            im = _status.image(s)
+            for n, t in ((s["applied_n"], s["applied_t"]), (s["ckpt_n"], s["ckpt_t"]),
+                         _status.released_point(s), (im["n"], im["t"])):
+                if t and not names.get(t):
+                    names[t] = n
         common = [t for t in names if all(_status.can_reach(s, t) for s in group)]
         if common:
             t = max(common)
