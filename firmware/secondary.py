@@ -302,8 +302,10 @@ class Secondary:
             return S_OK                      # failed over already
         if t and sb.img_state & IMG_ON and t == sb.img_t:
             return self._rollback(n, t)
-        if state == CS_PENDING and not sb.img_state & IMG_JOINED:
-            return S_BAD_STATE               # resync running: the volume is no image
+        if state == CS_PENDING and (sb.img_state & (IMG_JOINED | IMG_FIRST) != IMG_JOINED):
+            # resync running: the volume is no image; or a first copy whose join no group
+            # release confirmed yet: no image yet
+            return S_BAD_STATE
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
                 else (sb.applied_n, sb.applied_t)

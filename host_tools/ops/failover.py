@@ -63,16 +63,16 @@ def settle(t, boards, timeout=10.0, polls=3, poll_s=0.25, status_timeout=None):
 
 def choose_target(statuses):
     """The cut (n, T) to recover every secondary to, from their STATUS. Only boards with an image
-    count (ops.status.had_image; a first copy that joined but is not confirmed yet is tried in the
-    first pass only). Per pass: the newest released cut if every board can reach it
+    count (ops.status.had_image: a first copy has none until a group release confirms its join).
+    The newest released cut if every board can reach it
     (ops.status.reach: from its applied cut up to the newest it holds, or the image cut it
     keeps); else the newest cut every board can reach (the group's anchor during a resync, a
     joined pair's cut). Else the newest released cut. (0, 0) if there is none."""
     sts = [s for s in statuses.values() if s]
-    imaged = [s for s in sts if _status.had_image(s) or (_status.image(s)["first"] and s["applied_t"])]
+    imaged = [s for s in sts if _status.had_image(s)]
     released = max((_status.released_point(s) for s in imaged or sts), key=lambda p: p[1],
                    default=(0, 0))
-    for group in (imaged, [s for s in imaged if not _status.image(s)["first"]]):
+    for group in (imaged,):
         if not group:
             continue
         rel = max((_status.released_point(s) for s in group), key=lambda p: p[1])
