@@ -10,7 +10,7 @@ NODE_STAMP := node_modules/.installed
 TYPINGS_STAMP := typings/.installed
 RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: all demo test venv node typings prereq sweep campaign clean constraints soak
+.PHONY: all demo test venv node typings prereq sweep campaign drills clean constraints soak
 
 all: test
 
@@ -77,6 +77,21 @@ soak: $(STAMP)
 		--duration $$(( $(SOAK_MIN) * 60 )) --disaster-at $$(( $(SOAK_MIN) * 60 )) \
 		--clock-offset-us $$(( (1 << 30) - $(SOAK_OFFSET_US) )) --no-progress --json > build/soak.json
 	@cat build/soak.json
+
+# the operation drills with every fault class (issue #13): DRILL_SEEDS seeds per operation with the
+# disaster at a drawn instant and as many in the middle of the resync, DUPLEX_SEEDS with it at the
+# instant every pair first shows DUPLEX after the resync; exits 1 if any seed fails
+DRILL_SEEDS ?= 1000
+DUPLEX_SEEDS ?= 100
+DRILL_OPS ?= initial-copy suspend autosuspend failback
+drills: $(STAMP)
+	mkdir -p build
+	@st=0; for op in $(DRILL_OPS) pacing; do \
+	  $(VENV)/bin/arcopy sim sweep --ops $$op --faults all --seeds $(DRILL_SEEDS) --json-out build/drills-$$op.json || st=1; \
+	done; for op in $(DRILL_OPS); do \
+	  $(VENV)/bin/arcopy sim sweep --ops $$op --faults all --seeds $(DRILL_SEEDS) --disaster-at resync --json-out build/drills-$$op-resync.json || st=1; \
+	  $(VENV)/bin/arcopy sim sweep --ops $$op --faults all --seeds $(DUPLEX_SEEDS) --disaster-at duplex --json-out build/drills-$$op-duplex.json || st=1; \
+	done; exit $$st
 
 # rewrite constraints.txt from the working venv (after changing pyproject.toml's dependencies)
 constraints: $(STAMP)

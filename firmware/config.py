@@ -19,6 +19,8 @@ _FIELDS = (
     ("vol_blocks", 256),       # blocks per volume
     ("journal_slots", 512),    # journal ring entries
     ("img_slots", 0),          # preserved-image area, blocks (0 = nvol * vol_blocks: never fills)
+    ("keep_image", True),      # secondary: keep its image through a resync (before-images, the
+                               # group's anchor); False: a resync overwrites it (for perf only)
     ("bus_baud", 115200),
     ("peer_baud", 115200),
     ("autostart", False),      # start copy at boot without a host command

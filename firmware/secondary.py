@@ -24,9 +24,21 @@
 # board's applied checkpoint, and the board counts in the group again.
 # A SUSPENDED pair (operator) is out of the group too; its volume stays at its
 # last applied checkpoint.
+#
+# The group's image cut (anchor, docs/ARCHITECTURE.md "Preserved image"): while a
+# member that has an image is out of the group (suspended, resyncing, or joined but not
+# yet confirmed), the master announces an anchor A (RELEASE with F_ANCHOR) = its newest
+# release; every secondary that can reach A applies up to A, then keeps before-images
+# of every block it overwrites (store "preserved image") and reports it (UPDATE_COMPLETE
+# with F_ANCHOR); the master releases nothing newer until every counted member keeps A.
+# A failover to A rolls a board back to it. A resync onto a board with an image takes
+# no copy before that board keeps the anchor. After the join marker a board stays
+# PENDING (IMG_JOINED, counted in the group) until it applies a release at or after
+# its join cut; only then does it show DUPLEX. The master drops the anchor (RESET_UIP
+# with F_ANCHOR) once no member needs it.
 from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OVER, CS_PENDING,
                            CS_RESIGNED, CS_SIMPLEX, CS_SUSPENDED, C_FAILOVER, C_SET_POLICY,
-                           F_COPY, F_SYNC, F_UIP, HDR_SIZE,
+                           F_ANCHOR, F_COPY, F_SYNC, F_UIP, HDR_SIZE,
                            MODE_CLOCKLESS, MODE_SYNC, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, R_OPERATOR, R_PEER_FAILED_OVER, R_PEER_LOST,
                            ST_COPY_ACTIVE, ST_FROZEN, ST_UIP, S_BAD_COMMAND, S_BAD_STATE, S_BUSY_UIP,
@@ -37,7 +49,8 @@ from firmware import codec
 from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_NAK, SZ_PEER_HELLO,
                             SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_SUSPEND, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
-from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED
+from firmware.store import (StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED, IMG_ON, IMG_RESTORING,
+                            IMG_FIRST, IMG_JOINED)
 from firmware import pairstate as ev
 from firmware.pairstate import (transition, next_state, LINK_HELLO, LINK_UP, RV_COLLECTING,
                                  RV_RELEASED)
@@ -56,6 +69,8 @@ M_UIP = const(4)
 M_RESIGNED = const(5)
 M_ACTIVE = const(6)
 M_STATE = const(7)
+M_ANCHOR_T = const(8)        # the image cut the member reports it keeps (0: none)
+M_KEEP = const(9)            # its pair needs the group's anchor (COPY_ACTIVE with F_ANCHOR)
 
 
 class Secondary:
@@ -97,21 +112,68 @@ class Secondary:
         self.joins = 0
         self.hello_refused = 0
         self.announce_due = False
+        self.pbuf = bytearray(BLOCK_SIZE)   # before-image scratch (node.scratch holds the data)
+        self.anchor_n = 0            # master: the group's anchor (0: none)
+        self.anchor_t = 0
+        self.anchor_due = False      # report the anchor kept at the next member slot
+        self.told_t = 0              # the group's anchor as the master last announced it (0: none)
+        self.drop_resend = 0
+        self.img_full = 0            # applies or copies held back: the preserved-image area is full
+        self.anchor_missed = 0       # an anchor announced that this board cannot reach
+        self.anchors = 0             # anchors taken
+        self.rollbacks = 0
 
     # -- state -------------------------------------------------------------------
     def state(self):
         return self.store.sb.copy_state
 
     def in_group(self):
-        s = self.store.sb.copy_state
-        return s == CS_DUPLEX or s == CS_RESIGNED
+        sb = self.store.sb
+        s = sb.copy_state
+        return s == CS_DUPLEX or s == CS_RESIGNED or (s == CS_PENDING and sb.img_state & IMG_JOINED != 0)
+
+    def joining(self):
+        """Joined (the volume is the cut at applied_t, counted in the group) but no group
+        release at or after the join applied yet: still shown PENDING."""
+        sb = self.store.sb
+        return sb.copy_state == CS_PENDING and sb.img_state & IMG_JOINED != 0
+
+    def shown_state(self):
+        """The state announced on the bus: a joining board counts as DUPLEX there."""
+        return CS_DUPLEX if self.joining() else self.store.sb.copy_state
+
+    def keep(self):
+        """Does this pair need the group's anchor: out of the group (suspended, resyncing,
+        joining) with an image to keep? A first copy has none."""
+        sb = self.store.sb
+        s = sb.copy_state
+        if sb.img_state & IMG_FIRST or not self.keeps_images():
+            return False
+        if s == CS_SUSPENDED:
+            return sb.applied_t != 0 or sb.img_state & IMG_ON != 0
+        return s == CS_PENDING
+
+    def keeps_images(self):
+        """Does this board keep its image through a resync? Not with keep_image off, nor on a
+        store formatted without a preserved-image area (img_slots 0): a resync then
+        overwrites the image, as before the area existed."""
+        return bool(self.cfg.keep_image) and self.store.sb.img_slots > 0
+
+    def waiting_anchor(self):
+        """A resync onto this board's image waits for the group's anchor (copies refused)."""
+        sb = self.store.sb
+        return (sb.copy_state == CS_PENDING and not sb.img_state & (IMG_ON | IMG_FIRST | IMG_JOINED))
+
+    def image_flags(self):
+        """STATUS pace_us on a secondary: img_state bits, preserved blocks << 8."""
+        return (self.store.sb.img_state & 0xFF) | (self.store.img_used() << 8)
 
     def status_flags(self):
         sb = self.store.sb
         f = 0
         if sb.uip_n:
             f |= ST_UIP
-        if sb.copy_state == CS_DUPLEX:
+        if self.in_group() and sb.copy_state != CS_RESIGNED:
             f |= ST_COPY_ACTIVE
         if self.frozen:
             f |= ST_FROZEN
@@ -121,7 +183,9 @@ class Secondary:
         return self.released_seen
 
     def seq_time(self, now):
-        return 0
+        # a secondary has no sequence clock: STATUS seq_time_us shows its image cut (anchor T)
+        sb = self.store.sb
+        return sb.img_t if sb.img_state & IMG_ON else 0
 
     def lag_us(self, now):
         d = self.ckpt_t - self.store.sb.applied_t
@@ -137,10 +201,17 @@ class Secondary:
             "frozen": self.frozen, "linked": self.link == LINK_UP, "journal_full": self.journal_full,
             "next_lseq": self.next_lseq, "copy_in": self.copy_in, "joins": self.joins,
             "hello_refused": self.hello_refused, "dirty_blocks": self.store.bm_total(),
+            "img_state": sb.img_state, "img_n": sb.img_n, "img_t": sb.img_t,
+            "img_blocks": self.store.img_used(), "img_free": self.store.img_free(),
+            "img_full": self.img_full, "anchor_t": self.anchor_t, "anchors": self.anchors,
+            "anchor_missed": self.anchor_missed, "rollbacks": self.rollbacks,
         }
 
     def ops_status(self):
-        return self.copy_in, 0, 0, 0
+        # STATUS on a secondary: copy_done = copies written in this resync, copy_total = the
+        # image cut's n, pace_us = image_flags()
+        sb = self.store.sb
+        return self.copy_in, sb.img_n if sb.img_state & IMG_ON else 0, self.image_flags(), 0
 
     # -- boot ----------------------------------------------------------------------
     def boot(self, now):
@@ -161,7 +232,10 @@ class Secondary:
         # until they are applied)
         self.async_top = 0 if self.cfg.mode == MODE_SYNC else self.next_lseq - 1
         self.released_seen = sb.uip_n if sb.uip_n else sb.applied_n
-        if sb.uip_n and sb.applied_t < sb.uip_t:
+        if sb.img_state & IMG_RESTORING:
+            # a failover's roll back to the image cut was cut short: redo it, finish it
+            self._rollback(sb.img_n, sb.img_t)
+        elif sb.uip_n and sb.applied_t < sb.uip_t:
             # must-complete: a release was recorded but its apply did not finish
             self._apply(sb.uip_n, sb.uip_t)
         self.rx.reset()
@@ -218,13 +292,19 @@ class Secondary:
         """Recover to checkpoint (n, T) and open the volumes to the host.
 
         n == 0: the newest checkpoint this board knows to be released. T == 0: the
-        time of checkpoint n as journaled here."""
-        sb = self.store.sb
-        new = next_state(ROLE_SECONDARY, sb.copy_state, ev.FAILOVER)
-        if new == ev.SAME:
+        time of checkpoint n as journaled here. T == the image cut this board keeps
+        (the group's anchor): roll back to it."""
+        st = self.store
+        sb = st.sb
+        state = sb.copy_state
+        if state == CS_FAILED_OVER:
             return S_OK                      # failed over already
-        if new == ev.BAD_STATE:
-            return S_BAD_STATE               # resync running: the volume is no image
+        if t and sb.img_state & IMG_ON and t == sb.img_t:
+            return self._rollback(n, t)
+        if state == CS_PENDING and (sb.img_state & (IMG_JOINED | IMG_FIRST) != IMG_JOINED):
+            # resync running: the volume is no image; or a first copy whose join no group
+            # release confirmed yet: no image yet
+            return S_BAD_STATE
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
                 else (sb.applied_n, sb.applied_t)
@@ -246,9 +326,17 @@ class Secondary:
         if t > sb.applied_t:
             if t > self.ckpt_t and not roll:
                 return S_BAD_STATE           # this board never received that cut
-            self._apply(n, t)
         elif t < sb.applied_t:
             return S_BAD_STATE               # already past the requested point
+        if state == CS_PENDING:
+            # joined, not yet confirmed: the volume is the cut at applied_t; leave the resync
+            transition(st, ROLE_SECONDARY, ev.PEER_SUSPEND)
+        if t > sb.applied_t:
+            self._apply(n, t, True)
+        self._finish_failover()
+        return S_OK
+
+    def _finish_failover(self, **fields):
         # what the journal still holds is beyond the recovered point: those blocks were
         # written at the primary and are not in this image, so a failback must copy them
         st = self.store
@@ -256,8 +344,24 @@ class Secondary:
             if kind == J_RECORD:
                 st.bm_set(vol, blk)
         st.j_trim(st.j_next())
-        transition(st, ROLE_SECONDARY, ev.FAILOVER, uip_n=0, uip_t=0)
+        if st.sb.img_state:
+            st.img_drop(**fields)            # the image cut is no longer needed
+            fields = {}
+        transition(st, ROLE_SECONDARY, ev.FAILOVER, uip_n=0, uip_t=0, **fields)
         self.link = LINK_HELLO
+
+    def _rollback(self, n, t):
+        """Failover to the image cut this board keeps: write every preserved block back
+        (each marked: the peer's differs), then FAILED_OVER at (n, t). A power cut on the
+        way leaves IMG_RESTORING set, and boot() comes here again."""
+        st = self.store
+        if st.sb.copy_state == CS_PENDING:
+            transition(st, ROLE_SECONDARY, ev.PEER_SUSPEND)    # the resync is over
+        st.img_restore(self.pbuf)
+        self.rollbacks += 1
+        self._finish_failover(applied_n=n, applied_t=t)
+        self.ckpt_n, self.ckpt_t = n, t
+        self.released_seen = n
         return S_OK
 
     def failback(self):
@@ -287,22 +391,36 @@ class Secondary:
         return None
 
     # -- apply -------------------------------------------------------------------------
-    def _apply(self, n, t):
-        sb = self.store.sb
+    def _apply(self, n, t, force=False):
+        """Apply the journaled records up to T (keeping before-images when an image cut is
+        kept). False: the preserved-image area could not hold their before-images (nothing
+        applied; the round waits)."""
+        st = self.store
+        sb = st.sb
         lo = sb.applied_t
-        self.store.commit(uip_n=n, uip_t=t)
+        if st.img_active() and not force and not (sb.uip_n and sb.uip_t == t):
+            need = 0
+            for jseq, kind, lseq, vol, blk, rt in st.j_entries():
+                if kind == J_RECORD and lo < rt <= t and not st.img_preserved(vol, blk):
+                    need += 1
+            if need > st.img_free():
+                self.img_full += 1
+                return False
+        st.commit(uip_n=n, uip_t=t)
         buf = self.node.scratch
+        pbuf = self.pbuf
         cut = None
         count = 0
-        for jseq, kind, lseq, vol, blk, rt in self.store.j_entries():
+        for jseq, kind, lseq, vol, blk, rt in st.j_entries():
             if kind == J_RECORD:
                 if rt > t:
                     if cut is None:
                         cut = jseq
                     continue
                 if rt > lo:
-                    self.store.j_read_data(jseq, buf)
-                    self.store.write_block(vol, blk, buf)
+                    st.j_read_data(jseq, buf)
+                    if not st.img_write(vol, blk, buf, pbuf):
+                        st.write_block(vol, blk, buf)   # (force: a failover going forward)
                     count += 1
             elif rt > t and cut is None:
                 cut = jseq
@@ -318,19 +436,32 @@ class Secondary:
         if t > self.ckpt_t:
             self.ckpt_n, self.ckpt_t = n, t
         self.released_seen = n
-
+        return True
 
     def on_release(self, now, n, t):
         if not self.in_group():
             return
         sb = self.store.sb
-        if t <= sb.applied_t:
+        if t < sb.applied_t:
             return                       # applied already (a release sent again)
-        self.released_seen = n
-        if t > self.ckpt_t:
-            self.node.c["release_not_held"] += 1
-            return
-        self._apply(n, t)
+        if t > sb.applied_t:
+            self.released_seen = n
+            if t > self.ckpt_t:
+                self.node.c["release_not_held"] += 1
+                if self.joining() and self.ckpt_t > sb.applied_t:
+                    # joined below the group: catch up with the cuts held (frees the journal)
+                    self._apply(self.ckpt_n, self.ckpt_t)
+                return
+            if not self._apply(n, t):
+                return
+        if self.joining() and not self.announce_due and (
+                not self.told_t or (sb.img_state & IMG_ON and sb.img_t == self.told_t)):
+            # the group released a cut at or after the join and this board applied it:
+            # the join is confirmed, the pair shows DUPLEX
+            st = self.store
+            transition(st, ROLE_SECONDARY, ev.JOIN,
+                       img_state=st.sb.img_state & ~(IMG_JOINED | IMG_FIRST))
+            self.announce_due = True
 
     def on_reset(self, n):
         sb = self.store.sb
@@ -376,9 +507,15 @@ class Secondary:
         if mtype == T_SUSPEND:
             reason = codec.unpack_suspend(payload)[0]
             # operator: leave the group with the last applied image; otherwise (an
-            # auto-suspend) resign, as if the primary were lost
-            transition(self.store, ROLE_SECONDARY,
-                       ev.PEER_SUSPEND if reason == R_OPERATOR else ev.PEER_AUTO_SUSPEND)
+            # auto-suspend) resign, as if the primary were lost -- except a join not yet
+            # confirmed: it leaves the group with the image of its join cut (no image yet
+            # for a first copy), so the group does not freeze at what it holds
+            sb = self.store.sb
+            if reason == R_OPERATOR or self.joining():
+                transition(self.store, ROLE_SECONDARY, ev.PEER_SUSPEND,
+                           img_state=sb.img_state & ~IMG_JOINED)
+            else:
+                transition(self.store, ROLE_SECONDARY, ev.PEER_AUTO_SUSPEND)
             self.link = LINK_HELLO
             return
         if self.link != LINK_UP:
@@ -415,29 +552,64 @@ class Secondary:
         self.node.emit(PORT_PEER, T_ACK, self.cfg.peer, SZ_ACK, ack=self.rx.expected)
 
     def _enter_pending(self, first):
-        """A resync starts: finish what the journal holds (the volume is about to stop
-        being a consistent image anyway), then take copies from lseq `first` on."""
+        """A resync starts: take copies from lseq `first` on, on top of everything the journal
+        holds (written to the volume first: records the primary already dropped are in
+        no copy). The image this board keeps through the resync: the group's anchor if it
+        keeps one already; else, if it has an image (a cut applied in the group), the
+        journal stays as it is and copies wait until the master announces the anchor
+        (waiting_anchor, _anchor_told); else it is a first copy (IMG_FIRST: no image yet)."""
+        st = self.store
+        sb = st.sb
+        prev = sb.copy_state
+        img = sb.img_state & (IMG_ON | IMG_RESTORING)
+        if not img and (prev == CS_SIMPLEX or not sb.applied_t or sb.img_state & IMG_FIRST
+                        or not self.keeps_images()):
+            img |= IMG_FIRST
+        for v in range(sb.nvol):
+            st.bm_clear_all(v)               # the resync overwrites whatever changed here
+        self.next_lseq = first
+        transition(st, ROLE_SECONDARY, ev.RESYNC, next_lseq=first, uip_n=0, uip_t=0, img_state=img)
+        self.records_acked = first - 1
+        self.copy_in = 0
+        self.announce_due = True
+        if not self.waiting_anchor():
+            self._drain()
+
+    def _drain(self):
+        """In a resync: write every journaled record to the volume (keeping before-images when
+        an image cut is kept) and empty the journal. False: the preserved-image area is full
+        (what is left stays journaled, and copies wait)."""
         st = self.store
         buf = self.node.scratch
         for jseq, kind, lseq, vol, blk, t in st.j_entries():
             if kind == J_RECORD:
                 st.j_read_data(jseq, buf)
-                st.write_block(vol, blk, buf)
+                if not st.img_write(vol, blk, buf, self.pbuf):
+                    self.img_full += 1
+                    st.j_trim(jseq)
+                    return False
         st.j_trim(st.j_next())
-        for v in range(st.sb.nvol):
-            st.bm_clear_all(v)               # the resync overwrites whatever changed here
-        self.next_lseq = first
-        transition(st, ROLE_SECONDARY, ev.RESYNC, next_lseq=first, uip_n=0, uip_t=0)
-        self.records_acked = first - 1
-        self.copy_in = 0
+        return True
+
+    def _resync_ready(self):
+        """May copies (and the join marker) be taken now? Not while the image to keep is not
+        kept yet, nor while the journal from before the resync is not on the volume."""
+        if self.waiting_anchor():
+            return False
+        if self.store.j_depth() and not self.store.sb.img_state & IMG_JOINED:
+            return self._drain()
+        return True
 
     def _join(self, n, t):
-        """The join marker: every copy is written, the volume is the cut at T."""
+        """The join marker: every copy is written, the volume is the cut at T. The board is
+        counted in the group from now on, but shows PENDING until it applies a release at
+        or after T (on_release): the join is confirmed by the group."""
         st = self.store
-        if next_state(ROLE_SECONDARY, st.sb.copy_state, ev.JOIN) != CS_DUPLEX:
+        sb = st.sb
+        if sb.copy_state != CS_PENDING or sb.img_state & IMG_JOINED:
             return                           # joined already (a marker sent again)
-        transition(st, ROLE_SECONDARY, ev.JOIN, applied_n=n, applied_t=t, uip_n=0, uip_t=0,
-                   next_lseq=self.next_lseq)
+        st.commit(applied_n=n, applied_t=t, uip_n=0, uip_t=0, next_lseq=self.next_lseq,
+                  img_state=sb.img_state | IMG_JOINED)
         self.ckpt_n, self.ckpt_t = n, t
         self.released_seen = n
         self.joins += 1
@@ -450,6 +622,8 @@ class Secondary:
         """Journal one in-order frame. False: not all of it could be taken (retry later)."""
         st = self.store
         if mtype == T_JOIN:
+            if st.sb.copy_state == CS_PENDING and not self._resync_ready():
+                return False
             n, t = codec.unpack_join(payload)
             self._join(n, t)
             return True
@@ -499,7 +673,13 @@ class Secondary:
             if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
                 self.node.c["records_rejected"] += 1
             elif copies:
-                st.write_block(vol, blk, data)
+                if not self._resync_ready():
+                    ok = False                   # the image is not kept yet: the resync waits
+                    break
+                if not st.img_write(vol, blk, data, self.pbuf):
+                    self.img_full += 1           # the preserved-image area is full: it waits
+                    ok = False
+                    break
                 self.copy_in += 1
                 self.records_moved += 1
             elif st.j_free() <= _JOURNAL_RESERVE:
@@ -529,7 +709,7 @@ class Secondary:
     def _member(self, src):
         m = self.members.get(src)
         if m is None:
-            m = [0, 0, 0, 0, False, False, True, CS_DUPLEX]
+            m = [0, 0, 0, 0, False, False, True, CS_DUPLEX, 0, False]
             self.members[src] = m
         return m
 
@@ -538,10 +718,18 @@ class Secondary:
         if mtype == T_RELEASE:
             if src == master:
                 n, t = codec.unpack_release(payload)
-                self.on_release(now, n, t)
+                if flags & F_ANCHOR:
+                    self.told_t = t
+                    self._anchor_told(n, t)
+                else:
+                    self.on_release(now, n, t)
         elif mtype == T_RESET_UIP:
             if src == master:
-                self.on_reset(codec.unpack_reset_uip(payload)[0])
+                if flags & F_ANCHOR:
+                    self.told_t = 0
+                    self._anchor_dropped()
+                else:
+                    self.on_reset(codec.unpack_reset_uip(payload)[0])
         elif mtype == T_HELD:
             n, t = codec.unpack_held(payload)
             m = self._member(src)
@@ -551,6 +739,9 @@ class Secondary:
         elif mtype == T_UPDATE_COMPLETE:
             n, t = codec.unpack_update_complete(payload)
             m = self._member(src)
+            if flags & F_ANCHOR:
+                m[M_ANCHOR_T] = t                # the image cut it keeps (0: none)
+                return
             if t >= m[M_APPLIED_T]:
                 m[M_APPLIED_N], m[M_APPLIED_T] = n, t
             if t > m[M_HELD_T]:
@@ -570,6 +761,7 @@ class Secondary:
             m[M_ACTIVE] = state == CS_DUPLEX or state == CS_RESIGNED
             m[M_RESIGNED] = state == CS_RESIGNED
             m[M_STATE] = state
+            m[M_KEEP] = flags & F_ANCHOR != 0
         elif mtype == T_RESIGN:
             m = self._member(src)
             m[M_RESIGNED] = True
@@ -587,7 +779,10 @@ class Secondary:
         m[M_UIP] = sb.uip_n != 0
         m[M_RESIGNED] = sb.copy_state == CS_RESIGNED
         m[M_ACTIVE] = self.in_group()
-        m[M_STATE] = sb.copy_state
+        m[M_STATE] = self.shown_state()
+        m[M_ANCHOR_T] = sb.img_t if sb.img_state & IMG_ON else (
+            self.anchor_t if sb.img_state & IMG_FIRST or not self.keeps_images() else 0)
+        m[M_KEEP] = self.keep()
 
     def _take_over(self):
         """Just became master: pick up the round from the table (soft state)."""
@@ -603,6 +798,12 @@ class Secondary:
             if m[M_ACTIVE] and m[M_UIP]:
                 busy = True
         self.rel_n, self.rel_t = n, t
+        # the group's anchor: the one this board keeps, else one a member reports keeping
+        self.anchor_n, self.anchor_t = (sb.img_n, sb.img_t) if sb.img_state & IMG_ON else (0, 0)
+        if not self.anchor_t:
+            for m in self.members.values():
+                if m[M_ANCHOR_T] and m[M_ANCHOR_T] <= t:
+                    self.anchor_n, self.anchor_t = 0, m[M_ANCHOR_T]
         # a round in progress (somebody still in UIP) is completed before a new one
         self.reset_n, self.reset_t = (n, t - 1 if t else 0) if busy else (n, t)
 
@@ -620,12 +821,18 @@ class Secondary:
             self.was_master = True
             self._take_over()
         sb = self.store.sb
-        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and self.round() == RV_RELEASED:
-            # our own pair joined (after a resync) below the round in progress: the release
+        if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
+                self.round() == RV_RELEASED or self.joining()):
+            # our own pair joined (after a resync) below the newest release: the release
             # was decided while we were outside the group, so apply it now
             self.on_release(now, self.rel_n, self.rel_t)
             self._self_entry()
-        sent = 0
+        elif self.joining() and sb.applied_t < self.ckpt_t < self.rel_t:
+            # joined far below it: catch up with the cuts held meanwhile
+            self._apply(self.ckpt_n, self.ckpt_t)
+            self._self_entry()
+        self.announce_due = False            # (the master's own entry is its announcement)
+        sent = self._anchor_cycle()
         grouped = self.in_group()
         if not grouped:
             # the master's own pair may be suspended or in resync: it still runs the
@@ -647,7 +854,11 @@ class Secondary:
                     # lag the others'. continue: skip it once it is known or gone.
                     # A pair in resync or suspended by the operator is out of the group:
                     # it is not waited for (it counts again once it joins).
-                    if m is not None and (m[M_STATE] == CS_PENDING or m[M_STATE] == CS_SUSPENDED):
+                    # Nor is a pair not copying at all (SIMPLEX: its copy never started, or
+                    # was stopped): a pair that joins shows DUPLEX only once the group
+                    # released a cut at or after its join, so the group must release.
+                    if m is not None and (m[M_STATE] == CS_PENDING or m[M_STATE] == CS_SUSPENDED
+                                          or m[M_STATE] == CS_SIMPLEX):
                         continue
                     if not cont or (m is None and mac.alive(mid, now)):
                         blocked = True
@@ -672,6 +883,10 @@ class Secondary:
                     if tr is not None:
                         tr(node, "reset", self.reset_n, self.reset_t)
                     self.on_reset(self.reset_n)
+            if self.anchor_t:
+                for m in table:
+                    if m[M_ANCHOR_T] != self.anchor_t:
+                        blocked = True           # nothing newer before every member keeps A
             if self.round() == RV_COLLECTING and not blocked:
                 # the newest cut every stream is complete up to: min over the held marker times.
                 # freeze: a resigned member counts with what it holds (it still obeys RELEASE
@@ -702,6 +917,101 @@ class Secondary:
             sent += self._announce(BROADCAST)
         return sent
 
+    # -- the group's anchor (image cut) --------------------------------------------------
+    def _anchor_cycle(self):
+        """Master: set the group's anchor when a member needs it, announce it, drop it when
+        none does (see the module comment). -> bytes sent."""
+        need = False
+        settled = True                       # every configured member known, none out of the group
+        for mid in self.cfg.site_nodes:
+            m = self.members.get(mid)
+            if m is None:
+                settled = False
+            elif m[M_KEEP]:
+                need = True
+                break
+            elif not m[M_ACTIVE] and m[M_STATE] != CS_SIMPLEX:
+                settled = False
+        node = self.node
+        sent = 0
+        if need and not self.anchor_t and self.rel_t:
+            # the newest release: every member counted at it holds it, none applied more
+            self.anchor_n, self.anchor_t = self.rel_n, self.rel_t
+            self.drop_resend = 0
+            tr = node.trace
+            if tr is not None:
+                tr(node, "anchor", self.anchor_n, self.anchor_t)
+        elif not need and settled and self.anchor_t and self.round() == RV_COLLECTING:
+            # (never on a table that may not know yet who needs it: after a reboot or an
+            # election, a member out of the group is heard before the anchor is dropped)
+            self.anchor_n, self.anchor_t = 0, 0
+            self.drop_resend = _RESET_RESEND
+        self.told_t = self.anchor_t
+        if self.anchor_t:
+            self._anchor_told(self.anchor_n, self.anchor_t)
+            if self.cycles % 2 == 0:
+                codec.pack_release(self.tx, HDR_SIZE, self.anchor_n, self.anchor_t)
+                sent += node.emit(PORT_BUS, T_RELEASE, BROADCAST, SZ_RELEASE, flags=F_ANCHOR)
+            return sent
+        self._anchor_dropped()
+        if self.drop_resend == 0 and self.cycles % _HEARTBEAT == 2:
+            for m in self.members.values():
+                if m[M_ANCHOR_T]:
+                    self.drop_resend = 1         # a member missed the drop
+                    break
+        if self.drop_resend > 0:
+            self.drop_resend -= 1
+            codec.pack_reset_uip(self.tx, HDR_SIZE, 0)
+            sent += node.emit(PORT_BUS, T_RESET_UIP, BROADCAST, SZ_RESET_UIP, flags=F_ANCHOR)
+        return sent
+
+    def _anchor_told(self, n, t):
+        """The master announced the group's anchor (n, T): reach T (apply up to it) and keep
+        the image of T from now on. A board that cannot reach T counts it (anchor_missed)."""
+        st = self.store
+        sb = st.sb
+        img = sb.img_state
+        if img & IMG_ON and sb.img_t == t:
+            return
+        s = sb.copy_state
+        if s == CS_FAILED_OVER or s == CS_SIMPLEX or img & (IMG_FIRST | IMG_RESTORING):
+            return                           # no image to keep
+        if s == CS_PENDING and not self.waiting_anchor():
+            return                           # copies over another image cut, or joined
+        if img & IMG_ON:
+            st.img_drop(keep=img & (IMG_FIRST | IMG_JOINED))    # a stale anchor (a missed drop)
+        if sb.applied_t < t:
+            if t > self.ckpt_t or not self._apply(n, t):
+                self.anchor_missed += 1
+                return
+        if sb.applied_t != t:
+            self.anchor_missed += 1
+            return
+        st.img_start(n, t)
+        self.anchors += 1
+        self.anchor_due = True
+        if s == CS_PENDING:
+            self._drain()                    # the rest of the journal, over the kept image
+
+    def _anchor_dropped(self):
+        """The master dropped the anchor: forget the preserved image unless this pair needs it."""
+        st = self.store
+        if not st.img_active() or self.keep():
+            return
+        st.img_drop(keep=st.sb.img_state & (IMG_FIRST | IMG_JOINED))
+        self.anchor_due = True
+
+    def _report_anchor(self, dst):
+        sb = self.store.sb
+        n, t = (sb.img_n, sb.img_t) if sb.img_state & IMG_ON else (0, 0)
+        if (sb.img_state & IMG_FIRST or not self.keeps_images()) and self.told_t:
+            # a first copy (joined, unconfirmed) has no image to keep and confirms no join
+            # while an anchor is set, a board without the area keeps none: neither holds
+            # the group back
+            n, t = 0, self.told_t
+        codec.pack_update_complete(self.tx, HDR_SIZE, n, t)
+        self.node.emit(PORT_BUS, T_UPDATE_COMPLETE, dst, SZ_UPDATE_COMPLETE, flags=F_ANCHOR)
+
     def member_slot(self, now):
         self.was_master = False
         self.slots += 1
@@ -710,8 +1020,9 @@ class Secondary:
         budget = 2
         sent_uc = False
         if not self.in_group():
-            if self.slots % _HEARTBEAT == 0:
+            if self.slots % _HEARTBEAT == 0 or self.announce_due:
                 self._announce(BROADCAST)
+                self.announce_due = False
             return
         if sb.uip_n and sb.applied_t >= sb.uip_t:
             self._update_complete(master, F_UIP)
@@ -724,6 +1035,11 @@ class Secondary:
         if budget and (self.slots % _HEARTBEAT == 0 or self.announce_due):
             self._announce(BROADCAST)
             self.announce_due = False
+            budget -= 1
+        if budget and (self.anchor_due or (self.slots % _HEARTBEAT == 2 and (
+                sb.img_state & IMG_ON or self.told_t))):
+            self._report_anchor(master)
+            self.anchor_due = False
             budget -= 1
         if budget and not sent_uc and self.slots % _HEARTBEAT == 1:
             self._update_complete(master, 0)
@@ -738,9 +1054,10 @@ class Secondary:
         if sb.copy_state == CS_RESIGNED:
             codec.pack_resign(self.tx, HDR_SIZE, self.node.me, R_PEER_LOST)
             return self.node.emit(PORT_BUS, T_RESIGN, dst, SZ_RESIGN)
-        codec.pack_copy_active(self.tx, HDR_SIZE, ROLE_SECONDARY, self.cfg.peer, sb.copy_state,
+        codec.pack_copy_active(self.tx, HDR_SIZE, ROLE_SECONDARY, self.cfg.peer, self.shown_state(),
                                self.cfg.mode, sb.incarnation)
-        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, SZ_COPY_ACTIVE)
+        return self.node.emit(PORT_BUS, T_COPY_ACTIVE, dst, SZ_COPY_ACTIVE,
+                              flags=F_ANCHOR if self.keep() else 0)
 
     # -- timers ------------------------------------------------------------------------------
     def tick(self, now):

@@ -34,6 +34,8 @@
 #                     cannot leave it torn nor changed but unmarked ("write intent" below).
 #   img_start ..      preserved-image area: img_slots slots of two blocks each (before-images
 #                     that keep a secondary's last consistent image through a resync).
+#                     Slot s is [data block, header block] at img_start + 2*s; see
+#                     "preserved image" below (superblock: img_n, img_t, img_state, img_gen).
 #   vol_start ..      volumes: volume v, block b at vol_start + v*vol_blocks + b.
 #
 # Journal liveness: the superblock holds j_head, a persisted lower bound of the
@@ -77,6 +79,14 @@ X_MAGIC = const(0x1A5C5801)       # write-intent header
 _XH_FMT = "<IIIII"
 _XH_CRC_OFF = const(20)
 
+I_MAGIC = const(0x1A5C4901)       # preserved-image slot header
+
+# superblock img_state bits (the preserved image, and the resync it protects)
+IMG_ON = const(0x01)          # before-images are kept: the image of cut (img_n, img_t) is recoverable
+IMG_RESTORING = const(0x02)   # a restore was started: a boot redoes it before anything else
+IMG_FIRST = const(0x04)       # a first copy onto a secondary that never had an image
+IMG_JOINED = const(0x08)      # joined at applied_t; not yet confirmed by a group release at/after it
+
 # superblock: header, then the fields in _SB_FIELDS order, then CRC-32 of all that
 _SB_HDR = "<IHHQ"                 # magic, version, reserved, generation
 _SB_HDR_SIZE = const(16)
@@ -87,8 +97,9 @@ _SB_FIELDS = (
     "next_lseq", "suspend_reason", "t_floor",
     "j_head", "bm_start", "bm_blocks", "j_start", "vol_start", "dev_blocks",
     "x_start", "img_start", "img_slots",
+    "img_n", "img_t", "img_state", "img_gen",
 )
-_SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII" "III"
+_SB_TYPES = "BBBBBBBB" "III" "IQIQIQ" "IIQ" "QIIIII" "III" "IQBI"
 _SB_BODY = "<" + _SB_TYPES
 _SB_BODY_SIZE = struct.calcsize(_SB_BODY)
 SB_CRC_OFF = _SB_HDR_SIZE + _SB_BODY_SIZE
@@ -337,6 +348,7 @@ class Store:
         self._load_bitmaps()
         self._scan_journal()
         self._x_load()
+        self._img_load()
 
     def _need(self):
         if self._idx is None:
@@ -864,3 +876,144 @@ class Store:
         self.x_redone += 1
         self._x_clear()
         return vol, blk, repaired
+    # ---- preserved image ------------------------------------------------------
+    # Copy-on-write before-images that keep a secondary's image of cut (sb.img_n,
+    # sb.img_t) recoverable while a resync, or cuts applied after that one, overwrite
+    # its volume. Slots fill in order from 0; slot s = [data block, header block] at
+    # img_start + 2*s. Header: magic, generation (sb.img_gen), vol, blk, data CRC,
+    # then a CRC-32 of those 20 bytes. A block is preserved at most once per
+    # generation (its first overwrite): the data block is written, then the header,
+    # then (by the caller) the volume block. Live slots are the run of valid headers of
+    # the current generation from slot 0, so a torn header ends the run and its volume
+    # block was never overwritten. Dropping the image is one superblock commit
+    # (img_gen + 1: every older header is dead). A restore commits IMG_RESTORING, writes
+    # every live slot back (marking the block in the change bitmap) and ends with the
+    # caller's img_drop(); a boot that finds IMG_RESTORING redoes it (idempotent).
+    # RAM: one bit per volume block (preserved or not) and a 512-byte header buffer.
+    def _img_load(self):
+        sb = self.sb
+        self._imap = bytearray((sb.nvol * sb.vol_blocks + 7) >> 3)
+        self._ihbuf = bytearray(BLOCK_SIZE)
+        self._ihcrc = memoryview(self._ihbuf)[0:20]
+        self._img_used = 0
+        if not sb.img_state & (IMG_ON | IMG_RESTORING):
+            return
+        buf = self._buf
+        s = 0
+        while s < sb.img_slots:
+            got = self._img_header(s, buf)
+            if got is None:
+                break
+            vol, blk, dcrc = got
+            if vol >= sb.nvol or blk >= sb.vol_blocks:
+                break
+            i = vol * sb.vol_blocks + blk
+            self._imap[i >> 3] |= 1 << (i & 7)
+            s += 1
+        self._img_used = s
+
+    def _img_header(self, s, buf):
+        """(vol, blk, data crc) of live slot s, or None (not of this generation, torn)."""
+        self._rd(self.sb.img_start + 2 * s + 1, buf)
+        magic, gen, vol, blk, dcrc, hcrc = struct.unpack_from("<IIIIII", buf, 0)
+        if magic != I_MAGIC or gen != self.sb.img_gen or hcrc != _crc32(memoryview(buf)[0:20]):
+            return None
+        return vol, blk, dcrc
+
+    def img_active(self):
+        """Are before-images kept (an image of cut (img_n, img_t) is recoverable)?"""
+        return bool(self.sb.img_state & IMG_ON)
+
+    def img_used(self):
+        return self._img_used
+
+    def img_free(self):
+        return self.sb.img_slots - self._img_used
+
+    def img_start(self, n, t, state=0):
+        """Keep the volumes as they are now as the image of cut (n, t): from here on
+        img_write preserves every block before its first overwrite. Durable."""
+        self._need()
+        self.commit(img_n=n, img_t=t, img_gen=(self.sb.img_gen + 1) & 0x3FFFFFFF,
+                    img_state=(self.sb.img_state & ~(IMG_ON | IMG_RESTORING)) | IMG_ON | state)
+        self._img_clear_ram()
+
+    def img_drop(self, keep=0, **fields):
+        """Forget the preserved image (one commit, with `fields`); img_state keeps the bits
+        in `keep` (IMG_FIRST, IMG_JOINED) only."""
+        self._need()
+        self.commit(img_n=0, img_t=0, img_gen=(self.sb.img_gen + 1) & 0x3FFFFFFF,
+                    img_state=self.sb.img_state & keep, **fields)
+        self._img_clear_ram()
+
+    def img_flags(self, state):
+        """Set img_state to `state` (its IMG_ON and IMG_RESTORING bits are kept)."""
+        keep = self.sb.img_state & (IMG_ON | IMG_RESTORING)
+        if self.sb.img_state != keep | state:
+            self.commit(img_state=keep | state)
+
+    def _img_clear_ram(self):
+        m = self._imap
+        m[0:len(m)] = bytes(len(m))
+        self._img_used = 0
+
+    def img_preserved(self, vol, blk):
+        i = vol * self.sb.vol_blocks + blk
+        return bool(self._imap[i >> 3] & (1 << (i & 7)))
+
+    def img_preserve(self, vol, blk, buf):
+        """Save the current content of (vol, blk) as its before-image unless it is saved
+        already or no image is kept. False: the area is full (nothing was written)."""
+        sb = self.sb
+        if not sb.img_state & IMG_ON:
+            return True
+        self._chk(vol, blk)
+        i = vol * sb.vol_blocks + blk
+        m = 1 << (i & 7)
+        if self._imap[i >> 3] & m:
+            return True
+        s = self._img_used
+        if s >= sb.img_slots:
+            return False
+        self.read_block(vol, blk, buf)
+        base = sb.img_start + 2 * s
+        self._wr(base, buf)
+        h = self._ihbuf
+        struct.pack_into("<IIIII", h, 0, I_MAGIC, sb.img_gen, vol, blk, _crc32(buf))
+        struct.pack_into("<I", h, 20, _crc32(self._ihcrc))
+        self._wr(base + 1, h)
+        self._imap[i >> 3] |= m
+        self._img_used = s + 1
+        return True
+
+    def img_write(self, vol, blk, data, buf):
+        """write_block, preserving the block's before-image first (buf: 512-byte scratch,
+        not `data`). False: the area is full, nothing was written."""
+        if not self.img_preserve(vol, blk, buf):
+            return False
+        self.write_block(vol, blk, data)
+        return True
+
+    def img_restore(self, buf, mark=True):
+        """Write every preserved block back: the volumes are the image of cut (img_n,
+        img_t) again. Leaves IMG_RESTORING set: the caller ends it with img_drop(...)
+        (a boot that finds it set calls this again). mark: set each restored block in the
+        change bitmap (it differs from the peer's). -> blocks restored."""
+        self._need()
+        sb = self.sb
+        if not sb.img_state & IMG_RESTORING:
+            self.commit(img_state=sb.img_state | IMG_RESTORING)
+        n = self._img_used
+        h = self._ihbuf
+        for s in range(n):
+            got = self._img_header(s, h)
+            if got is None:
+                raise StoreError(S_IO_ERROR, "preserved image slot %d: header unreadable" % s)
+            vol, blk, dcrc = got
+            self._rd(sb.img_start + 2 * s, buf)
+            if _crc32(buf) != dcrc:
+                raise StoreError(S_IO_ERROR, "preserved image slot %d: data fails its CRC" % s)
+            self.write_block(vol, blk, buf)
+            if mark:
+                self.bm_set(vol, blk)
+        return n

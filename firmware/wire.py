@@ -58,6 +58,10 @@ F_COPY = const(0x40)     # peer: resync traffic (WRITE_BATCH of block copies, PE
                          # primary whose pair is copy pending)
 F_EXPOSED = const(0x80)  # host port: an H_REPLY OK to H_WRITE whose write is durable here but not
                          # protected as configured (pair suspended, or the cut is too old)
+F_ANCHOR = const(0x40)   # secondary bus (the bit is F_COPY's on the peer link): RELEASE(n, T) from
+                         # the master announces the group's image cut (anchor) T; RESET_UIP drops it;
+                         # UPDATE_COMPLETE(n, T) reports "I keep the image of cut T"; COPY_ACTIVE
+                         # says "my pair needs the anchor" (out of the group with an image to keep)
 
 # ---- message types (one meaning each) ----------------------------------------
 # site bus

@@ -40,6 +40,8 @@ F_UIP = 0x10      # UPDATE_COMPLETE sent while the sender still shows update-in-
 F_WARM = 0x20     # beacon from a master whose clock is established (members may sync to it)
 F_COPY = 0x40     # peer resync traffic: copy batch, HELLO of a copy-pending primary
 F_EXPOSED = 0x80  # host port: H_REPLY OK to H_WRITE, durable but not protected as configured
+F_ANCHOR = 0x40   # secondary bus (F_COPY's bit): RELEASE announces / RESET_UIP drops the group's image
+                  # cut; UPDATE_COMPLETE reports it kept; COPY_ACTIVE: "my pair needs it"
 FLAGS = {"RETX": F_RETX, "MORE": F_MORE, "REPLY": F_REPLY, "SYNC": F_SYNC, "UIP": F_UIP, "WARM": F_WARM,
          "COPY": F_COPY, "EXPOSED": F_EXPOSED}
 

@@ -107,6 +107,11 @@ def add_arguments(p):
                         "clockless is meant to be safe; otherwise they are skipped"
                         % (_campaign.CLOCKLESS_MIN_BAUD, _campaign.CLOCKLESS_MAX_RATE))
     p.add_argument("--policy", choices=("freeze", "continue"), default="freeze")
+    p.add_argument("--disaster-at", choices=("drawn", "resync", "duplex"), default="drawn",
+                   help="with --ops: when the disaster strikes: drawn (after the group is "
+                        "recoverable again, the default), resync (at a drawn instant in the "
+                        "middle of the operation's resync) or duplex (the instant every pair "
+                        "first shows DUPLEX after it)")
     p.add_argument("--kind", choices=("ims", "random", "hot", "seq"), default="ims",
                    help="workload (default ims: the patent's database pattern)")
     p.add_argument("--rate", type=positive_float, default=60.0, help="host writes per second")

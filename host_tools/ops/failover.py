@@ -7,15 +7,19 @@
    (CLOCK) first: a SYNC secondary rolls its whole journal forward, a CLOCK one stops at the
    released cut, and the group must do one or the other.
 2. Target = the newest released checkpoint any secondary knows (the uip checkpoint if it
-   is newer than the applied one, else the applied one), newest by its time T.
+   is newer than the applied one, else the applied one), newest by its time T, if every
+   secondary can reach it; else the newest cut every one can reach: the group's image cut
+   (anchor) that each keeps during a resync, or a cut a pair that just joined holds
+   (choose_target). A board in a resync reaches only the image cut it keeps.
 3. C_FAILOVER(n, T) to the secondary master first (after it, nobody releases more), then
-   to the others; S_BUSY_UIP / S_NOT_READY and silence are retried until `cmd_timeout`.
+   to the others (a board that keeps the target as its image cut rolls back to it);
+   S_BUSY_UIP / S_NOT_READY and silence are retried until `cmd_timeout`.
    A board that answers S_BAD_STATE because it moved past the target makes us
    recompute the target.
 4. Every board is then classed: recovered (FAILED_OVER at the target), no image (it
    refused: a resync was running on a pair that had an image), no image yet (a first copy
-   onto a blank secondary that never had one), no common cut (it never received the
-   target), or silent (no answer).
+   onto a blank secondary that never had one: IMG_FIRST, until a group release confirms
+   its join), no common cut (it never received the target), or silent (no answer).
 """
 from firmware import wire
 
@@ -58,9 +62,34 @@ def settle(t, boards, timeout=10.0, polls=3, poll_s=0.25, status_timeout=None):
 
 
 def choose_target(statuses):
-    """The newest released cut (n, T) over the secondaries' STATUS (by T); (0, 0) if none."""
-    return max((_status.released_point(s) for s in statuses.values()), key=lambda p: p[1],
-               default=(0, 0))
+    """The cut (n, T) to recover every secondary to, from their STATUS. Only boards with an image
+    count (ops.status.had_image: a first copy has none until a group release confirms its join).
+    The newest released cut if every board can reach it
+    (ops.status.reach: from its applied cut up to the newest it holds, or the image cut it
+    keeps); else the newest cut every board can reach (the group's anchor during a resync, a
+    joined pair's cut). Else the newest released cut. (0, 0) if there is none."""
+    sts = [s for s in statuses.values() if s]
+    imaged = [s for s in sts if _status.had_image(s)]
+    released = max((_status.released_point(s) for s in imaged or sts), key=lambda p: p[1],
+                   default=(0, 0))
+    for group in (imaged,):
+        if not group:
+            continue
+        rel = max((_status.released_point(s) for s in group), key=lambda p: p[1])
+        if rel[1] and all(_status.can_reach(s, rel[1]) for s in group):
+            return rel
+        names = {}
+        for s in group:
+            im = _status.image(s)
+            for n, t in ((s["applied_n"], s["applied_t"]), (s["ckpt_n"], s["ckpt_t"]),
+                         _status.released_point(s), (im["n"], im["t"])):
+                if t and not names.get(t):
+                    names[t] = n
+        common = [t for t in names if all(_status.can_reach(s, t) for s in group)]
+        if common:
+            t = max(common)
+            return names[t], t
+    return released
 
 
 def recover(t, board, target, retry_s=20.0, pause_s=0.05):
@@ -137,7 +166,7 @@ def failover(t, boards, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_ti
                 final[n]["copy_state"] == wire.CS_FAILED_OVER
                 and (not target[0] or final[n]["applied_n"] == target[0]))):
             out["recovered"].append(n)
-        elif s is not None and s["copy_state"] == wire.CS_PENDING and not _status.had_image(s):
+        elif s is not None and not _status.had_image(s):
             out["no_image_yet"].append(n)
         elif s is not None and s["copy_state"] == wire.CS_PENDING:
             out["no_image"].append(n)

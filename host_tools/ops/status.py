@@ -1,5 +1,6 @@
 """Board STATUS as the operator reads it: by field name, per pair, and as the status table."""
 from firmware import wire
+from firmware.store import IMG_FIRST, IMG_JOINED, IMG_ON
 
 from host_tools import transport
 from host_tools.transport import messages
@@ -56,9 +57,45 @@ def held_t(s):
     return max(s["ckpt_t"], s["applied_t"])
 
 
+def image(s):
+    """A secondary's preserved image (docs/ARCHITECTURE.md "Preserved image") as its STATUS
+    shows it: a secondary has no sequence clock, pacing or copy total of its own, so
+    seq_time_us is the image cut T it keeps (0: none), copy_total that cut's n, and pace_us
+    its img_state bits (IMG_*) plus the preserved blocks << 8. -> dict t, n, flags, blocks,
+    kept (an image cut is kept), first (a first copy: no image yet), joining (joined, not
+    yet confirmed by a group release: shown PENDING)."""
+    if not s or s.get("role") != wire.ROLE_SECONDARY:
+        return {"t": 0, "n": 0, "flags": 0, "blocks": 0, "kept": False, "first": False,
+                "joining": False}
+    f = s["pace_us"] & 0xFF
+    on = bool(f & IMG_ON)
+    return {"t": s["seq_time_us"] if on else 0, "n": s["copy_total"] if on else 0, "flags": f,
+            "blocks": s["pace_us"] >> 8, "kept": on, "first": bool(f & IMG_FIRST),
+            "joining": bool(f & IMG_JOINED) and s["copy_state"] == wire.CS_PENDING}
+
+
+def reach(s):
+    """The cuts a secondary can be recovered to, as (lo, hi, kept_t): every T with lo <= T <= hi
+    (lo, hi None: none, a resync is writing its volume), and kept_t (its kept image cut, 0:
+    none). A failed-over board stays where it is."""
+    im = image(s)
+    if s["copy_state"] == wire.CS_FAILED_OVER:
+        return s["applied_t"], s["applied_t"], 0
+    if s["copy_state"] == wire.CS_PENDING and not im["joining"]:
+        return None, None, im["t"]
+    return s["applied_t"], held_t(s), im["t"]
+
+
+def can_reach(s, t):
+    lo, hi, kept = reach(s)
+    return bool(t) and (t == kept or (lo is not None and lo <= t <= hi))
+
+
 def had_image(s):
-    """Did this secondary ever hold a consistent image (a checkpoint applied)?"""
-    return bool(s["applied_t"])
+    """Did this secondary ever hold a consistent image (a checkpoint applied in the group, or
+    an image cut kept)? A first copy (IMG_FIRST) has none until its join is confirmed."""
+    im = image(s)
+    return im["kept"] or (bool(s["applied_t"]) and not im["first"])
 
 
 def cut_age_ms(p, s):

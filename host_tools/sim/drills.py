@@ -110,6 +110,7 @@ class Drill:
         self.wait_group = True
         self.log = self.wl.log           # the log host writes go to now (mark(), writes())
         self.disaster_delay_us = None
+        self.disaster_at = "drawn"       # drawn | resync | duplex (run_ops)
 
     # -- plumbing ------------------------------------------------------------------------
     @property
@@ -414,6 +415,17 @@ class Drill:
         return {k: v for k, v in rec.items()
                 if k not in ("marked_set", "m_dl", "m_list", "m_cmd", "m_dup", "copied0", "inc0", "life0")}
 
+    def in_resync(self, lo_s=0.02, hi_s=1.5):
+        """disaster_at="resync": the disaster now, a drawn instant after a resync started
+        (while copies are on their way); -> the drill's result, or None otherwise."""
+        if self.disaster_at != "resync":
+            return None
+        self.run_to(self.now + int(self.rng.uniform(lo_s * 1e6, hi_s * 1e6)))
+        self.counts["disaster_in_resync"] = {
+            i: self.copy_state(self.s(i)) == wire.CS_PENDING for i in range(self.pairs)}
+        self.note("disaster in the middle of the resync")
+        return self.finish()
+
     # -- the end of every drill ---------------------------------------------------------------
     def finish(self, settle_s=4.0):
         """The primary-site disaster now, then the operator's failover, read-back and verdict
@@ -501,10 +513,15 @@ def _initial_copy(d):
     recs = {}
     for at, i in starts:
         d.run_to(int(at))
+        if recs and d.disaster_at == "resync" and r.random() < 0.3:
+            break                        # the disaster before the later pairs start
         st = d.status(d.p(i))
         if st is not None and st["copy_state"] != wire.CS_SIMPLEX:
             d.fail("%s: copy state %d before START_COPY (autostart is off)" % (d.p(i), st["copy_state"]))
         recs[i] = d.start_copy(i, "START_COPY", 0)
+    lost = d.in_resync()
+    if lost is not None:
+        return lost
 
     if not d.wait(lambda: _all_joined(d, recs), 40000000):
         d.fail("not every pair reached DUPLEX within 40 s of the copy")
@@ -608,6 +625,9 @@ def _suspend(d):
             if rec["dirty_blocks"] is not None and rec["dirty_blocks"] < len(got):
                 d.fail("p%d: STATUS dirty_blocks %d < listed %d" % (i, rec["dirty_blocks"], len(got)))
             recs[i] = rec
+            lost = d.in_resync()
+            if lost is not None:
+                return lost
 
     if not d.wait(lambda: _all_joined(d, recs), 30000000):
         d.fail("a resumed pair did not reach DUPLEX within 30 s")
@@ -678,6 +698,9 @@ def _autosuspend(d, k, outage):
     while True:
         rec = d.start_copy(k, "RESUME")
         resumes += 1
+        lost = d.in_resync()
+        if lost is not None:
+            return lost
         state["again"] = False
         d.wait(joined_or_suspended, max(0, end - d.now))
         if not state["again"] or resumes >= 5 or d.now >= end:
@@ -882,6 +905,9 @@ def _failback(d, pair_q):
     for i in range(n):
         recs[i] = d.start_copy(i, "FAILBACK", wire.ROLE_PRIMARY, prim=S[i])
         recs[i]["merged_from_old_primary"] = merged[i]
+    if d.disaster_at == "resync":
+        d.run_to(w.now + int(r.uniform(0.02e6, 1.5e6)))
+        return _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1)
     for i in range(n):
         b = w.boards[S[i]]
         if b.cfg.role != wire.ROLE_PRIMARY or w.boards[P[i]].cfg.role != wire.ROLE_SECONDARY:
@@ -890,6 +916,8 @@ def _failback(d, pair_q):
 
     if not d.wait(lambda: _all_joined(d, recs, S.__getitem__, P.__getitem__), 40000000):
         d.fail("not every reversed pair reached DUPLEX within 40 s")
+    if d.disaster_at == "duplex":
+        return _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1)
     for rec in recs.values():
         d.check_copy(rec, log=wl2.log)
     # -- quiescence: both sides must hold the same volumes --------------------------------------
@@ -940,6 +968,13 @@ def _failback(d, pair_q):
     drv2.resume()
     # -- the second disaster, the other way round ----------------------------------------------
     d.run_to(w.now + int(r.uniform(1.0e6, 3.0e6)))
+    return _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1)
+
+
+def _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1):
+    """Failback's second disaster, now: the new primaries (the old secondary site) are lost;
+    the old primaries fail over, checked against phase 1's image plus phase 2's writes."""
+    w = d.world
     t_d2 = w.now
     drv2.stop()
     ops.drill.disaster(w, S)
@@ -966,14 +1001,25 @@ DEFAULT_DURATION = {"initial-copy": 8.0, "suspend": 9.0, "autosuspend": 12.0, "p
 
 def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", kind="ims",
             rate=60.0, ckpt_interval_ms=200, policy="freeze", concurrency=4, bus_baud=115200,
-            peer_baud=None, config=None, world_opts=None, wait_group=True, disaster_delay_s=None):
+            peer_baud=None, config=None, world_opts=None, wait_group=True, disaster_delay_s=None,
+            disaster_at="drawn"):
     """One seeded drill of operation `op` (see OPS); returns a dict (see the module doc).
 
     duration_s: the window faults are drawn in (default per operation); the drill's
     own timeline (operation instants, the disaster) is drawn from the seed.
     wait_group=False: do not wait after the joins until a group failover would succeed
     before the disaster; disaster_delay_s: the disaster this long after that point instead of a
-    drawn delay (0 with wait_group=False: at the instant every pair shows DUPLEX)."""
+    drawn delay (0 with wait_group=False: at the instant every pair shows DUPLEX).
+    disaster_at: "drawn" (as above), "resync" (a drawn instant after a resync started:
+    START_COPY, RESUME, failback's reversed copy) or "duplex" (the instant every pair first
+    shows DUPLEX after it: wait_group=False, disaster_delay_s=0; failback: its second
+    disaster)."""
+    if op not in OPS:
+        raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
+    if disaster_at not in ("drawn", "resync", "duplex"):
+        raise ValueError("disaster_at %r: drawn, resync or duplex" % (disaster_at,))
+    if disaster_at == "duplex":
+        wait_group, disaster_delay_s = False, 0
     if op not in OPS:
         raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
     if pairs < 2 and op in ("suspend",):
@@ -1016,6 +1062,7 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
     d = Drill(op, seed, pairs, faults, duration_s, mode, kind, rate, concurrency,
               ckpt_interval_ms, policy, bus_baud, peer_baud or 115200, config, world_opts)
     d.wait_group = wait_group
+    d.disaster_at = disaster_at
     d.disaster_delay_us = None if disaster_delay_s is None else int(disaster_delay_s * 1e6)
     try:
         if op == "initial-copy":

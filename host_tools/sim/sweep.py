@@ -22,10 +22,10 @@ FORMAT = "arcopy-sim-sweep/1"
 
 # the parameters that make two shards parts of the same sweep (with first, seeds, shards)
 PARAM_KEYS = ("ops", "pairs", "duration", "faults", "mode", "policy", "kind", "rate",
-              "concurrency", "ckpt_ms", "bus_baud", "peer_baud")
+              "concurrency", "ckpt_ms", "bus_baud", "peer_baud", "disaster_at")
 DEFAULTS = {"ops": None, "pairs": 4, "duration": None, "faults": "all", "mode": "clock",
             "policy": "freeze", "kind": "ims", "rate": 60.0, "concurrency": 4, "ckpt_ms": 200.0,
-            "bus_baud": 115200, "peer_baud": None}
+            "bus_baud": 115200, "peer_baud": None, "disaster_at": "drawn"}
 # summary keys that depend on the machine and the run, not on the seeds
 WALL_CLOCK_KEYS = ("wall_seconds", "execution")
 
@@ -63,6 +63,8 @@ def drill_kwargs(p, seed):
               peer_baud=p["peer_baud"])
     if p.get("ops"):
         kw["op"] = p["ops"]
+        if p.get("disaster_at", "drawn") != "drawn":
+            kw["disaster_at"] = p["disaster_at"]
     else:
         if kw["duration_s"] is None:
             kw["duration_s"] = 6.0
@@ -81,6 +83,8 @@ def replay_command(p, seed):
     if p["duration"] is not None or not ops:
         parts.append("--duration %g" % (6.0 if p["duration"] is None else p["duration"]))
     parts += ["--faults %s" % p["faults"], "--mode %s" % p["mode"]]
+    if ops and p.get("disaster_at", "drawn") != "drawn":
+        parts.append("--disaster-at %s" % p["disaster_at"])
     for flag, key in (("--policy", "policy"), ("--kind", "kind"), ("--rate", "rate"),
                       ("--concurrency", "concurrency"), ("--ckpt-ms", "ckpt_ms"),
                       ("--bus-baud", "bus_baud"), ("--peer-baud", "peer_baud")):
