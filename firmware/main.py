@@ -114,9 +114,10 @@ class Board:
 
     def run(self):
         self.node.boot(self.hal.ticks_us())
-        if self.store.x_repaired:
+        last = self.store.x_last
+        if self.store.x_repaired and last is not None:
             self.hal.log("torn block repaired: volume %d block %d (rewritten from its write intent)"
-                         % self.store.x_last)
+                         % (last[0], last[1]))
         self.flush()
         self.sample_heap(self.hal.ticks_us())
         while True:

