@@ -968,12 +968,14 @@ def _failback(d, pair_q):
     drv2.resume()
     # -- the second disaster, the other way round ----------------------------------------------
     d.run_to(w.now + int(r.uniform(1.0e6, 3.0e6)))
-    return _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1)
+    return _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1, differ)
 
 
-def _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1):
+def _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1, differ=()):
     """Failback's second disaster, now: the new primaries (the old secondary site) are lost;
-    the old primaries fail over, checked against phase 1's image plus phase 2's writes."""
+    the old primaries fail over, checked against phase 1's image plus phase 2's writes.
+    differ: pairs whose sites still differed after the failback with a cut past the last
+    write applied (safety)."""
     w = d.world
     t_d2 = w.now
     drv2.stop()
