@@ -52,7 +52,7 @@ from firmware.peerlink import Receiver
 from firmware.store import (StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED, IMG_ON, IMG_RESTORING,
                             IMG_FIRST, IMG_JOINED)
 from firmware import pairstate as ev
-from firmware.pairstate import (transition, next_state, LINK_HELLO, LINK_UP, RV_COLLECTING,
+from firmware.pairstate import (transition, LINK_HELLO, LINK_UP, RV_COLLECTING,
                                  RV_RELEASED)
 
 _HEARTBEAT = const(4)
