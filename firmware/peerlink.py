@@ -11,10 +11,21 @@
 # these numbers alone: every record also carries its link sequence (lseq), and the
 # receiver drops records it already holds, so a stale frame from an earlier session
 # is harmless.
-from firmware.wire import MAX_FRAME
+from firmware.wire import const, MAX_FRAME
 from firmware import codec
 
 _SEQ_MASK = 0xFFFF
+# Times are kept as 30-bit ticks (now & TICKS_MASK) and compared with ticks_diff, so the
+# arithmetic stays in small ints (31-bit on the RP2040) when the caller's clock is the
+# wrapping ticks counter; a monotonic clock past 2**30 works too (it is reduced first).
+TICKS_MASK = const(0x3FFFFFFF)
+_TICKS_HALF = const(0x20000000)
+
+
+def ticks_diff(a, b):
+    """a - b for two 30-bit ticks, in -2**29 .. 2**29 - 1 (small ints only)."""
+    d = (a - b) & TICKS_MASK
+    return d - TICKS_MASK - 1 if d >= _TICKS_HALF else d
 
 
 def seq_diff(a, b):
@@ -28,10 +39,12 @@ class Sender:
         """buf: a MAX_FRAME bytearray to build frames in (e.g. shared with other output
         that is copied out as soon as it is built); None: a new one."""
         self.window = window
-        self.rto_us = rto_us
+        # (ticks_diff resolves less than 2**29 us: a longer timeout is cut to that, 9 min)
+        self.rto_us = rto_us if rto_us < _TICKS_HALF else _TICKS_HALF - 1
         self.buf = buf if buf is not None else bytearray(MAX_FRAME)
         self.view = memoryview(self.buf)
         self.tags = [0] * window          # upper layer's tag per frame in flight (by seq % window)
+        self.acked_tag = 0                # tag of the newest frame the last on_ack acknowledged
         self.reset()
         self.retransmits = 0
         self.frames_sent = 0
@@ -39,7 +52,7 @@ class Sender:
     def reset(self):
         self.base = 0            # oldest unacknowledged seq
         self.next = 0            # next seq to assign
-        self.sent_at = 0         # when the base frame was sent (or the last ack came)
+        self.sent_at = 0         # when the base frame was sent (or the last ack came): ticks
         self.back = -1           # where the last go-back started (-1: none since the reset)
 
     def in_flight(self):
@@ -58,22 +71,21 @@ class Sender:
         n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen)
         self.tags[seq % self.window] = tag
         if seq == self.base:
-            self.sent_at = now
+            self.sent_at = now & TICKS_MASK
         self.next = (seq + 1) & _SEQ_MASK
         self.frames_sent += 1
         return bytes(self.view[:n])
 
     def on_ack(self, ack, now):
-        """Cumulative ack: returns the tags of newly acknowledged frames, oldest first."""
+        """Cumulative ack: -> how many frames it newly acknowledges (0: none); the newest
+        one's tag is then acked_tag."""
         n = seq_diff(ack, self.base)
         if n <= 0 or n > self.in_flight():
-            return ()
-        tags = []
-        for _ in range(n):
-            tags.append(self.tags[self.base % self.window])
-            self.base = (self.base + 1) & _SEQ_MASK
-        self.sent_at = now
-        return tags
+            return 0
+        self.base = (self.base + n) & _SEQ_MASK
+        self.acked_tag = self.tags[(self.base - 1) % self.window]
+        self.sent_at = now & TICKS_MASK
+        return n
 
     def rewind(self, now):
         """Go back by dropping every unacknowledged frame: the next frame built gets the
@@ -81,15 +93,17 @@ class Sender:
         receiver must take content it already holds idempotently)."""
         self.next = self.base
         self.back = self.base
-        self.sent_at = now
+        self.sent_at = now & TICKS_MASK
 
     def timed_out(self, now):
         """Frames are in flight and the base has waited a whole retransmit timeout."""
-        return self.in_flight() != 0 and now - self.sent_at >= self.rto_us
+        return self.in_flight() != 0 and ticks_diff(now & TICKS_MASK, self.sent_at) >= self.rto_us
 
-    def deadline(self):
+    def timeout_in(self, now):
+        """Microseconds from now until the retransmit timeout expires (<= 0: due; None:
+        nothing in flight). Relative, so that it holds on any caller's clock."""
         if self.in_flight():
-            return self.sent_at + self.rto_us
+            return self.rto_us - ticks_diff(now & TICKS_MASK, self.sent_at)
         return None
 
 
@@ -119,7 +133,7 @@ class Receiver:
         self.last_nak = None
 
     def should_nak(self, now, min_gap_us):
-        if self.last_nak is None or now - self.last_nak >= min_gap_us:
-            self.last_nak = now
+        if self.last_nak is None or ticks_diff(now & TICKS_MASK, self.last_nak) >= min_gap_us:
+            self.last_nak = now & TICKS_MASK
             return True
         return False

@@ -891,8 +891,10 @@ class Primary:
             return
         elif mtype == T_ACK:
             durable = codec.unpack_ack(payload)[0]
-            for tag in self.sender.on_ack(ack, now):
-                self.store.j_trim(tag + 1)
+            n = self.sender.on_ack(ack, now)
+            if n:
+                self.store.j_trim(self.sender.acked_tag + 1)
+            for _ in range(n):
                 self.clean += 1
                 if self.clean >= 2 * self.cfg.window and self.batch_lim < self.cfg.batch_max:
                     self.batch_lim += 1
@@ -906,8 +908,8 @@ class Primary:
                 self.naks_ignored += 1
                 return
             # everything before `ack` was taken (the secondary journals before it acks)
-            for tag in self.sender.on_ack(ack, now):
-                self.store.j_trim(tag + 1)
+            if self.sender.on_ack(ack, now):
+                self.store.j_trim(self.sender.acked_tag + 1)
             if ack == self.sender.base and self.sender.in_flight():
                 self._go_back(now)
             self._pump(now)
@@ -1125,8 +1127,8 @@ class Primary:
         d = self.last_tx + self.cfg.keepalive_us
         if self.fill_at >= 0 and self.fill_at < d:
             d = self.fill_at if self.fill_at > now else now
-        r = self.sender.deadline()
-        if r is not None and r < d:
-            d = r
+        r = self.sender.timeout_in(now)
+        if r is not None and now + r < d:
+            d = now + r
         p = self._silent_since() + self.cfg.peer_timeout_us
         return p if p < d else d
