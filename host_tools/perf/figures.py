@@ -728,6 +728,11 @@ def perf_heap(quick):
         rows.append(["  of which firmware + HAL code", fig["code_kib"]])
     if "data_kib" in fig:
         rows.append(["  of which one board's data (half of two)", fig["data_kib"]])
+    det = fig.get("detail")
+    if det and "data_kib" in fig:
+        kept = _kib(det["boards_retained"] / 2.0)
+        rows.append(["    data still in use after a collection (retained)", kept])
+        rows.append(["    garbage and transient frames between collections", round(fig["data_kib"] - kept, 1)])
     notes = ["measured by %s under the MicroPython WebAssembly port: a primary and a secondary in one "
              "interpreter, heap sampled between chunks (so it includes up to a few rounds of garbage)"
              % HEAP_SCRIPT]
