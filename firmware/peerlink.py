@@ -1,17 +1,31 @@
-# Reliable, ordered, windowed peer link (sans-I/O): go-back-N.
+# Reliable, ordered, windowed peer link (sans-I/O): go-back-N by rebuilding.
 #
-# The sender keeps up to `window` encoded frames in preallocated slots. Each data
-# frame carries a 16-bit sequence number; the receiver answers with ACK whose
-# header `ack` field is the next sequence it expects (cumulative). A NAK (same
-# meaning of `ack`) or a retransmit timeout sends every unacknowledged frame
-# again, oldest first. Correctness of the stream does not rest on these numbers
-# alone: every record also carries its link sequence (lseq), and the receiver
-# drops records it already holds, so a stale frame from an earlier session is
-# harmless.
-from firmware.wire import MAX_FRAME, F_RETX
+# The sender numbers data frames with a 16-bit sequence and keeps, per frame in
+# flight, only the upper layer's tag (the last journal entry in the frame): no copy of
+# a frame is kept, because a go-back drops every unacknowledged frame and the upper
+# layer frames its journal again from the oldest unacknowledged entry (`rewind`). One
+# preallocated buffer (`buf`, may be shared) holds the frame being built; `commit` seals
+# it and hands out the bytes to queue. The receiver answers with ACK whose header `ack` field is
+# the next sequence it expects (cumulative); a NAK (same meaning) or a retransmit
+# timeout makes the upper layer go back. Correctness of the stream does not rest on
+# these numbers alone: every record also carries its link sequence (lseq), and the
+# receiver drops records it already holds, so a stale frame from an earlier session
+# is harmless.
+from firmware.wire import const, MAX_FRAME
 from firmware import codec
 
 _SEQ_MASK = 0xFFFF
+# Times are kept as 30-bit ticks (now & TICKS_MASK) and compared with ticks_diff, so the
+# arithmetic stays in small ints (31-bit on the RP2040) when the caller's clock is the
+# wrapping ticks counter; a monotonic clock past 2**30 works too (it is reduced first).
+TICKS_MASK = const(0x3FFFFFFF)
+_TICKS_HALF = const(0x20000000)
+
+
+def ticks_diff(a, b):
+    """a - b for two 30-bit ticks, in -2**29 .. 2**29 - 1 (small ints only)."""
+    d = (a - b) & TICKS_MASK
+    return d - TICKS_MASK - 1 if d >= _TICKS_HALF else d
 
 
 def seq_diff(a, b):
@@ -21,14 +35,16 @@ def seq_diff(a, b):
 
 
 class Sender:
-    def __init__(self, window, rto_us):
+    def __init__(self, window, rto_us, buf=None):
+        """buf: a MAX_FRAME bytearray to build frames in (e.g. shared with other output
+        that is copied out as soon as it is built); None: a new one."""
         self.window = window
-        self.rto_us = rto_us
-        self.slots = [bytearray(MAX_FRAME) for _ in range(window)]
-        self.views = [memoryview(s) for s in self.slots]
-        self.lens = [0] * window
-        self.hdr = [None] * window        # (mtype, src, dst, group, plen, flags) to rebuild with F_RETX
-        self.tags = [0] * window          # upper layer's tag (e.g. last journal entry in the frame)
+        # (ticks_diff resolves less than 2**29 us: a longer timeout is cut to that, 9 min)
+        self.rto_us = rto_us if rto_us < _TICKS_HALF else _TICKS_HALF - 1
+        self.buf = buf if buf is not None else bytearray(MAX_FRAME)
+        self.view = memoryview(self.buf)
+        self.tags = [0] * window          # upper layer's tag per frame in flight (by seq % window)
+        self.acked_tag = 0                # tag of the newest frame the last on_ack acknowledged
         self.reset()
         self.retransmits = 0
         self.frames_sent = 0
@@ -36,9 +52,7 @@ class Sender:
     def reset(self):
         self.base = 0            # oldest unacknowledged seq
         self.next = 0            # next seq to assign
-        self.unsent = 0          # next seq never transmitted
-        self.resend = -1         # go-back-N pointer (-1: none)
-        self.sent_at = 0         # when the base frame was (re)sent
+        self.sent_at = 0         # when the base frame was sent (or the last ack came): ticks
         self.back = -1           # where the last go-back started (-1: none since the reset)
 
     def in_flight(self):
@@ -49,83 +63,47 @@ class Sender:
 
     def slot(self):
         """Buffer in which to build the next frame's payload (at HDR_SIZE)."""
-        return self.slots[self.next % self.window]
+        return self.buf
 
-    def commit(self, mtype, src, dst, group, plen, tag, flags=0):
-        """Seal the frame built in slot(); returns its sequence number."""
+    def commit(self, mtype, src, dst, group, plen, tag, now, flags=0):
+        """Seal the frame built in slot(); returns the frame (bytes, to queue on the wire)."""
         seq = self.next
-        i = seq % self.window
-        self.lens[i] = codec.build_frame(self.slots[i], mtype, flags, src, dst, group, seq, 0, plen)
-        self.hdr[i] = (mtype, src, dst, group, plen, flags)
-        self.tags[i] = tag
+        n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen)
+        self.tags[seq % self.window] = tag
+        if seq == self.base:
+            self.sent_at = now & TICKS_MASK
         self.next = (seq + 1) & _SEQ_MASK
-        return seq
+        self.frames_sent += 1
+        return bytes(self.view[:n])
 
     def on_ack(self, ack, now):
-        """Cumulative ack: returns the tags of newly acknowledged frames, oldest first."""
+        """Cumulative ack: -> how many frames it newly acknowledges (0: none); the newest
+        one's tag is then acked_tag."""
         n = seq_diff(ack, self.base)
         if n <= 0 or n > self.in_flight():
-            return ()
-        tags = []
-        for _ in range(n):
-            tags.append(self.tags[self.base % self.window])
-            self.base = (self.base + 1) & _SEQ_MASK
-        if seq_diff(self.unsent, self.base) < 0:
-            self.unsent = self.base
-        if self.resend >= 0 and seq_diff(self.resend, self.base) < 0:
-            self.resend = self.base
-        self.sent_at = now
-        return tags
+            return 0
+        self.base = (self.base + n) & _SEQ_MASK
+        self.acked_tag = self.tags[(self.base - 1) % self.window]
+        self.sent_at = now & TICKS_MASK
+        return n
 
     def rewind(self, now):
         """Go back by dropping every unacknowledged frame: the next frame built gets the
         base's sequence number again (the upper layer rebuilds them, e.g. smaller; its
         receiver must take content it already holds idempotently)."""
         self.next = self.base
-        self.unsent = self.base
-        self.resend = -1
         self.back = self.base
-        self.sent_at = now
+        self.sent_at = now & TICKS_MASK
 
     def timed_out(self, now):
         """Frames are in flight and the base has waited a whole retransmit timeout."""
-        return self.in_flight() != 0 and now - self.sent_at >= self.rto_us
+        return self.in_flight() != 0 and ticks_diff(now & TICKS_MASK, self.sent_at) >= self.rto_us
 
-    def on_nak(self, want, now):
-        if 0 <= seq_diff(want, self.base) < self.in_flight() or want == self.base:
-            if self.in_flight():
-                self.resend = want
-                self.sent_at = now
-
-    def due(self, now):
-        """Frames to put on the wire now: list of bytes objects (copies)."""
-        out = []
-        if self.in_flight() and now - self.sent_at >= self.rto_us:
-            self.resend = self.base
-        if self.resend >= 0:
-            s = self.resend
-            self.back = s
-            while seq_diff(s, self.unsent) < 0:
-                i = s % self.window
-                mtype, src, dst, group, plen, flags = self.hdr[i]
-                codec.build_frame(self.slots[i], mtype, flags | F_RETX, src, dst, group, s, 0, plen)
-                out.append(bytes(self.views[i][:self.lens[i]]))
-                self.retransmits += 1
-                s = (s + 1) & _SEQ_MASK
-            self.resend = -1
-            self.sent_at = now
-        while seq_diff(self.unsent, self.next) < 0:
-            i = self.unsent % self.window
-            if self.unsent == self.base:
-                self.sent_at = now
-            out.append(bytes(self.views[i][:self.lens[i]]))
-            self.frames_sent += 1
-            self.unsent = (self.unsent + 1) & _SEQ_MASK
-        return out
-
-    def deadline(self):
+    def timeout_in(self, now):
+        """Microseconds from now until the retransmit timeout expires (<= 0: due; None:
+        nothing in flight). Relative, so that it holds on any caller's clock."""
         if self.in_flight():
-            return self.sent_at + self.rto_us
+            return self.rto_us - ticks_diff(now & TICKS_MASK, self.sent_at)
         return None
 
 
@@ -155,7 +133,7 @@ class Receiver:
         self.last_nak = None
 
     def should_nak(self, now, min_gap_us):
-        if self.last_nak is None or now - self.last_nak >= min_gap_us:
-            self.last_nak = now
+        if self.last_nak is None or ticks_diff(now & TICKS_MASK, self.last_nak) >= min_gap_us:
+            self.last_nak = now & TICKS_MASK
             return True
         return False

@@ -36,7 +36,7 @@
 #              (reason PEER_FAILED_OVER: the secondary said it failed over; the journal
 #              is kept for a failback, writes are refused S_FENCED, or with fence_writes
 #              off marked; any pair command first turns the journal into marks)
-from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MODE_CLOCK, MODE_CLOCKLESS,
+from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, CS_SUSPENDED, F_COPY, F_SYNC, HDR_SIZE, MAX_FRAME, MODE_CLOCK, MODE_CLOCKLESS,
                            MODE_SYNC, OVERHEAD, POLICY_CONTINUE, POLICY_FREEZE, PORT_BUS, PORT_PEER,
                            ROLE_PRIMARY, ROLE_SECONDARY,
                            R_JOURNAL_FULL, R_OPERATOR, R_PEER_FAILED_OVER, ST_COPY_ACTIVE, S_BAD_COMMAND,
@@ -66,7 +66,9 @@ class Primary:
         self.cfg = node.cfg
         self.store = node.store
         self.tx = node.tx
-        self.sender = Sender(self.cfg.window, self.cfg.rto_us)
+        # frames are built in the node's tx buffer: every frame built there is copied out
+        # when it is sealed, and nothing else is emitted while a stream frame is built
+        self.sender = Sender(self.cfg.window, self.cfg.rto_us, node.tx)
         self.ckpt_n = 0
         self.ckpt_t = 0
         self.offset = 0              # sequence time = local clock + offset
@@ -132,6 +134,9 @@ class Primary:
         self.back_until = 0          # a NAK for sender.back is ignored until then
         self.naks_ignored = 0
         self.rewound = False
+        self.fill_at = -1            # paced: when the line has drained enough for the next frame
+        # one full frame's airtime at peer_baud (10 bits a byte)
+        self._lead_us = MAX_FRAME * 10000 // (self.cfg.peer_baud // 1000)
 
     # -- state -----------------------------------------------------------------------
     def copy_active(self):
@@ -886,8 +891,10 @@ class Primary:
             return
         elif mtype == T_ACK:
             durable = codec.unpack_ack(payload)[0]
-            for tag in self.sender.on_ack(ack, now):
-                self.store.j_trim(tag + 1)
+            n = self.sender.on_ack(ack, now)
+            if n:
+                self.store.j_trim(self.sender.acked_tag + 1)
+            for _ in range(n):
                 self.clean += 1
                 if self.clean >= 2 * self.cfg.window and self.batch_lim < self.cfg.batch_max:
                     self.batch_lim += 1
@@ -901,8 +908,8 @@ class Primary:
                 self.naks_ignored += 1
                 return
             # everything before `ack` was taken (the secondary journals before it acks)
-            for tag in self.sender.on_ack(ack, now):
-                self.store.j_trim(tag + 1)
+            if self.sender.on_ack(ack, now):
+                self.store.j_trim(self.sender.acked_tag + 1)
             if ack == self.sender.base and self.sender.in_flight():
                 self._go_back(now)
             self._pump(now)
@@ -942,7 +949,11 @@ class Primary:
         self._pump(now)
 
     def _pump(self, now):
-        """Fill the window from the journal and transmit what is due."""
+        """Fill the window from the journal, one frame at a time, as the line drains:
+        a frame is built only while less than one full frame's airtime is still queued
+        for the wire (`_lead_us`), so the frames waiting in memory for the line stay
+        about two whatever the window (sent frames are never kept: a go-back rebuilds
+        them from the journal)."""
         if self.link != LINK_UP:
             return
         s = self.sender
@@ -950,15 +961,18 @@ class Primary:
             self._go_back(now)
         entries = None
         self._carry = None
-        while s.can_queue():
-            if entries is None:
-                entries = self._entries_from(self.send_jseq)
-            built = self._build(entries)
-            if not built:
-                break
         rewound = self.rewound
         self.rewound = False
-        for f in s.due(now):
+        self.fill_at = -1
+        while s.can_queue():
+            if self.tx_until - now > self._lead_us:
+                self.fill_at = self.tx_until - self._lead_us   # come back as the line drains
+                break
+            if entries is None:
+                entries = self._entries_from(self.send_jseq)
+            f = self._build(entries, now)
+            if f is None:
+                break
             self.node.emit_raw(PORT_PEER, f)
             self._air(now, len(f))
             self.last_tx = now
@@ -996,8 +1010,9 @@ class Primary:
             yield st.j_entry(jseq)
             jseq += 1
 
-    def _build(self, entries):
-        """Build one frame from the entries iterator into the sender's next slot."""
+    def _build(self, entries, now):
+        """Build one frame from the entries iterator in the sender's buffer; returns the
+        frame (bytes) or None when there is nothing to send."""
         s = self.sender
         buf = s.slot()
         pending = getattr(self, "_carry", None)
@@ -1019,12 +1034,13 @@ class Primary:
                     break
                 if kind == J_JOIN:
                     codec.pack_join(buf, HDR_SIZE, lseq, t)
-                    s.commit(T_JOIN, self.node.me, self.cfg.peer, self.cfg.group, SZ_JOIN, jseq)
+                    f = s.commit(T_JOIN, self.node.me, self.cfg.peer, self.cfg.group, SZ_JOIN, jseq, now)
                 else:
                     codec.pack_marker(buf, HDR_SIZE, lseq, t)
-                    s.commit(T_MARKER, self.node.me, self.cfg.peer, self.cfg.group, SZ_MARKER, jseq)
+                    f = s.commit(T_MARKER, self.node.me, self.cfg.peer, self.cfg.group, SZ_MARKER, jseq,
+                                 now)
                 self.send_jseq = jseq + 1
-                return True
+                return f
             if count >= self.batch_lim or count and kind != bkind:
                 self._carry = e              # a batch is all stream records or all copies
                 break
@@ -1036,18 +1052,18 @@ class Primary:
             count += 1
             last = jseq
         if not count:
-            return False
+            return None
         codec.pack_batch_head(buf, HDR_SIZE, count)
         # F_SYNC: every record of the batch was written in sync mode (a batch that
         # straddles a switch to sync says no: conservative, the secondary waits longer)
         flags = F_SYNC if self.cfg.mode == MODE_SYNC and bkind == J_RECORD and first >= self.sync_lseq else 0
         if bkind == J_COPY:
             flags |= F_COPY
-        s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE, last,
-                 flags)
+        f = s.commit(T_WRITE_BATCH, self.node.me, self.cfg.peer, self.cfg.group, off - HDR_SIZE,
+                     last, now, flags)
         self.records_moved += count
         self.send_jseq = last + 1
-        return True
+        return f
 
     # -- timers ----------------------------------------------------------------------
     def tick(self, now):
@@ -1109,8 +1125,10 @@ class Primary:
         if self.pump_due:
             return now
         d = self.last_tx + self.cfg.keepalive_us
-        r = self.sender.deadline()
-        if r is not None and r < d:
-            d = r
+        if self.fill_at >= 0 and self.fill_at < d:
+            d = self.fill_at if self.fill_at > now else now
+        r = self.sender.timeout_in(now)
+        if r is not None and now + r < d:
+            d = now + r
         p = self._silent_since() + self.cfg.peer_timeout_us
         return p if p < d else d

@@ -47,8 +47,11 @@
 # jseq (committing the superblock if needed), so a reboot never mistakes a reused
 # slot for part of the live run, nor loses live entries behind it.
 #
-# RAM: the journal index is one bytearray of IDX_SIZE (22) bytes per slot
-# (kind, vol, blk, lseq, t, data CRC); the bitmaps are kept as one bytearray
+# RAM: the journal index is one bytearray of IDX_SIZE (16) bytes per slot: kind, vol,
+# blk, lseq, and t as 48 bits (t_lo u32, t_hi u16). The data CRC is not kept: reading
+# a record's data also reads its header block (CRC-checked) for it. A t of 2**48 - 2**32
+# or more (no clock gets there: 8.9 years of microseconds) is kept as t_hi = 0xFFFF and
+# read back from the header block when asked for. The bitmaps are kept as one bytearray
 # (512 bytes per bitmap block) plus 2 bytes of set-bit count per bitmap block.
 
 import struct
@@ -113,9 +116,12 @@ _SB_FIXED = ("nvol", "vol_blocks", "journal_slots", "j_head", "bm_start", "bm_bl
 _JH_FMT = "<IQ"
 JH_IDX_OFF = const(12)
 JH_CRC_OFF = const(34)
-# RAM index entry per slot (the same bytes as the header's)
-_IDX_FMT = "<BBIIQI"
-IDX_SIZE = const(22)
+# the header's entry (kind, vol, blk, lseq, t, data crc)
+_JH_ENT_FMT = "<BBIIQI"
+# RAM index entry per slot: kind, vol, blk, lseq, t_lo, t_hi (t_hi 0xFFFF: t on the card)
+_IDX_FMT = "<BBIIIH"
+IDX_SIZE = const(16)
+_T_HI_CARD = const(0xFFFF)
 
 BM_BYTES = const(508)             # bitmap bytes per block (the CRC takes the rest)
 BM_BITS = const(4064)
@@ -217,7 +223,6 @@ class Store:
         self._buf = bytearray(BLOCK_SIZE)       # superblock / journal header scratch
         self._mv = memoryview(self._buf)
         self._scan_mv = self._mv[0:JH_CRC_OFF]
-        self._scan_ent = self._mv[JH_IDX_OFF:JH_CRC_OFF]
         self._hbuf = bytearray(BLOCK_SIZE)      # journal header to write (bytes 38.. stay zero)
         self._hcrc_mv = memoryview(self._hbuf)[0:JH_CRC_OFF]
         self._vbuf = bytearray(BLOCK_SIZE) if verify else None
@@ -428,11 +433,9 @@ class Store:
     def _scan_journal(self):
         sb = self.sb
         nslots = sb.journal_slots
-        idx = bytearray(nslots * IDX_SIZE)
-        idxmv = memoryview(idx)
+        self._idx = bytearray(nslots * IDX_SIZE)
         buf = self._buf
         hmv = self._scan_mv
-        ent = self._scan_ent
         head = sb.j_head
         j = head
         while j - head < nslots:
@@ -444,16 +447,32 @@ class Store:
             (hcrc,) = struct.unpack_from("<I", buf, JH_CRC_OFF)
             if hcrc != _crc32(hmv):
                 break
-            kind = buf[JH_IDX_OFF]
+            kind, vol, blk, lseq, t, _dcrc = struct.unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
             if kind < J_RECORD or kind > J_JOIN:
                 break
-            off = slot * IDX_SIZE
-            idxmv[off:off + IDX_SIZE] = ent
+            self._idx_put(slot, kind, vol, blk, lseq, t)
             j += 1
         self._slots = nslots
         self._head = head
         self._tail = j
-        self._idx = idx
+
+    def _idx_put(self, slot, kind, vol, blk, lseq, t):
+        thi = t >> 32
+        if thi >= _T_HI_CARD:
+            thi = _T_HI_CARD                    # read back from the header when asked for
+        struct.pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq,
+                         t & 0xFFFFFFFF, thi)
+
+    def _header(self, jseq):
+        """Read live entry jseq's header block into _buf and check it; -> its entry tuple
+        (kind, vol, blk, lseq, t, data crc)."""
+        buf = self._buf
+        self._rd(self.sb.j_start + 2 * (jseq % self._slots) + 1, buf)
+        magic, hj = struct.unpack_from(_JH_FMT, buf, 0)
+        (hcrc,) = struct.unpack_from("<I", buf, JH_CRC_OFF)
+        if magic != J_MAGIC or hj != jseq or hcrc != _crc32(self._scan_mv):
+            raise StoreError(S_IO_ERROR, "journal entry %d: header block fails its check" % jseq)
+        return struct.unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
 
     def _append(self, kind, lseq, vol, blk, t, data, dcrc):
         j = self._tail
@@ -471,10 +490,10 @@ class Store:
             self._wr(base, data)
         buf = self._hbuf
         struct.pack_into(_JH_FMT, buf, 0, J_MAGIC, j)
-        struct.pack_into(_IDX_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
+        struct.pack_into(_JH_ENT_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
         struct.pack_into("<I", buf, JH_CRC_OFF, _crc32(self._hcrc_mv))
         self._wr(base + 1, buf)
-        struct.pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq, t, dcrc)
+        self._idx_put(slot, kind, vol, blk, lseq, t)
         self._tail = j + 1
         return j
 
@@ -510,8 +529,12 @@ class Store:
         self._need()
         if jseq < self._head or jseq >= self._tail:
             raise StoreError(S_OUT_OF_RANGE, "jseq %r not live (%d..%d)" % (jseq, self._head, self._tail - 1))
-        kind, vol, blk, lseq, t, _dcrc = struct.unpack_from(
+        kind, vol, blk, lseq, tlo, thi = struct.unpack_from(
             _IDX_FMT, self._idx, (jseq % self._slots) * IDX_SIZE)
+        if thi == _T_HI_CARD:
+            t = self._header(jseq)[4]
+        else:
+            t = tlo | thi << 32 if thi else tlo
         return (jseq, kind, lseq, vol, blk, t)
 
     def j_entries(self):
@@ -538,7 +561,7 @@ class Store:
         kind = self._idx[off]
         if kind != J_RECORD and kind != J_COPY:
             raise StoreError(S_BAD_STATE, "journal entry %d is not a record" % jseq)
-        (dcrc,) = struct.unpack_from("<I", self._idx, off + IDX_SIZE - 4)
+        dcrc = self._header(jseq)[5]
         self._rd(self.sb.j_start + 2 * slot, buf)
         if _crc32(buf) != dcrc:
             raise StoreError(S_IO_ERROR, "journal entry %d: data block fails its CRC" % jseq)

@@ -67,7 +67,8 @@ def test_a_go_back_reframes_the_stream_in_smaller_batches():
     net.hold(("peer", s.id))
     net.release(("peer", p.id))              # the secondary NAKs what it lacks
     net.hold(("peer", p.id))
-    net.release(("peer", s.id))              # the primary goes back
+    net.release(("peer", s.id))              # the primary goes back...
+    net.advance(500000)                      # ...framing as the line drains (paced)
     again = [f for f in _peer_frames(net, p) if f[0] == T_WRITE_BATCH]
     assert again and again[0][1] == first[0][1]       # the base's sequence number again
     assert max(codec.unpack_batch_head(f[3])[0] for f in again) <= 3
@@ -114,3 +115,22 @@ def test_a_reframed_copy_the_secondary_already_holds_starts_no_resync():
     buf2 = bytearray(BLOCK_SIZE)
     s.store.read_block(0, 1, buf2)
     assert bytes(buf2) != block_of("stale")
+
+
+def test_frames_waiting_for_the_line_stay_about_two_whatever_the_window():
+    # issue #14 item 3: the sender keeps no frame copies (a go-back rebuilds from the
+    # journal) and frames only as the line drains, so a burst queues ~2 frames, not `window`
+    net, p, s = _duplex(window=8)
+    r = p.node.role
+    net.hold(("peer", p.id))
+    for b in range(56):
+        assert net.write(p, 0, b, block_of("w%d" % b)) == S_OK
+    net.advance(20000)
+    batches = [f for f in _peer_frames(net, p) if f[0] == T_WRITE_BATCH]
+    assert len(batches) == 2
+    assert not hasattr(r.sender, "slots")
+    net.advance(400000)                      # one frame's airtime later: one more
+    assert len([f for f in _peer_frames(net, p) if f[0] == T_WRITE_BATCH]) == 3
+    net.release(("peer", p.id))
+    net.advance(5000000)
+    assert s.node.role.next_lseq == r.next_lseq

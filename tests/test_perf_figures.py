@@ -179,6 +179,19 @@ def test_heap(figures):
     peak = rs[0]["KiB"]
     if HAVE_MPY and os.path.exists(os.path.join(ROOT, "tests", "mpy", "t_boot.py")):
         assert num(peak) and 0 < peak < 1024, figures["heap"]["notes"]
+        # what each KiB is spent on: code by module adds up to the code, buffers by owner,
+        # and a floor (numbers in the JSON, bytes)
+        f = figures["heap"]["figures"]
+        mods = f["code_by_module_bytes"]
+        assert "firmware.primary" in mods and "firmware.main" in mods
+        assert abs(sum(mods.values()) - f["code_bytes"]) <= 0.05 * f["code_bytes"]
+        assert abs(f["code_bytes"] / 1024.0 - rs[1]["KiB"]) < 0.2
+        prim = f["buffers_bytes"]["P"]
+        assert any(p.endswith("store._idx") for p in prim)
+        assert not any("slots" in p for p in prim)        # no window of frame copies
+        assert f["floor_bytes"] == f["data_floor_bytes"] + f["code_bytes"]
+        titles = [t["title"] for t in figures["heap"]["tables"]]
+        assert any(t.startswith("floor") for t in titles)
     else:
         assert peak == "unavailable" and figures["heap"]["notes"][0].startswith("unavailable")
 

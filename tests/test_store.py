@@ -629,9 +629,38 @@ def test_index_memory_is_compact():
         tracemalloc.stop()
     assert s2.j_depth() == slots
     per_slot = (after - before) / slots
-    # one 22-byte index record per slot plus small fixed buffers (bitmap, scratch)
-    assert per_slot < 26, per_slot
-    assert IDX_SIZE == 22
+    # one 16-byte index record per slot plus small fixed buffers (bitmap, scratch)
+    assert per_slot < 20, per_slot
+    assert IDX_SIZE == 16
+
+
+def test_a_time_beyond_48_bits_is_read_back_from_the_header_block():
+    # the RAM index keeps t in 48 bits; a larger t (no clock gets there) stays exact
+    disk = fresh(nvol=1, vol_blocks=16, slots=8)
+    s = mounted(disk)
+    big = (1 << 63) + 12345
+    edge = (0xFFFF << 32) - 1               # the largest t the index holds itself
+    j1 = s.j_append_record(1, 0, 3, big, payload(1))
+    j2 = s.j_append_checkpoint(7, edge)
+    j3 = s.j_append_checkpoint(8, 1 << 64 - 1)
+    for st_ in (s, mounted(disk)):
+        assert [e[5] for e in st_.j_entries()] == [big, edge, 1 << 64 - 1]
+        buf = bytearray(512)
+        st_.j_read_data(j1, buf)
+        assert bytes(buf) == payload(1)
+    assert (j1, j2, j3) == (0, 1, 2)
+
+
+def test_a_record_whose_header_block_rots_is_an_io_error_when_read():
+    # the data CRC now comes from the header block: a damaged header is caught
+    disk = fresh(nvol=1, vol_blocks=16, slots=8)
+    s = mounted(disk)
+    j = s.j_append_record(1, 0, 3, 5, payload(1))
+    hdr = s.sb.j_start + 2 * (j % 8) + 1
+    disk.data[hdr * BLOCK_SIZE + 20] ^= 0x40
+    with pytest.raises(StoreError) as e:
+        s.j_read_data(j, bytearray(512))
+    assert e.value.code == S_IO_ERROR
 
 
 def test_module_constants():

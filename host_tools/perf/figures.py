@@ -705,6 +705,13 @@ def micropython_heap(timeout=300):
     mm = re.search(r"largest: ([^\n]*)", out)
     if mm:
         fig["largest"] = mm.group(1).split(", ")[:3]
+    mm = re.search(r"^heap-json: (.*)$", out, re.M)
+    if mm:
+        import json
+        try:
+            fig["detail"] = json.loads(mm.group(1))
+        except ValueError:
+            return None, "%s printed a heap-json line that is not JSON" % HEAP_SCRIPT
     return fig, ""
 
 
@@ -721,6 +728,11 @@ def perf_heap(quick):
         rows.append(["  of which firmware + HAL code", fig["code_kib"]])
     if "data_kib" in fig:
         rows.append(["  of which one board's data (half of two)", fig["data_kib"]])
+    det = fig.get("detail")
+    if det and "data_kib" in fig:
+        kept = _kib(det["boards_retained"] / 2.0)
+        rows.append(["    data still in use after a collection (retained)", kept])
+        rows.append(["    garbage and transient frames between collections", round(fig["data_kib"] - kept, 1)])
     notes = ["measured by %s under the MicroPython WebAssembly port: a primary and a secondary in one "
              "interpreter, heap sampled between chunks (so it includes up to a few rounds of garbage)"
              % HEAP_SCRIPT]
@@ -729,9 +741,82 @@ def perf_heap(quick):
         rows.append(["peak / goal", r3(fig["peak_kib"] / fig["goal_kib"])])
         notes.append("goal %g KiB: %s" % (fig["goal_kib"], "met" if fig["peak_kib"] <= fig["goal_kib"]
                                           else "NOT met"))
-    if fig.get("largest"):
+    tables = [{"title": "firmware heap in real MicroPython", "columns": ["measure", "KiB"], "rows": rows}]
+    figures = {k: v for k, v in fig.items() if k != "detail"}
+    if fig.get("detail"):
+        t, f, n = heap_breakdown(fig["detail"])
+        tables += t
+        figures.update(f)
+        notes += n
+    elif fig.get("largest"):
         notes.append("largest buffers of the primary: " + ", ".join(fig["largest"]))
     if quick:
         notes.append("--quick runs the same measurement (it takes a few seconds)")
-    return {"tables": [{"title": "firmware heap in real MicroPython", "columns": ["measure", "KiB"],
-                        "rows": rows}], "notes": notes}
+    return {"tables": tables, "notes": notes, "figures": figures}
+
+
+def _kib(b):
+    return round(b / 1024.0, 1)
+
+
+# buffers whose size the protocol or the hardware fixes (at least one of each is needed), by
+# the last part of their owner path -> why
+_FLOOR_WHY = (
+    (".tx", "one full frame (MAX_FRAME) built at a time: the node's tx, shared by the sender"),
+    ("store._idx", "journal index: 16 bytes per journal slot"),
+    ("store._bm", "change bitmap: one 512-byte block per 4064 blocks of a volume"),
+    ("uart._rx_ring", "UART RX ring: what arrives at the line rate between two polls"),
+    ("uart._tx_ring", "UART TX ring: frames leave without blocking the loop"),
+)
+
+
+def heap_breakdown(d):
+    """Tables, figures (bytes) and notes from t_boot.py's heap-json numbers."""
+    code = d["code"]
+    mods = sorted(d["code_by_module"], key=lambda kv: -kv[1])
+    t_code = {"title": "code on the heap, by module (compiled bytecode and module objects)",
+              "columns": ["module", "KiB"], "rows": [[m, _kib(b)] for m, b in mods] + [["total", _kib(code)]]}
+    bufs = d["buffers"]
+    names = sorted(bufs)
+    paths = sorted({p for b in bufs.values() for p in b},
+                   key=lambda p: -max(bufs[n].get(p, 0) for n in names))
+    rows = []
+    for p in paths:
+        rows.append([p] + [bufs[n].get(p, 0) for n in names])
+    tot = [sum(bufs[n].values()) for n in names]
+    per_board = d["boards_peak"] / 2.0
+    other = per_board - sum(tot) / float(len(tot))
+    rows.append(["total buffers"] + tot)
+    rows.append(["other objects and garbage (one board's data minus its mean buffers)"]
+                + [int(round(other))] * len(names))
+    t_buf = {"title": "data buffers by owner (bytes; %s)" % " and ".join(
+                 "%s = %s" % (n, {"P": "primary", "S": "secondary"}.get(n, n)) for n in names),
+             "columns": ["owner"] + names, "rows": rows}
+    # the floor: code as loaded today, the fixed buffers, one receive buffer of a full frame
+    # shared by the ports, two 512-byte SD block buffers, and the objects as measured
+    prim = bufs.get("P") or bufs[names[0]]
+    fixed = []
+    for suffix, why in _FLOOR_WHY:
+        n = sum(v for p, v in prim.items() if p.endswith(suffix))
+        if n:
+            fixed.append([suffix, n, why])
+    fixed.append(["receive buffer", wire.MAX_FRAME, "one full frame, shared by the ports (today: "
+                  "%d B of receive buffers and deframers)" % prim.get("board.rx_ports.d", 0)])
+    fixed.append(["SD block buffers", 2 * wire.BLOCK_SIZE, "a record's data and a header block"])
+    fixed.append(["other objects", int(round(other)), "measured above (includes some garbage)"])
+    data_floor = sum(r[1] for r in fixed)
+    f_rows = [[r[0], _kib(r[1]), r[2]] for r in fixed]
+    f_rows.append(["data floor", _kib(data_floor), ""])
+    f_rows.append(["code (compiled to the heap, as today)", _kib(code), "see the table by module"])
+    f_rows.append(["floor per board", _kib(data_floor + code), "64 KiB is %s" % (
+        "within reach" if data_floor + code <= 64 * 1024 else "out of reach with the code on the heap")])
+    t_floor = {"title": "floor per board (KiB)", "columns": ["part", "KiB", "why"], "rows": f_rows}
+    figures = {"code_bytes": code, "code_by_module_bytes": dict(d["code_by_module"]),
+               "buffers_bytes": bufs, "per_board_data_bytes": int(per_board),
+               "other_objects_bytes": int(round(other)), "data_floor_bytes": data_floor,
+               "floor_bytes": data_floor + code}
+    notes = ["floor: the code alone is %.1f KiB of heap when the modules are compiled at import; "
+             "frozen into the MicroPython image (flash) it would leave the heap, not measured here"
+             % _kib(code)]
+    return [t_code, t_buf, t_floor], figures, notes
+

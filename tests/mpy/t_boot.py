@@ -118,7 +118,22 @@ class Host:
 
 
 # ---- the scenario (a generator: one yield per round of both boards) --------------------
+# the board's modules, leaves first, each imported in a chunk of its own (the runner
+# collects the heap between chunks), so the heap each adds (its bytecode and module
+# objects, with any import not listed before it) is measured on its own: printed as
+# `code_by_module`. All of them are imported here, before the boards are built (boot_main
+# imports firmware.main only when it boots), so the code is not counted as board data.
+CODE_MODULES = ("firmware.wire", "firmware.codec", "firmware.config", "firmware.pairstate",
+                "firmware.store", "firmware.peerlink", "firmware.busmac", "firmware.deframer",
+                "firmware.portrx", "firmware.primary", "firmware.secondary", "firmware.node",
+                "firmware.main", "pico", "rp2_hal", "boot_main")
+
+
 def scenario():
+    for name in CODE_MODULES:
+        __import__(name)
+        STATS["phase"] = "code:" + name
+        yield
     from firmware import wire
     from firmware import codec
     from firmware.deframer import Deframer
@@ -394,6 +409,7 @@ def scenario():
     # figures
     for name in ("P", "S"):
         top = {}
+        BUFFERS[name] = top
         seen = {}
         buffers(hals[name], "hal", top, seen, 0)
         buffers(boards[name], "board", top, seen, 0)
@@ -413,6 +429,8 @@ def scenario():
              R.uarts[("P", 1)].txbuf))
 
 
+BUFFERS = {}
+CODE_BY_MODULE = []
 GEN = scenario()
 DONE = False
 
@@ -446,7 +464,9 @@ def mp_continue():
 def buffers(obj, path, out, seen, depth):
     """Add up the bytes of every bytearray/bytes reachable from obj, by attribute path."""
     if isinstance(obj, (bytearray, bytes)):
-        out[path] = out.get(path, 0) + len(obj)
+        if id(obj) not in seen:      # a buffer shared by two owners counts once (first path)
+            seen[id(obj)] = True
+            out[path] = out.get(path, 0) + len(obj)
         return
     if depth > 6 or isinstance(obj, (int, str, float, bool)) or obj is None:
         return
@@ -484,6 +504,17 @@ def report():
               % (code, built, run, peak, CHUNK))
         print("peak heap in use per board <= %.1f KiB (code %.1f KiB + half the two boards' "
               "peak %.1f KiB); goal 64 KiB" % ((code + peak / 2) / KIB, code / KIB, peak / 2 / KIB))
+        # the numbers, for `arcopy perf heap`: bytes
+        prev = base
+        for name in CODE_MODULES:
+            m = r.get("code:" + name, prev)
+            CODE_BY_MODULE.append([name, m - prev])
+            prev = m
+        import json
+        print("heap-json: " + json.dumps({
+            "code": code, "code_by_module": CODE_BY_MODULE, "boards_after_boot": built,
+            "boards_retained": run, "boards_peak": peak, "garbage_rounds": CHUNK,
+            "buffers": BUFFERS}))
     else:
         print("heap: not measured (%s)" % ("run in one piece" if MP else "CPython"))
     print("ALL OK")
