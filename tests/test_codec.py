@@ -152,7 +152,10 @@ def test_wire_constants_match_definitions():
     for name, (code, struct_, _) in F.MESSAGES.items():
         assert getattr(wire, "T_" + name.upper()) == code, name
     assert sorted(v for k, v in vars(wire).items() if k.startswith("T_")) == sorted(F.TYPE_NAMES)
-    assert {k[2:]: v for k, v in vars(wire).items() if k.startswith("F_")} == F.FLAGS
+    # F_ANCHOR is F_COPY's bit under another name on the secondary bus (SPEC section 2)
+    assert wire.F_ANCHOR == wire.F_COPY == F.F_ANCHOR
+    assert {k[2:]: v for k, v in vars(wire).items() if k.startswith("F_") and k != "F_ANCHOR"} \
+        == F.FLAGS
     for table, prefix in ((F.STATUS, "S_"), (F.COMMANDS, "C_"), (F.ROLES, "ROLE_"), (F.MODES, "MODE_"),
                           (F.POLICIES, "POLICY_"), (F.COPY_STATES, "CS_"), (F.STATUS_FLAGS, "ST_"),
                           (F.RESIGN_REASONS, "R_")):
