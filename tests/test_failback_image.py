@@ -7,7 +7,9 @@ open that volume as a recovered image.
 
 The seeds are `arcopy sim sweep --ops failback --faults all --seeds 100 --disaster-at resync`
 drills that recovered such a SIMPLEX old primary as an image holding writes its new primary
-never had (consistency violations)."""
+never had (consistency violations): the reversed pair's peer link was down at that instant
+(fault class outage: seeds 16, 34, 63, 69, 94) or its new primary had lost power (88), so the
+resync had not reached the old primary yet. Its marks were complete in every seed."""
 import pytest
 
 from corenet import Net, block_of
