@@ -48,7 +48,7 @@ from firmware import codec
 from firmware.codec import (SZ_BATCH_HEAD, SZ_CHECKPOINT, SZ_CLOCK_SYNC, SZ_COPY_ACTIVE, SZ_IDLE,
                             SZ_JOIN, SZ_MARKER, SZ_PEER_HELLO, SZ_SUSPEND)
 from firmware.peerlink import Sender
-from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN
+from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN, IMG_FIRST
 from firmware import pairstate as ev
 from firmware.pairstate import transition, next_state, LINK_HELLO, LINK_UP, CLOCK_COLD, CLOCK_SYNCED
 
@@ -600,10 +600,12 @@ class Primary:
 
     def failback(self):
         """Failback: this board's pair is reversed. What its journal holds is marked
-        (the host merges the marks into the new primary's bitmap); the role changes."""
+        (the host merges the marks into the new primary's bitmap); the role changes. The
+        volume holds what the failover discarded: no image of the reversed pair until the
+        new primary's copy joins and a group release confirms it (IMG_FIRST)."""
         self._journal_to_marks()
         transition(self.store, ROLE_PRIMARY, ev.BECOME_SECONDARY, role=ROLE_SECONDARY, applied_n=0,
-                   applied_t=0, uip_n=0, uip_t=0, next_lseq=1)
+                   applied_t=0, uip_n=0, uip_t=0, next_lseq=1, img_state=IMG_FIRST)
         return S_OK
 
     def _copy_step(self, now):

@@ -301,9 +301,10 @@ class Secondary:
             return S_OK                      # failed over already
         if t and sb.img_state & IMG_ON and t == sb.img_t:
             return self._rollback(n, t)
-        if state == CS_PENDING and (sb.img_state & (IMG_JOINED | IMG_FIRST) != IMG_JOINED):
-            # resync running: the volume is no image; or a first copy whose join no group
-            # release confirmed yet: no image yet
+        if sb.img_state & IMG_FIRST or (state == CS_PENDING and not sb.img_state & IMG_JOINED):
+            # resync running: the volume is no image; or a first copy (a blank secondary, an
+            # old primary after a failback) whose join no group release confirmed yet, in
+            # whatever state its copy is (not reached yet, running, suspended): no image yet
             return S_BAD_STATE
         if n == 0:
             n, t = (sb.uip_n, sb.uip_t) if sb.uip_n and sb.uip_t > sb.applied_t \
