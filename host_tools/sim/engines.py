@@ -304,3 +304,21 @@ def _stop_workers(ex):
                 p.join(1)
         except Exception:
             pass
+    _forget_pool(ex)
+
+
+def _forget_pool(ex):
+    """Let the pool's manager thread finish, then drop it from the interpreter's exit hook:
+    Python 3.11's hook wakes every pool it knows, also one whose wake-up pipe the manager
+    closed after its workers were killed, and then prints an OSError traceback at exit."""
+    from concurrent.futures import process as cf_process
+    t = getattr(ex, "_executor_manager_thread", None)
+    if t is None:
+        return
+    t.join(5)
+    wakeups = getattr(cf_process, "_threads_wakeups", None)
+    if wakeups is not None and not t.is_alive():
+        try:
+            del wakeups[t]
+        except KeyError:
+            pass
