@@ -320,6 +320,12 @@ def test_ops(figures):
     assert off["refused"] == on["refused"] == 0
     assert off["auto-suspends"] == 1 and off["largest delay ms"] == 0
     assert on["auto-suspends"] == 0 and on["largest delay ms"] > 0 and on["p99 ms"] > off["p99 ms"]
+    ov = [t for t in sec["tables"] if t["title"].startswith("overload recovery")]
+    assert len(ov) == 1
+    o = dict(zip(ov[0]["columns"], ov[0]["rows"][0]))
+    assert o["suspended itself"] is True and o["blocks marked"] > 0
+    assert num(o["cut age at resume ms"]) and o["cut age at resume ms"] > 0
+    assert num(o["resume -> cut advancing s"]) and o["resume -> cut advancing s"] > 0
 
 
 def test_observer_replaces_nothing_and_detaches():

@@ -5,7 +5,10 @@
 - resync after suspend: blocks moved by RESUME against blocks changed while suspended, and the
   time until the pair rejoins;
 - pacing: a peer link slower than the host workload, with pacing on and off: completion latency,
-  journal depth, refused writes and auto-suspends.
+  journal depth, refused writes and auto-suspends;
+- overload recovery: pacing off, the pair suspends itself on a full journal; once the overload
+  ends the operator resumes it: how old the recoverable cut had grown, and how long after the
+  RESUME the secondary applies a cut taken after it (the cut advancing again).
 """
 import struct
 
@@ -152,6 +155,33 @@ def pacing(on, quick, seed=3):
             "depth_max": depth[0], "pace_max_ms": pace[0] / 1000.0, "suspends": suspends}
 
 
+def overload_recovery(quick, seed=3):
+    """Pacing off, 30 sequential writes/s into a 57600-baud link (journal 128): the pair
+    suspends itself. The workload ends; half a second later the operator resumes the pair.
+    -> seconds from the suspension to the resume, the cut's age at the resume (the primary's
+    sequence time minus the secondary's applied cut), and the seconds from the RESUME until
+    the secondary has applied a cut taken after it."""
+    duration = 10.0 if quick else 12.0
+    cfg = {"pace_threshold": 32, "pace_max_us": 0}
+    world, _ = build_world(seed=seed, pairs=1, duration_s=duration, rate=30.0, concurrency=2,
+                           kind="seq", peer_baud=57600, journal_slots=128, config=cfg)
+    p, s = world.primaries[0], world.secondaries[0]
+    suspended = run_until(world, lambda: (status(world, p.name) or {}).get("copy_state")
+                          == wire.CS_SUSPENDED, world.duration_us)
+    t_susp = world.now
+    world.run(max(world.now, world.duration_us) + 500000)
+    ps, ss = status(world, p.name), status(world, s.name)
+    age_ms = (ps["seq_time_us"] - ss["applied_t"]) / 1000.0
+    t_res = world.now
+    resume_seq = ps["seq_time_us"]
+    assert world.command(p.name, wire.C_RESUME)[0] == wire.S_OK
+    ok = run_until(world, lambda: (status(world, s.name) or {}).get("applied_t", 0) > resume_seq,
+                   120 * 1000000)
+    return {"suspended": suspended, "suspended_for_s": (t_res - t_susp) / 1e6,
+            "cut_age_at_resume_ms": age_ms, "marked": ps["dirty_blocks"],
+            "advancing_after_s": (world.now - t_res) / 1e6 if ok else None, "ok": ok}
+
+
 @section("ops", "day-two operations in the simulator: initial full copy rate, resync after "
          "suspend (blocks moved vs changed), pacing on a slow peer link")
 def perf_ops(quick):
@@ -159,6 +189,7 @@ def perf_ops(quick):
     rs = [resync(n, quick) for n in ((8, 32) if quick else (8, 32, 96))]
     pc = [pacing(False, quick), pacing(True, quick)]
     im = [image_cost(False, quick), image_cost(True, quick)]
+    ov = overload_recovery(quick)
     return {
         "tables": [
             {"title": "initial full copy, %d pairs at once, peer links %d baud" % (ic["pairs"], BAUD),
@@ -186,8 +217,15 @@ def perf_ops(quick):
              "rows": [["on" if r["keep"] else "off", r["marked"], r3(r["seconds"]), r["sec_writes"],
                        r["img_blocks_sum"], r["img_blocks_max"], r["sd_blocks"], r["ok"]]
                       for r in im]},
+            {"title": "overload recovery: pacing off, 30 writes/s into a 57600-baud link, journal 128; "
+                      "the pair suspends itself, the workload ends, the operator resumes",
+             "columns": ["suspended itself", "suspended for s", "cut age at resume ms",
+                         "blocks marked", "resume -> cut advancing s"],
+             "rows": [[ov["suspended"], r3(ov["suspended_for_s"]), r3(ov["cut_age_at_resume_ms"]),
+                       ov["marked"], r3(ov["advancing_after_s"])]]},
         ],
         "image": [dict(r) for r in im],
+        "overload": dict(ov),
         "notes": [
             "the simulator charges no time for disk or CPU: copy rates are peer-link bound",
             "preserved image: each first overwrite of a block after the anchor costs a read and two "
