@@ -99,6 +99,7 @@ class Secondary:
         self.frozen = False
         self.slots = 0
         self.cycles = 0
+        self.master_at = 0           # self.cycles when this board last became master
         self.skew_last = 0
         self.skew_max = 0
         self.records_moved = 0
@@ -819,8 +820,16 @@ class Secondary:
         self._self_entry()
         if not self.was_master:
             self.was_master = True
+            self.master_at = self.cycles
             self._take_over()
         sb = self.store.sb
+        if self.round() == RV_COLLECTING:
+            # a member reports a cut applied above our newest release: an earlier master
+            # released it before we heard (a table refilled after a reboot or an election)
+            for m in self.members.values():
+                if m[M_ACTIVE] and m[M_APPLIED_T] > self.rel_t:
+                    self.rel_n, self.rel_t = m[M_APPLIED_N], m[M_APPLIED_T]
+                    self.reset_n, self.reset_t = self.rel_n, self.rel_t
         if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
                 self.round() == RV_RELEASED or self.joining()):
             # our own pair joined (after a resync) below the newest release: the release
@@ -934,7 +943,10 @@ class Secondary:
                 settled = False
         node = self.node
         sent = 0
-        if need and not self.anchor_t and self.rel_t:
+        if need and not self.anchor_t and self.rel_t and \
+                self.cycles - self.master_at >= 2 * _HEARTBEAT:
+            # (not before every member in the group reported its applied cut to us: an
+            # anchor below a cut a member applied is one it can never keep)
             # the newest release: every member counted at it holds it, none applied more
             self.anchor_n, self.anchor_t = self.rel_n, self.rel_t
             self.drop_resend = 0
