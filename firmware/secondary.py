@@ -99,7 +99,6 @@ class Secondary:
         self.frozen = False
         self.slots = 0
         self.cycles = 0
-        self.master_at = 0           # self.cycles when this board last became master
         self.skew_last = 0
         self.skew_max = 0
         self.records_moved = 0
@@ -820,7 +819,6 @@ class Secondary:
         self._self_entry()
         if not self.was_master:
             self.was_master = True
-            self.master_at = self.cycles
             self._take_over()
         sb = self.store.sb
         if self.round() == RV_COLLECTING:
@@ -943,10 +941,7 @@ class Secondary:
                 settled = False
         node = self.node
         sent = 0
-        if need and not self.anchor_t and self.rel_t and \
-                self.cycles - self.master_at >= 2 * _HEARTBEAT:
-            # (not before every member in the group reported its applied cut to us: an
-            # anchor below a cut a member applied is one it can never keep)
+        if need and not self.anchor_t and self.rel_t:
             # the newest release: every member counted at it holds it, none applied more
             self.anchor_n, self.anchor_t = self.rel_n, self.rel_t
             self.drop_resend = 0
