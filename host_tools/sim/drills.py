@@ -174,13 +174,15 @@ class Drill:
     def _journal_filled(self, i, hist):
         """Pair i suspended itself for a full journal. An overload if over the _FILL_WINDOW_US
         before (one life, no crash, power cut or outage of its boards or link) its stream
-        acknowledged records in every sample interval while the host journaled more than
-        that: the link carried less than the host wrote. Else not (a stalled stream)."""
+        acknowledged records in both halves of it while the host journaled more than that: the
+        link carried less than the host wrote. Else not (a stalled stream; the drill's own
+        outages, World.add_outage, count as disturbances too)."""
         now = self.world.now
         win = [h for h in hist if h[0] >= now - _FILL_WINDOW_US and h[1] == hist[-1][1]]
         ent = {"pair": i, "at_ms": round(now / 1000.0, 1), "overload": False}
         if len(win) >= 2 and win[-1][0] - win[0][0] >= _FILL_WINDOW_US - _SAMPLE_US and \
-                not self.disturbed(win[0][0], now, boards=(self.p(i), self.s(i)), links=(i,)):
+                not self.disturbed(win[0][0], now, boards=(self.p(i), self.s(i)), links=(i,)) and \
+                not any(a <= now and b >= win[0][0] for a, b in self.world.links[i].ab.outages):
             secs = (win[-1][0] - win[0][0]) / 1e6
             mid = win[len(win) // 2]
             moving = mid[3] > win[0][3] and win[-1][3] > mid[3]     # it did not stop (a stall)
