@@ -822,6 +822,14 @@ class Secondary:
             self.was_master = True
             self._take_over()
         sb = self.store.sb
+        if self.round() == RV_COLLECTING and not sb.uip_n:
+            # another member reports a cut applied above our newest release: an earlier
+            # master released it before we heard (a table refilled after a reboot or an
+            # election); an anchor at our release would be one it could never keep
+            for mid, m in self.members.items():
+                if mid != node.me and m[M_ACTIVE] and not m[M_UIP] and m[M_APPLIED_T] > self.rel_t:
+                    self.rel_n, self.rel_t = m[M_APPLIED_N], m[M_APPLIED_T]
+                    self.reset_n, self.reset_t = self.rel_n, self.rel_t
         if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
                 self.round() == RV_RELEASED or self.joining()):
             # our own pair joined (after a resync) below the newest release: the release

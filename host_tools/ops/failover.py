@@ -139,7 +139,10 @@ def failover(t, boards, settle_timeout=10.0, settle_polls=3, poll_s=0.25, cmd_ti
                 s = _status.get(t, n, status_timeout)
                 if s is not None:
                     before[n] = s
-                    if _status.released_point(s)[1] > target[1]:
+                    # a newer release than the target: choose again (not for a first
+                    # copy that joined ahead of the group: it has no image and refuses,
+                    # and choose_target does not count it, so the target would not move)
+                    if _status.had_image(s) and _status.released_point(s)[1] > target[1]:
                         redo = True
                         break
         if not redo:
