@@ -470,15 +470,16 @@ def test_disaster_the_moment_every_pair_shows_duplex():
                                      ("autosuspend", 28),
                                      ("autosuspend", 2)])
 def test_every_fault_class_drill_is_live(op, seed):
-    """Safety and liveness both clean. initial-copy 34 and autosuspend 2, 28 overload the group
-    (noisy links carry less than the host writes): the drill then accepts a pair that never
-    shows DUPLEX, once a journal filled while its stream moved (counted, "overloaded");
+    """Safety and liveness both clean. Autosuspend 2 overloads the group (noisy links carry
+    less than the host writes): the drill then accepts a pair that never shows DUPLEX, once a
+    journal filled while its stream moved (counted, "overloaded"); initial-copy 34 and
+    autosuspend 28 did too before the sender's pacing changed, and now reach DUPLEX;
     initial-copy 71 was a master elected after a reboot anchoring the group below a cut a
     member had applied (the group never released again)."""
     r = simcli._one(dict(op=op, seed=seed, faults="all"))
     assert not simcli.failed(r), _why(r)
     assert r["liveness"]["timeouts"] == 0 and not r["liveness"]["no_common_cut"], r["liveness"]
-    if op in ("initial-copy", "autosuspend") and seed != 71:
+    if (op, seed) == ("autosuspend", 2):
         assert r["ops"].get("overload_excused"), r["ops"]
     if seed == 71:
         assert "overloaded" not in r["ops"]
