@@ -168,28 +168,7 @@ class BusMac:
     def deadline(self, now):
         if self.master == self.me:
             return self.next_cycle
-        # last_beacon + _election_wait(now) and _rank(now), inlined: this runs after every event
-        rank = 0
-        me = self.me
-        master = self.master
-        heard = self.heard
-        tmo = self.member_timeout_us
-        for m in self.members:
-            if m >= me:
-                break
-            if m != master:
-                t = heard.get(m)
-                if t is None:
-                    t = self.boot_us
-                if now - t < tmo:
-                    rank += 1
-        cyc = self.cycle_us
-        w = (3 + rank) * cyc
-        if now - self.boot_us < tmo:
-            b = tmo + rank * cyc
-            if b > w:
-                w = b
-        d = self.last_beacon + w
+        d = self.last_beacon + self._election_wait(now)
         s = self.slot_open
         if s is not None and s < d:
             d = s
