@@ -12,7 +12,8 @@ rounds (host_tools/perf/rig_latency.py).
 import statistics
 
 from host_tools.perf.registry import section
-from host_tools.perf.figures import build_world, pct, progress, r3, ratio, write_latencies_us
+from host_tools.perf.figures import (build_world, pct, progress, r3, ratio, rig_rounds_table,
+                                     write_latencies_us)
 
 ERR_UNKNOWN = 0xFFFFFFFF
 
@@ -88,16 +89,7 @@ def perf_commit_wait(quick):
         rows.append(["emulated rig", "commit wait on", b["writes"], r3(b["p50"]), r3(b["p99"]),
                      r3(ratio(b["p50"], a["p50"])), r3(ratio(b["p99"], a["p99"])),
                      r3(statistics.median(known), 0) if known else None, b["failed"]])
-        per = [[rd["round"], rd["order"], rd["off"]["writes"], rd["on"]["writes"], r3(rd["off"]["p50"]),
-                r3(rd["on"]["p50"]), r3(ratio(rd["on"]["p50"], rd["off"]["p50"])), r3(rd["off"]["p99"]),
-                r3(rd["on"]["p99"]), r3(ratio(rd["on"]["p99"], rd["off"]["p99"]))] for rd in emu["rounds"]]
-        pm = emu["params"]
-        tables.append({
-            "title": "emulated rig rounds (A: commit wait off, B: on; copy active on both; %d pairs, "
-                     "%g writes/s for %g s per round and condition)" % (pm["pairs"], pm["rate"], pm["seconds"]),
-            "columns": ["round", "order", "A writes", "B writes", "A p50 ms", "B p50 ms", "B/A p50",
-                        "A p99 ms", "B p99 ms", "B/A p99"],
-            "rows": per})
+        tables.append(rig_rounds_table(emu, "A: commit wait off, B: on; copy active on both"))
         notes.append("emulated rig: p50 / p99 = medians of the rounds' p50 / p99; pooled over all rounds: "
                      "off p50 %s p99 %s ms, on p50 %s p99 %s ms; clock_err_us of the primaries at the "
                      "end (on): %s; %.0f s in all"

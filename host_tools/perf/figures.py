@@ -558,6 +558,20 @@ def copy_run(copy, seed, quick, pairs=4, rate=40.0):
             in_write / calls if calls else None)
 
 
+def rig_rounds_table(emu, ab):
+    """The per-round table of an A/B latency measurement on the emulated rig
+    (`rig_latency.measure`): `ab` says what A and B are."""
+    per = [[rd["round"], rd["order"], rd["off"]["writes"], rd["on"]["writes"], r3(rd["off"]["p50"]),
+            r3(rd["on"]["p50"]), r3(ratio(rd["on"]["p50"], rd["off"]["p50"])), r3(rd["off"]["p99"]),
+            r3(rd["on"]["p99"]), r3(ratio(rd["on"]["p99"], rd["off"]["p99"]))] for rd in emu["rounds"]]
+    pm = emu["params"]
+    return {"title": "emulated rig rounds (%s; %d pairs each, %g writes/s for %g s per round and "
+                     "condition)" % (ab, pm["pairs"], pm["rate"], pm["seconds"]),
+            "columns": ["round", "order", "A writes", "B writes", "A p50 ms", "B p50 ms", "B/A p50",
+                        "A p99 ms", "B p99 ms", "B/A p99"],
+            "rows": per}
+
+
 @section("copy-latency", "host write latency with copy active vs no copy, in the simulator and on "
                          "the emulated rig (real firmware processes on ptys)")
 def perf_copy_latency(quick):
@@ -595,19 +609,10 @@ def perf_copy_latency(quick):
                      r3(eoff["p99"]), 1.0, 1.0, None, None])
         rows.append(["emulated rig", "copy active (asynchronous)", eon["writes"], r3(eon["p50"]),
                      r3(eon["p99"]), r3(r50), r3(r99), None, None])
-        per = []
-        for rd in emu["rounds"]:
-            a, b = rd["off"], rd["on"]
-            per.append([rd["round"], rd["order"], a["writes"], b["writes"], r3(a["p50"]), r3(b["p50"]),
-                        r3(ratio(b["p50"], a["p50"])), r3(a["p99"]), r3(b["p99"]),
-                        r3(ratio(b["p99"], a["p99"]))])
         pm = emu["params"]
-        tables.append({
-            "title": "emulated rig rounds (A: copy never started, B: copy active; %d pairs each, "
-                     "%g writes/s for %g s per round and condition)" % (pm["pairs"], pm["rate"], pm["seconds"]),
-            "columns": ["round", "order", "A writes", "B writes", "A p50 ms", "B p50 ms", "B/A p50",
-                        "A p99 ms", "B p99 ms", "B/A p99"],
-            "rows": per})
+        table = rig_rounds_table(emu, "A: copy never started, B: copy active")
+        per = table["rows"]
+        tables.append(table)
         met = r50 is not None and r99 is not None and r50 <= 1.05 and r99 <= 1.05
         pr50 = [x[6] for x in per if x[6] is not None]
         pr99 = [x[9] for x in per if x[9] is not None]
