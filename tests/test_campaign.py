@@ -1,17 +1,9 @@
 """`arcopy sim campaign`: modes x operations x fault classes through the sweep runner, one table, JSON."""
-import contextlib
-import io
 import json
 
-from host_tools.cli import main as arcopy
 from host_tools.sim import campaign
+from inproc import cli as _cli
 
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = arcopy(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_a_tiny_campaign_prints_one_table_and_writes_json(tmp_path):

@@ -1,7 +1,5 @@
 """Sweep engines: the local process pool and Ray give identical summaries; clear one-line errors; nothing left behind."""
-import contextlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -11,9 +9,9 @@ import time
 
 import pytest
 
-from host_tools.cli import main as arcopy
 from host_tools.sim import campaign, engines
 from host_tools.sim import sweep as simsweep
+from inproc import cli as _cli, seedless as _seedless
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not importable (the ray extra, part of "
@@ -21,15 +19,6 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not importable (the 
 SWEEP = ["sim", "sweep", "--seeds", "20", "--faults", "loss,crash", "--duration", "2"]
 
 
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = arcopy(argv)
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _seedless(summary):
-    return {k: v for k, v in summary.items() if k not in simsweep.WALL_CLOCK_KEYS}
 
 
 def _procs_with_env(text):

@@ -11,19 +11,17 @@ that each test asserts the operation's own counts.
 Some seeds of the longer sweeps (@pytest.mark.slow) run into the firmware faults that the
 known_fault tests at the end of this file reproduce; seeds 0-3 do not.
 """
-import contextlib
-import io
 import json
 
 import pytest
 
 from host_tools.cmds import sim as simcli
 from host_tools.sim.drills import run_ops
-from host_tools.cli import main as arcopy
 from corenet import Net, block_of
 from firmware.node import PORT_PEER
 from firmware import codec
 from firmware.wire import *  # noqa: F401,F403
+from inproc import cli as _cli
 
 SEEDS = (0, 1, 2, 3)
 FAULTS = {
@@ -176,12 +174,6 @@ def test_same_seed_same_drill():
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = arcopy(argv)
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_cli_sim_ops_prints_the_counts():

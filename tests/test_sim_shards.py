@@ -1,23 +1,12 @@
 """`arcopy sim sweep --shard I/N` and `arcopy sim merge`: shards merge into the summary of one sweep."""
-import contextlib
-import io
 import json
 
-from host_tools.cli import main as arcopy
 from host_tools.sim import sweep as simsweep
+from inproc import cli as _cli, seedless as _seedless
 
 SWEEP = ["sim", "sweep", "--seeds", "12", "--faults", "loss", "--duration", "3", "--jobs", "2"]
 
 
-def _cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = arcopy(argv)
-    return rc, out.getvalue(), err.getvalue()
-
-
-def _seedless(summary):
-    return {k: v for k, v in summary.items() if k not in simsweep.WALL_CLOCK_KEYS}
 
 
 def _shards(tmp_path, argv=SWEEP, n=3):
