@@ -39,13 +39,19 @@ def _failed_over_with_discarded_writes(net):
     return prim, sec
 
 
+def _old_primary_to_secondary(net, prim, sec):
+    """The failback's first steps: the old primary becomes a secondary, its marks merged
+    into its peer's bitmap."""
+    assert net.command(prim, C_FAILBACK, ROLE_SECONDARY) == S_OK
+    for b in dirty_list(net, prim):
+        assert net.command(sec, C_MARK_DIRTY, 0, b) == S_OK
+
+
 def test_old_primary_before_the_reversed_resync_reaches_it_has_no_image_yet():
     net = Net(pairs=1)
     net.advance(1000000)
     prim, sec = _failed_over_with_discarded_writes(net)
-    assert net.command(prim, C_FAILBACK, ROLE_SECONDARY) == S_OK
-    for b in dirty_list(net, prim):
-        assert net.command(sec, C_MARK_DIRTY, 0, b) == S_OK
+    _old_primary_to_secondary(net, prim, sec)
     # the new primary starts its resync, but nothing reaches the old primary yet
     net.hold(("peer", sec.id))
     assert net.command(sec, C_FAILBACK, ROLE_PRIMARY) == S_OK
@@ -62,9 +68,7 @@ def test_old_primary_whose_reversed_resync_was_suspended_has_no_image_yet():
     net = Net(pairs=1)
     net.advance(1000000)
     prim, sec = _failed_over_with_discarded_writes(net)
-    assert net.command(prim, C_FAILBACK, ROLE_SECONDARY) == S_OK
-    for b in dirty_list(net, prim):
-        assert net.command(sec, C_MARK_DIRTY, 0, b) == S_OK
+    _old_primary_to_secondary(net, prim, sec)
     net.release(("peer", prim.id), ("peer", sec.id))
     assert net.command(sec, C_FAILBACK, ROLE_PRIMARY) == S_OK
     assert net.command(sec, C_SUSPEND) == S_OK
