@@ -833,8 +833,8 @@ def heap_breakdown(d):
                "buffers_bytes": bufs, "per_board_data_bytes": int(per_board),
                "other_objects_bytes": int(round(other)), "data_floor_bytes": data_floor,
                "floor_bytes": data_floor + code}
-    notes = ["floor: the code alone is %.1f KiB of heap when the modules are compiled at import; "
-             "frozen into the MicroPython image (flash) it would leave the heap, not measured here"
-             % _kib(code)]
+    notes = ["floor: the code alone is %.1f KiB of heap when the modules are loaded at import; "
+             "frozen into the firmware image, or deployed as a ROMFS, it would run from flash and leave "
+             "the heap (docs/ARCHITECTURE.md, \"Heap\"); not measured here" % _kib(code)]
     return [t_code, t_buf, t_floor], figures, notes
 
