@@ -207,16 +207,18 @@ class Rig:
         best = None
         for u in self.uarts.values():
             for p in u.pending:
-                t = p[0] + (len(p[2]) - 1) * p[1]
+                t = p[0] + (p[4] - 1) * p[1]
                 if best is None or t < best:
                     best = t
         return None if best is None else best // 1000 + 1
 
-    def transmit(self, src, data, start_ns, char_ns):
+    def transmit(self, src, source, off, n, start_ns, char_ns):
+        """n bytes leave UART src from start_ns: they are at `source` (the sending UART, whose
+        TX ring holds them from offset off, or a bytes copy) until each receiver takes them."""
         for dst in self.routes.get(src, ()):
             u = self.uarts.get(dst)
             if u is not None:
-                u.pending.append([start_ns + char_ns, char_ns, data, 0])
+                u.pending.append([start_ns + char_ns, char_ns, source, off, n, 0])
 
     def totals(self):
         over = 0
