@@ -50,10 +50,12 @@ HAL_KEYS = ("name", "image", "host_link", "bus_tty", "peer_tty", "host_baud", "s
             "runtime", "escape_quiet_us", "heap_file")
 _HEAP_FILE_US = 2000000   # how often the heap figures are written to "heap_file"
 # transmit rings (bytes), allocated once per port: the bus as boards/rp2/pico.py's BUS_TXBUF,
-# the peer link as rp2_hal's (one whole frame and a margin), the host port a few replies
+# the peer link as rp2_hal's (one whole frame and a margin); the host port small, since a
+# Pico's USB CDC buffers are not on its heap (a longer reply waits for the line: at 1 Mbaud
+# a 533-byte read reply holds the loop ~0.2 ms)
 BUS_TXBUF = 512
 PEER_TXBUF = MAX_FRAME + 256
-HOST_TXBUF = 2048
+HOST_TXBUF = 512
 
 
 def _raw_nowait(f):
