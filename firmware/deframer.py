@@ -49,10 +49,14 @@ def _find_magic(b, start):
 
 
 class Deframer:
-    def __init__(self, max_payload=MAX_PAYLOAD, slack=512):
+    def __init__(self, max_payload=MAX_PAYLOAD, slack=512, scratch=None):
         """max_payload: longest payload accepted (frames claiming more are counted in bad_length).
         slack: room beyond one maximal frame; feeding chunks of at most `slack` bytes and draining
-        with next() after each feed never overflows."""
+        with next() after each feed never overflows.
+        scratch: a bytearray of at least `capacity` bytes (Deframer.scratch_for) to hold the frame
+        under check, shared with other deframers (build them all before any is fed: its length
+        is checked here); then `frame`/`payload` stay valid only until the next next() on any
+        deframer that shares it. None: a scratch of its own."""
         if not isinstance(max_payload, int) or max_payload < 0 or max_payload > MAX_PAYLOAD:
             raise ValueError("max_payload out of range 0..%d: %r" % (MAX_PAYLOAD, max_payload))
         if not isinstance(slack, int) or slack < 0:
@@ -61,8 +65,15 @@ class Deframer:
         self.capacity = max_payload + OVERHEAD + slack
         self._in = bytearray(self.capacity)      # bytes received and not yet consumed
         self._in[0:] = _EMPTY
-        self._s = bytearray(self.capacity)       # exact-length copy: header or frame under check
-        self._s[0:] = _EMPTY
+        # _s: exact-length copy of the header or frame under check. Allocated at full length,
+        # then cut to length by next(): MicroPython keeps the storage, so regrowing within it
+        # never allocates
+        if scratch is None:
+            scratch = bytearray(self.capacity)
+            scratch[0:] = _EMPTY
+        elif not isinstance(scratch, bytearray) or len(scratch) < self.capacity:
+            raise ValueError("scratch must be a bytearray of at least %d bytes" % self.capacity)
+        self._s = scratch
         self._need = 0           # length of the frame whose header at _in[0] is validated, else 0
         # the last frame
         self.frame = self._s
@@ -86,6 +97,15 @@ class Deframer:
         self.abandoned = 0       # frames given up by abandon()
         self.discarded = 0       # bytes thrown away: bad_magic + overflow + 2 per rejection or
                                  # abandoned frame (each drops exactly its two magic bytes)
+
+    @staticmethod
+    def scratch_for(max_payloads, slack=512):
+        """One frame scratch for deframers of these max_payloads (and slack), to share."""
+        m = 0
+        for p in max_payloads:
+            if p > m:
+                m = p
+        return bytearray(m + OVERHEAD + slack)
 
     @property
     def payload(self):

@@ -56,11 +56,15 @@ class Board:
         self.node = Node(self.cfg, self.store)
         self.ports = hal.ports()                 # index = PORT_HOST, PORT_BUS, PORT_PEER
         # receive buffers sized for the largest frame each port legitimately carries: a
-        # larger one is rejected (bad_length) and counted like any other garbage
+        # larger one is rejected (bad_length) and counted like any other garbage. Each port
+        # keeps its own accumulation buffer (a partial frame survives bytes arriving on the
+        # others); the scratch a frame is checked and delivered in is one for all three, since
+        # a frame is consumed (Node.on_frame) before any port's deframer runs again
         n = self.node
-        self.rx_ports = [PortRx(n, PORT_HOST, Deframer(MAX_HOST_PAYLOAD)),
-                         PortRx(n, PORT_BUS, Deframer(MAX_BUS_PAYLOAD)),
-                         PortRx(n, PORT_PEER, Deframer(MAX_PAYLOAD))]
+        sizes = (MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD, MAX_PAYLOAD)     # index = PORT_*
+        scratch = Deframer.scratch_for(sizes)
+        self.rx_ports = [PortRx(n, p, Deframer(sizes[p], scratch=scratch))
+                         for p in (PORT_HOST, PORT_BUS, PORT_PEER)]
         self.rx = bytearray(_RXBUF)
         self.rxv = memoryview(self.rx)
         self.heap_peak = 0

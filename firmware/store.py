@@ -123,6 +123,14 @@ _IDX_FMT = "<BBIIIH"
 IDX_SIZE = const(16)
 _T_HI_CARD = const(0xFFFF)
 
+# One 512-byte buffer builds every header block (journal, write intent, preserved image).
+# The journal's header is the longest (bytes 0..37); the intent's and the image's end at
+# byte 23, so they zero bytes 24..37 (_HDR_GAP) first: every header block keeps "the rest
+# of the block is zero", whatever the buffer held before.
+_HDR_END = const(38)              # JH_CRC_OFF + 4
+_HDR_SHORT = const(24)            # _XH_CRC_OFF + 4 (the image header: the same length)
+_HDR_GAP = bytes(_HDR_END - _HDR_SHORT)
+
 BM_BYTES = const(508)             # bitmap bytes per block (the CRC takes the rest)
 BM_BITS = const(4064)
 _ZERO_MV = memoryview(bytes(BLOCK_SIZE))
@@ -223,8 +231,14 @@ class Store:
         self._buf = bytearray(BLOCK_SIZE)       # superblock / journal header scratch
         self._mv = memoryview(self._buf)
         self._scan_mv = self._mv[0:JH_CRC_OFF]
-        self._hbuf = bytearray(BLOCK_SIZE)      # journal header to write (bytes 38.. stay zero)
+        # the one header buffer: journal, write-intent and preserved-image headers are built
+        # here in turn (see _HDR_END); _xbuf and _ihbuf are the same object
+        self._hbuf = bytearray(BLOCK_SIZE)
         self._hcrc_mv = memoryview(self._hbuf)[0:JH_CRC_OFF]
+        self._xbuf = self._ihbuf = self._hbuf
+        self._xcrc_mv = self._ihcrc = memoryview(self._hbuf)[0:_XH_CRC_OFF]
+        self._hgap = memoryview(self._hbuf)[_HDR_SHORT:_HDR_END]
+        self._hhead = memoryview(self._hbuf)[0:_HDR_END]
         self._vbuf = bytearray(BLOCK_SIZE) if verify else None
         self._cur = 0                           # superblock copy holding the current state
         self._idx = None                        # journal index (bytearray), None = not mounted
@@ -808,9 +822,6 @@ class Store:
 
     def _x_load(self):
         """Mount: is there a valid intent on disk? (kept for x_redo)"""
-        if getattr(self, "_xbuf", None) is None:
-            self._xbuf = bytearray(BLOCK_SIZE)     # intent header (bytes 24.. stay zero)
-            self._xcrc_mv = memoryview(self._xbuf)[0:_XH_CRC_OFF]
         self.x_seq = 0
         self.x_redone = 0                          # valid intents found at mount and settled
         self.x_repaired = 0                        # of those, volume blocks that differed
@@ -841,8 +852,7 @@ class Store:
         return seq, vol, blk, dcrc
 
     def _x_clear(self):
-        mv = memoryview(self._xbuf)
-        mv[0:_XH_CRC_OFF + 4] = _ZERO_MV[0:_XH_CRC_OFF + 4]
+        self._hhead[0:_HDR_END] = _ZERO_MV[0:_HDR_END]
         self._wr(self.sb.x_start + (self.x_seq & 1), self._xbuf)
         self._x_live = False
         self._x_found = None
@@ -865,6 +875,7 @@ class Store:
         # of an older intent exists
         self._wr(sb.x_start + 1 - k, data)
         buf = self._xbuf
+        self._hgap[0:] = _HDR_GAP
         struct.pack_into(_XH_FMT, buf, 0, X_MAGIC, seq, vol, blk, _crc32(data))
         struct.pack_into("<I", buf, _XH_CRC_OFF, _crc32(self._xcrc_mv))
         self._wr(sb.x_start + k, buf)
@@ -912,12 +923,11 @@ class Store:
     # (img_gen + 1: every older header is dead). A restore commits IMG_RESTORING, writes
     # every live slot back (marking the block in the change bitmap) and ends with the
     # caller's img_drop(); a boot that finds IMG_RESTORING redoes it (idempotent).
-    # RAM: one bit per volume block (preserved or not) and a 512-byte header buffer.
+    # RAM: one bit per volume block (preserved or not); headers are built in the store's one
+    # header buffer (see _HDR_END).
     def _img_load(self):
         sb = self.sb
         self._imap = bytearray((sb.nvol * sb.vol_blocks + 7) >> 3)
-        self._ihbuf = bytearray(BLOCK_SIZE)
-        self._ihcrc = memoryview(self._ihbuf)[0:20]
         self._img_used = 0
         if not sb.img_state & (IMG_ON | IMG_RESTORING):
             return
@@ -1002,6 +1012,7 @@ class Store:
         base = sb.img_start + 2 * s
         self._wr(base, buf)
         h = self._ihbuf
+        self._hgap[0:] = _HDR_GAP
         struct.pack_into("<IIIII", h, 0, I_MAGIC, sb.img_gen, vol, blk, _crc32(buf))
         struct.pack_into("<I", h, 20, _crc32(self._ihcrc))
         self._wr(base + 1, h)

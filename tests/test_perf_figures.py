@@ -350,3 +350,18 @@ def test_observer_replaces_nothing_and_detaches():
     counts = (len(obs.issued), len(obs.held), len(obs.reset), len(obs.frames))
     w.run(w.now + 1000000)                   # detached: nothing more is recorded
     assert (len(obs.issued), len(obs.held), len(obs.reset), len(obs.frames)) == counts
+
+
+def test_heap_shows_the_data_alone_against_the_goal():
+    # the code can leave the heap (frozen modules, ROMFS: docs/ARCHITECTURE.md), so the
+    # section also holds one board's data alone against the 64 KiB goal
+    from host_tools.perf import figures as pf
+    if not (HAVE_MPY and os.path.exists(os.path.join(ROOT, "tests", "mpy", "t_boot.py"))):
+        return
+    sec = pf.perf_heap(True)
+    rs = {r["measure"]: r["KiB"] for r in rows(sec, 0)}
+    data = rs["  of which one board's data (half of two)"]
+    alone = rs["peak per board with the code off the heap (data only)"]
+    assert alone == data and rs["data only / goal"] == round(data / 64.0, 3)
+    assert any(n.startswith("data only (code off the heap): goal 64 KiB") for n in sec["notes"])
+    assert sec["figures"]["data_only_kib"] == data

@@ -720,3 +720,38 @@ def test_faulty_disk_is_deterministic_and_counts():
     with pytest.raises(PowerCut):
         fd.writeblocks(1, b"\x03" * BLOCK_SIZE)
     assert inner.data == bytes(4 * BLOCK_SIZE)
+
+
+# ---- one header buffer for the journal, the write intent and the preserved image ----------
+
+def test_header_blocks_keep_their_zero_tails_with_one_shared_header_buffer():
+    """The three header kinds are built in one 512-byte buffer (heap diet): each on-card header
+    block still holds only its own fields, the rest of the block zero, whatever was built in the
+    buffer before it."""
+    disk = RamDisk(Store.blocks_needed(1, 16, 4, 16))
+    Store.format(disk, 2, 3, 4, 7, 1, 16, 4, img_slots=16)
+    st = mounted(disk)
+    assert st._xbuf is st._hbuf and st._ihbuf is st._hbuf
+    st.j_append_record(1, 0, 2, 1 << 40, payload(1))      # journal header: 38 bytes
+    st.x_write(0, 3, payload(2))                          # intent header: 24 bytes
+    st.img_start(1, 5)
+    st.j_append_record(2, 0, 4, (1 << 40) + 1, payload(3))
+    assert st.img_write(0, 5, payload(4), bytearray(BLOCK_SIZE))   # image header: 24 bytes
+    st.j_append_record(3, 0, 6, (1 << 40) + 2, payload(5))
+    st.x_write(0, 7, payload(6))
+    st.write_block(0, 8, payload(7))                      # clears the live intent
+    sb = st.sb
+
+    def block(n):
+        return bytes(disk.data[n * BLOCK_SIZE:(n + 1) * BLOCK_SIZE])
+
+    for s in range(3):                                    # journal headers: bytes 38.. zero
+        b = block(sb.j_start + 2 * s + 1)
+        assert b[:4] != bytes(4) and b[38:] == bytes(BLOCK_SIZE - 38)
+    for k in (0, 1):                                      # intent blocks: one cleared, one data
+        b = block(sb.x_start + k)
+        assert b in (bytes(BLOCK_SIZE), payload(6))
+    b = block(sb.img_start + 1)                           # the image slot's header
+    assert b[:4] != bytes(4) and b[24:] == bytes(BLOCK_SIZE - 24)
+    st2 = mounted(disk)                                   # and the store reads them all back
+    assert st2.j_depth() == 3 and st2.img_used() == 1 and st2.x_redo(bytearray(BLOCK_SIZE)) is None

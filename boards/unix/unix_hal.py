@@ -23,7 +23,9 @@
 #              rp2 board's escape back to the REPL.
 # select.poll tells wait() when any port has input. Every port paces its transmitter like a
 # UART: a byte reaches the line only once the 10 bit times (8N1) of the byte before it at
-# the port's baud rate have passed; what the far end does not take is dropped.
+# the port's baud rate have passed; what the far end does not take is dropped. Bytes wait
+# in a fixed TX ring per port (Port: the bus and the host port block the writer while it is
+# full, the peer port queues whole frames instead), never in a buffer that grows.
 #
 # Block device: the SD card is a file in the board's directory (the image), read and
 # written in place with seek + readinto/write on an unbuffered file.
@@ -36,6 +38,8 @@ import sys
 import time
 import select
 
+from firmware.wire import MAX_FRAME
+
 _BLOCK = 512
 _GRAIN_US = 1000          # pacing: wake the transmitter at most this often
 _BREAK_OK = (1, 2, 3, 4, 10, 13)
@@ -45,6 +49,13 @@ HAL_KEYS = ("name", "image", "host_link", "bus_tty", "peer_tty", "host_baud", "s
             "disk_delay_us", "clock_offset_us", "clock_drift_ppm", "host_fd", "host_tty",
             "runtime", "escape_quiet_us", "heap_file")
 _HEAP_FILE_US = 2000000   # how often the heap figures are written to "heap_file"
+# transmit rings (bytes), allocated once per port: the bus as boards/rp2/pico.py's BUS_TXBUF,
+# the peer link as rp2_hal's (one whole frame and a margin); the host port small, since a
+# Pico's USB CDC buffers are not on its heap (a longer reply waits for the line: at 1 Mbaud
+# a 533-byte read reply holds the loop ~0.2 ms)
+BUS_TXBUF = 512
+PEER_TXBUF = MAX_FRAME + 256
+HOST_TXBUF = 512
 
 
 def _raw_nowait(f):
@@ -126,17 +137,38 @@ class FileBlockDevice:
 
 
 class Port:
-    """One UART-like port on a file: reads that never wait, a paced transmitter."""
+    """One UART-like port on a file: reads that never wait, a paced transmitter.
 
-    def __init__(self, f, baud, clock, name):
+    Transmit side: a fixed ring of `ring` bytes, allocated once (a UART's TX ring: the rp2
+    port allocates it on the heap at construction too), that drains at the line rate. When
+    a frame does not fit:
+      - queue=False (site bus, host port): write() waits until the line has drained room,
+        as rp2_hal's BusPort does over a UART write that fills its ring (the rp2 port's
+        machine.UART.write puts what fits in the ring and busy-waits for room);
+      - queue=True (peer link): write() never waits; the frame waits whole, in a list of the
+        frames the firmware already made, until it fits (rp2_hal's PeerPort). The primary
+        frames the next peer frame only when less than one frame's airtime is queued, so
+        that list stays short.
+    No per-byte loops: bytes move in at most two slice copies into the ring, and out in at
+    most two writes to the file per pump."""
+
+    def __init__(self, f, baud, clock, name, ring=1024, queue=False, sleep_us=None):
         self.f = f
         self.name = name
         self.clock = clock
+        self.sleep_us = sleep_us if sleep_us is not None else time.sleep_us
         self.char64 = (640000000 + baud - 1) // baud      # one 8N1 character, us x 64
         self.grain = _GRAIN_US * 64 // self.char64 + 1    # bytes released per wake-up, at least
-        self.q = bytearray()
-        self.head = 0                # q[head:] waits for the line
-        self.t64 = 0                 # when q[head] starts on the line (us x 64)
+        self.ring = bytearray(ring)
+        self.rv = memoryview(self.ring)
+        self.size = ring
+        self.rhead = 0               # ring[rhead] is the next byte for the line
+        self.rlen = 0                # bytes in the ring waiting for the line
+        self.t64 = 0                 # when ring[rhead] starts on the line (us x 64)
+        self.wq = [] if queue else None   # frames waiting whole for ring room (peer)
+        self.wq_bytes = 0
+        self.queued = 0              # frames that had to wait in wq
+        self.blocked_us = 0          # time write() waited for room (bus, host)
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.tx_dropped = 0
@@ -151,46 +183,100 @@ class Port:
         self.rx_bytes += n
         return n
 
+    def tx_pending(self):
+        """Bytes written and not yet on the line (ring and waiting frames)."""
+        return self.rlen + self.wq_bytes
+
+    def _put(self, mv, off, n):
+        # copy up to n bytes of mv[off:] into the ring's free room -> bytes copied
+        free = self.size - self.rlen
+        if n > free:
+            n = free
+        if n <= 0:
+            return 0
+        tail = self.rhead + self.rlen
+        if tail >= self.size:
+            tail -= self.size
+        a = self.size - tail
+        if a > n:
+            a = n
+        self.rv[tail:tail + a] = mv[off:off + a]
+        if a < n:
+            self.rv[0:n - a] = mv[off + a:off + n]
+        self.rlen += n
+        return n
+
     def write(self, frame):
         now64 = self.clock.now() * 64
-        if self.head == len(self.q):
-            self.q = bytearray()
-            self.head = 0
-            if self.t64 < now64:
-                self.t64 = now64
-        self.q += frame
         self.pump(now64)
-        return len(frame)
+        if not self.rlen and self.t64 < now64:
+            self.t64 = now64
+        n = len(frame)
+        wq = self.wq
+        if wq is not None and n <= self.size and (wq or n > self.size - self.rlen):
+            wq.append(frame)
+            self.wq_bytes += n
+            self.queued += 1
+            return n
+        mv = memoryview(frame)
+        done = self._put(mv, 0, n)
+        while done < n:
+            # ring full: wait until the line has taken the room the rest needs
+            want = n - done
+            if want > self.size:
+                want = self.size
+            k = want - (self.size - self.rlen)
+            wait = (self.t64 + k * self.char64 - now64) // 64 + 1
+            if wait > 0:
+                self.sleep_us(wait)
+                self.blocked_us += wait
+            now64 = self.clock.now() * 64
+            self.pump(now64)
+            done += self._put(mv, done, n - done)
+        return n
 
-    def pump(self, now64):
-        q = self.q
-        head = self.head
-        left = len(q) - head
-        if not left:
-            return
-        k = (now64 - self.t64) // self.char64
-        if k <= 0:
-            return
-        if k > left:
-            k = left
+    def _out(self, mv):
         try:
-            n = self.f.write(memoryview(q)[head:head + k])
+            n = self.f.write(mv)
         except OSError:
             n = 0
-        if n is None:
-            n = 0
-        if n < k:
-            self.tx_dropped += k - n         # nobody takes them: lost on the line
-        self.tx_bytes += n
-        self.head = head + k
-        self.t64 += k * self.char64
-        if self.head > 4096 and self.head * 2 > len(q):
-            self.q = q[self.head:]           # (MicroPython's bytearray has no slice deletion)
-            self.head = 0
+        return n or 0
+
+    def pump(self, now64):
+        left = self.rlen
+        if left:
+            k = (now64 - self.t64) // self.char64
+            if k > 0:
+                if k > left:
+                    k = left
+                h = self.rhead
+                a = self.size - h
+                if a > k:
+                    a = k
+                n = self._out(self.rv[h:h + a])
+                if a < k:
+                    n += self._out(self.rv[0:k - a])
+                if n < k:
+                    self.tx_dropped += k - n         # nobody takes them: lost on the line
+                self.tx_bytes += n
+                h += k
+                if h >= self.size:
+                    h -= self.size
+                self.rhead = h
+                self.rlen = left - k
+                self.t64 += k * self.char64
+        wq = self.wq
+        if wq:
+            if not self.rlen and self.t64 < now64:
+                self.t64 = now64
+            while wq and len(wq[0]) <= self.size - self.rlen:
+                f = wq.pop(0)
+                self.wq_bytes -= len(f)
+                self._put(memoryview(f), 0, len(f))
 
     def due64(self):
         """Clock time (us x 64) when the next chunk of queued bytes is on the line, or -1."""
-        left = len(self.q) - self.head
+        left = self.rlen
         if not left:
             return -1
         return self.t64 + self.char64 * (left if left < self.grain else self.grain)
@@ -203,7 +289,7 @@ class StdioHostPort(Port):
         import termios
         self.saved = termios.tcgetattr(0)
         _raw_nowait(sys.stdin)
-        Port.__init__(self, sys.stdin.buffer, baud, clock, "host")
+        Port.__init__(self, sys.stdin.buffer, baud, clock, "host", ring=HOST_TXBUF)
         self.out = sys.stdout.buffer
         self.quiet_us = quiet_us
         self.last_rx = clock.now()
@@ -286,13 +372,15 @@ class UnixHal:
         clock = self.clock
         host_baud = hal.get("host_baud", 1000000)
         if "host_fd" in hal:
-            host = Port(open(hal["host_fd"], "r+b", 0), host_baud, clock, "host")
+            host = Port(open(hal["host_fd"], "r+b", 0), host_baud, clock, "host", ring=HOST_TXBUF)
             self.stdio = False
         else:
             host = StdioHostPort(host_baud, clock, hal.get("escape_quiet_us", 1000000))
             self.stdio = True
-        bus = Port(self._open_tty(hal["bus_tty"]), fw.get("bus_baud", 115200), clock, "bus")
-        peer = Port(self._open_tty(hal["peer_tty"]), fw.get("peer_baud", 115200), clock, "peer")
+        bus = Port(self._open_tty(hal["bus_tty"]), fw.get("bus_baud", 115200), clock, "bus",
+                   ring=BUS_TXBUF)
+        peer = Port(self._open_tty(hal["peer_tty"]), fw.get("peer_baud", 115200), clock, "peer",
+                    ring=PEER_TXBUF, queue=True)
         self._ports = [host, bus, peer]
         p = select.poll()
         for port in self._ports:
@@ -372,7 +460,7 @@ class UnixHal:
             now64 = now * 64
             nxt = end * 64
             for p in ports:
-                if p.head != len(p.q):
+                if p.rlen:
                     p.pump(now64)
                     d = p.due64()
                     if d >= 0 and d < nxt:
@@ -393,7 +481,7 @@ class UnixHal:
             if got or now >= end:
                 now64 = now * 64
                 for p in ports:
-                    if p.head != len(p.q):
+                    if p.rlen:
                         p.pump(now64)
                 return
 

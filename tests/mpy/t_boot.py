@@ -91,17 +91,24 @@ def write_configs():
 
 # ---- host side: frames over the USB pipe ----------------------------------------------
 class Host:
+    """The PC's end of the host ports. It builds its requests in place with the firmware's
+    codec (one buffer, block contents written into it) and reads replies through one
+    deframer per pipe: what the PC allocates lands on the same heap as the boards in this
+    interpreter, and its garbage is not the boards'."""
+
     def __init__(self, codec, wire, Deframer):
         self.codec = codec
         self.w = wire
         self.tag = 0
+        self.buf = bytearray(wire.MAX_FRAME)
+        self.view = memoryview(self.buf)
         self.d = {n: Deframer() for n in PIPES}
         self.replies = {n: {} for n in PIPES}
         self.errors = {n: [] for n in PIPES}
 
     def collect(self, name):
         data = PIPES[name].take()
-        if not data:
+        if len(data) == 0:
             return
         d = self.d[name]
         d.feed(data)
@@ -111,10 +118,41 @@ class Host:
             else:
                 self.errors[name].append((d.mtype, bytes(d.payload)))
 
-    def send(self, name, node, mtype, payload=b""):
+    def _send(self, name, node, mtype, plen):
         self.tag = (self.tag + 1) & 0xFFFF
-        PIPES[name].send(self.codec.encode(mtype, self.w.HOST_ID, node, payload, seq=self.tag))
+        n = self.codec.build_frame(self.buf, mtype, 0, self.w.HOST_ID, node, 0, self.tag, 0, plen)
+        PIPES[name].send(self.view[0:n])
         return self.tag
+
+    def send(self, name, node, mtype, payload=b""):
+        h = self.w.HDR_SIZE
+        self.buf[h:h + len(payload)] = payload
+        return self._send(name, node, mtype, len(payload))
+
+    def send_write(self, name, node, blk, i):
+        """H_WRITE of block(i) to volume 0, block blk."""
+        h = self.w.HDR_SIZE
+        self.buf[h] = 0
+        self.buf[h + 1:h + 5] = blk.to_bytes(4, "little")
+        fill_block(self.buf, h + 5, i)
+        return self._send(name, node, self.w.T_H_WRITE, 5 + 512)
+
+
+_Z512 = bytes(512)
+
+
+def fill_block(buf, off, i):
+    """The test pattern of block(i), written into buf at off."""
+    buf[off:off + 512] = _Z512
+    for k in range(0, 512, 16):
+        buf[off + k] = (i * 7 + k) & 0xFF
+    buf[off + 511] = i & 0xFF
+
+
+def block(i):
+    b = bytearray(512)
+    fill_block(b, 0, i)
+    return bytes(b)
 
 
 # ---- the scenario (a generator: one yield per round of both boards) --------------------
@@ -146,7 +184,7 @@ def scenario():
 
     paths = write_configs()
     from protocol import hostcodec      # the host side's encoder: not part of a board
-    host = Host(hostcodec, wire, Deframer)
+    host = Host(codec, wire, Deframer)
     STATS["phase"] = "host"
     yield
 
@@ -205,13 +243,16 @@ def scenario():
     def request(name, mtype, payload=b"", limit=2000):
         node = CFG[name]["config"]["node"]
         tag = host.send(name, node, mtype, payload)
+        yield from wait_reply(name, tag, limit, mtype)
+
+    def wait_reply(name, tag, limit=2000, mtype=None):
         for _ in range(limit):
             round_()
             yield
             if tag in host.replies[name]:
                 res.append(host.replies[name].pop(tag))
                 return
-        raise AssertionError("no reply from %s to type 0x%02x" % (name, mtype))
+        raise AssertionError("no reply from %s to type 0x%02x" % (name, mtype or wire.T_H_WRITE))
 
     res = []
 
@@ -221,8 +262,11 @@ def scenario():
         check(st == wire.S_OK, "STATUS status %d" % st)
         res.append(hostcodec.unpack_status_body(body))
 
-    def write(name, blk, data):
-        yield from request(name, wire.T_H_WRITE, bytes([0]) + blk.to_bytes(4, "little") + data)
+    def write(name, blk, i):
+        """H_WRITE of block(i) to block blk."""
+        node = CFG[name]["config"]["node"]
+        tag = host.send_write(name, node, blk, i)
+        yield from wait_reply(name, tag)
 
     def read(name, blk):
         yield from request(name, wire.T_H_READ, bytes([0]) + blk.to_bytes(4, "little"))
@@ -242,16 +286,9 @@ def scenario():
     t_duplex = VT.now
 
     # 2. host writes complete at once at the primary, and read back from its volume
-    def block(i):
-        b = bytearray(512)
-        for k in range(0, 512, 16):
-            b[k] = (i * 7 + k) & 0xFF
-        b[511] = i
-        return bytes(b)
-
     for i in range(8):
         for _ in range(100):         # a new master warms up before it stamps writes
-            yield from write("P", 10 + i, block(i))
+            yield from write("P", 10 + i, i)
             st, _ = res.pop()
             if st != wire.S_NOT_READY:
                 break
@@ -293,7 +330,7 @@ def scenario():
         check(res.pop()[0] == wire.S_OK, "SET_MODE sync on %s" % name)
         yield from status(name)
         check(res.pop()[4] == wire.MODE_SYNC, "STATUS shows sync on %s" % name)
-    yield from write("P", 12, block(2))
+    yield from write("P", 12, 2)
     check(res.pop()[0] == wire.S_OK, "sync write")
     check(P.node.role.acked_lseq >= P.node.role.next_lseq - 1, "sync write acked first")
     yield from command("S", wire.C_SET_POLICY, wire.POLICY_CONTINUE)
@@ -310,7 +347,7 @@ def scenario():
     # 4. a data block the card silently rejects is caught by the read-back and rewritten
     R.cards["S"].reject_next = 1
     R.cards["P"].reject_next = 1
-    yield from write("P", 40, block(40))
+    yield from write("P", 40, 40)
     st, _ = res.pop()
     check(st == wire.S_OK, "write with a rejected block")
     yield from status("P")
@@ -333,8 +370,7 @@ def scenario():
     for _ in range(3000):
         if len(tags) < 32:           # two more writes per round: faster than the link drains
             for i in (len(tags), len(tags) + 1):
-                tags.append(host.send("P", 1, wire.T_H_WRITE,
-                                      bytes([0]) + (100 + i).to_bytes(4, "little") + block(100 + i)))
+                tags.append(host.send_write("P", 1, 100 + i, 100 + i))
         round_()
         yield
         if len(tags) == 32 and all(t in host.replies["P"] for t in tags):
@@ -430,6 +466,7 @@ def scenario():
 
 
 BUFFERS = {}
+SCRATCH = {}                     # id of a deframer scratch -> (owner path, bytes counted)
 CODE_BY_MODULE = []
 GEN = scenario()
 DONE = False
@@ -482,8 +519,20 @@ def buffers(obj, path, out, seen, depth):
     elif hasattr(obj, "__dict__") and not hasattr(obj, "__name__"):
         d = obj.__dict__
         if "capacity" in d and "_in" in d:
-            # a Deframer resizes its two buffers in place: the allocation stays at capacity
-            out[path] = out.get(path, 0) + 2 * d["capacity"]
+            # a Deframer resizes its buffers in place: the allocation stays at capacity. Its
+            # frame scratch (_s) may be shared by several deframers: counted once, at the
+            # largest capacity among them (what Deframer.scratch_for allocated)
+            cap = d["capacity"]
+            out[path] = out.get(path, 0) + cap
+            k = id(d["_s"])
+            if k not in seen:
+                seen[k] = True
+                out[path + "._s"] = out.get(path + "._s", 0) + cap
+                SCRATCH[k] = (path + "._s", cap)
+            elif k in SCRATCH and SCRATCH[k][1] < cap:
+                p0, c0 = SCRATCH[k]
+                out[p0] += cap - c0
+                SCRATCH[k] = (p0, cap)
             return
         for k in d:
             if k not in ("rig", "_st", "card", "cards", "_ports"):  # stand-ins; _ports: seen as bus, peer, host

@@ -124,6 +124,33 @@ def decode_all(d, views, types, seqs, res):
     res[2] = acc
 
 
+def _take(d, types, seqs, r):
+    while d.next():
+        if r[0] >= len(types) or d.mtype != types[r[0]] or d.seq != seqs[r[0]]:
+            r[1] += 1
+        s = d.frame
+        i = d.poff
+        end = i + d.plen
+        acc = r[2]
+        while i < end:
+            acc += s[i]
+            i += 1
+        r[2] = acc & 0xFFFF
+        r[0] += 1
+
+
+def decode_pair(da, db, views, types, seqs, ra, rb):
+    # the same stream on two ports, B one chunk behind A and fed in the other order
+    n = len(views)
+    for i in range(n + 1):
+        if i < n:
+            da.feed(views[i])
+            _take(da, types, seqs, ra)
+        if i > 0:
+            db.feed(views[i - 1])
+            _take(db, types, seqs, rb)
+
+
 def encode_loop(buf, d, view552, view36, view24, res):
     # res: [frames built and recovered, mismatches]
     ok = 0
@@ -190,6 +217,28 @@ def main():
     assert d.rejected == 5, "decode: %d frames rejected, expected the 5 damaged ones" % d.rejected
     print("decode under heap lock: %d frames from %d chunks (%d bytes), %d rejected, %d bytes skipped; "
           "mem_alloc %s -> %s" % (res[0], len(views), len(stream), d.rejected, d.bad_magic, fmt(before), fmt(after)))
+
+    # the board's ports: one scratch shared by deframers of different sizes, their chunks
+    # interleaved, so partial frames wait on one port while frames complete on the other
+    scratch = Deframer.scratch_for((wire.MAX_BUS_PAYLOAD, wire.MAX_PAYLOAD))
+    da = Deframer(wire.MAX_PAYLOAD, scratch=scratch)
+    db = Deframer(wire.MAX_PAYLOAD, scratch=scratch)
+    small = Deframer(wire.MAX_BUS_PAYLOAD, scratch=scratch)
+    ra = [0, 0, 0]
+    rb = [0, 0, 0]
+    decode_all(small, views[:2], types, seqs, [0, 0, 0])   # warm up
+    before = mem()
+    lock()
+    try:
+        decode_pair(da, db, views, types, seqs, ra, rb)
+    finally:
+        unlock()
+    after = mem()
+    for name, r in (("A", ra), ("B", rb)):
+        assert r[0] == len(types) and r[1] == 0 and r[2] == expected_sum, \
+            "shared scratch, port %s: %r (want %d frames, sum %d)" % (name, r, len(types), expected_sum)
+    print("two ports sharing one scratch under heap lock: %d + %d frames; mem_alloc %s -> %s"
+          % (ra[0], rb[0], fmt(before), fmt(after)))
 
     buf = bytearray(wire.MAX_FRAME)
     bv = memoryview(buf)

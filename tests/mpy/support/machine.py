@@ -112,7 +112,10 @@ class UART:
         self._rmv = memoryview(self._rx_ring)
         self._head = 0               # next byte to read in _rx_ring
         self._count = 0              # bytes in _rx_ring
-        self.pending = []            # [first stop bit ns, char ns, data, bytes taken]
+        self._tx_tail = 0            # where the next written byte goes in _tx_ring
+        self.pending = []            # [first stop bit ns, char ns, source, offset, length, taken]:
+                                     # bytes in flight to this UART, read from the sender's TX ring
+                                     # (source: its UART) or from a copy (source: bytes)
         self.tx_done = 0             # ns when the last queued character has left
         self.overflow = 0
         self.blocked_us = 0
@@ -126,22 +129,25 @@ class UART:
         pend = self.pending
         while pend:
             p = pend[0]
-            t0, cn, data, taken = p
+            t0, cn, src, off, length, taken = p
             if now < t0:
                 break
             arrived = (now - t0) // cn + 1
-            if arrived > len(data):
-                arrived = len(data)
+            if arrived > length:
+                arrived = length
             new = arrived - taken
             if new > 0:
                 room = self.rxbuf - self._count
                 take = new if new <= room else room
                 if take > 0:
-                    self._put(memoryview(data)[taken:taken + take])
+                    if isinstance(src, bytes):
+                        self._put(memoryview(src)[off + taken:off + taken + take])
+                    else:
+                        src._tx_read(off + taken, take, self._put)
                     self.received += take
                 self.overflow += new - take
-                p[3] = arrived
-            if arrived < len(data):
+                p[5] = arrived
+            if arrived < length:
                 break
             pend.pop(0)
 
@@ -155,6 +161,16 @@ class UART:
         if first < n:
             self._rmv[0:n - first] = mv[first:n]
         self._count += n
+
+    def _tx_read(self, off, n, put):
+        # hand n bytes of the TX ring from offset off (mod txbuf) to put(memoryview)
+        size = self.txbuf
+        off %= size
+        first = size - off if size - off < n else n
+        mv = memoryview(self._tx_ring)
+        put(mv[off:off + first])
+        if first < n:
+            put(mv[0:n - first])
 
     def _get(self, buf, n):
         size = self.rxbuf
@@ -191,8 +207,10 @@ class UART:
 
     # -- transmit ----------------------------------------------------------------------
     def write(self, buf):
+        # the bytes are copied into the TX ring, as the real write does: the caller's object
+        # is not kept (it would count as the board's heap while the bytes are in flight)
         r = self.rig
-        data = buf if isinstance(buf, bytes) else bytes(buf)
+        data = buf
         now = r.now_ns()
         cn = self.char_ns
         backlog = 0
@@ -213,8 +231,25 @@ class UART:
             r.problems.append("board %s: %d bytes written to the bus UART with DE low"
                               % (self.key[0], len(data)))
             return len(data)         # the transceiver's driver is off: nothing on the wire
-        r.transmit(self.key, data, start, cn)
-        return len(data)
+        n = len(data)
+        if n <= self.txbuf:
+            # every byte this overwrites has left the line: let the receivers take it first
+            for dst in r.routes.get(self.key, ()):
+                u = r.uarts.get(dst)
+                if u is not None:
+                    u._settle()
+            off = self._tx_tail
+            size = self.txbuf
+            first = size - off if size - off < n else n
+            mv = memoryview(data)
+            self._tx_ring[off:off + first] = mv[0:first]
+            if first < n:
+                self._tx_ring[0:n - first] = mv[first:n]
+            self._tx_tail = (off + n) % size
+            r.transmit(self.key, self, off, n, start, cn)
+        else:                        # larger than the ring (a tiny txbuf override): a copy
+            r.transmit(self.key, bytes(data), 0, n, start, cn)
+        return n
 
     def flush(self):
         # returns when the FIFO is empty: the last character is still being shifted out

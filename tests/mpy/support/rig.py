@@ -69,43 +69,66 @@ class MemCard:
 
 
 class HostPipe:
-    """USB CDC stand-in: the board's stdin/stdout buffers and the PC's end."""
+    """USB CDC stand-in: the board's stdin/stdout buffers and the PC's end.
 
-    def __init__(self):
-        self.inq = bytearray()
-        self.pos = 0
-        self.out = bytearray()
+    Both directions live in storage allocated once, when the pipe is made: on a Pico the
+    bytes a PC has sent and the board has not read wait in the USB stack's static buffers
+    and on the PC, never on the MicroPython heap, so the heap figures of tests/mpy/t_boot.py
+    must not count them as the board's. `cap`: bytes each direction can hold."""
+
+    def __init__(self, cap=24576):
+        self.cap = cap
+        self.inq = bytearray(cap)
+        self.pos = 0                 # next byte the board reads
+        self.end = 0                 # bytes the PC has sent: inq[pos:end] waits
+        self.out = bytearray(cap)
+        self.outv = memoryview(self.out)
+        self.olen = 0
 
     # board side (sys.stdin.buffer / sys.stdout.buffer semantics)
     def ready(self):
-        return self.pos < len(self.inq)
+        return self.pos < self.end
 
     def readinto(self, buf):
         n = len(buf)
-        if len(self.inq) - self.pos < n:
+        if self.end - self.pos < n:
             raise AssertionError("stdin.buffer.readinto(%d) would block" % n)
         if n == 1:                   # the HAL's per-byte read: no garbage per byte
             buf[0] = self.inq[self.pos]
         else:
             buf[0:n] = memoryview(self.inq)[self.pos:self.pos + n]
         self.pos += n
-        if self.pos == len(self.inq):
-            self.inq = bytearray()
-            self.pos = 0
+        if self.pos == self.end:
+            self.pos = self.end = 0
         return n
 
     def write(self, data):
-        self.out.extend(data)
-        return len(data)
+        n = len(data)
+        o = self.olen
+        if o + n > self.cap:
+            raise AssertionError("host pipe: the PC did not read %d bytes" % (o + n))
+        self.outv[o:o + n] = data
+        self.olen = o + n
+        return n
 
     # PC side
     def send(self, data):
-        self.inq.extend(data)
+        n = len(data)
+        if self.end + n > self.cap:
+            left = self.end - self.pos           # rare: move what waits to the front
+            self.inq[0:left] = self.inq[self.pos:self.end]
+            self.pos = 0
+            self.end = left
+            if left + n > self.cap:
+                raise AssertionError("host pipe: the board did not read %d bytes" % (left + n))
+        self.inq[self.end:self.end + n] = data
+        self.end += n
 
     def take(self):
-        d = bytes(self.out)
-        self.out = bytearray()
-        return d
+        """What the board wrote since the last take: a view, valid until the board writes again."""
+        n = self.olen
+        self.olen = 0
+        return self.outv[0:n]
 
 
 class Idler:
@@ -184,16 +207,18 @@ class Rig:
         best = None
         for u in self.uarts.values():
             for p in u.pending:
-                t = p[0] + (len(p[2]) - 1) * p[1]
+                t = p[0] + (p[4] - 1) * p[1]
                 if best is None or t < best:
                     best = t
         return None if best is None else best // 1000 + 1
 
-    def transmit(self, src, data, start_ns, char_ns):
+    def transmit(self, src, source, off, n, start_ns, char_ns):
+        """n bytes leave UART src from start_ns: they are at `source` (the sending UART, whose
+        TX ring holds them from offset off, or a bytes copy) until each receiver takes them."""
         for dst in self.routes.get(src, ()):
             u = self.uarts.get(dst)
             if u is not None:
-                u.pending.append([start_ns + char_ns, char_ns, data, 0])
+                u.pending.append([start_ns + char_ns, char_ns, source, off, n, 0])
 
     def totals(self):
         over = 0
