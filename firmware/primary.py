@@ -59,6 +59,10 @@ _SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample
 _COPY_PER_TICK = const(4)    # resync: blocks journaled per tick at most (bounded work per tick)
 ERR_UNKNOWN = const(0xFFFFFFFF)   # clock_err_us of a board that follows no master's time
 _DT_MAX = const(0x3FFFFFFF)  # largest time offset of a record in its batch (a small int on the RP2040)
+# a batch grows back by one record after this many windows of frames acknowledged without a
+# go-back (measured on a noisy line, bit errors 5e-6 and 3 % loss: 0.704 of line rate after 4,
+# 0.681 after 2 windows; 8 drained resyncs more slowly in the autosuspend drill)
+_GROW_FRAMES = const(4)
 
 
 class Primary:
@@ -899,7 +903,7 @@ class Primary:
                 self.store.j_trim(self.sender.acked_tag + 1)
             for _ in range(n):
                 self.clean += 1
-                if self.clean >= 2 * self.cfg.window and self.batch_lim < self.cfg.batch_max:
+                if self.clean >= _GROW_FRAMES * self.cfg.window and self.batch_lim < self.cfg.batch_max:
                     self.batch_lim += 1
                     self.clean = 0
             self._acked(durable)
