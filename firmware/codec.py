@@ -21,7 +21,7 @@ import binascii
 from array import array
 
 from firmware.wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, CRC_SIZE, MAX_PAYLOAD, MAX_FRAME,
-                  BLOCK_SIZE, HDR_FMT, HCHECK_OFF, RECORD_HDR,
+                  BLOCK_SIZE, HDR_FMT, HCHECK_OFF, RECORD_HDR, RECORD_SIZE,
                   P_COPY_ACTIVE, P_CLOCK_SYNC, P_CHECKPOINT, P_RELEASE, P_UPDATE_COMPLETE, P_RESET_UIP,
                   P_RESIGN, P_HELD, P_MARKER, P_JOIN, P_BATCH_HEAD, P_RECORD, P_ACK, P_PEER_HELLO, P_H_WRITE, P_H_READ,
                   P_H_COMMAND, P_H_REPLY, P_ERROR, P_STATUS_BODY, P_SUSPEND, P_DIRTY_HEAD,
@@ -52,7 +52,8 @@ SZ_H_COMMAND = struct.calcsize(P_H_COMMAND)
 SZ_H_REPLY_HEAD = struct.calcsize(P_H_REPLY)
 SZ_ERROR = struct.calcsize(P_ERROR)
 SZ_STATUS_BODY = struct.calcsize(P_STATUS_BODY)
-MAX_RECORD_DATA = MAX_PAYLOAD - SZ_BATCH_HEAD - RECORD_HDR
+# records a WRITE_BATCH holds at most (with a trailing marker: 7 of 512-byte blocks)
+MAX_BATCH = (MAX_PAYLOAD - SZ_BATCH_HEAD - SZ_MARKER) // RECORD_SIZE
 MAX_REPLY_BODY = MAX_PAYLOAD - SZ_H_REPLY_HEAD
 
 _U8 = 0xFF
@@ -379,61 +380,68 @@ def pack_resign(buf, off, node, reason):
 
 
 # ---- peer link payloads ---------------------------------------------------------------
-def pack_batch_head(buf, off, count):
-    """Record count of a WRITE_BATCH (1..255); records follow at the returned offset. Packing the
-    records first and the head last is fine: the head is one byte at off."""
-    if not isinstance(count, int) or count < 1 or count > _U8:
-        raise ValueError("write_batch.count out of range 1..255: %r" % (count,))
-    _room(buf, off, SZ_BATCH_HEAD, "write_batch")
-    buf[off] = count
+def pack_batch_head(buf, off, count, lseq, t):
+    """Head of a WRITE_BATCH: record count (1..MAX_BATCH), lseq of the first record, base time T0;
+    records follow at the returned offset (record i has lseq + i and time T0 + its dt). Packing the
+    records first and the head last is fine: the head has a fixed size."""
+    if not (isinstance(count, int) and isinstance(lseq, int) and isinstance(t, int) and isinstance(off, int)
+            and 1 <= count <= MAX_BATCH and 0 <= lseq <= _U32 and 0 <= t <= _U64 and 0 <= off
+            and off + SZ_BATCH_HEAD <= len(buf)):
+        if not isinstance(count, int) or count < 1 or count > MAX_BATCH:
+            raise ValueError("write_batch.count out of range 1..%d: %r" % (MAX_BATCH, count))
+        _u32(lseq, "write_batch.lseq")
+        _u64(t, "write_batch.t")
+        _room(buf, off, SZ_BATCH_HEAD, "write_batch")
+    struct.pack_into(P_BATCH_HEAD, buf, off, count, lseq, t)
     return off + SZ_BATCH_HEAD
 
 
 def unpack_batch_head(mv, off=0, end=None):
-    """-> (count, offset of the first record)."""
+    """-> (count, lseq of the first record, T0, offset of the first record, offset of the trailing
+    checkpoint marker or 0 when the batch has none). The payload must be exactly the head, count
+    records and, optionally, one marker (SZ_MARKER bytes)."""
     end = _span(mv, off, end, "write_batch")
-    if end - off < SZ_BATCH_HEAD:
-        raise ValueError("write_batch: empty payload")
-    count = mv[off]
+    n = end - off
+    if n < SZ_BATCH_HEAD:
+        raise ValueError("write_batch: %d bytes, the head needs %d" % (n, SZ_BATCH_HEAD))
+    count, lseq, t = struct.unpack_from(P_BATCH_HEAD, mv, off)
     if count < 1:
         raise ValueError("write_batch: record count 0")
-    return count, off + SZ_BATCH_HEAD
+    r = off + SZ_BATCH_HEAD
+    m = r + count * RECORD_SIZE
+    if m == end:
+        return count, lseq, t, r, 0
+    if m + SZ_MARKER == end:
+        return count, lseq, t, r, m
+    raise ValueError("write_batch: %d bytes for %d records (%d, or %d with a marker)"
+                     % (n, count, m - off, m - off + SZ_MARKER))
 
 
-def pack_record(buf, off, vol, block, t, lseq, data):
-    """One write record (volume, block, sequence time, link sequence number, data)."""
-    ok = False
-    if isinstance(vol, int) and isinstance(block, int) and isinstance(t, int) \
-            and isinstance(lseq, int) and isinstance(off, int) and 0 <= vol <= _U8 \
-            and 0 <= block <= _U32 and 0 <= t <= _U64 and 0 <= lseq <= _U32 and 0 <= off:
-        dlen = len(data)
-        ok = dlen <= MAX_RECORD_DATA and off + RECORD_HDR + dlen <= len(buf)
-    if not ok:                    # the checks one by one, naming what is wrong
-        _u8(vol, "record.vol")
+def pack_record(buf, off, vol, block, dt, data):
+    """One write record: volume, block, time offset from the batch's T0, and BLOCK_SIZE data bytes."""
+    if not (isinstance(vol, int) and isinstance(block, int) and isinstance(dt, int) and isinstance(off, int)
+            and 0 <= vol <= _U8 and 0 <= block <= _U32 and 0 <= dt <= _U32 and 0 <= off
+            and len(data) == BLOCK_SIZE and off + RECORD_SIZE <= len(buf)):
+        _u8(vol, "record.vol")                # the checks one by one, naming what is wrong
         _u32(block, "record.block")
-        _u64(t, "record.t")
-        _u32(lseq, "record.lseq")
-        dlen = len(data)
-        if dlen > MAX_RECORD_DATA:
-            raise ValueError("record.data: %d bytes, at most %d" % (dlen, MAX_RECORD_DATA))
-        _room(buf, off, RECORD_HDR + dlen, "record")
-    struct.pack_into(P_RECORD, buf, off, vol, block, t, lseq, dlen)
+        _u32(dt, "record.dt")
+        if len(data) != BLOCK_SIZE:
+            raise ValueError("record.data: %d bytes, expected %d" % (len(data), BLOCK_SIZE))
+        _room(buf, off, RECORD_SIZE, "record")
+    struct.pack_into(P_RECORD, buf, off, vol, block, dt)
     off += RECORD_HDR
-    buf[off:off + dlen] = data
-    return off + dlen
+    buf[off:off + BLOCK_SIZE] = data
+    return off + BLOCK_SIZE
 
 
 def unpack_record(mv, off=0, end=None):
-    """-> (vol, block, t, lseq, data memoryview, offset after the record)."""
+    """-> (vol, block, dt, data memoryview of BLOCK_SIZE bytes, offset after the record)."""
     end = _span(mv, off, end, "record")
-    if end - off < RECORD_HDR:
-        raise ValueError("record: %d bytes left, header needs %d" % (end - off, RECORD_HDR))
-    vol, block, t, lseq, dlen = struct.unpack_from(P_RECORD, mv, off)
+    if end - off < RECORD_SIZE:
+        raise ValueError("record: %d bytes left, a record is %d" % (end - off, RECORD_SIZE))
+    vol, block, dt = struct.unpack_from(P_RECORD, mv, off)
     d0 = off + RECORD_HDR
-    d1 = d0 + dlen
-    if d1 > end:
-        raise ValueError("record: data length %d exceeds the %d bytes left" % (dlen, end - d0))
-    return vol, block, t, lseq, memoryview(mv)[d0:d1], d1
+    return vol, block, dt, memoryview(mv)[d0:d0 + BLOCK_SIZE], d0 + BLOCK_SIZE
 
 
 def pack_ack(buf, off, lseq):

@@ -46,7 +46,7 @@ from firmware.wire import (const, BLOCK_SIZE, BROADCAST, CS_DUPLEX, CS_FAILED_OV
                            T_NAK, T_PEER_HELLO, T_RELEASE, T_RESET_UIP, T_RESIGN, T_SUSPEND,
                            T_UPDATE_COMPLETE, T_WRITE_BATCH)
 from firmware import codec
-from firmware.codec import (SZ_ACK, SZ_BATCH_HEAD, SZ_COPY_ACTIVE, SZ_HELD, SZ_NAK, SZ_PEER_HELLO,
+from firmware.codec import (SZ_ACK, SZ_COPY_ACTIVE, SZ_HELD, SZ_MARKER, SZ_NAK, SZ_PEER_HELLO,
                             SZ_RELEASE, SZ_RESET_UIP, SZ_RESIGN, SZ_SUSPEND, SZ_UPDATE_COMPLETE)
 from firmware.peerlink import Receiver
 from firmware.store import (StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED, IMG_ON, IMG_RESTORING,
@@ -628,50 +628,62 @@ class Secondary:
             n, t = codec.unpack_join(payload)
             self._join(n, t)
             return True
-        copies = mtype == T_WRITE_BATCH and flags & F_COPY
+        if mtype == T_MARKER:
+            n, t = codec.unpack_marker(payload)
+            return self._take_marker(n, t)
+        count, first, t0, off, moff = codec.unpack_batch_head(payload)
+        copies = flags & F_COPY
         if copies and st.sb.copy_state != CS_PENDING:
             # copies mean the primary is resyncing (its HELLO said so, we missed it) --
             # unless we hold them already (a go-back reframes what we took: no new resync)
-            first = codec.unpack_record(payload, SZ_BATCH_HEAD)[3]
             if first < self.next_lseq:
                 self.node.c["dup_records"] += 1
                 return True
             self._enter_pending(first)
-        if mtype == T_MARKER:
-            n, t = codec.unpack_marker(payload)
-            if t <= self.ckpt_t:
-                return True                      # a marker we already hold (or an older cut)
-            try:
-                st.j_append_checkpoint(n, t)
-            except StoreError:
-                self.journal_full += 1
-                return False
-            self.ckpt_n, self.ckpt_t = n, t
-            tr = self.node.trace
-            if tr is not None:
-                tr(self.node, "ckpt_held", n, t)
-            return True
-        return self._take_records(payload, copies, flags & F_SYNC)
+        if not self._take_records(payload, count, first, t0, off, copies, flags & F_SYNC):
+            return False
+        if moff:
+            # the checkpoint marker that ends the batch, after every record before it
+            n, t = codec.unpack_marker(payload, moff, moff + SZ_MARKER)
+            return self._take_marker(n, t)
+        return True
 
-    def _take_records(self, payload, copies, sync):
-        """Take a WRITE_BATCH's records in stream order: stream records are journaled,
-        copies (resync) are written straight to the volume. False: not all of them could
-        be taken (a hole in the stream, or a full journal): retry later."""
+    def _take_marker(self, n, t):
+        if t <= self.ckpt_t:
+            return True                          # a marker we already hold (or an older cut)
+        try:
+            self.store.j_append_checkpoint(n, t)
+        except StoreError:
+            self.journal_full += 1
+            return False
+        self.ckpt_n, self.ckpt_t = n, t
+        tr = self.node.trace
+        if tr is not None:
+            tr(self.node, "ckpt_held", n, t)
+        return True
+
+    def _take_records(self, payload, count, first, t0, off, copies, sync):
+        """Take a WRITE_BATCH's records in stream order (record i: lseq first + i, time t0 +
+        its dt): stream records are journaled, copies (resync) are written straight to the
+        volume. False: not all of them could be taken (a hole in the stream, or a full
+        journal): retry later."""
         st = self.store
-        count, off = codec.unpack_batch_head(payload)
         nvol = st.sb.nvol
         nblk = st.sb.vol_blocks
         ok = True
         took = False
+        lseq = first - 1
         for _ in range(count):
-            vol, blk, t, lseq, data, off = codec.unpack_record(payload, off)
+            vol, blk, dt, data, off = codec.unpack_record(payload, off)
+            lseq += 1
             if lseq < self.next_lseq:
                 self.node.c["dup_records"] += 1
                 continue
             if lseq > self.next_lseq:
                 ok = False                       # a hole in the stream: wait for a resend
                 break
-            if vol >= nvol or blk >= nblk or len(data) != BLOCK_SIZE:
+            t = t0 + dt
+            if vol >= nvol or blk >= nblk:
                 self.node.c["records_rejected"] += 1
             elif copies:
                 if not self._resync_ready():

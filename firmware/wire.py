@@ -100,9 +100,12 @@ P_RESET_UIP = "<I"          # n
 P_RESIGN = "<BB"            # node, reason (R_*)
 P_HELD = "<IQ"              # n, T of the newest marker the sender journaled
 P_IDLE = ""                 # empty
-P_BATCH_HEAD = "<B"         # record count; then count records:
-P_RECORD = "<BIQIH"         # vol, block, time, lseq, data length; then data bytes
-RECORD_HDR = const(19)
+P_BATCH_HEAD = "<BIQ"       # record count, lseq of the first record, base time T0; then count
+                            # records (record i has lseq + i), then optionally a checkpoint
+                            # marker (P_MARKER: n, T) that ends the batch
+P_RECORD = "<BII"           # vol, block, dt (time - T0, 0..2**30-1 when sent); then BLOCK_SIZE data bytes
+RECORD_HDR = const(9)
+RECORD_SIZE = const(521)    # RECORD_HDR + BLOCK_SIZE
 P_ACK = "<I"                # highest record lseq durably journaled
 P_NAK = ""                  # empty; header ack = first seq wanted again
 P_PEER_HELLO = "<BBII"      # role, node, incarnation, next lseq expected (secondary) / first lseq it will send (primary)

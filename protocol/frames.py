@@ -13,8 +13,8 @@ name to its type code, payload struct and the links that carry it.
 """
 import crcmod.predefined
 from construct import (Array, Bytes, Check, Checksum, Const, ConstructError, Error, FixedSized,
-                       FormatField, GreedyBytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Prefixed,
-                       RawCopy, Rebuild, Struct, Switch, Terminated, len_, this)
+                       FormatField, GreedyBytes, Int8ul, Int16ul, Int32sl, Int32ul, Int64ul, Optional,
+                       Prefixed, RawCopy, Rebuild, Struct, Switch, Terminated, len_, this)
 
 crc32 = crcmod.predefined.mkCrcFun("crc-32")
 
@@ -112,13 +112,17 @@ RESIGN = Struct("node" / Int8ul, "reason" / Int8ul, END)
 HELD = Struct("n" / Int32ul, "t" / Int64ul, END)
 IDLE = EMPTY
 
-RECORD = Struct(
-    "vol" / Int8ul, "block" / Int32ul, "t" / Int64ul, "lseq" / Int32ul,
-    "data" / Prefixed(Int16ul, GreedyBytes))
+# a record's lseq is the batch's lseq + its index, its time the batch's t + its dt
+RECORD = Struct("vol" / Int8ul, "block" / Int32ul, "dt" / Int32ul, "data" / Bytes(BLOCK_SIZE))
+# the checkpoint marker that may end a batch (MARKER's payload)
+BATCH_MARKER = Struct("n" / Int32ul, "t" / Int64ul)
 WRITE_BATCH = Struct(
     "count" / Rebuild(Int8ul, len_(this.records)),
     Check(this.count >= 1),
+    "lseq" / Int32ul,
+    "t" / Int64ul,
     "records" / Array(this.count, RECORD),
+    "marker" / Optional(BATCH_MARKER),
     END)
 ACK = Struct("lseq" / Int32ul, END)
 NAK = EMPTY
@@ -347,13 +351,16 @@ def _kind(con):
         return "bytes"
     if isinstance(con, Array):
         return "records"
+    if con is BATCH_MARKER or getattr(con, "subcons", [None])[0] is BATCH_MARKER:
+        return "marker"         # optional trailing checkpoint marker: None or {n, t}
     raise TypeError("no kind for %r" % (con,))
 
 
 def field_kinds(struct):
     """[(name, kind)] of a payload struct in wire order. Kinds: u8 u16 u32 u64 i32 (little-endian
     integers), bytesN (exactly N bytes), bytes (variable, delimited by a length or the frame),
-    count (derived: number of records), records (list of RECORD)."""
+    count (derived: number of records), records (list of RECORD), marker (optional trailing
+    checkpoint marker: None or a dict n, t)."""
     return [(sc.name, _kind(sc.subcon)) for sc in struct.subcons
             if sc.name and not sc.name.startswith("_")]
 
@@ -376,5 +383,7 @@ def positional(name, fields):
         v = fields[fname]
         if kind == "records":
             v = [tuple(r[n] for n, _ in field_kinds(RECORD)) for r in v]
+        elif kind == "marker":
+            v = None if v is None else (v["n"], v["t"])
         out.append(v)
     return out

@@ -15,11 +15,12 @@ from firmware.wire import (MAGIC0, MAGIC1, VERSION, HDR_SIZE, OVERHEAD, MAX_PAYL
                            P_STATUS_BODY, P_DIRTY_HEAD, DIRTY_MAX)
 from firmware.codec import (RES, STATUS_FIELDS, SZ_RESIGN, SZ_DIRTY_HEAD, SZ_H_WRITE, SZ_H_READ,
                             SZ_H_COMMAND, SZ_H_REPLY_HEAD, SZ_ERROR, SZ_STATUS_BODY, build_frame,
-                            pack_batch_head, pack_record, unpack_batch_head, unpack_record,
+                            SZ_MARKER, pack_batch_head, pack_record, pack_marker, unpack_batch_head,
+                            unpack_marker, unpack_record,
                             _bad, _u8, _u32, _u64, _room, _span, _exact)
 
 __all__ = ("STATUS_FIELDS", "encode", "decode", "unpack_resign", "pack_idle", "unpack_idle",
-           "pack_write_batch", "unpack_write_batch", "pack_nak", "unpack_nak", "unpack_dirty_list",
+           "pack_write_batch", "unpack_write_batch", "write_batch_records", "pack_nak", "unpack_nak", "unpack_dirty_list",
            "pack_h_write", "pack_h_read", "pack_h_status", "unpack_h_status", "pack_h_command",
            "unpack_h_reply", "unpack_error", "unpack_status_body")
 
@@ -77,27 +78,33 @@ def unpack_idle(mv, off=0, end=None):
     return ()
 
 
-def pack_write_batch(buf, off, records):
-    """WRITE_BATCH payload from a sequence of (vol, block, t, lseq, data)."""
-    o = pack_batch_head(buf, off, len(records))
+def pack_write_batch(buf, off, lseq, t, records, marker=None):
+    """WRITE_BATCH payload: the first record's lseq, the base time T0, a sequence of
+    (vol, block, dt, data) and an optional trailing checkpoint marker (n, T)."""
+    o = pack_batch_head(buf, off, len(records), lseq, t)
     for r in records:
-        o = pack_record(buf, o, r[0], r[1], r[2], r[3], r[4])
+        o = pack_record(buf, o, r[0], r[1], r[2], r[3])
+    if marker is not None:
+        o = pack_marker(buf, o, marker[0], marker[1])
     if o - off > MAX_PAYLOAD:
         raise ValueError("write_batch: %d bytes, at most %d" % (o - off, MAX_PAYLOAD))
     return o
 
 
 def unpack_write_batch(mv, off=0, end=None):
-    """-> list of (vol, block, t, lseq, data memoryview); the records must fill the payload exactly."""
-    end = _span(mv, off, end, "write_batch")
-    count, o = unpack_batch_head(mv, off, end)
+    """-> (lseq, T0, [(vol, block, dt, data memoryview)], marker (n, T) or None)."""
+    count, lseq, t, o, m = unpack_batch_head(mv, off, end)
     out = []
     for _ in range(count):
-        vol, block, t, lseq, data, o = unpack_record(mv, o, end)
-        out.append((vol, block, t, lseq, data))
-    if o != end:
-        raise ValueError("write_batch: %d bytes after the last of %d records" % (end - o, count))
-    return out
+        vol, block, dt, data, o = unpack_record(mv, o)
+        out.append((vol, block, dt, data))
+    return lseq, t, out, (unpack_marker(mv, m, m + SZ_MARKER) if m else None)
+
+
+def write_batch_records(mv, off=0, end=None):
+    """The records of a WRITE_BATCH as the stream carries them: [(vol, block, t, lseq, data)]."""
+    lseq, t, recs, _ = unpack_write_batch(mv, off, end)
+    return [(v, b, t + dt, lseq + i, d) for i, (v, b, dt, d) in enumerate(recs)]
 
 
 def pack_nak(buf, off):

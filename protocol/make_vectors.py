@@ -40,9 +40,10 @@ def _int_value(kind, case, rng):
     return rng.randint(lo, hi)
 
 
-def _record(case, rng, i, size=F.BLOCK_SIZE):
-    vals = {name: _int_value(kind, case, rng) for name, kind in F.field_kinds(F.RECORD) if kind != "bytes"}
-    vals["data"] = b"" if case == "min" else _pattern(size, i)
+def _record(case, rng, i):
+    vals = {name: _int_value(kind, case, rng) for name, kind in F.field_kinds(F.RECORD)
+            if not kind.startswith("bytes")}
+    vals["data"] = bytes(F.BLOCK_SIZE) if case == "min" else _pattern(F.BLOCK_SIZE, i)
     return vals
 
 
@@ -55,11 +56,15 @@ def _fields(name, case, rng):
         if kind == "records":
             if case == "min":
                 out[fname] = [_record(case, rng, 0)]
-            elif case == "max":      # a full batch: as many whole blocks as one payload holds
-                per = 19 + F.BLOCK_SIZE
-                out[fname] = [_record(case, rng, i) for i in range((F.MAX_PAYLOAD - 1) // per)]
+            elif case == "max":      # a full batch: as many records as one payload holds with a marker
+                per = F.RECORD.sizeof()
+                n = (F.MAX_PAYLOAD - 13 - F.BATCH_MARKER.sizeof()) // per
+                out[fname] = [_record(case, rng, i) for i in range(n)]
             else:
-                out[fname] = [_record(case, rng, i, rng.choice((1, 64, F.BLOCK_SIZE))) for i in range(3)]
+                out[fname] = [_record(case, rng, i) for i in range(3)]
+        elif kind == "marker":       # none / the largest values / a typical one
+            out[fname] = None if case == "min" else {
+                n: _int_value(k, case, rng) for n, k in (("n", "u32"), ("t", "u64"))}
         elif kind.startswith("bytes") and kind != "bytes":
             out[fname] = bytes(int(kind[5:])) if case == "min" else _pattern(int(kind[5:]), rng.randrange(256))
         elif kind == "bytes":

@@ -14,7 +14,7 @@ from host_tools.sim.world import World
 # board B, whose clock still reads below T, stamps the next write of the chain inside T.
 SKEW = dict(pairs=4, duration_s=6, faults="none", kind="random", rate=0, concurrency=2,
             peer_baud=921600, world_opts={"drift_ppm": 10000, "host_latency_us": 50})
-SKEW_SEEDS = tuple(range(6))
+SKEW_SEEDS = (2, 3, 15, 37, 43)      # seeds where the recovered cut breaks without it (the framing shifts which)
 
 
 def _run(seed, commit_wait):
@@ -57,7 +57,7 @@ class CutAudit:
         mtype, flags, _, _, _, _, _, body = hostcodec.decode(bytes(data))
         if mtype != wire.T_WRITE_BATCH or flags & wire.F_COPY:
             return
-        for vol, blk, t, lseq, d in hostcodec.unpack_write_batch(body):
+        for vol, blk, t, lseq, d in hostcodec.write_batch_records(body):
             self.stamps[payload.decode(bytes(d)).serial] = t
 
     def inconsistent(self, log):

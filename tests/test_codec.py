@@ -37,9 +37,10 @@ def _int(kind):
 
 
 RECORD = st.fixed_dictionaries({
-    **{n: _int(k) for n, k in F.field_kinds(F.RECORD) if k != "bytes"},
-    "data": st.one_of(st.binary(max_size=40), st.binary(min_size=F.BLOCK_SIZE, max_size=F.BLOCK_SIZE)),
+    **{n: _int(k) for n, k in F.field_kinds(F.RECORD) if not k.startswith("bytes")},
+    "data": st.binary(min_size=F.BLOCK_SIZE, max_size=F.BLOCK_SIZE),
 })
+MARKER = st.one_of(st.none(), st.fixed_dictionaries(dict(n=_int("u32"), t=_int("u64"))))
 
 
 def fields_strategy(name):
@@ -49,7 +50,9 @@ def fields_strategy(name):
         if kind == "count":
             continue
         if kind == "records":
-            d[fname] = st.lists(RECORD, min_size=1, max_size=(F.MAX_PAYLOAD - 1) // (19 + F.BLOCK_SIZE))
+            d[fname] = st.lists(RECORD, min_size=1, max_size=codec.MAX_BATCH)
+        elif kind == "marker":
+            d[fname] = MARKER
         elif kind == "bytes":
             d[fname] = st.one_of(st.binary(max_size=64), st.binary(min_size=codec.MAX_REPLY_BODY,
                                                                    max_size=codec.MAX_REPLY_BODY))
@@ -79,8 +82,7 @@ def plain(v):
 
 
 def expected_unpack(name, fields):
-    args = codec_args(name, fields)
-    return plain(args[0]) if name == "write_batch" else plain(args)
+    return plain(codec_args(name, fields))
 
 
 def firmware_frame(name, fields, h):
@@ -167,8 +169,13 @@ def test_wire_constants_match_definitions():
     assert bytes((wire.MAGIC0, wire.MAGIC1)) == F.MAGIC
     assert struct.calcsize(wire.HDR_FMT) == F.HEADER_BODY.sizeof() == wire.HCHECK_OFF
     assert F.HEADER.sizeof() == wire.HDR_SIZE
-    empty_record = F.RECORD.build(dict(vol=0, block=0, t=0, lseq=0, data=b""))
-    assert struct.calcsize(wire.P_RECORD) == wire.RECORD_HDR == len(empty_record)
+    record = F.RECORD.build(dict(vol=0, block=0, dt=0, data=bytes(F.BLOCK_SIZE)))
+    assert struct.calcsize(wire.P_RECORD) + F.BLOCK_SIZE == wire.RECORD_SIZE == len(record)
+    assert wire.RECORD_HDR == struct.calcsize(wire.P_RECORD)
+    head = [k for n, k in F.field_kinds(F.WRITE_BATCH) if k not in ("records", "marker")]
+    assert struct.calcsize(wire.P_BATCH_HEAD) == codec.SZ_BATCH_HEAD == sum(
+        {"count": 1, "u32": 4, "u64": 8}[k] for k in head)
+    assert F.BATCH_MARKER.sizeof() == codec.SZ_MARKER
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n not in ("write_batch", "h_write", "h_reply")])
@@ -259,8 +266,10 @@ POOL = [
     F.build_frame("checkpoint", dict(n=1, t=2), src=1, dst=255, seq=1),
     F.build_frame("ack", dict(lseq=77), src=2, dst=1, ack=9),
     F.build_frame("idle", None, src=2, dst=1),
-    F.build_frame("write_batch", dict(records=[dict(vol=0, block=5, t=1 << 40, lseq=3, data=bytes(range(256)) * 2)]),
-                  src=1, dst=2, seq=4),
+    F.build_frame("write_batch", dict(lseq=3, t=1 << 40, records=[dict(vol=0, block=5, dt=0, data=bytes(range(256)) * 2)],
+                                      marker=None), src=1, dst=2, seq=4),
+    F.build_frame("write_batch", dict(lseq=3, t=1 << 40, records=[dict(vol=0, block=5, dt=0, data=bytes(512))],
+                                      marker=dict(n=4, t=(1 << 40) + 1)), src=1, dst=2, seq=5),
     F.build_frame("h_reply", dict(status=0, body=b"\xA5\x5C" * 40), flags=F.F_REPLY, seq=3),
     F.build_frame("h_status", None, src=0, dst=1, seq=0xFFFF),
 ]
@@ -417,7 +426,7 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match=r"h_write\.data"):
         hostcodec.pack_h_write(bytearray(600), 0, 0, 0, bytes(511))
     with pytest.raises(ValueError, match="count"):
-        codec.pack_batch_head(buf, 0, 0)
+        codec.pack_batch_head(buf, 0, 0, 1, 0)
     with pytest.raises(ValueError, match="buffer holds"):
         codec.pack_checkpoint(bytearray(11), 0, 1, 1)
     with pytest.raises(ValueError, match="frame.seq"):
@@ -427,7 +436,13 @@ def test_pack_rejects_out_of_range_with_field_name():
     with pytest.raises(ValueError, match="frame"):
         codec.build_frame(bytearray(30), 3, 0, 1, 2, 0, 0, 0, 12)
     with pytest.raises(ValueError, match="write_batch"):
-        hostcodec.pack_write_batch(bytearray(8000), 0, [(0, i, 0, i, bytes(512)) for i in range(8)])
+        hostcodec.pack_write_batch(bytearray(8000), 0, 1, 0, [(0, i, 0, bytes(512)) for i in range(8)])
+    with pytest.raises(ValueError, match=r"record\.data"):
+        codec.pack_record(bytearray(600), 0, 0, 0, 0, bytes(511))
+    with pytest.raises(ValueError, match=r"record\.dt"):
+        codec.pack_record(bytearray(600), 0, 0, 0, 1 << 32, bytes(512))
+    with pytest.raises(ValueError, match=r"write_batch\.lseq"):
+        codec.pack_batch_head(buf, 0, 1, 1 << 32, 0)
 
 
 UNPACKERS = sorted(n[7:] for n in set(dir(codec)) | set(dir(hostcodec)) if n.startswith("unpack_"))
@@ -458,10 +473,19 @@ def test_unpack_wants_exact_length(name):
 
 
 def test_batch_decoding_errors():
-    good = F.build_payload("write_batch", dict(records=[dict(vol=1, block=2, t=3, lseq=4, data=b"abc")]))
-    assert hostcodec.unpack_write_batch(good)[0][:4] == (1, 2, 3, 4)
-    for bad, why in ((good + b"x", "after the last"), (good[:-1], "exceeds"), (b"\x00", "count 0"),
-                     (b"", "empty"), (b"\x02" + good[1:], "header")):
+    rec = dict(vol=1, block=2, dt=3, data=bytes(range(256)) * 2)
+    good = F.build_payload("write_batch", dict(lseq=4, t=10, records=[rec], marker=None))
+    marked = F.build_payload("write_batch", dict(lseq=4, t=10, records=[rec], marker=dict(n=7, t=14)))
+    assert len(marked) == len(good) + codec.SZ_MARKER
+    assert hostcodec.unpack_write_batch(good)[0:2] == (4, 10)
+    assert hostcodec.unpack_write_batch(good)[2][0][:3] == (1, 2, 3)
+    assert hostcodec.unpack_write_batch(good)[3] is None and hostcodec.unpack_write_batch(marked)[3] == (7, 14)
+    assert [r[:4] for r in hostcodec.write_batch_records(marked)] == [(1, 2, 13, 4)]
+    for bad in (good + b"x", good[:-1], marked[:-1], marked + bytes(codec.SZ_MARKER), good + good[1:],
+                b"\x02" + good[1:], b"\x00" + good[1:]):
+        with pytest.raises(ValueError, match="write_batch"):
+            hostcodec.unpack_write_batch(bad)
+    for bad, why in ((b"", "head needs"), (good[:12], "head needs"), (b"\x00" + good[1:], "count 0")):
         with pytest.raises(ValueError, match=why):
             hostcodec.unpack_write_batch(bad)
 

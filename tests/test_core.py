@@ -364,10 +364,13 @@ def test_bad_peer_records_are_counted_and_change_nothing():
     exp = role.rx.expected
     lseq = role.next_lseq
     buf = bytearray(4096)
-    off = codec.pack_record(buf, 1, 9, 0, 1, lseq, block_of("bad vol"))          # unknown volume
-    off = codec.pack_record(buf, off, 0, 10 ** 6, 1, lseq + 1, block_of("oob"))  # out of range
-    off = codec.pack_record(buf, off, 0, 1, 1, lseq - 1, block_of("dup")) if lseq > 1 else off
-    codec.pack_batch_head(buf, 0, 3 if lseq > 1 else 2)
+    first = lseq - 1 if lseq > 1 else lseq
+    off = codec.SZ_BATCH_HEAD
+    if lseq > 1:
+        off = codec.pack_record(buf, off, 0, 1, 0, block_of("dup"))              # held already
+    off = codec.pack_record(buf, off, 9, 0, 0, block_of("bad vol"))              # unknown volume
+    off = codec.pack_record(buf, off, 0, 10 ** 6, 0, block_of("oob"))            # out of range
+    codec.pack_batch_head(buf, 0, 3 if lseq > 1 else 2, first, 1)
     before = journal(s1)
     _inject(net, s1, PORT_PEER, T_WRITE_BATCH, bytes(buf[:off]), src=net.prim(1).id, seq=exp)
     assert journal(s1) == before

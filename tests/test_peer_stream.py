@@ -106,7 +106,7 @@ def test_a_reframed_copy_the_secondary_already_holds_starts_no_resync():
     assert held > 1
     applied = s.store.sb.applied_t
     buf = bytearray(MAX_PAYLOAD)
-    end = hostcodec.pack_write_batch(buf, 0, [(0, 1, 0, held - 1, block_of("stale"))])
+    end = hostcodec.pack_write_batch(buf, 0, held - 1, 0, [(0, 1, 0, block_of("stale"))])
     frame = hostcodec.encode(T_WRITE_BATCH, p.id, s.id, bytes(buf[:end]), seq=sr.rx.expected,
                              flags=F_COPY)
     net._deliver(s.id, PORT_PEER, frame)

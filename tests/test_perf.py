@@ -20,8 +20,8 @@ def test_perf_codec_section(tmp_path, monkeypatch, capsys):
     assert all(r[3] > 0 and r[4] > 0 for r in rates["rows"])
     assert len(payload_only["rows"]) == 4
     by_frame = {r[0]: r for r in eff["rows"]}
-    assert by_frame["peer WRITE_BATCH, one record"][1:4] == [512, 552, 92.75]
-    assert by_frame["peer WRITE_BATCH, full (7 records)"][1:4] == [3584, 3738, 95.88]
+    assert by_frame["peer WRITE_BATCH, one record"][1:4] == [512, 554, 92.42]
+    assert by_frame["peer WRITE_BATCH, full (7 records)"][1:4] == [3584, 3680, 97.39]
     assert by_frame["host write (H_WRITE, one block)"][2] == 537
     assert "frames per second" in capsys.readouterr().out
 

@@ -56,8 +56,9 @@ def test_async_sync(figures):
 
 def test_goodput(figures):
     rs = rows(figures["goodput"])
-    assert [r["batch_max"] for r in rs] == [1, 7, 7, 7]
-    assert [r["ckpt ms"] for r in rs] == [200, 200, 1000, 50]
+    assert [r["batch_max"] for r in rs] == [1, 7, 7, 7, 7]
+    assert [r["ckpt ms"] for r in rs] == [200, 200, 1000, 50, 200]
+    assert "noisy" in rs[4]["framing"] and rs[4]["goodput (of line)"] < rs[1]["goodput (of line)"]
     for r in rs:
         assert num(r["goodput (of line)"]) and 0 < r["goodput (of line)"] <= 1.0
         assert 0 < r["ceiling"] < 1.0

@@ -197,11 +197,11 @@ def _bad_inputs():
 
 
 def _long_cut():
-    """A write batch cut short after 40 of its 570 bytes: the receiver holds what follows
+    """A write batch cut short after 40 of its 554 bytes: the receiver holds what follows
     until the claimed length is there, then rejects the cut frame and finds the rest."""
     buf = bytearray(600)
-    end = codec.pack_record(buf, 1, 0, 3, 1000, 1, bytes(512))
-    codec.pack_batch_head(buf, 0, 1)
+    end = codec.pack_record(buf, codec.SZ_BATCH_HEAD, 0, 3, 0, bytes(512))
+    codec.pack_batch_head(buf, 0, 1, 1, 1000)
     return hostcodec.encode(wire.T_WRITE_BATCH, 1, 129, bytes(buf[:end]), seq=3)[:40]
 
 

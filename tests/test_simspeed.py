@@ -224,13 +224,16 @@ def test_build_frame_checks_match_the_field_checks(f):
 
 
 @pytest.mark.parametrize("call, what", [
-    (lambda b: codec.pack_record(b, 0, 256, 0, 0, 0, bytes(8)), r"record\.vol"),
-    (lambda b: codec.pack_record(b, 0, 0, -1, 0, 0, bytes(8)), r"record\.block"),
-    (lambda b: codec.pack_record(b, 0, 0, 0, 1 << 64, 0, bytes(8)), r"record\.t"),
-    (lambda b: codec.pack_record(b, 0, 0, 0, 0, 1 << 32, bytes(8)), r"record\.lseq"),
-    (lambda b: codec.pack_record(b, 0, 0, 0, 0, 0, bytes(codec.MAX_RECORD_DATA + 1)), r"record\.data"),
-    (lambda b: codec.pack_record(b, 60, 0, 0, 0, 0, bytes(8)), r"record: needs"),
-    (lambda b: codec.pack_record(b, 0, 1.0, 0, 0, 0, bytes(8)), r"record\.vol"),
+    (lambda b: codec.pack_record(b, 0, 256, 0, 0, bytes(512)), r"record\.vol"),
+    (lambda b: codec.pack_record(b, 0, 0, -1, 0, bytes(512)), r"record\.block"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 1 << 32, bytes(512)), r"record\.dt"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 0, bytes(8)), r"record\.data"),
+    (lambda b: codec.pack_record(b, 0, 0, 0, 0, bytes(512)), r"record: needs"),
+    (lambda b: codec.pack_record(b, 0, 1.0, 0, 0, bytes(512)), r"record\.vol"),
+    (lambda b: codec.pack_batch_head(b, 0, 1, -1, 0), r"write_batch\.lseq"),
+    (lambda b: codec.pack_batch_head(b, 0, 1, 0, 1 << 64), r"write_batch\.t"),
+    (lambda b: codec.pack_batch_head(b, 0, 8, 0, 0), r"write_batch\.count"),
+    (lambda b: codec.pack_batch_head(b, 60, 1, 0, 0), r"write_batch: needs"),
     (lambda b: codec.pack_ack(b, 0, -1), r"ack\.lseq"),
     (lambda b: codec.pack_ack(b, 62, 1), r"ack: needs"),
     (lambda b: codec.pack_clock_sync(b, 0, -1, 0), r"clock_sync\.t"),

@@ -18,12 +18,14 @@ def perf_codec(quick):
 
     block = bytes((i * 7) & 0xFF for i in range(wire.BLOCK_SIZE))
     t_big = 1 << 40
-    full = (wire.MAX_PAYLOAD - codec.SZ_BATCH_HEAD) // (wire.RECORD_HDR + wire.BLOCK_SIZE)
+    full = codec.MAX_BATCH
     cases = [
         ("checkpoint", "checkpoint", dict(n=7, t=t_big)),
-        ("write_batch x1", "write_batch", dict(records=[dict(vol=1, block=9, t=t_big, lseq=1, data=block)])),
+        ("write_batch x1", "write_batch", dict(lseq=1, t=t_big, records=[dict(vol=1, block=9, dt=0, data=block)],
+                                               marker=None)),
         ("write_batch x%d" % full, "write_batch",
-         dict(records=[dict(vol=1, block=i, t=t_big + i, lseq=i, data=block) for i in range(full)])),
+         dict(lseq=1, t=t_big, records=[dict(vol=1, block=i, dt=i, data=block) for i in range(full)],
+              marker=None)),
         ("h_write", "h_write", dict(vol=1, block=9, data=block)),
     ]
     compiled, why_not = _compile_frame(F)
@@ -134,7 +136,7 @@ def _codec_args(F, name, fields):
 
 
 def _efficiency_cases(codec, wire, full):
-    rec = wire.RECORD_HDR + wire.BLOCK_SIZE
+    rec = wire.RECORD_SIZE
     return [
         ("host write (H_WRITE, one block)", 1, wire.OVERHEAD + codec.SZ_H_WRITE),
         ("host read reply (H_REPLY, one block)", 1, wire.OVERHEAD + codec.SZ_H_REPLY_HEAD + wire.BLOCK_SIZE),

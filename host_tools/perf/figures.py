@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BAUD = 115200
 BITS_PER_BYTE = 10
 # a WRITE_BATCH frame carrying one record: the unit of transfer at the peer baud
-ONE_RECORD_FRAME = wire.OVERHEAD + codec.SZ_BATCH_HEAD + wire.RECORD_HDR + wire.BLOCK_SIZE
+ONE_RECORD_FRAME = wire.OVERHEAD + codec.SZ_BATCH_HEAD + wire.RECORD_SIZE
 MODES = {"clock": wire.MODE_CLOCK, "sync": wire.MODE_SYNC, "clockless": wire.MODE_CLOCKLESS}
 MTYPE_NAMES = {wire.T_COPY_ACTIVE: "COPY_ACTIVE", wire.T_CLOCK_SYNC: "CLOCK_SYNC",
                wire.T_CHECKPOINT: "CHECKPOINT", wire.T_RELEASE: "RELEASE",
@@ -111,14 +111,17 @@ def write_latencies_us(log, since_us=None):
 def build_world(seed=1, pairs=4, duration_s=10.0, start_s=1.5, rate=20.0, kind="random",
                 concurrency=4, mode="clock", ckpt_ms=200.0, peer_latency_us=1000, peer_baud=BAUD,
                 batch_max=7, autostart=True, journal_slots=512, vol_blocks=128, burst=0,
-                burst_at_s=0.0, disk_factory=None, config=None):
+                burst_at_s=0.0, disk_factory=None, config=None, peer_ber=0.0, peer_frame_loss=0.0):
     """A fault-free World (no disaster unless the caller calls world.disaster()) with a
-    workload from start_s to duration_s; rate None means no host writes at all.
+    workload from start_s to duration_s; rate None means no host writes at all; peer_ber and
+    peer_frame_loss make the peer links noisy (bit errors, whole transmissions lost).
     Returns (world, workload or None)."""
     d_us = int(duration_s * 1e6)
     start_us = int(start_s * 1e6)
     fo = FaultOptions.from_seed(seed, frozenset(), pairs, d_us)   # clock offsets from the seed
     fo.peer_latency_us = int(peer_latency_us)
+    fo.peer_ber = peer_ber
+    fo.peer_frame_loss = peer_frame_loss
     cfg = {"mode": MODES[mode], "ckpt_interval_us": int(ckpt_ms * 1000), "batch_max": batch_max,
            "peer_timeout_us": max(1000000, 4 * int(peer_latency_us) + 500000)}
     cfg.update(config or {})
@@ -325,7 +328,10 @@ def perf_async_sync(quick):
 
 
 # ---- section: goodput -------------------------------------------------------------------------------
-def goodput_run(batch_max, seed, quick, pairs=2, ckpt_ms=200.0):
+NOISY = dict(peer_ber=5e-6, peer_frame_loss=0.03)      # a noisy peer line (as in the fault drills)
+
+
+def goodput_run(batch_max, seed, quick, pairs=2, ckpt_ms=200.0, noisy=False):
     """Saturating load (offered ~1.4x what a link carries); goodput measured over a window that
     starts once a backlog exists and ends with the workload."""
     dur = 14.0 if quick else 60.0
@@ -334,7 +340,7 @@ def goodput_run(batch_max, seed, quick, pairs=2, ckpt_ms=200.0):
     rate = 1.4 * per_link * pairs
     world, wl = build_world(seed=seed, pairs=pairs, duration_s=dur, rate=rate, concurrency=16,
                             batch_max=batch_max, ckpt_ms=ckpt_ms,
-                            journal_slots=2048 if not quick else 1024)
+                            journal_slots=2048 if not quick else 1024, **(NOISY if noisy else {}))
     obs = Observer(world)
     samples = {}
     t0 = int((1.5 + warm_s) * 1e6)
@@ -370,18 +376,18 @@ def perf_goodput(quick):
     res = {}
     notes = []
     variants = ((1, 200.0, "one record per frame"), (7, 200.0, "batched (batch_max 7)"),
-                (7, 1000.0, "batched, 1 s checkpoints"), (7, 50.0, "batched, 50 ms checkpoints"))
+                (7, 1000.0, "batched, 1 s checkpoints"), (7, 50.0, "batched, 50 ms checkpoints"),
+                (7, 200.0, "batched, noisy link"))
     runs = [(v, s) for v in variants for s in seeds]
     for v, s in progress(runs, "goodput"):
-        res.setdefault(v, []).append(goodput_run(v[0], s, quick, ckpt_ms=v[1]))
-    full = (wire.MAX_PAYLOAD - codec.SZ_BATCH_HEAD) // (wire.RECORD_HDR + wire.BLOCK_SIZE)
+        res.setdefault(v, []).append(goodput_run(v[0], s, quick, ckpt_ms=v[1], noisy="noisy" in v[2]))
+    full = codec.MAX_BATCH
     for v in variants:
         bm, ckpt_ms, label = v
         rs = res[v]
         g = statistics.median(r["goodput"] for r in rs)
         nrec = 1 if bm == 1 else min(bm, full)
-        ceiling = nrec * wire.BLOCK_SIZE / (wire.OVERHEAD + codec.SZ_BATCH_HEAD
-                                            + nrec * (wire.RECORD_HDR + wire.BLOCK_SIZE))
+        ceiling = nrec * wire.BLOCK_SIZE / (wire.OVERHEAD + codec.SZ_BATCH_HEAD + nrec * wire.RECORD_SIZE)
         rpf = [r["records_per_frame"] for r in rs if r["records_per_frame"]]
         rows.append([label, bm, int(ckpt_ms), r3(statistics.median(r["records_per_s"] for r in rs), 2),
                      round(statistics.median(r["records_per_s"] for r in rs) * wire.BLOCK_SIZE),
@@ -394,12 +400,16 @@ def perf_goodput(quick):
         "goodput = record data bytes journaled by the secondaries per second / (baud / 10), per link, "
         "median over %d seed(s); 2 pairs offered %.1f writes/s each (1.4x an unbatched link)"
         % (len(seeds), res[variants[0]][0]["offered"]),
-        "ceiling = data bytes / wire bytes of a frame of that many records; a checkpoint marker closes a "
-        "batch and travels as its own frame, so batches are shorter than batch_max when markers come "
-        "more often than batch_max records; each marker frame is %d bytes of line time"
-        % (wire.OVERHEAD + codec.SZ_CHECKPOINT),
+        "ceiling = data bytes / wire bytes of a frame of that many records (%d-byte head, %d-byte record "
+        "header); a checkpoint marker ends its batch (%d bytes inside the frame after stream records, a "
+        "%d-byte MARKER frame otherwise), so batches are shorter than batch_max when markers come more "
+        "often than batch_max records"
+        % (codec.SZ_BATCH_HEAD, wire.RECORD_HDR, codec.SZ_MARKER, wire.OVERHEAD + codec.SZ_MARKER),
         "line busy = bytes handed to the primary's UART in the window x 10 / baud / window length "
         "(frames straddling the window's edges make it exact only to about one frame)",
+        "noisy link: bit error rate %.0e and %.0f %% of transmissions lost on each peer line (go-back-N "
+        "resends; batches shrink after a go-back and grow back on clean acknowledgements)"
+        % (NOISY["peer_ber"], 100 * NOISY["peer_frame_loss"]),
         "goal: >= 0.95 batched (200 ms checkpoints): %s (%.3f)" % ("met" if g7 >= 0.95 else "NOT met", g7),
     ]
     return {"tables": [{

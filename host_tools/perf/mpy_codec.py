@@ -10,7 +10,7 @@ from firmware.deframer import Deframer
 HDR = wire.HDR_SIZE
 T_BIG = 1 << 40
 BLOCK = bytearray(wire.BLOCK_SIZE)
-FULL = (wire.MAX_PAYLOAD - codec.SZ_BATCH_HEAD) // (wire.RECORD_HDR + wire.BLOCK_SIZE)
+FULL = codec.MAX_BATCH
 
 
 def clock():
@@ -27,18 +27,18 @@ def enc_checkpoint(buf):
 
 
 def enc_batch(buf, n):
-    o = HDR + 1
+    o = HDR + codec.SZ_BATCH_HEAD
     for i in range(n):
-        o = codec.pack_record(buf, o, 1, i, T_BIG, i, BLOCK)
-    codec.pack_batch_head(buf, HDR, n)
+        o = codec.pack_record(buf, o, 1, i, i, BLOCK)
+    codec.pack_batch_head(buf, HDR, n, 1, T_BIG)
     return codec.build_frame(buf, wire.T_WRITE_BATCH, 0, 1, 2, 0, 3, 0, o - HDR)
 
 
 def unpack_batch(mv, off, end):
     # as a secondary takes a WRITE_BATCH in: the head, then record by record
-    o = codec.unpack_batch_head(mv, off, end)[1]
-    while o < end:
-        o = codec.unpack_record(mv, o, end)[5]
+    count, _, _, o, _ = codec.unpack_batch_head(mv, off, end)
+    for _ in range(count):
+        o = codec.unpack_record(mv, o, end)[4]
 
 
 def measure(fn, rounds):

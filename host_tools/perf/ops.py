@@ -68,7 +68,7 @@ def initial_copy(quick, seed=1, pairs=4):
     copied = [status(world, b.name)["copy_done"] for b in world.primaries]
     secs = [v / 1e6 for v in done.values()]
     rate = [blocks / s for s in secs] if secs else []
-    line = BAUD / 10 / (codec.SZ_BATCH_HEAD / 7 + wire.RECORD_HDR + wire.BLOCK_SIZE + wire.OVERHEAD / 7)
+    line = BAUD / 10 / (codec.SZ_BATCH_HEAD / 7 + wire.RECORD_SIZE + wire.OVERHEAD / 7)
     return {"pairs": pairs, "blocks": blocks, "ok": ok, "copied": copied,
             "seconds_max": max(secs) if secs else None, "rate_min": min(rate) if rate else None,
             "line_blocks_s": line}

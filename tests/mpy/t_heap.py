@@ -1,6 +1,6 @@
 # The firmware hot paths allocate nothing: under micropython.heap_lock() any allocation raises
 # MemoryError. Checked here:
-#   - encode: pack a WRITE_BATCH record (or a checkpoint / ack) and build_frame() into a
+#   - encode: pack a WRITE_BATCH (head, record, trailing marker; or a checkpoint / ack) and build_frame() into a
 #     preallocated buffer, then feed that frame to a Deframer and take it out with next();
 #   - decode: a pre-encoded stream of frames mixed with garbage and damaged frames, fed in uneven
 #     chunks, every frame taken out with next() and its payload read through frame/poff/plen.
@@ -54,10 +54,10 @@ def make_stream():
     frames = []
     for k in range(24):
         if k % 4 == 0:
-            p = bytearray(1 + 7 * (wire.RECORD_HDR + wire.BLOCK_SIZE))
-            o = codec.pack_batch_head(p, 0, 7)
+            p = bytearray(codec.SZ_BATCH_HEAD + 7 * wire.RECORD_SIZE)
+            o = codec.pack_batch_head(p, 0, 7, k * 7, T_BIG)
             for r in range(7):
-                o = codec.pack_record(p, o, 1, k * 7 + r, T_BIG + r, k * 7 + r, block)
+                o = codec.pack_record(p, o, 1, k * 7 + r, r, block)
             frames.append((wire.T_WRITE_BATCH, hostcodec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
         elif k % 4 == 1:
             p = bytearray(codec.SZ_CHECKPOINT)
@@ -68,9 +68,10 @@ def make_stream():
             codec.pack_ack(p, 0, k)
             frames.append((wire.T_ACK, hostcodec.encode(wire.T_ACK, 2, 1, p, seq=k, ack=k)))
         else:
-            p = bytearray(1 + wire.RECORD_HDR + wire.BLOCK_SIZE)
-            o = codec.pack_batch_head(p, 0, 1)
-            codec.pack_record(p, o, 0, k, T_BIG, k, block)
+            p = bytearray(codec.SZ_BATCH_HEAD + wire.RECORD_SIZE + codec.SZ_MARKER)
+            o = codec.pack_batch_head(p, 0, 1, k, T_BIG)
+            o = codec.pack_record(p, o, 0, k, 0, block)
+            codec.pack_marker(p, o, k, T_BIG)        # a batch that ends with a checkpoint marker
             frames.append((wire.T_WRITE_BATCH, hostcodec.encode(wire.T_WRITE_BATCH, 1, 2, p, seq=k)))
     parts = []
     types = bytearray()
@@ -151,16 +152,17 @@ def decode_pair(da, db, views, types, seqs, ra, rb):
             _take(db, types, seqs, rb)
 
 
-def encode_loop(buf, d, view552, view36, view24, res):
+def encode_loop(buf, d, view566, view36, view24, res):
     # res: [frames built and recovered, mismatches]
     ok = 0
     bad = 0
     for k in range(ROUNDS):
-        o = codec.pack_batch_head(buf, HDR, 1)
-        o = codec.pack_record(buf, o, 1, k, T_BIG, k, block)
+        o = codec.pack_record(buf, HDR + codec.SZ_BATCH_HEAD, 1, k, k, block)
+        o = codec.pack_marker(buf, o, k, T_BIG)
+        codec.pack_batch_head(buf, HDR, 1, k, T_BIG)
         n = codec.build_frame(buf, wire.T_WRITE_BATCH, 0, 1, 2, 0, k, 0, o - HDR)
-        d.feed(view552)
-        if n == 552 and d.next() and d.mtype == wire.T_WRITE_BATCH and d.seq == k and d.plen == o - HDR:
+        d.feed(view566)
+        if n == 566 and d.next() and d.mtype == wire.T_WRITE_BATCH and d.seq == k and d.plen == o - HDR:
             ok += 1
         else:
             bad += 1
@@ -242,7 +244,7 @@ def main():
 
     buf = bytearray(wire.MAX_FRAME)
     bv = memoryview(buf)
-    view552 = bv[:552]
+    view566 = bv[:wire.OVERHEAD + codec.SZ_BATCH_HEAD + wire.RECORD_SIZE + codec.SZ_MARKER]
     view36 = bv[:wire.OVERHEAD + codec.SZ_CHECKPOINT]
     view24 = bv[:wire.OVERHEAD + codec.SZ_ACK]
     d2 = Deframer()
@@ -250,7 +252,7 @@ def main():
     before = mem()
     lock()
     try:
-        encode_loop(buf, d2, view552, view36, view24, res)
+        encode_loop(buf, d2, view566, view36, view24, res)
     finally:
         unlock()
     after = mem()
