@@ -29,11 +29,6 @@ from .board import SimBoard, SimError, PORT_HOST
 
 SECONDARY_ID_BASE = 128
 
-# firmware constants and the frame builder for HostPort.request_write (set by HostPort._codec:
-# this module imports without the firmware)
-_build_frame = None
-_HDR_SIZE = _OVERHEAD = _HOST_ID = _BROADCAST = 0
-
 DEFAULTS = {
     "pairs": 4,
     "duration_us": 30000000,
@@ -79,6 +74,8 @@ class HostPort:
         self._encode = encode
         self._deframer = deframer
         self._encode_request = None   # the default encoder, called directly
+        self._build_frame = None      # firmware.codec.build_frame, with the default encoder
+        self._layout = None           # (HDR_SIZE, OVERHEAD, HOST_ID, BROADCAST) of firmware.wire
         self._decode = None           # protocol.hostcodec.decode (fast path for whole frames)
         self._pending = {}            # tag -> (callback, timeout handle)
         self._tag = 0
@@ -95,10 +92,10 @@ class HostPort:
             from firmware import wire
             if self._encode is None:
                 from host_tools.transport.messages import encode_request
-                global _build_frame, _HDR_SIZE, _OVERHEAD, _HOST_ID, _BROADCAST
-                from firmware.codec import build_frame as _build_frame
-                _HDR_SIZE, _OVERHEAD = wire.HDR_SIZE, wire.OVERHEAD
-                _HOST_ID, _BROADCAST = wire.HOST_ID, wire.BROADCAST
+                from firmware.codec import build_frame
+                # request_write's encoder (the same frame) and the frame layout it needs
+                self._build_frame = build_frame
+                self._layout = (wire.HDR_SIZE, wire.OVERHEAD, wire.HOST_ID, wire.BROADCAST)
                 self._encode_request = encode_request
                 self._encode = lambda mtype, src, dst, payload, seq, group: \
                     encode_request(mtype, dst, payload, seq, group)
@@ -148,8 +145,10 @@ class HostPort:
             self._codec()
         cfg = self.board.cfg
         dst = cfg.node
-        if self._encode_request is None or not 1 <= dst <= _BROADCAST:
+        build = self._build_frame
+        if build is None or not 1 <= dst <= self._layout[3]:
             return self.request(mtype, struct.pack(fmt, vol, block) + bytes(data), callback)
+        hdr, overhead, host_id, _ = self._layout
         pending = self._pending
         tag = self._tag % 65535 + 1
         if tag in pending:
@@ -159,10 +158,10 @@ class HostPort:
         hsz = struct.calcsize(fmt)
         n = len(data)
         plen = hsz + n
-        buf = bytearray(plen + _OVERHEAD)
-        struct.pack_into(fmt, buf, _HDR_SIZE, vol, block)
-        buf[_HDR_SIZE + hsz:_HDR_SIZE + plen] = data
-        _build_frame(buf, mtype, 0, _HOST_ID, dst, cfg.group, tag, 0, plen)
+        buf = bytearray(plen + overhead)
+        struct.pack_into(fmt, buf, hdr, vol, block)
+        buf[hdr + hsz:hdr + plen] = data
+        build(buf, mtype, 0, host_id, dst, cfg.group, tag, 0, plen)
         t = self.timeout_us
         sched = self.sched
         pending[tag] = (callback, sched.timer(t, self._timeout, tag) if t else None)
