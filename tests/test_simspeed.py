@@ -347,3 +347,103 @@ def test_scheduler_leaves_an_event_that_is_not_due_in_its_place():
     assert s.run_until(40) == 1 and s.now == 40
     s.run()
     assert seen == [1, 3, 0, 2, 4]
+
+
+# ---- second round: timers, the host port's write path, the workload's draws --------------------
+def _timer_run(seed, use_timer):
+    """A random mix of events, timeouts (some with another delay), cancels, stop() and run_until
+    windows; -> what ran, when, and the scheduler's counters."""
+    r = random.Random(seed)
+    s = Scheduler(trace=True)
+    seen = []
+    handles = []
+
+    def ev(k):
+        seen.append((s.now, k))
+        for _ in range(r.randrange(3)):
+            what = r.random()
+            k2 = r.randrange(10 ** 6)
+            if what < 0.4:
+                handles.append(s.after(r.choice((0, 1, 5, 40, 300)), ev, k2))
+            elif what < 0.8:
+                d = r.choice((1000, 1000, 1000, 250, 0))    # mostly one delay: in order
+                handles.append((s.timer if use_timer else s.after)(d, ev, k2))
+            elif handles:
+                s.cancel(handles[r.randrange(len(handles))])
+        if r.random() < 0.02:
+            s.stop()
+
+    for k in range(20):
+        s.schedule(r.randrange(100), ev, -k)
+    t = 0
+    while t < 20000:
+        t += r.choice((1, 50, 999, 1000, 3000))
+        s.run_until(t)
+        if r.random() < 0.1:
+            assert s.peek() is None or s.peek() > s.now
+    n = s.pending()
+    s.run(max_events=400)
+    return seen, s.events, s.now, n, s.pending(), s.digest()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_scheduler_timer_runs_events_exactly_as_after(seed):
+    assert _timer_run(seed, True) == _timer_run(seed, False)
+
+
+def test_scheduler_timer_keeps_cancelled_timeouts_out_of_the_heap():
+    s = Scheduler()
+    hs = [s.timer(1000, print) for _ in range(50)]
+    for h in hs:
+        s.cancel(h)
+    assert len(s._heap) == 0 and s.pending() == 0
+    assert s.peek() is None and s.run() == 0 and not s._cancelled
+
+
+def test_host_port_write_request_is_the_request_frame():
+    import struct
+    s, hp = _host_world()
+    sent = []
+    hp.board.receive = lambda port, frame: sent.append(frame)
+    r = random.Random(5)
+    timed_out = []
+    cb = lambda now, st, mt, pl: timed_out.append(st)       # noqa: E731
+    for _ in range(20):
+        vol, blk = r.randrange(256), r.randrange(1 << 32)
+        data = bytes(r.randrange(256) for _ in range(BLOCK_SIZE))
+        t1 = hp.request(wire.T_H_WRITE, struct.pack(wire.P_H_WRITE, vol, blk) + data, cb)
+        t2 = hp.request_write(wire.T_H_WRITE, wire.P_H_WRITE, vol, blk, memoryview(data), cb)
+        s.run_until(s.now + 20)
+        assert t2 == t1 % 65535 + 1 and sent[-2][:8] == sent[-1][:8]
+        assert sent[-2] == hostcodec.encode(wire.T_H_WRITE, wire.HOST_ID, 1,
+                                            sent[-2][HDR_SIZE:-4], seq=t1)
+        assert sent[-1] == hostcodec.encode(wire.T_H_WRITE, wire.HOST_ID, 1,
+                                            sent[-2][HDR_SIZE:-4], seq=t2)
+    assert hp.requests == 40 and hp.outstanding() == 40
+    s.run()
+    assert hp.timeouts == 40 and timed_out == [None] * 40
+
+
+def test_workload_random_addresses_are_randrange_draws():
+    # Workload._pick draws a random write's address with rng._randbelow(n), the draw
+    # rng.randrange(n) makes
+    for seed in range(5):
+        a, b = random.Random(seed), random.Random(seed)
+        for n in (1, 2, 3, 4, 128, 256, 1000):
+            assert [a.randrange(n) for _ in range(40)] == [b._randbelow(n) for _ in range(40)]
+
+
+def test_log_entry_keywords_and_dict_keep_the_field_order():
+    from host_tools.check.workload import LogEntry, WorkloadLog
+    e = LogEntry(**{f: k for k, f in enumerate(LogEntry.FIELDS)})
+    assert list(e.to_dict()) == list(LogEntry.FIELDS)
+    assert list(e.to_dict().values()) == list(range(len(LogEntry.FIELDS)))
+    assert LogEntry().to_dict() == dict.fromkeys(LogEntry.FIELDS)
+    log = WorkloadLog(writer=3)
+    log.issue(1, 0, 0, 5, 10, bver=0)
+    log.issue(2, 0, 0, 5, 20)
+    log.issue(3, 0, 0, 5, 30, bver=7)
+    log.issue(4, 0, 0, 5, 40, bver=2)
+    log.issue(5, 0, 0, 5, 50)
+    assert [e.bver for e in log] == [0, 1, 7, 2, 8] and [e.issue_seq for e in log] == [1, 2, 3, 4, 5]
+    assert log.get(5).writer == 3 and log.get(5).to_dict()["complete_us"] is None

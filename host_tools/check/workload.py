@@ -94,16 +94,36 @@ class LogEntry(object):
 
     FIELDS = __slots__
 
-    def __init__(self, **kw):
-        for f in self.FIELDS:
-            setattr(self, f, kw.get(f))
+    def __init__(self, id=None, writer=None, pair=None, vol=None, block=None, bver=None,
+                 chain=None, step=None, tag=None, dep=None, issue_us=None, complete_us=None,
+                 ok=None, issue_seq=None, complete_seq=None):
+        self.id = id
+        self.writer = writer
+        self.pair = pair
+        self.vol = vol
+        self.block = block
+        self.bver = bver
+        self.chain = chain
+        self.step = step
+        self.tag = tag
+        self.dep = dep
+        self.issue_us = issue_us
+        self.complete_us = complete_us
+        self.ok = ok
+        self.issue_seq = issue_seq
+        self.complete_seq = complete_seq
 
     @property
     def address(self):
         return (self.pair, self.vol, self.block)
 
     def to_dict(self):
-        return {f: getattr(self, f) for f in self.FIELDS}
+        # the keys in FIELDS order (one literal: this runs for every write of a checked log)
+        return {"id": self.id, "writer": self.writer, "pair": self.pair, "vol": self.vol,
+                "block": self.block, "bver": self.bver, "chain": self.chain, "step": self.step,
+                "tag": self.tag, "dep": self.dep, "issue_us": self.issue_us,
+                "complete_us": self.complete_us, "ok": self.ok, "issue_seq": self.issue_seq,
+                "complete_seq": self.complete_seq}
 
     def __repr__(self):
         return "LogEntry(%s)" % ", ".join("%s=%r" % (f, getattr(self, f)) for f in self.FIELDS)
@@ -135,19 +155,23 @@ class WorkloadLog(object):
               tag="plain", writer=None):
         """Record that write ``id`` was handed to subsystem ``pair`` at ``issue_us``.
         ``bver`` defaults to the next version of that block in this log."""
-        if id in self._by_id:
+        by_id = self._by_id
+        if id in by_id:
             raise ValueError("write id %r issued twice" % (id,))
         addr = (pair, vol, block)
+        vers = self._bver
+        last = vers.get(addr, 0)
         if bver is None:
-            bver = self._bver.get(addr, 0) + 1
-        self._bver[addr] = max(self._bver.get(addr, 0), bver)
-        self._seq += 1
-        e = LogEntry(id=id, writer=self.writer if writer is None else writer, pair=pair,
-                     vol=vol, block=block, bver=bver, chain=chain, step=step, tag=tag,
-                     dep=dep, issue_us=issue_us, complete_us=None, ok=None,
-                     issue_seq=self._seq, complete_seq=None)
+            bver = last + 1
+        if bver > last:
+            vers[addr] = bver
+        elif addr not in vers:
+            vers[addr] = last
+        seq = self._seq = self._seq + 1
+        e = LogEntry(id, self.writer if writer is None else writer, pair, vol, block, bver,
+                     chain, step, tag, dep, issue_us, None, None, seq, None)
         self.entries.append(e)
-        self._by_id[id] = e
+        by_id[id] = e
         if self.start_us is None:
             self.start_us = issue_us
         return e
@@ -347,7 +371,8 @@ class Workload(object):
         self._now = now_us
         self._poll_hint = None
         self._token_wait = False
-        self._check_stop(now_us)
+        if not self.stopped:
+            self._check_stop(now_us)
         out = []
         if self.stopped:
             return out
@@ -362,8 +387,10 @@ class Workload(object):
                     self._next_burst = None
             else:
                 self._next_burst = None
-        self._drain(self._bready, now_us, out, paced=False)
-        self._drain(self._ready, now_us, out, paced=self.rate is not None)
+        if self._bready:                # (an empty queue: _drain would do nothing)
+            self._drain(self._bready, now_us, out, paced=False)
+        if self._ready:
+            self._drain(self._ready, now_us, out, paced=self.rate is not None)
         return out
 
     def complete(self, write_id, now_us, ok=True):
@@ -373,11 +400,11 @@ class Workload(object):
             raise KeyError("completion of unknown or already completed write %r" % (write_id,))
         e = self.log.complete(write_id, now_us, ok)
         if ok:
-            self._busy.discard(e.address)
+            self._busy.discard((e.pair, e.vol, e.block))
         else:
             # A failed write (error or timeout) may still land at the primary later;
             # never writing its block again keeps each block's order unambiguous.
-            self._poisoned.add(e.address)
+            self._poisoned.add((e.pair, e.vol, e.block))
         self._now = now_us
         self.completed += 1
         if not ok:
@@ -391,9 +418,10 @@ class Workload(object):
                 self._new_chain(s)
         if s is not None:
             (self._bready if s.transient else self._ready).append(s)
-        self._check_stop(now_us)
         if not self.stopped:
-            self._poll_hint = now_us
+            self._check_stop(now_us)
+            if not self.stopped:
+                self._poll_hint = now_us
 
     def abandon(self, write_id):
         """Give up on write ``write_id`` without an outcome (the subsystem died with it
@@ -418,16 +446,22 @@ class Workload(object):
     def next_wakeup(self):
         """Time (us) at which ``poll`` should be called even if no write completes before,
         or None. A value <= the current time means: poll now."""
-        if not self.started or self.done or self.stopped:
+        if not self.started or self.stopped:    # (done implies stopped)
             return None
-        cands = [self._end]
-        if self._poll_hint is not None:
-            cands.append(self._poll_hint)
-        if self._next_burst is not None:
-            cands.append(self._next_burst)
+        # the earliest of the end, the poll hint, the next burst and the next token (ties: the
+        # first of them, as min() of that list)
+        w = self._end
+        t = self._poll_hint
+        if t is not None and t < w:
+            w = t
+        t = self._next_burst
+        if t is not None and t < w:
+            w = t
         if self._token_wait and self._ready:
-            cands.append(int(math.ceil(self._t_next)))
-        return min(cands)
+            t = int(math.ceil(self._t_next))
+            if t < w:
+                w = t
+        return w
 
     # -- internals --------------------------------------------------------------------
     def _check_stop(self, now_us):
@@ -437,9 +471,10 @@ class Workload(object):
             self._next_burst = None
 
     def _drain(self, q, now_us, out, paced):
-        blocked = []
+        blocked = None
+        mw = self.max_writes
         while q:
-            if self.max_writes is not None and self.issued >= self.max_writes:
+            if mw is not None and self.issued >= mw:
                 self.stopped = True
                 break
             if paced and now_us < self._t_next:
@@ -448,13 +483,17 @@ class Workload(object):
             s = q.popleft()
             req = self._issue(s, now_us)
             if req is None:
+                if blocked is None:
+                    blocked = []
                 blocked.append(s)
                 continue
             out.append(req)
             if paced:
-                self._t_next = max(self._t_next, now_us) + 1e6 / self.rate
-        # streams blocked on a busy block keep their place at the head of the queue
-        q.extendleft(reversed(blocked))
+                t = self._t_next          # max(t, now_us): t on a tie, as max() keeps the first
+                self._t_next = (t if t >= now_us else now_us) + 1e6 / self.rate
+        if blocked:
+            # streams blocked on a busy block keep their place at the head of the queue
+            q.extendleft(reversed(blocked))
 
     def _new_chain(self, s):
         rng = self.rng
@@ -494,9 +533,12 @@ class Workload(object):
                     return addr
             return None
         if what == "random":
+            # rng._randbelow(n) is the very draw rng.randrange(n) makes for n >= 1 (one call
+            # less for every number of every write; tests/test_workload.py checks)
+            below = rng._randbelow if type(rng) is random.Random else rng.randrange
+            pairs, vols, blocks = self.pairs, self.vols, self.blocks
             for _ in range(16):
-                addr = (rng.randrange(self.pairs), rng.randrange(self.vols),
-                        rng.randrange(self.blocks))
+                addr = (below(pairs), below(vols), below(blocks))
                 if addr not in busy:
                     return addr
             return None
@@ -525,17 +567,18 @@ class Workload(object):
             return None
         tag = what if self.kind == "ims" else _KIND_TAG[self.kind]
         wid = self._next_id
-        self._next_id += 1
+        self._next_id = wid + 1
         p, v, b = addr
-        e = self.log.issue(wid, p, v, b, now_us, dep=s.last, chain=s.chain, step=s.step, tag=tag)
-        data = _payload.encode(self.writer, wid, p, v, b, now_us, e.bver, s.chain, s.step,
-                               s.last, tag)
+        last, chain, step = s.last, s.chain, s.step
+        e = self.log.issue(wid, p, v, b, now_us, last, None, chain, step, tag)
+        data = _payload.encode(self.writer, wid, p, v, b, now_us, e.bver, chain, step, last, tag)
         self._busy.add(addr)
-        self._waiting[wid] = s
+        waiting = self._waiting
+        waiting[wid] = s
         self.issued += 1
-        if len(self._waiting) > self.max_outstanding:
-            self.max_outstanding = len(self._waiting)
-        return WriteRequest(wid, p, v, b, data, s.last, tag)
+        if len(waiting) > self.max_outstanding:
+            self.max_outstanding = len(waiting)
+        return WriteRequest(wid, p, v, b, data, last, tag)
 
 
 def drive_virtual(workload, latency_us, start_us=0, until_us=None):

@@ -288,11 +288,9 @@ class SimBoard:
         if rxs is None or rxs[port].node is not self.node:
             rxs = self._rx = [_port_rx()(self.node, p, self.deframers[p]) for p in range(3)]
         rx = rxs[port]
+        before = rx.frames
         try:
-            before = rx.frames
             rx.data(local, data)            # the firmware's own receive path (portrx.py)
-            if rx.frames != before:
-                self.frames_in[port] += rx.frames - before
         except self.powercut_exc:
             self._powercut()
             return
@@ -300,6 +298,8 @@ class SimBoard:
             _note(exc, "board %s, port %s, at virtual %d us"
                   % (self.name, PORT_NAMES[port], self.sched.now))
             raise
+        if rx.frames != before:
+            self.frames_in[port] += rx.frames - before
         self._after(local, False)
 
     def _tick(self):

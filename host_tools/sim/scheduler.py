@@ -8,10 +8,18 @@ on nothing but the order of calls (no wall clock, no hash order, no id()).
 Cancelling is lazy: the serial goes into a set and the event is skipped when it
 reaches the top of the heap. A handle is the event's serial (an int).
 
+Timers that are almost always cancelled before they are due (a host request's
+timeout) go through ``timer``: the same event, the same serial, but kept in a FIFO
+side queue while their times only grow, and moved into the heap when the loop
+reaches them; cancelled ones are dropped there. The heap then holds the live
+traffic only (tens of events instead of hundreds of dead timeouts), and a run is
+the same event for event.
+
 Optional tracing folds every executed event (time, callable name) into a
 BLAKE2b digest: two runs from one seed must end with the same digest.
 """
 import hashlib
+from collections import deque
 from heapq import heappush, heappop
 
 
@@ -42,6 +50,8 @@ class Scheduler:
         self._heap = []
         self._serial = 0
         self._cancelled = set()
+        self._later = deque()        # timer(): (at_us, serial, fn, args) in (at_us, serial) order
+        self._later_at = _FOREVER    # at_us of _later[0]
         self._stop = False
         self.events = 0              # events executed
         self.trace = trace
@@ -64,6 +74,37 @@ class Scheduler:
         heappush(self._heap, (self.now + (delay_us if delay_us > 0 else 0), s, fn, args))
         return s
 
+    def timer(self, delay_us, fn, *args):
+        """As after(): for an event that is usually cancelled before it is due (a timeout).
+        It runs exactly when after() would have run it (same time, same serial)."""
+        s = self._serial
+        self._serial = s + 1
+        ev = (self.now + (delay_us if delay_us > 0 else 0), s, fn, args)
+        later = self._later
+        if later:
+            if ev[0] < later[-1][0]:
+                heappush(self._heap, ev)    # out of order (another delay): the heap as usual
+            else:
+                later.append(ev)
+        else:
+            later.append(ev)
+            self._later_at = ev[0]
+        return s
+
+    def _migrate(self, upto):
+        """Move the side queue's events due at or before `upto` into the heap (cancelled
+        ones are dropped, as the loop would skip them)."""
+        later = self._later
+        c = self._cancelled
+        heap = self._heap
+        while later and later[0][0] <= upto:
+            ev = later.popleft()
+            if c and ev[1] in c:
+                c.discard(ev[1])
+            else:
+                heappush(heap, ev)
+        self._later_at = later[0][0] if later else _FOREVER
+
     def cancel(self, handle):
         """Forget a scheduled event. Cancelling an event that already ran, or None, is harmless."""
         if handle is not None and handle < self._serial:
@@ -77,15 +118,20 @@ class Scheduler:
     def pending(self):
         """Number of scheduled, not cancelled events (O(n))."""
         c = self._cancelled
-        return sum(1 for e in self._heap if e[1] not in c)
+        return sum(1 for e in self._heap if e[1] not in c) + sum(1 for e in self._later
+                                                                 if e[1] not in c)
 
     def peek(self):
         """Time of the next live event, or None."""
         heap = self._heap
         c = self._cancelled
-        while heap and heap[0][1] in c:
-            c.discard(heappop(heap)[1])
-        return heap[0][0] if heap else None
+        while True:
+            while heap and heap[0][1] in c:
+                c.discard(heappop(heap)[1])
+            if self._later and (not heap or heap[0][0] >= self._later_at):
+                self._migrate(heap[0][0] if heap else self._later_at)
+                continue
+            return heap[0][0] if heap else None
 
     def digest(self):
         """Hex digest of the executed-event trace (requires trace=True)."""
@@ -123,9 +169,20 @@ class Scheduler:
         if t_us is None:
             t_us = _FOREVER
         pop = heappop
-        while heap and n != limit:
-            ev = pop(heap)
-            at, s, fn, args = ev
+        while n != limit:
+            if heap:
+                ev = pop(heap)
+                at, s, fn, args = ev
+                if at >= self._later_at:
+                    # a side-queue event may come first: into the heap with it, and again
+                    heappush(heap, ev)
+                    self._migrate(at)
+                    continue
+            elif self._later:
+                self._migrate(self._later_at)
+                continue
+            else:
+                break
             if at > t_us:
                 heappush(heap, ev)      # not due: back where it was (same serial, same order)
                 break
