@@ -58,6 +58,7 @@ class Node:
         self.booted = False
         self.deferred = []           # (due, tag, stamp) of host write replies held back: pacing,
                                      # and the commit wait (stamp != 0: asked again when due)
+        self.reply_due = 0           # the earliest due of `deferred` (0: none held)
         self.heap_peak = 0           # bytes: the most heap the main loop saw in use (0 = unknown)
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
         self.trace = None            # trace(node, event, n, t): see the top of this file
@@ -174,9 +175,13 @@ class Node:
         r = self.role.deadline(now)
         if r is not None and r < d:
             d = r
+        rd = 0
         for e in self.deferred:
-            if e[0] < d:
-                d = e[0]
+            if rd == 0 or e[0] < rd:
+                rd = e[0]
+        if rd and rd < d:
+            d = rd
+        self.reply_due = rd
         self.next_deadline = d
 
     # -- bus ---------------------------------------------------------------------
