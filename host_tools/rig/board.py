@@ -53,7 +53,7 @@ HAL_KEYS = ("name", "image", "host_link", "bus_tty", "peer_tty", "host_baud", "s
 
 # pacing: wake the transmitter at most this often (bytes are released in chunks of
 # at least one byte, at most what this many microseconds of line time carries)
-_TX_GRAIN_US = 1000
+_TX_GRAIN_US = 4000
 
 
 class FileBlockDevice:
