@@ -110,6 +110,9 @@ class Board:
         # the time after the requests' durable writes: a reply held (commit wait) for less
         # than they took is due now, and leaves in this step
         now = hal.ticks_us()
+        if node.deferred and now >= node.reply_due:
+            node.release(now)         # held replies that are due leave before the timers' work
+            self.flush()
         if now >= node.next_deadline:
             node.tick(now)
             self.flush()

@@ -4,6 +4,7 @@
 #   node.on_frame(now, port, mtype, flags, src, dst, group, seq, ack, payload)
 #   node.on_garbage(now, port, count)     # the deframer dropped bytes on a port
 #   node.tick(now)                        # when now >= node.next_deadline
+#   node.release(now)                     # when now >= node.reply_due: held replies only
 #   node.take_out() -> [(port, bytes)]
 #
 # `now` is this board's own microsecond clock. The node never reads a clock or a
@@ -156,6 +157,14 @@ class Node:
             if port == PORT_HOST:
                 self.error(PORT_HOST, S_BAD_LENGTH, mtype, len(payload), tag=seq)
         self._schedule(now)
+
+    def release(self, now):
+        """Reply to the held host writes that are due (tick does it too, before its timers;
+        a main loop may call this first, to send the replies before the timers' work)."""
+        self.now = now
+        if self.deferred:
+            self._release_deferred(now)
+            self._schedule(now)
 
     def tick(self, now):
         self.now = now

@@ -198,3 +198,32 @@ def test_a_reply_held_a_little_longer_is_not_left_to_an_oversleeping_wait():
     assert [(m, s, body[0]) for m, s, body in r] == [(T_H_REPLY, 11, S_OK)]
     assert p.commit_waits == 1
     assert slept == [], "the loop slept while a reply was due within %d us" % main._SPIN_US
+
+
+def test_a_due_held_reply_leaves_before_the_timers_do_their_work():
+    # the hold ends while a bus cycle with a checkpoint is due too: the reply is written to the
+    # host port before the cycle journals the checkpoint (its block writes)
+    hal = ClockedHal()
+    b = _warm_duplex_master(hal)
+    p = b.node.role
+    _write(hal, b, 13)
+    b.step()                                  # journaled, held (a new master's hold)
+    assert b.node.deferred and p.commit_waits == 1
+    log = []
+    host = hal.portlist[0]
+    hw = host.write
+
+    def host_write(frame):
+        log.append("reply")
+        hw(frame)
+    host.write = host_write
+    wr = hal.disk.writeblocks
+
+    def writeblocks(n, buf, offset=0):
+        log.append("block")
+        return wr(n, buf, offset)
+    hal.disk.writeblocks = writeblocks
+    hal.now = max(b.node.reply_due, p.next_ckpt) + 1000   # both due at the next step
+    b.step()
+    assert "reply" in log and "block" in log, log
+    assert log.index("reply") < log.index("block"), log
