@@ -20,6 +20,9 @@ _RXBUF = 512
 # largest sample (bytes). Where gc has no mem_alloc (CPython) it stays 0.
 _HEAP_SAMPLE_US = 1000000
 _mem_alloc = getattr(gc, "mem_alloc", None)
+# A held host write reply (commit wait, pacing) due within this many us is waited for in the
+# loop, not in hal.wait: an OS's sleep overshoots its timeout (a board's sleep_us spins anyway)
+_SPIN_US = 1000
 
 
 def _blank(bdev):
@@ -104,14 +107,23 @@ class Board:
 
     def step(self):
         hal = self.hal
+        node = self.node
         now = hal.ticks_us()
         self.poll_ports(now)
         self.flush()                  # replies first: timers (e.g. filling the peer link) after
-        if now >= self.node.next_deadline:
-            self.node.tick(now)
+        # the time after the requests' durable writes: a reply held (commit wait) for less
+        # than they took is due now, and leaves in this step
+        now = hal.ticks_us()
+        if node.deferred and now >= node.reply_due:
+            node.release(now)         # held replies that are due leave before the timers' work
             self.flush()
-        wait = self.node.next_deadline - hal.ticks_us()
+        if now >= node.next_deadline:
+            node.tick(now)
+            self.flush()
+        wait = node.next_deadline - hal.ticks_us()
         if wait > 0:
+            if wait < _SPIN_US and node.deferred and node.reply_due == node.next_deadline:
+                return                # a held reply is due next, and soon: loop, don't sleep
             if now >= self.heap_next:
                 self.sample_heap(now)
             hal.wait(wait if wait < 20000 else 20000)

@@ -4,6 +4,7 @@
 #   node.on_frame(now, port, mtype, flags, src, dst, group, seq, ack, payload)
 #   node.on_garbage(now, port, count)     # the deframer dropped bytes on a port
 #   node.tick(now)                        # when now >= node.next_deadline
+#   node.release(now)                     # when now >= node.reply_due: held replies only
 #   node.take_out() -> [(port, bytes)]
 #
 # `now` is this board's own microsecond clock. The node never reads a clock or a
@@ -58,6 +59,7 @@ class Node:
         self.booted = False
         self.deferred = []           # (due, tag, stamp) of host write replies held back: pacing,
                                      # and the commit wait (stamp != 0: asked again when due)
+        self.reply_due = 0           # the earliest due of `deferred` (0: none held)
         self.heap_peak = 0           # bytes: the most heap the main loop saw in use (0 = unknown)
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
         self.trace = None            # trace(node, event, n, t): see the top of this file
@@ -156,6 +158,14 @@ class Node:
                 self.error(PORT_HOST, S_BAD_LENGTH, mtype, len(payload), tag=seq)
         self._schedule(now)
 
+    def release(self, now):
+        """Reply to the held host writes that are due (tick does it too, before its timers;
+        a main loop may call this first, to send the replies before the timers' work)."""
+        self.now = now
+        if self.deferred:
+            self._release_deferred(now)
+            self._schedule(now)
+
     def tick(self, now):
         self.now = now
         if self.deferred:
@@ -174,9 +184,13 @@ class Node:
         r = self.role.deadline(now)
         if r is not None and r < d:
             d = r
+        rd = 0
         for e in self.deferred:
-            if e[0] < d:
-                d = e[0]
+            if rd == 0 or e[0] < rd:
+                rd = e[0]
+        if rd and rd < d:
+            d = rd
+        self.reply_due = rd
         self.next_deadline = d
 
     # -- bus ---------------------------------------------------------------------

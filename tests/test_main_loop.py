@@ -104,3 +104,126 @@ def test_a_damaged_store_is_never_formatted_over():
     with pytest.raises(StoreError):
         main.Board(hal)
     assert any("refusing to format" in m for m in hal.logs)
+
+
+# -- held write replies (commit wait, pacing) on the loop ------------------------------------------
+class ClockedHal(FakeHal):
+    """A HAL whose clock moves: every reading takes 5 us, every block write `write_us`; `waits`
+    records every sleep the loop asked for."""
+
+    def __init__(self, write_us=0):
+        super().__init__()
+        self.write_us = write_us
+        self.waits = []
+        disk = self.disk
+        wr = disk.writeblocks
+
+        def writeblocks(n, buf, offset=0):
+            self.now += self.write_us
+            return wr(n, buf, offset)
+        disk.writeblocks = writeblocks
+
+    def config(self):
+        c = super().config()
+        c["autostart"] = True             # a blank pair: DUPLEX without a copy, writes journaled
+        return c
+
+    def ticks_us(self):
+        self.now += 5
+        return self.now
+
+    def wait(self, us):
+        self.waits.append(us)
+        self.now += us
+
+
+def _warm_duplex_master(hal):
+    from firmware.wire import CS_DUPLEX
+    b = main.Board(hal)
+    b.node.boot(hal.ticks_us())
+    b.flush()
+    assert b.store.sb.copy_state == CS_DUPLEX
+    while not b.node.role.ready(hal.now):      # the only board of its site: master once warm
+        b.step()
+    b.step()
+    return b
+
+
+def _write(hal, b, tag):
+    """Put a host write on the host port and step until all but its last bytes are read."""
+    host = hal.portlist[0]
+    host.inbox += hostcodec.encode(T_H_WRITE, HOST_ID, 1, bytes([0]) + (3).to_bytes(4, "little")
+                                   + bytes(512), seq=tag)
+    tail = host.inbox[-8:]
+    del host.inbox[-8:]
+    while host.inbox:
+        b.step()
+    host.inbox += tail
+
+
+def test_a_commit_wait_the_durable_writes_outlasted_replies_in_the_same_loop_step():
+    # a master that just became the group's time holds its replies for a cycle and some slots
+    # (commit wait); journal data, journal header and volume at 30 ms each outlast that hold, so
+    # nothing is left to wait: the reply leaves in the step that took the write
+    hal = ClockedHal()
+    b = _warm_duplex_master(hal)
+    p = b.node.role
+    _write(hal, b, 9)                         # its last bytes arrive in the next step
+    hold = p.commit_delay(hal.now, p.seq_time(hal.now))
+    assert 1000 < hold < 90000
+    hal.write_us = 30000
+    b.step()
+    r = replies(hal.portlist[0])
+    assert [(m, s, body[0]) for m, s, body in r] == [(T_H_REPLY, 9, S_OK)]
+    assert p.commit_waits == 1                # it was held, and the hold was over
+
+
+def test_a_reply_held_a_little_longer_is_not_left_to_an_oversleeping_wait():
+    # a hold shorter than main._SPIN_US is waited for in the loop (as a board's sleep_us spins),
+    # not in hal.wait, which on an OS sleeps past its timeout
+    hal = ClockedHal()
+    b = _warm_duplex_master(hal)
+    p = b.node.role
+    _write(hal, b, 11)
+    # the write's last bytes arrive when the hold has half of _SPIN_US left
+    hal.now += p.commit_delay(hal.now, p.seq_time(hal.now)) - main._SPIN_US // 2
+    hal.waits.clear()
+    slept = []
+    for _ in range(400):
+        slept = list(hal.waits)              # before the step that sends the reply
+        b.step()
+        if hal.portlist[0].sent:
+            break
+    r = replies(hal.portlist[0])
+    assert [(m, s, body[0]) for m, s, body in r] == [(T_H_REPLY, 11, S_OK)]
+    assert p.commit_waits == 1
+    assert slept == [], "the loop slept while a reply was due within %d us" % main._SPIN_US
+
+
+def test_a_due_held_reply_leaves_before_the_timers_do_their_work():
+    # the hold ends while a bus cycle with a checkpoint is due too: the reply is written to the
+    # host port before the cycle journals the checkpoint (its block writes)
+    hal = ClockedHal()
+    b = _warm_duplex_master(hal)
+    p = b.node.role
+    _write(hal, b, 13)
+    b.step()                                  # journaled, held (a new master's hold)
+    assert b.node.deferred and p.commit_waits == 1
+    log = []
+    host = hal.portlist[0]
+    hw = host.write
+
+    def host_write(frame):
+        log.append("reply")
+        hw(frame)
+    host.write = host_write
+    wr = hal.disk.writeblocks
+
+    def writeblocks(n, buf, offset=0):
+        log.append("block")
+        return wr(n, buf, offset)
+    hal.disk.writeblocks = writeblocks
+    hal.now = max(b.node.reply_due, p.next_ckpt) + 1000   # both due at the next step
+    b.step()
+    assert "reply" in log and "block" in log, log
+    assert log.index("reply") < log.index("block"), log

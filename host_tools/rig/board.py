@@ -15,7 +15,10 @@ boot.py does and calls ``main.run(hal)`` with an ``EmulatedHal``:
       device node and flushes whatever was queued while it was down.
   Every port paces its transmitter: a byte reaches the other end only once its
   10 bit times (8N1) at the port's baud rate have elapsed after the previous one, so
-  a port never sends faster than baud/10 bytes per second. Bytes that the far end
+  a port never sends faster than baud/10 bytes per second. Bytes that are due go out
+  in grains of up to 1 ms of line time (4 ms on the peer port, so the copy stream
+  wakes this board, the hub and the receiver a few hundred times a second, not
+  thousands); the last byte of a frame still leaves at its own time. Bytes that the far end
   cannot take (nobody reading, buffer full) are dropped, as a UART would.
 - ``block_device()`` -> ``FileBlockDevice``: the SD card as an image file, read and
   written with ``os.pread``/``os.pwrite`` (no user-space buffering), so a kill -9
@@ -54,6 +57,9 @@ HAL_KEYS = ("name", "image", "host_link", "bus_tty", "peer_tty", "host_baud", "s
 # pacing: wake the transmitter at most this often (bytes are released in chunks of
 # at least one byte, at most what this many microseconds of line time carries)
 _TX_GRAIN_US = 1000
+# the peer link carries the copy stream (frames of up to ~4 KB): coarser grains there, so the
+# stream wakes this board, the hub and the receiver a quarter as often
+_PEER_GRAIN_US = 4000
 
 
 class FileBlockDevice:
@@ -131,12 +137,12 @@ class Clock:
 class PtyPort:
     """One UART-like port on a file descriptor: non-blocking reads, paced writes."""
 
-    def __init__(self, fd, baud, clock, name=""):
+    def __init__(self, fd, baud, clock, name="", grain_us=_TX_GRAIN_US):
         self.fd = fd
         self.name = name
         self.clock = clock
         self.byte_us = 10000000.0 / baud
-        self.grain = max(1, int(_TX_GRAIN_US / self.byte_us))
+        self.grain = max(1, int(grain_us / self.byte_us))
         self.q = bytearray()
         self.t0 = 0.0              # when the head byte of q started on the line
         self.line_free = 0.0       # when the line finished its last byte
@@ -239,7 +245,8 @@ class EmulatedHal:
         self.host_tty = os.ttyname(s)
         host = PtyPort(m, hal.get("host_baud", 1000000), self.clock, "host")
         bus = PtyPort(_open_tty(hal["bus_tty"]), conf.get("bus_baud", 115200), self.clock, "bus")
-        peer = PtyPort(_open_tty(hal["peer_tty"]), conf.get("peer_baud", 115200), self.clock, "peer")
+        peer = PtyPort(_open_tty(hal["peer_tty"]), conf.get("peer_baud", 115200), self.clock, "peer",
+                       _PEER_GRAIN_US)
         self._ports = [host, bus, peer]
         self._fds = [p.fd for p in self._ports]
         if hal.get("host_link"):
