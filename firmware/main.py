@@ -95,6 +95,8 @@ class Board:
         return got
 
     def flush(self):
+        if not self.node.out:         # take_out() makes a new list: not on an idle pass
+            return
         for port, frame in self.node.take_out():
             self.ports[port].write(frame)
 
