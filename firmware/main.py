@@ -3,8 +3,9 @@
 # On a board, boot.py (or the REPL) calls main.run(hal) with the board's HAL
 # (boards/rp2/rp2_hal.py on an RP2040, host_tools/rig/board.py under CPython). The HAL
 # gives: config(), block_device(), ports() -> (host, bus, peer) port objects with
-# read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> monotonic
-# microseconds, wait(us) to sleep until input or timeout, and log(msg).
+# read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> the board clock as
+# 30-bit wrapping microsecond ticks (firmware/ticks.py; the HALs use its Clock), wait(us)
+# to sleep until input or timeout, and log(msg).
 from firmware.wire import (MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD, PORT_HOST, PORT_BUS,
                            PORT_PEER)
 from firmware.config import Config
@@ -12,6 +13,7 @@ from firmware.store import Store, StoreError
 from firmware.deframer import Deframer
 from firmware.node import Node
 from firmware.portrx import PortRx
+from firmware.ticks import ticks_add, ticks_diff
 import gc
 
 _RXBUF = 512
@@ -71,7 +73,7 @@ class Board:
     def sample_heap(self, now):
         if _mem_alloc is None:
             return
-        self.heap_next = now + _HEAP_SAMPLE_US
+        self.heap_next = ticks_add(now, _HEAP_SAMPLE_US)
         gc.collect()
         m = _mem_alloc()
         if m > self.heap_peak:
@@ -105,12 +107,13 @@ class Board:
         now = hal.ticks_us()
         self.poll_ports(now)
         self.flush()                  # replies first: timers (e.g. filling the peer link) after
-        if now >= self.node.next_deadline:
+        if ticks_diff(now, self.node.next_deadline) >= 0:
             self.node.tick(now)
             self.flush()
-        wait = self.node.next_deadline - hal.ticks_us()
+        wait = ticks_diff(self.node.next_deadline, hal.ticks_us())
         if wait > 0:
-            if now >= self.heap_next:
+            h = ticks_diff(now, self.heap_next)
+            if h >= 0 or h < -_HEAP_SAMPLE_US:       # due (or so old that it looks ahead)
                 self.sample_heap(now)
             hal.wait(wait if wait < 20000 else 20000)
 

@@ -39,6 +39,7 @@ from firmware.store import SB_SAVED
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
 from firmware.primary import Primary, ERR_UNKNOWN
 from firmware.secondary import Secondary
+from firmware.ticks import AGE, ticks_add, ticks_diff
 
 _BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
 
@@ -53,7 +54,8 @@ class Node:
         self.txv = memoryview(self.tx)
         self.scratch = bytearray(BLOCK_SIZE)
         self.mac = BusMac(cfg.node, cfg.site_nodes, cfg.slot_us, cfg.cycle_us, cfg.member_timeout_us)
-        self.next_deadline = 0
+        self.next_deadline = 0       # a tick (firmware/ticks.py), as every local time here
+        self.aged = 0                # when kept local times were last aged (ticks_age)
         self.now = 0                 # the time of the event being handled (write replies)
         self.booted = False
         self.deferred = []           # (due, tag, stamp) of host write replies held back: pacing,
@@ -122,6 +124,7 @@ class Node:
         # before anything reads or writes the volume (Store.x_redo; counted in stats)
         self.store.x_redo(self.scratch)
         self.mac.boot(now)
+        self.aged = now
         self.role.boot(now)
         self.booted = True
         self._schedule(now)
@@ -158,6 +161,11 @@ class Node:
 
     def tick(self, now):
         self.now = now
+        if ticks_diff(now, self.aged) >= AGE // 2:
+            # local times kept for long never get 2**29 us old (firmware/ticks.py)
+            self.aged = now
+            self.mac.age(now)
+            self.role.age(now)
         if self.deferred:
             self._release_deferred(now)
         act = self.mac.poll(now)
@@ -172,10 +180,10 @@ class Node:
     def _schedule(self, now):
         d = self.mac.deadline(now)
         r = self.role.deadline(now)
-        if r is not None and r < d:
+        if r is not None and ticks_diff(r, d) < 0:
             d = r
         for e in self.deferred:
-            if e[0] < d:
+            if ticks_diff(e[0], d) < 0:
                 d = e[0]
         self.next_deadline = d
 
@@ -279,7 +287,7 @@ class Node:
         back that long (the write is already durable: only its completion waits). With a
         stamp, the role's commit_delay(now, stamp) is asked again when it is due."""
         if delay_us > 0:
-            self.deferred.append((now + delay_us, tag, stamp))
+            self.deferred.append((ticks_add(now, delay_us), tag, stamp))
             return
         if status == S_OK:
             self.c["writes_completed"] += 1
@@ -298,10 +306,10 @@ class Node:
     def _release_deferred(self, now):
         keep = []
         for e in self.deferred:
-            if e[0] <= now:
+            if ticks_diff(e[0], now) <= 0:
                 w = self.role.commit_delay(now, e[2]) if e[2] else 0
                 if w > 0:
-                    keep.append((now + w, e[1], e[2]))
+                    keep.append((ticks_add(now, w), e[1], e[2]))
                     continue
                 self.c["writes_completed"] += 1
                 self.reply(e[1], S_OK, flags=self._exposed())

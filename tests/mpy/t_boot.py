@@ -124,7 +124,7 @@ class Host:
 # `code_by_module`. All of them are imported here, before the boards are built (boot_main
 # imports firmware.main only when it boots), so the code is not counted as board data.
 CODE_MODULES = ("firmware.wire", "firmware.codec", "firmware.config", "firmware.pairstate",
-                "firmware.store", "firmware.peerlink", "firmware.busmac", "firmware.deframer",
+                "firmware.store", "firmware.ticks", "firmware.peerlink", "firmware.busmac", "firmware.deframer",
                 "firmware.portrx", "firmware.primary", "firmware.secondary", "firmware.node",
                 "firmware.main", "pico", "rp2_hal", "boot_main")
 
