@@ -53,13 +53,13 @@ class Clock:
     """The board clock a HAL hands main.py (its ticks_us()): `tm.ticks_us()` (the time
     module, or a virtual clock in tests; wrapping at 2**30 or at any multiple of it) moved
     to read `start` now (None: as it is), as 30-bit ticks. `wraps` counts the turns seen. `tm.sleep_us`
-    is passed on (as `sleep_us`) where tm has it. now(): the same clock unwrapped
+    is passed on (as `sleep_us`). now(): the same clock unwrapped
     (monotonic us from `start`), for a HAL's own pacing on a port whose small ints are
     wide (the unix port); it is a big int past 2**30, so the rp2 HAL uses ticks only."""
 
     def __init__(self, tm, start=None):
         self._raw = tm.ticks_us
-        self.sleep_us = getattr(tm, "sleep_us", None)
+        self.sleep_us = tm.sleep_us
         start = (self._raw() if start is None else start) & TICKS_MASK
         self._off = ticks_diff(start, self._raw() & TICKS_MASK)
         self._last = start
