@@ -306,10 +306,12 @@ class Primary:
                 return h
         # else still on an older master's time while a new one warms up: the new one's time
         # will not be behind it, so a stamp the old time has passed is safe to release
-        t = L + self.offset
         if self.grow:
+            # the lower end of the interval: L + offset + g - ihi + ilo - 2 g (small terms first)
             g = (L - self.sync_at) // self.drift_k + 1
-            t += g - self.ihi + self.ilo - 2 * g       # the lower end of the interval
+            t = L - g + (self.ilo - self.ihi) + self.offset
+        else:
+            t = L + self.offset
         d = stamp - t
         if d <= 0:
             return 0
@@ -700,7 +702,7 @@ class Primary:
         fresh = new_master or self.clock != CLOCK_SYNCED or self.sync_src != src
         # the interval this beacon allows: read late by at most sync_late_us; early only
         # by the master's drift over the air time it added (at most a slot's worth)
-        a = sample - self.node.mac.slot_us // self.drift_k - 2
+        a = sample - (self.node.mac.slot_us // self.drift_k + 2)
         b = sample + self.cfg.sync_late_us
         if fresh:
             lo, hi = a, b

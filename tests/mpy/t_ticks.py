@@ -3,10 +3,11 @@
 # A primary and its secondary run firmware/main.py's Board over a small in-memory HAL (RAM
 # block devices, ports that are byte queues, a virtual clock), each alone on its site bus (so
 # each is its site's master: beacons, checkpoints, releases). The board clock is the HAL's
-# ticks_us(), built on a wrapping 30-bit counter as on the rp2 port: the raw counter starts
-# just below its wrap, the board's clock just below 2**30 us, so the run crosses both.
-# Three phases: (A) the clock below 2**30 and the counter before its wrap, (B) past 2**30,
-# (C) past the wrap. In every phase:
+# ticks_us() (firmware/ticks.py's Clock), over a raw 30-bit counter as on the rp2 port: the
+# board's clock starts 4 s below 2**30 us (where a monotonic count would leave small ints and
+# the ticks wrap), the raw counter 8 s below its own wrap, so the run crosses both.
+# Three phases: (A) the clock below 2**30, (B) past 2**30 (the board's ticks wrapped), (C) past
+# the raw counter's wrap. In every phase:
 #   - every idle pass of the main loop (no input, no deadline due: ports polled, the loop's
 #     deadline test, the wait, the heap sample time) runs under micropython.heap_lock();
 #   - the bytes allocated (gc.mem_alloc() growth, no collection in between) are measured per
@@ -39,8 +40,8 @@ WRITES = 12                       # host writes measured per phase
 # sequence times themselves once the group's time is past 2**30, 32 bytes each here (a
 # stamp, a beacon's time, the master's catch-up test, a checkpoint's T, the times a
 # frame carries as they are unpacked). Budgets: 6 such ints per ticking pass on average,
-# 8 per host write, in bytes. Before firmware/ticks.py a pass spent ~450 bytes more past
-# 2**30 and a host write ~2800 more; an idle pass, nothing now, ~110 bytes then.
+# 8 per host write, in bytes. Before firmware/ticks.py a ticking pass spent ~420-490 bytes
+# more past 2**30, a host write ~1700 more, an idle pass 80 (0 now, under heap_lock).
 BIG = 32
 TICK_BUDGET = 6 * BIG
 WRITE_BUDGET = 8 * BIG
