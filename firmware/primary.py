@@ -80,15 +80,18 @@ class Primary:
         self.last_stamp = 0
         self.skew_last = 0
         self.syncs = 0
-        self.samples = [0] * _SYNC_SAMPLES     # recent (master time - local time) samples
+        # recent (master time - local time) samples, kept as (sample - offset)
+        self.samples = [0] * _SYNC_SAMPLES
         # clock error bound: the master's time minus our clock lies in [ilo, ihi] at
         # local time sync_at (local(), as sync_new); the interval widens by 1 us every
         # drift_k us on each side
         self.sync_src = 0            # the master whose beacons our clock follows (0: none)
         self.sync_at = 0
         self.sync_new = 0            # local time we began following sync_src
-        self.ilo = 0
-        self.ihi = 0
+        # ilo and ihi are kept as dlo = ilo - offset, dhi = ihi - offset: small ints when
+        # the sequence times are not (docs/ARCHITECTURE.md, "Clock arithmetic")
+        self.dlo = 0
+        self.dhi = 0
         self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
         self.drift_k = 1000000 // self.cfg.drift_max_ppm
         self.late_samples = 0        # beacons read later than sync_late_us (their upper end unused)
@@ -241,19 +244,23 @@ class Primary:
 
     def _rebase(self, now, L):
         """Keep local() small: once it reaches AGE it restarts from 0 here, every "master
-        time - local" (offset, interval, samples) and every local() time (sync_at,
-        sync_new) moved to match, so no sequence time changes (a few big-int sums, once
-        every ~2**28 us; tick() checks)."""
+        time - local" (offset, hence the interval and samples kept relative to it) and
+        every local() time (sync_at, sync_new) moved to match, so no sequence time changes
+        (one big-int sum, once every ~2**28 us; tick() checks)."""
         self.ep_k = now
         self.ep_t = 0
         self.offset += L
-        self.ilo += L
-        self.ihi += L
-        ring = self.samples
-        for i in range(_SYNC_SAMPLES):
-            ring[i] += L
         self.sync_at -= L
         self.sync_new -= L
+
+    def _move(self, d):
+        """offset += d, the interval and the samples staying where they are (absolute)."""
+        self.offset += d
+        self.dlo -= d
+        self.dhi -= d
+        ring = self.samples
+        for i in range(_SYNC_SAMPLES):
+            ring[i] -= d
 
     def clock_now(self, now, plus=0):
         """Our clock (+ plus us): local time plus offset (following a master with
@@ -276,11 +283,11 @@ class Primary:
             return ERR_UNKNOWN
         g = (self.local(now) - self.sync_at) // self.drift_k + 1
         if self.grow:
-            e = self.ihi - self.ilo + 2 * g
+            e = self.dhi - self.dlo + 2 * g
         else:
             # the older estimate (largest recent sample): its distance to either end
-            a = self.ihi + g - self.offset
-            b = self.offset - self.ilo + g
+            a = self.dhi + g
+            b = g - self.dlo
             e = a if a > b else b
         return e if e < ERR_UNKNOWN else ERR_UNKNOWN
 
@@ -306,13 +313,13 @@ class Primary:
                 return h
         # else still on an older master's time while a new one warms up: the new one's time
         # will not be behind it, so a stamp the old time has passed is safe to release
+        # d = stamp - our time t: stamp - offset first (a small int: one temporary)
         if self.grow:
-            # the lower end of the interval: L + offset + g - ihi + ilo - 2 g (small terms first)
+            # t: the lower end of the interval, L + offset + g - ihi + ilo - 2 g
             g = (L - self.sync_at) // self.drift_k + 1
-            t = L - g + (self.ilo - self.ihi) + self.offset
+            d = (stamp - self.offset) - (L - g + self.dlo - self.dhi)
         else:
-            t = L + self.offset
-        d = stamp - t
+            d = (stamp - self.offset) - L
         if d <= 0:
             return 0
         if self.grow:
@@ -697,8 +704,11 @@ class Primary:
         # t is the master's sequence time at the end of the beacon, which is when we
         # read it (now) unless we were late to look: lateness only ever makes the
         # sample (t - now) too small, so keep the largest of the last few samples
+        # Everything below is relative to the offset (sample - offset and the interval):
+        # small ints, so that a sequence time past 2**30 costs two big-int operations
+        # here (t - offset, and the new offset), not one per step
         L = self.local(now)
-        sample = t - L
+        sample = (t - self.offset) - L
         fresh = new_master or self.clock != CLOCK_SYNCED or self.sync_src != src
         # the interval this beacon allows: read late by at most sync_late_us; early only
         # by the master's drift over the air time it added (at most a slot's worth)
@@ -708,8 +718,8 @@ class Primary:
             lo, hi = a, b
         else:
             g = (L - self.sync_at) // self.drift_k + 1
-            lo = self.ilo - g
-            hi = self.ihi + g
+            lo = self.dlo - g
+            hi = self.dhi + g
             if a > hi:
                 # the master's time is beyond what we allowed: drift above drift_max_ppm,
                 # or earlier beacons read later than sync_late_us. Start afresh.
@@ -724,7 +734,7 @@ class Primary:
                     hi = b
         if self.sync_src != src:
             self.sync_new = L
-        self.ilo, self.ihi, self.sync_at, self.sync_src = lo, hi, L, src
+        self.dlo, self.dhi, self.sync_at, self.sync_src = lo, hi, L, src
         if self.cfg.commit_wait:
             best = hi
             self.grow = True
@@ -739,8 +749,9 @@ class Primary:
                 if ring[i] > best:
                     best = ring[i]
         if not fresh:
-            self.skew_last = best - self.offset
-        self.offset = best
+            self.skew_last = best
+        if best:
+            self._move(best)             # offset = the best sample
         self.clock = CLOCK_SYNCED
         self.syncs += 1
 
@@ -763,11 +774,11 @@ class Primary:
             # wait for ever: catch up with it
             self._catch_up(now, t)
         else:
-            L = self.local(now)
-            if t - L > self.offset:
+            ahead = (t - self.offset) - self.local(now)
+            if ahead > 0:
                 # the member is ahead of our clock: move our clock itself (not just the
                 # stamp floor) forward, so beacons and checkpoints carry the group's time
-                self.offset = t - L
+                self._move(ahead)            # offset = t - local
                 self.clock_jumps += 1
             if t > self.last_stamp:
                 self.last_stamp = t
@@ -846,7 +857,7 @@ class Primary:
         of master, until every member has taken the new time (commit_delay)."""
         if t > self.clock_now(now, self.cfg.cycle_us):
             L = self.local(now)
-            self.offset = t - L
+            self._move((t - self.offset) - L)       # offset = t - local
             self.clock_jumps += 1
             self.sync_new = L
 
@@ -878,7 +889,7 @@ class Primary:
             # (until now it widened: warming up, we are still on the old master's time)
             L = self.local(now)
             if self.grow:
-                self.offset += (L - self.sync_at) // self.drift_k + 1
+                self._move((L - self.sync_at) // self.drift_k + 1)
             self.grow = False
             self.sync_src = node.me
             self.sync_new = L

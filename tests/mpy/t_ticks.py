@@ -340,6 +340,44 @@ def report(st):
              per(st.tick_bytes, st.tick), st.tick, per(st.write_bytes, st.writes), st.writes))
 
 
+def member_beacons():
+    """A primary that follows its bus master's time (a member: beacons in, commit wait),
+    the group's time far past 2**30: bytes per beacon (unpacked as Node._bus does, then
+    Primary.on_beacon) and per commit-wait check."""
+    from firmware import codec
+    h = Hal(dict(P_CONF, node=2, peer=102, site_nodes=[1, 2]), make_clock())
+    b = Board(h)
+    b.node.boot(h.ticks_us())
+    r = b.node.role
+    b.node.mac.master = 1            # following node 1 (as its beacons would have made it)
+    r.heard_ckpt = True              # and it knows the group's checkpoint: ready to stamp
+    buf = bytearray(codec.SZ_CLOCK_SYNC)
+    t0 = (1 << 40) + 12345
+    r.on_beacon(h.ticks_us(), 1, t0, True, 8)
+    n = 50
+    beacon = wait = 0
+    for k in range(1, n + 1):
+        VT.sleep_us(10000)
+        now = h.ticks_us()
+        codec.pack_clock_sync(buf, 0, t0 + k * 10000, k)
+        m0 = mem()
+        t, cyc = codec.unpack_clock_sync(buf)
+        r.on_beacon(now, 1, t, False, 8)
+        m1 = mem()
+        d = r.commit_delay(now, t)
+        m2 = mem()
+        beacon += m1 - m0
+        wait += m2 - m1
+    err = r.clock_err(now)
+    ahead = r.seq_time(now) - (t0 + n * 10000)
+    print("t_ticks member: the group's time past 2**40: bytes per beacon (unpack + on_beacon) %.1f, "
+          "per commit-wait check %.1f; clock_err %d us, seq_time - master's %d us"
+          % (beacon / n, wait / n, err, ahead))
+    assert 0 <= ahead <= err and err < 2000, (ahead, err)
+    assert 0 < d <= err + 100, d
+    return beacon / n, wait / n
+
+
 def main():
     from protocol import hostcodec
     hals, boards = build()
@@ -372,6 +410,7 @@ def main():
     applied_c = boards[1].store.sb.applied_n
     for s in (A, B, C):
         report(s)
+    per_beacon, per_wait = member_beacons()
     print("t_ticks: virtual %d s; checkpoints applied at the secondary: %d, %d, %d"
           % (VT.us // 1000000, applied_a, applied_b, applied_c))
     assert VT.us > BIT30 - RAW_START, "the run did not pass the wrap"
@@ -387,6 +426,10 @@ def main():
                 "%s: %.1f bytes per ticking pass, %.1f below 2**30" % (s.name, s.tick_bytes / s.tick, A.tick_bytes / A.tick)
             assert s.write_bytes / s.writes <= A.write_bytes / A.writes + WRITE_BUDGET, \
                 "%s: %.1f bytes per host write, %.1f below 2**30" % (s.name, s.write_bytes / s.writes, A.write_bytes / A.writes)
+        # a beacon: its time unpacked (the int and the tuple) and two big-int operations
+        # in on_beacon (t - offset, the new offset); a commit-wait check: one (stamp - offset)
+        assert per_beacon <= 48 + 2 * BIG, "%.1f bytes per member beacon" % per_beacon
+        assert per_wait <= BIG, "%.1f bytes per commit-wait check" % per_wait
     print("ALL OK")
 
 
