@@ -92,6 +92,8 @@ class Primary:
         # the sequence times are not (docs/ARCHITECTURE.md, "Clock arithmetic")
         self.dlo = 0
         self.dhi = 0
+        self._cu_t = None            # _catch_up: the floor and offset last found no catch-up
+        self._cu_off = None
         self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
         self.drift_k = 1000000 // self.cfg.drift_max_ppm
         self.late_samples = 0        # beacons read later than sync_late_us (their upper end unused)
@@ -426,6 +428,7 @@ class Primary:
         self.clock = CLOCK_COLD
         self.sync_src = 0
         self.grow = False
+        self._cu_t = None
         self.heard_ckpt = False
         self.ckpt_known = False
         self.session = (sb.incarnation & 0xFFFFFF) << 8
@@ -704,6 +707,7 @@ class Primary:
         # t is the master's sequence time at the end of the beacon, which is when we
         # read it (now) unless we were late to look: lateness only ever makes the
         # sample (t - now) too small, so keep the largest of the last few samples
+        self._cu_t = None                # the clock may go down: check the floor again
         # Everything below is relative to the offset (sample - offset and the interval):
         # small ints, so that a sequence time past 2**30 costs two big-int operations
         # here (t - offset, and the new offset), not one per step
@@ -855,11 +859,19 @@ class Primary:
         """As the warm master with commit_wait: move our clock to t if t is more than a cycle
         ahead of it (a stamp floor from an older group time). Replies wait as after a change
         of master, until every member has taken the new time (commit_delay)."""
+        if t is self._cu_t and self.offset is self._cu_off:
+            # this very floor was checked against this very offset: our clock has only
+            # gone up since (on_beacon, which may lower it, forgets the check), so no
+            # catch-up now either; an idle master cycle computes no big int for it
+            return
         if t > self.clock_now(now, self.cfg.cycle_us):
             L = self.local(now)
             self._move((t - self.offset) - L)       # offset = t - local
             self.clock_jumps += 1
             self.sync_new = L
+        else:
+            self._cu_t = t
+            self._cu_off = self.offset
 
     def beacon_time(self, now, air_us):
         if self.cfg.mode == MODE_CLOCKLESS:
