@@ -130,3 +130,12 @@ def test_a_member_gone_for_ten_minutes_stays_gone():
     net.advance(1000000)
     assert s1.store.sb.applied_n > n
     assert net.read(s1, 0, 3) == (wire.S_OK, block_of("b"))
+
+
+def test_timeouts_longer_than_a_kept_time_can_age_are_refused():
+    import pytest
+    from firmware.config import Config, ConfigError
+    for name in ("keepalive_us", "peer_timeout_us", "member_timeout_us", "rto_us"):
+        with pytest.raises(ConfigError, match=name):
+            Config(node=1, role=1, peer=2, site_nodes=[1], **{name: AGE})
+        assert getattr(Config(node=1, role=1, peer=2, site_nodes=[1], **{name: AGE - 1}), name) == AGE - 1
