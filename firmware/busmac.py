@@ -17,7 +17,10 @@
 #
 # Local times (heard, boot_us, last_beacon, next_cycle, slot_open, became_master) are
 # ticks (firmware/ticks.py): compared with ticks_diff, moved with ticks_add.
-from firmware.ticks import ticks_add, ticks_age, ticks_diff
+from firmware.wire import const
+from firmware.ticks import TICKS_MASK, ticks_add, ticks_age, ticks_diff
+
+_HALF = const(0x20000000)
 
 ACT_NONE = 0
 ACT_MASTER = 1      # master: send the cycle's frames, then the beacon
@@ -73,7 +76,8 @@ class BusMac:
                 t = heard.get(m)
                 if t is None:
                     t = self.boot_us
-                if ticks_diff(now, t) < tmo:
+                d = (now - t) & TICKS_MASK       # ticks_diff(now, t) < tmo, inlined
+                if d < tmo or d >= _HALF:
                     r += 1
         return r
 

@@ -25,7 +25,7 @@
 #
 # Imports go one way: node -> primary/secondary -> wire, codec, peerlink, store,
 # pairstate. The ports (PORT_*) are wire constants, re-exported here for host code.
-from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
+from firmware.wire import (const, BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
                            F_EXPOSED, F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
                            S_BAD_COMMAND, S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
@@ -39,9 +39,10 @@ from firmware.store import SB_SAVED
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
 from firmware.primary import Primary, ERR_UNKNOWN
 from firmware.secondary import Secondary
-from firmware.ticks import AGE, ticks_add, ticks_diff
+from firmware.ticks import AGE, TICKS_MASK, ticks_add, ticks_diff
 
 _BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
+_HALF = const(0x20000000)               # firmware/ticks.py: a tick difference's sign bit
 
 
 class Node:
@@ -180,10 +181,11 @@ class Node:
     def _schedule(self, now):
         d = self.mac.deadline(now)
         r = self.role.deadline(now)
-        if r is not None and ticks_diff(r, d) < 0:
+        # (ticks_diff(a, d) < 0, inlined: this runs after every event)
+        if r is not None and (r - d) & TICKS_MASK >= _HALF:
             d = r
         for e in self.deferred:
-            if ticks_diff(e[0], d) < 0:
+            if (e[0] - d) & TICKS_MASK >= _HALF:
                 d = e[0]
         self.next_deadline = d
 

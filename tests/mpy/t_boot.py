@@ -14,7 +14,7 @@
 # visible there; a silently rejected SD block is caught by the verified writes, and
 # a block that never sticks becomes a StoreError; the bus transceiver's DE covers
 # every byte up to the last stop bit; no UART RX overrun with the computed ring
-# sizes; peer writes never block; ticks_us wraps underneath a monotonic clock; the
+# sizes; peer writes never block; the board clock (30-bit ticks) wraps during the run; the
 # host-port escape gives the REPL back; the escape pin skips the service.
 #
 # Heap: under the MicroPython runner this script runs in chunks (mp_continue below),
