@@ -14,6 +14,13 @@
 # master that hears a beacon from a lower id steps down. Each master adds an
 # id-dependent offset to its cycle so two masters drift apart in phase and
 # cannot collide forever.
+#
+# Local times (heard, boot_us, last_beacon, next_cycle, slot_open, became_master) are
+# ticks (firmware/ticks.py): compared with ticks_diff, moved with ticks_add.
+from firmware.wire import const
+from firmware.ticks import TICKS_MASK, ticks_add, ticks_age, ticks_diff
+
+_HALF = const(0x20000000)
 
 ACT_NONE = 0
 ACT_MASTER = 1      # master: send the cycle's frames, then the beacon
@@ -48,8 +55,8 @@ class BusMac:
         t = self.heard.get(node)
         if t is None:
             # never heard: assume alive during the first member timeout after boot
-            return now - self.boot_us < self.member_timeout_us
-        return now - t < self.member_timeout_us
+            return ticks_diff(now, self.boot_us) < self.member_timeout_us
+        return ticks_diff(now, t) < self.member_timeout_us
 
     def alive_members(self, now):
         return [m for m in self.members if self.alive(m, now)]
@@ -69,7 +76,8 @@ class BusMac:
                 t = heard.get(m)
                 if t is None:
                     t = self.boot_us
-                if now - t < tmo:
+                d = (now - t) & TICKS_MASK       # ticks_diff(now, t) < tmo, inlined
+                if d < tmo or d >= _HALF:
                     r += 1
         return r
 
@@ -104,13 +112,13 @@ class BusMac:
                 self.master = src          # a lower id is master: step down
             else:
                 return                     # a higher id will step down when it hears ours
-        elif self.master and src > self.master and now - self.last_beacon < 2 * self.cycle_us:
+        elif self.master and src > self.master and ticks_diff(now, self.last_beacon) < 2 * self.cycle_us:
             return                         # the lower master is still beaconing: keep it
         self.master = src
         self.cycle = cycle
         self.last_beacon = now
         if self.me < src and self.ready and self._rank(now) == 0 \
-                and now - self.boot_us >= self.member_timeout_us:
+                and ticks_diff(now, self.boot_us) >= self.member_timeout_us:
             # the rule is "lowest id alive": preempt. Start our first cycle after the
             # members' slots of this one, well before the old master's next beacon;
             # it steps down when it hears us.
@@ -118,26 +126,26 @@ class BusMac:
             self.elections += 1
             self.became_master = now
             self.slot_open = None
-            self.next_cycle = now + (len(self.members) - 1) * self.slot_us + self.slot_us // 2
+            self.next_cycle = ticks_add(now, (len(self.members) - 1) * self.slot_us + self.slot_us // 2)
             return
         idx = self._slot_index()
-        self.slot_open = now + idx * self.slot_us if idx >= 0 else None
+        self.slot_open = ticks_add(now, idx * self.slot_us) if idx >= 0 else None
 
     def poll(self, now):
         """What the bus layer wants to do at local time now (call from tick)."""
         if self.master == self.me:
-            if now >= self.next_cycle:
+            if ticks_diff(now, self.next_cycle) >= 0:
                 self.cycle = (self.cycle + 1) & 0xFFFFFFFF
-                self.next_cycle = now + self.cycle_us + self._jitter()
+                self.next_cycle = ticks_add(now, self.cycle_us + self._jitter())
                 return ACT_MASTER
             return ACT_NONE
-        if self.slot_open is not None and now >= self.slot_open:
-            late = now - self.slot_open
+        if self.slot_open is not None and ticks_diff(now, self.slot_open) >= 0:
+            late = ticks_diff(now, self.slot_open)
             self.slot_open = None
             if late <= self.slot_us // 2:
                 return ACT_SLOT
             return ACT_NONE                 # missed our slot: wait for the next beacon
-        silent = now - self.last_beacon
+        silent = ticks_diff(now, self.last_beacon)
         if silent >= self._election_wait(now):
             # no beacon for too long: the master is gone (or never was)
             if self.master:
@@ -152,7 +160,7 @@ class BusMac:
     def _election_wait(self, now):
         rank = self._rank(now)
         w = (3 + rank) * self.cycle_us
-        if now - self.boot_us < self.member_timeout_us:
+        if ticks_diff(now, self.boot_us) < self.member_timeout_us:
             # just booted: let the boards that were running settle first
             b = self.member_timeout_us + rank * self.cycle_us
             if b > w:
@@ -168,8 +176,20 @@ class BusMac:
     def deadline(self, now):
         if self.master == self.me:
             return self.next_cycle
-        d = self.last_beacon + self._election_wait(now)
+        d = ticks_add(self.last_beacon, self._election_wait(now))
         s = self.slot_open
-        if s is not None and s < d:
+        if s is not None and ticks_diff(s, d) < 0:
             d = s
         return d
+
+    def age(self, now):
+        """Keep the local times that may stay unrefreshed for long within AGE of now
+        (firmware/ticks.py): every comparison with a timeout below AGE is unchanged."""
+        self.boot_us = ticks_age(now, self.boot_us)
+        self.last_beacon = ticks_age(now, self.last_beacon)
+        self.became_master = ticks_age(now, self.became_master)
+        if self.master != self.me:
+            self.next_cycle = ticks_age(now, self.next_cycle)
+        heard = self.heard
+        for m in heard:
+            heard[m] = ticks_age(now, heard[m])

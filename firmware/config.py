@@ -116,6 +116,10 @@ class Config:
             raise ConfigError("sync_late_us must be 0..1000000")
         if not 1 <= self.batch_max <= 7:
             raise ConfigError("batch_max must be 1..7 (a batch must fit MAX_PAYLOAD)")
+        for name in ("keepalive_us", "peer_timeout_us", "member_timeout_us", "rto_us"):
+            # a time kept for long is aged to at most 2**28 us old (firmware/ticks.py)
+            if not 0 <= getattr(self, name) < 1 << 28:
+                raise ConfigError("%s must be 0..2**28-1 (~268 s)" % name)
 
     def _derive(self):
         # 10 bits per byte on an 8N1 line

@@ -3,8 +3,9 @@
 # On a board, boot.py (or the REPL) calls main.run(hal) with the board's HAL
 # (boards/rp2/rp2_hal.py on an RP2040, host_tools/rig/board.py under CPython). The HAL
 # gives: config(), block_device(), ports() -> (host, bus, peer) port objects with
-# read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> monotonic
-# microseconds, wait(us) to sleep until input or timeout, and log(msg).
+# read_into(buf) -> n (non-blocking) and write(frame), ticks_us() -> the board clock as
+# 30-bit wrapping microsecond ticks (firmware/ticks.py; the HALs use its Clock), wait(us)
+# to sleep until input or timeout, and log(msg).
 from firmware.wire import (MAX_PAYLOAD, MAX_HOST_PAYLOAD, MAX_BUS_PAYLOAD, PORT_HOST, PORT_BUS,
                            PORT_PEER)
 from firmware.config import Config
@@ -12,6 +13,7 @@ from firmware.store import Store, StoreError
 from firmware.deframer import Deframer
 from firmware.node import Node
 from firmware.portrx import PortRx
+from firmware.ticks import ticks_add, ticks_diff
 import gc
 
 _RXBUF = 512
@@ -78,7 +80,7 @@ class Board:
     def sample_heap(self, now):
         if _mem_alloc is None:
             return
-        self.heap_next = now + _HEAP_SAMPLE_US
+        self.heap_next = ticks_add(now, _HEAP_SAMPLE_US)
         gc.collect()
         m = _mem_alloc()
         if m > self.heap_peak:
@@ -102,6 +104,8 @@ class Board:
         return got
 
     def flush(self):
+        if not self.node.out:         # take_out() makes a new list: not on an idle pass
+            return
         for port, frame in self.node.take_out():
             self.ports[port].write(frame)
 
@@ -114,17 +118,18 @@ class Board:
         # the time after the requests' durable writes: a reply held (commit wait) for less
         # than they took is due now, and leaves in this step
         now = hal.ticks_us()
-        if node.deferred and now >= node.reply_due:
+        if node.deferred and ticks_diff(now, node.reply_due) >= 0:
             node.release(now)         # held replies that are due leave before the timers' work
             self.flush()
-        if now >= node.next_deadline:
+        if ticks_diff(now, node.next_deadline) >= 0:
             node.tick(now)
             self.flush()
-        wait = node.next_deadline - hal.ticks_us()
+        wait = ticks_diff(node.next_deadline, hal.ticks_us())
         if wait > 0:
             if wait < _SPIN_US and node.deferred and node.reply_due == node.next_deadline:
                 return                # a held reply is due next, and soon: loop, don't sleep
-            if now >= self.heap_next:
+            h = ticks_diff(now, self.heap_next)
+            if h >= 0 or h < -_HEAP_SAMPLE_US:       # due (or so old that it looks ahead)
                 self.sample_heap(now)
             hal.wait(wait if wait < 20000 else 20000)
 

@@ -4,7 +4,7 @@
 #   node.on_frame(now, port, mtype, flags, src, dst, group, seq, ack, payload)
 #   node.on_garbage(now, port, count)     # the deframer dropped bytes on a port
 #   node.tick(now)                        # when now >= node.next_deadline
-#   node.release(now)                     # when now >= node.reply_due: held replies only
+#   node.release(now)                     # when deferred and now is past reply_due: held replies only
 #   node.take_out() -> [(port, bytes)]
 #
 # `now` is this board's own microsecond clock. The node never reads a clock or a
@@ -26,7 +26,7 @@
 #
 # Imports go one way: node -> primary/secondary -> wire, codec, peerlink, store,
 # pairstate. The ports (PORT_*) are wire constants, re-exported here for host code.
-from firmware.wire import (BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
+from firmware.wire import (const, BLOCK_SIZE, BROADCAST, C_DIRTY_LIST, C_FAILBACK, C_MARK_DIRTY, C_SET_MODE, DIRTY_MAX,
                            F_EXPOSED, F_REPLY, F_WARM, HDR_SIZE, HOST_ID, MAX_FRAME, OVERHEAD, PORT_BUS, PORT_HOST,
                            PORT_PEER, ROLE_PRIMARY, ROLE_SECONDARY, ST_MASTER, S_BAD_FRAME, S_BAD_LENGTH,
                            S_BAD_COMMAND, S_BAD_STATE, S_OK, S_OUT_OF_RANGE, S_UNKNOWN_TYPE, S_UNKNOWN_VOLUME,
@@ -40,8 +40,10 @@ from firmware.store import SB_SAVED
 from firmware.busmac import BusMac, ACT_MASTER, ACT_SLOT
 from firmware.primary import Primary, ERR_UNKNOWN
 from firmware.secondary import Secondary
+from firmware.ticks import AGE, TICKS_MASK, ticks_add, ticks_diff
 
 _BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
+_HALF = const(0x20000000)               # firmware/ticks.py: a tick difference's sign bit
 
 
 class Node:
@@ -54,12 +56,13 @@ class Node:
         self.txv = memoryview(self.tx)
         self.scratch = bytearray(BLOCK_SIZE)
         self.mac = BusMac(cfg.node, cfg.site_nodes, cfg.slot_us, cfg.cycle_us, cfg.member_timeout_us)
-        self.next_deadline = 0
+        self.next_deadline = 0       # a tick (firmware/ticks.py), as every local time here
+        self.aged = 0                # when kept local times were last aged (ticks_age)
         self.now = 0                 # the time of the event being handled (write replies)
         self.booted = False
         self.deferred = []           # (due, tag, stamp) of host write replies held back: pacing,
                                      # and the commit wait (stamp != 0: asked again when due)
-        self.reply_due = 0           # the earliest due of `deferred` (0: none held)
+        self.reply_due = 0           # ticks: the earliest due of `deferred` (only while it holds any)
         self.heap_peak = 0           # bytes: the most heap the main loop saw in use (0 = unknown)
         self.dirty = [0] * DIRTY_MAX  # C_DIRTY_LIST scratch
         self.trace = None            # trace(node, event, n, t): see the top of this file
@@ -124,6 +127,7 @@ class Node:
         # before anything reads or writes the volume (Store.x_redo; counted in stats)
         self.store.x_redo(self.scratch)
         self.mac.boot(now)
+        self.aged = now
         self.role.boot(now)
         self.booted = True
         self._schedule(now)
@@ -168,6 +172,11 @@ class Node:
 
     def tick(self, now):
         self.now = now
+        if ticks_diff(now, self.aged) >= AGE // 2:
+            # local times kept for long never get 2**29 us old (firmware/ticks.py)
+            self.aged = now
+            self.mac.age(now)
+            self.role.age(now)
         if self.deferred:
             self._release_deferred(now)
         act = self.mac.poll(now)
@@ -182,15 +191,17 @@ class Node:
     def _schedule(self, now):
         d = self.mac.deadline(now)
         r = self.role.deadline(now)
-        if r is not None and r < d:
+        # (ticks_diff(a, d) < 0, inlined: this runs after every event)
+        if r is not None and (r - d) & TICKS_MASK >= _HALF:
             d = r
-        rd = 0
+        rd = None
         for e in self.deferred:
-            if rd == 0 or e[0] < rd:
+            if rd is None or (e[0] - rd) & TICKS_MASK >= _HALF:
                 rd = e[0]
-        if rd and rd < d:
-            d = rd
-        self.reply_due = rd
+        if rd is not None:
+            self.reply_due = rd      # meaningful only while `deferred` holds replies
+            if (rd - d) & TICKS_MASK >= _HALF:
+                d = rd
         self.next_deadline = d
 
     # -- bus ---------------------------------------------------------------------
@@ -293,7 +304,7 @@ class Node:
         back that long (the write is already durable: only its completion waits). With a
         stamp, the role's commit_delay(now, stamp) is asked again when it is due."""
         if delay_us > 0:
-            self.deferred.append((now + delay_us, tag, stamp))
+            self.deferred.append((ticks_add(now, delay_us), tag, stamp))
             return
         if status == S_OK:
             self.c["writes_completed"] += 1
@@ -312,10 +323,10 @@ class Node:
     def _release_deferred(self, now):
         keep = []
         for e in self.deferred:
-            if e[0] <= now:
+            if ticks_diff(e[0], now) <= 0:
                 w = self.role.commit_delay(now, e[2]) if e[2] else 0
                 if w > 0:
-                    keep.append((now + w, e[1], e[2]))
+                    keep.append((ticks_add(now, w), e[1], e[2]))
                     continue
                 self.c["writes_completed"] += 1
                 self.reply(e[1], S_OK, flags=self._exposed())

@@ -13,19 +13,12 @@
 # is harmless.
 from firmware.wire import const, MAX_FRAME
 from firmware import codec
+from firmware.ticks import TICKS_MASK, ticks_diff
 
 _SEQ_MASK = 0xFFFF
-# Times are kept as 30-bit ticks (now & TICKS_MASK) and compared with ticks_diff, so the
-# arithmetic stays in small ints (31-bit on the RP2040) when the caller's clock is the
-# wrapping ticks counter; a monotonic clock past 2**30 works too (it is reduced first).
-TICKS_MASK = const(0x3FFFFFFF)
+# Times are kept as 30-bit ticks (firmware/ticks.py: now & TICKS_MASK) and compared with
+# ticks_diff, so the arithmetic stays in small ints (31-bit on the RP2040).
 _TICKS_HALF = const(0x20000000)
-
-
-def ticks_diff(a, b):
-    """a - b for two 30-bit ticks, in -2**29 .. 2**29 - 1 (small ints only)."""
-    d = (a - b) & TICKS_MASK
-    return d - TICKS_MASK - 1 if d >= _TICKS_HALF else d
 
 
 def seq_diff(a, b):

@@ -14,6 +14,7 @@
 # before that frame is delivered) or when the line has been quiet for QUIET_US.
 # node.on_garbage(now, port, n) gets n = the bytes discarded in the run.
 from firmware.wire import const
+from firmware.ticks import ticks_diff
 
 QUIET_US = const(100000)    # below the peer keepalive (200 ms): retries cannot keep a dead frame alive
 
@@ -30,7 +31,7 @@ class PortRx:
     def data(self, now, chunk):
         """Bytes arrived at local time now."""
         last = self.last_rx
-        if last is not None and now - last > QUIET_US:
+        if last is not None and ticks_diff(now, last) > QUIET_US:
             self._quiet(now)          # anything pending predates a silence: it is dead
         self.last_rx = now
         d = self.d
@@ -48,8 +49,9 @@ class PortRx:
 
     def idle(self, now):
         """Nothing arrived (call when a poll finds the port empty)."""
-        if self.last_rx is not None and now - self.last_rx > QUIET_US:
+        if self.last_rx is not None and ticks_diff(now, self.last_rx) > QUIET_US:
             self._quiet(now)
+            self.last_rx = None       # quiet handled: nothing to compare with an old tick
 
     def _quiet(self, now):
         if self.d.abandon():

@@ -47,6 +47,7 @@ from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, 
 from firmware import codec
 from firmware.codec import (SZ_BATCH_HEAD, SZ_CHECKPOINT, SZ_CLOCK_SYNC, SZ_COPY_ACTIVE, SZ_IDLE,
                             SZ_JOIN, SZ_MARKER, SZ_PEER_HELLO, SZ_SUSPEND)
+from firmware.ticks import AGE, ticks_add, ticks_age, ticks_diff, ticks_past
 from firmware.peerlink import Sender
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN, IMG_FIRST
 from firmware import pairstate as ev
@@ -77,18 +78,27 @@ class Primary:
         self.ckpt_n = 0
         self.ckpt_t = 0
         self.offset = 0              # sequence time = local clock + offset
+        # the local clock for sequence times: `now` unwrapped (see local()): ep_t at tick ep_k
+        self.ep_t = 0
+        self.ep_k = 0
         self.clock = CLOCK_COLD      # pairstate.CLOCK_*
         self.last_stamp = 0
         self.skew_last = 0
         self.syncs = 0
-        self.samples = [0] * _SYNC_SAMPLES     # recent (master time - local time) samples
+        # recent (master time - local time) samples, kept as (sample - offset)
+        self.samples = [0] * _SYNC_SAMPLES
         # clock error bound: the master's time minus our clock lies in [ilo, ihi] at
-        # local time sync_at; the interval widens by 1 us every drift_k us on each side
+        # local time sync_at (local(), as sync_new); the interval widens by 1 us every
+        # drift_k us on each side
         self.sync_src = 0            # the master whose beacons our clock follows (0: none)
         self.sync_at = 0
         self.sync_new = 0            # local time we began following sync_src
-        self.ilo = 0
-        self.ihi = 0
+        # ilo and ihi are kept as dlo = ilo - offset, dhi = ihi - offset: small ints when
+        # the sequence times are not (docs/ARCHITECTURE.md, "Clock arithmetic")
+        self.dlo = 0
+        self.dhi = 0
+        self._cu_t = None            # _catch_up: the floor and offset last found no catch-up
+        self._cu_off = None
         self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
         self.drift_k = 1000000 // self.cfg.drift_max_ppm
         self.late_samples = 0        # beacons read later than sync_late_us (their upper end unused)
@@ -165,7 +175,7 @@ class Primary:
         if self.cfg.mode == MODE_CLOCKLESS:
             return True
         if self.cfg.commit_wait and self.sync_src != mac.master and \
-                now - mac.last_beacon > self._overdue():
+                ticks_diff(now, mac.last_beacon) > self._overdue():
             # a new master warms up while we keep the old one's time, which its clock will
             # not be below when warm; but its beacons stopped reaching us: it may be warm,
             # and boards following it ahead of our time (SPEC section 9, "Clock error bound and commit wait")
@@ -184,7 +194,7 @@ class Primary:
         if mac.became_master != self.master_since:
             self.master_since = mac.became_master
             self.reported = {}
-        if now - mac.became_master < self._warmup():
+        if ticks_diff(now, mac.became_master) < self._warmup():
             return False
         if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
             return True
@@ -216,12 +226,57 @@ class Primary:
             t = self.ckpt_t + 1
         return t
 
-    def clock_now(self, now):
-        """Our clock: local time plus offset (following a master with commit_wait: the
-        upper end of the interval, widened since the last beacon)."""
+    def local(self, now):
+        """The local clock that sequence times are kept against: the tick `now` unwrapped,
+        from an origin that age() moves so that it stays below 2**29 (small ints): at boot
+        it is the tick itself. Sequence time = local + offset whatever the origin."""
+        return self.ep_t + ticks_diff(now, self.ep_k)
+
+    def age(self, now):
+        """Node.tick, at least every AGE / 2 us: keep local ticks within AGE of now."""
+        L = self.local(now)
+        self.ep_k = now
+        if L < AGE:
+            self.ep_t = L
+        else:
+            self._rebase(now, L)
+        self.last_rx = ticks_age(now, self.last_rx)
+        self.last_tx = ticks_age(now, self.last_tx)
+        self.tx_until = ticks_age(now, self.tx_until)
+        self.back_until = ticks_age(now, self.back_until)
+        self.hello_at = ticks_age(now, self.hello_at)
+        self.next_ckpt = ticks_age(now, self.next_ckpt)
+        if self.master_since >= 0:
+            self.master_since = ticks_age(now, self.master_since)   # as mac.became_master
+
+    def _rebase(self, now, L):
+        """Keep local() small: once it reaches AGE it restarts from 0 here, every "master
+        time - local" (offset, hence the interval and samples kept relative to it) and
+        every local() time (sync_at, sync_new) moved to match, so no sequence time changes
+        (one big-int sum, once every ~2**28 us; tick() checks)."""
+        self.ep_k = now
+        self.ep_t = 0
+        self.offset += L
+        self.sync_at -= L
+        self.sync_new -= L
+
+    def _move(self, d):
+        """offset += d, the interval and the samples staying where they are (absolute)."""
+        self.offset += d
+        self.dlo -= d
+        self.dhi -= d
+        ring = self.samples
+        for i in range(_SYNC_SAMPLES):
+            ring[i] -= d
+
+    def clock_now(self, now, plus=0):
+        """Our clock (+ plus us): local time plus offset (following a master with
+        commit_wait: the upper end of the interval, widened since the last beacon). The
+        small terms are summed first: one big int (the result) when the offset is one."""
+        L = self.local(now) + plus
         if self.grow:
-            return now + self.offset + (now - self.sync_at) // self.drift_k + 1
-        return now + self.offset
+            return L + (L - plus - self.sync_at) // self.drift_k + 1 + self.offset
+        return L + self.offset
 
     def clock_err(self, now):
         """A bound on how far our clock (now + offset, plus growth) is from the master's
@@ -233,13 +288,13 @@ class Primary:
             return 0 if self.clock == CLOCK_SYNCED else ERR_UNKNOWN
         if not self.sync_src or self.clock != CLOCK_SYNCED:
             return ERR_UNKNOWN
-        g = (now - self.sync_at) // self.drift_k + 1
+        g = (self.local(now) - self.sync_at) // self.drift_k + 1
         if self.grow:
-            e = self.ihi - self.ilo + 2 * g
+            e = self.dhi - self.dlo + 2 * g
         else:
             # the older estimate (largest recent sample): its distance to either end
-            a = self.ihi + g - self.offset
-            b = self.offset - self.ilo + g
+            a = self.dhi + g
+            b = g - self.dlo
             e = a if a > b else b
         return e if e < ERR_UNKNOWN else ERR_UNKNOWN
 
@@ -256,19 +311,22 @@ class Primary:
             ok = self.ready(now)
         if not ok:
             return mac.cycle_us             # following no master's time: ask again in a cycle
+        L = self.local(now)
         if self.sync_src == (mac.me if mac.is_master() else mac.master):
-            h = self.sync_new + self._overdue() + mac.slot_us - now
+            h = self.sync_new + self._overdue() + mac.slot_us - L
             if h > 0:
                 # newly on this master's time: boards that missed its first warm beacon keep
                 # the old master's time (behind it) until they see it overdue (ready())
                 return h
         # else still on an older master's time while a new one warms up: the new one's time
         # will not be behind it, so a stamp the old time has passed is safe to release
-        t = now + self.offset
+        # d = stamp - our time t: stamp - offset first (a small int: one temporary)
         if self.grow:
-            g = (now - self.sync_at) // self.drift_k + 1
-            t += g - self.ihi + self.ilo - 2 * g       # the lower end of the interval
-        d = stamp - t
+            # t: the lower end of the interval, L + offset + g - ihi + ilo - 2 g
+            g = (L - self.sync_at) // self.drift_k + 1
+            d = (stamp - self.offset) - (L - g + self.dlo - self.dhi)
+        else:
+            d = (stamp - self.offset) - L
         if d <= 0:
             return 0
         if self.grow:
@@ -375,6 +433,7 @@ class Primary:
         self.clock = CLOCK_COLD
         self.sync_src = 0
         self.grow = False
+        self._cu_t = None
         self.heard_ckpt = False
         self.ckpt_known = False
         self.session = (sb.incarnation & 0xFFFFFF) << 8
@@ -382,6 +441,12 @@ class Primary:
         self.hello_at = now
         self.last_rx = now
         self.next_ckpt = now              # the first checkpoint as soon as we may cut one
+        self.ep_t = now                   # local() starts at the tick itself
+        self.ep_k = now
+        # "never" (0 at start) must not read as ahead of a clock past 2**29
+        self.last_tx = ticks_past(now, self.last_tx)
+        self.tx_until = ticks_past(now, self.tx_until)
+        self.back_until = ticks_past(now, self.back_until)
         if self.cfg.autostart and sb.copy_state == CS_SIMPLEX:
             if self.store.bm_total():
                 self.start_pending(now)
@@ -647,18 +712,23 @@ class Primary:
         # t is the master's sequence time at the end of the beacon, which is when we
         # read it (now) unless we were late to look: lateness only ever makes the
         # sample (t - now) too small, so keep the largest of the last few samples
-        sample = t - now
+        self._cu_t = None                # the clock may go down: check the floor again
+        # Everything below is relative to the offset (sample - offset and the interval):
+        # small ints, so that a sequence time past 2**30 costs two big-int operations
+        # here (t - offset, and the new offset), not one per step
+        L = self.local(now)
+        sample = (t - self.offset) - L
         fresh = new_master or self.clock != CLOCK_SYNCED or self.sync_src != src
         # the interval this beacon allows: read late by at most sync_late_us; early only
         # by the master's drift over the air time it added (at most a slot's worth)
-        a = sample - self.node.mac.slot_us // self.drift_k - 2
+        a = sample - (self.node.mac.slot_us // self.drift_k + 2)
         b = sample + self.cfg.sync_late_us
         if fresh:
             lo, hi = a, b
         else:
-            g = (now - self.sync_at) // self.drift_k + 1
-            lo = self.ilo - g
-            hi = self.ihi + g
+            g = (L - self.sync_at) // self.drift_k + 1
+            lo = self.dlo - g
+            hi = self.dhi + g
             if a > hi:
                 # the master's time is beyond what we allowed: drift above drift_max_ppm,
                 # or earlier beacons read later than sync_late_us. Start afresh.
@@ -672,8 +742,8 @@ class Primary:
                 if b < hi:
                     hi = b
         if self.sync_src != src:
-            self.sync_new = now
-        self.ilo, self.ihi, self.sync_at, self.sync_src = lo, hi, now, src
+            self.sync_new = L
+        self.dlo, self.dhi, self.sync_at, self.sync_src = lo, hi, L, src
         if self.cfg.commit_wait:
             best = hi
             self.grow = True
@@ -688,8 +758,9 @@ class Primary:
                 if ring[i] > best:
                     best = ring[i]
         if not fresh:
-            self.skew_last = best - self.offset
-        self.offset = best
+            self.skew_last = best
+        if best:
+            self._move(best)             # offset = the best sample
         self.clock = CLOCK_SYNCED
         self.syncs += 1
 
@@ -712,10 +783,11 @@ class Primary:
             # wait for ever: catch up with it
             self._catch_up(now, t)
         else:
-            if t - now > self.offset:
+            ahead = (t - self.offset) - self.local(now)
+            if ahead > 0:
                 # the member is ahead of our clock: move our clock itself (not just the
                 # stamp floor) forward, so beacons and checkpoints carry the group's time
-                self.offset = t - now
+                self._move(ahead)            # offset = t - local
                 self.clock_jumps += 1
             if t > self.last_stamp:
                 self.last_stamp = t
@@ -792,16 +864,25 @@ class Primary:
         """As the warm master with commit_wait: move our clock to t if t is more than a cycle
         ahead of it (a stamp floor from an older group time). Replies wait as after a change
         of master, until every member has taken the new time (commit_delay)."""
-        if t - self.clock_now(now) > self.cfg.cycle_us:
-            self.offset = t - now
+        if t is self._cu_t and self.offset is self._cu_off:
+            # this very floor was checked against this very offset: our clock has only
+            # gone up since (on_beacon, which may lower it, forgets the check), so no
+            # catch-up now either; an idle master cycle computes no big int for it
+            return
+        if t > self.clock_now(now, self.cfg.cycle_us):
+            L = self.local(now)
+            self._move((t - self.offset) - L)       # offset = t - local
             self.clock_jumps += 1
-            self.sync_new = now
+            self.sync_new = L
+        else:
+            self._cu_t = t
+            self._cu_off = self.offset
 
     def beacon_time(self, now, air_us):
         if self.cfg.mode == MODE_CLOCKLESS:
             return 0
         if self.cfg.commit_wait:
-            return self.clock_now(now) + air_us   # the clock itself: a stamp floor above it
+            return self.clock_now(now, air_us)    # the clock itself: a stamp floor above it
                                                   # would make members' samples early
         return self.seq_time(now) + air_us
 
@@ -823,21 +904,22 @@ class Primary:
             # we are the time source from now on: keep the upper end of the interval we
             # followed (so our time is never behind the old master's) and stop widening it
             # (until now it widened: warming up, we are still on the old master's time)
+            L = self.local(now)
             if self.grow:
-                self.offset += (now - self.sync_at) // self.drift_k + 1
+                self._move((L - self.sync_at) // self.drift_k + 1)
             self.grow = False
             self.sync_src = node.me
-            self.sync_new = now
+            self.sync_new = L
         if warm and self.cfg.commit_wait:
             self._catch_up(now, self.last_stamp)
         if warm:
             self.clock = CLOCK_SYNCED    # we are the group's time now
-        if group_active and warm and now >= self.next_ckpt:
+        if group_active and warm and ticks_diff(now, self.next_ckpt) >= 0:
             # from the nominal time, so cuts come every interval on average (a cut waits
             # for the next bus cycle); after a long pause start afresh rather than catch up
-            self.next_ckpt += self.cfg.ckpt_interval_us
-            if self.next_ckpt <= now:
-                self.next_ckpt = now + self.cfg.ckpt_interval_us
+            self.next_ckpt = ticks_add(self.next_ckpt, self.cfg.ckpt_interval_us)
+            if ticks_diff(self.next_ckpt, now) <= 0:
+                self.next_ckpt = ticks_add(now, self.cfg.ckpt_interval_us)
             n = self.ckpt_n + 1
             t = self.ckpt_t + 1 if self.cfg.mode == MODE_CLOCKLESS else self.seq_time(now)
             self.accept_checkpoint(now, n, t)
@@ -909,7 +991,7 @@ class Primary:
             self._acked(durable)
             self._pump(now)
         elif mtype == T_NAK:
-            if ack == self.sender.back and now < self.back_until:
+            if ack == self.sender.back and ticks_diff(now, self.back_until) < 0:
                 # the go-back that resends this frame is still on the wire: the NAK was
                 # provoked by frames queued before it
                 self.naks_ignored += 1
@@ -972,8 +1054,8 @@ class Primary:
         self.rewound = False
         self.fill_at = -1
         while s.can_queue():
-            if self.tx_until - now > self._lead_us:
-                self.fill_at = self.tx_until - self._lead_us   # come back as the line drains
+            if ticks_diff(self.tx_until, now) > self._lead_us:
+                self.fill_at = ticks_add(self.tx_until, -self._lead_us)   # come back as the line drains
                 break
             if entries is None:
                 entries = self._entries_from(self.send_jseq)
@@ -985,7 +1067,7 @@ class Primary:
             self.last_tx = now
         if rewound:
             # a NAK for the base before the rebuilt frames can have arrived is stale
-            self.back_until = self.tx_until + 2 * self.cfg.latency_us + 20000
+            self.back_until = ticks_add(self.tx_until, 2 * self.cfg.latency_us + 20000)
 
     def _go_back(self, now):
         """Go-back-N by rebuilding: every unacknowledged frame is dropped and the stream
@@ -1002,12 +1084,12 @@ class Primary:
     def _air(self, now, nbytes):
         """Account `nbytes` of stream frames sent on the peer link (10 bits a byte at
         peer_baud): tx_until is when they are all off the wire."""
-        start = self.tx_until if self.tx_until > now else now
-        self.tx_until = start + nbytes * 10000 // (self.cfg.peer_baud // 1000)
+        start = self.tx_until if ticks_diff(self.tx_until, now) > 0 else now
+        self.tx_until = ticks_add(start, nbytes * 10000 // (self.cfg.peer_baud // 1000))
 
     def _silent_since(self):
         """The peer is silent since its last frame, or since our frames left the wire."""
-        return self.last_rx if self.last_rx > self.tx_until else self.tx_until
+        return self.last_rx if ticks_diff(self.last_rx, self.tx_until) > 0 else self.tx_until
 
     def _entries_from(self, jseq):
         st = self.store
@@ -1088,31 +1170,34 @@ class Primary:
 
     # -- timers ----------------------------------------------------------------------
     def tick(self, now):
+        L = self.local(now)
+        if L >= AGE:
+            self._rebase(now, L)
         state = self.store.sb.copy_state
         if state == CS_SUSPENDED:
-            if self.reason == R_OPERATOR and now - self.last_tx >= self.cfg.keepalive_us:
+            if self.reason == R_OPERATOR and ticks_diff(now, self.last_tx) >= self.cfg.keepalive_us:
                 self._notify_suspend(now)    # the secondary leaves the group, not resigns
             return
         if state == CS_PENDING:
             self._copy_step(now)
         elif state != CS_DUPLEX:
             return
-        if self.link == LINK_UP and now - self._silent_since() >= self.cfg.peer_timeout_us:
+        if self.link == LINK_UP and ticks_diff(now, self._silent_since()) >= self.cfg.peer_timeout_us:
             self.link = LINK_HELLO       # peer silent: hello again until it answers
             self.hello_at = now
         if self.link != LINK_UP:
-            if now >= self.hello_at:
+            if ticks_diff(now, self.hello_at) >= 0:
                 self.session = (self.session & ~0xFF) | ((self.session + 1) & 0xFF)
                 first, resync = self._stream_start()
                 codec.pack_peer_hello(self.tx, HDR_SIZE, ROLE_PRIMARY, self.node.me,
                                       self.session, first)
                 self.node.emit(PORT_PEER, T_PEER_HELLO, self.cfg.peer, SZ_PEER_HELLO,
                                flags=F_COPY if resync or state == CS_PENDING else 0)
-                self.hello_at = now + self.cfg.keepalive_us
+                self.hello_at = ticks_add(now, self.cfg.keepalive_us)
             return
         self._pump(now)
         self.pump_due = False
-        if now - self.last_tx >= self.cfg.keepalive_us:
+        if ticks_diff(now, self.last_tx) >= self.cfg.keepalive_us:
             # seq: the next sequence number the stream will use; the secondary, which
             # gets this after every frame sent before it, NAKs what it is missing
             # (not counted in tx_until: the silence of a dead peer must not be renewed)
@@ -1135,7 +1220,7 @@ class Primary:
     def deadline(self, now):
         state = self.store.sb.copy_state
         if state == CS_SUSPENDED:
-            return self.last_tx + self.cfg.keepalive_us if self.reason == R_OPERATOR else None
+            return ticks_add(self.last_tx, self.cfg.keepalive_us) if self.reason == R_OPERATOR else None
         if state == CS_PENDING and self.store.bm_total() and \
                 self.store.j_depth() < self.cfg.copy_window:
             return now
@@ -1145,11 +1230,11 @@ class Primary:
             return self.hello_at
         if self.pump_due:
             return now
-        d = self.last_tx + self.cfg.keepalive_us
-        if self.fill_at >= 0 and self.fill_at < d:
-            d = self.fill_at if self.fill_at > now else now
+        d = ticks_add(self.last_tx, self.cfg.keepalive_us)
+        if self.fill_at >= 0 and ticks_diff(self.fill_at, d) < 0:
+            d = self.fill_at if ticks_diff(self.fill_at, now) > 0 else now
         r = self.sender.timeout_in(now)
-        if r is not None and now + r < d:
-            d = now + r
-        p = self._silent_since() + self.cfg.peer_timeout_us
-        return p if p < d else d
+        if r is not None and ticks_diff(ticks_add(now, r), d) < 0:
+            d = ticks_add(now, r)
+        p = ticks_add(self._silent_since(), self.cfg.peer_timeout_us)
+        return p if ticks_diff(p, d) < 0 else d

@@ -51,6 +51,7 @@ from firmware.codec import (SZ_ACK, SZ_COPY_ACTIVE, SZ_HELD, SZ_MARKER, SZ_NAK, 
 from firmware.peerlink import Receiver
 from firmware.store import (StoreError, J_RECORD, J_CHECKPOINT, SB_SAVED, IMG_ON, IMG_RESTORING,
                             IMG_FIRST, IMG_JOINED)
+from firmware.ticks import ticks_add, ticks_age, ticks_diff
 from firmware import pairstate as ev
 from firmware.pairstate import (transition, LINK_HELLO, LINK_UP, RV_COLLECTING,
                                  RV_RELEASED)
@@ -1083,7 +1084,7 @@ class Secondary:
     # -- timers ------------------------------------------------------------------------------
     def tick(self, now):
         sb = self.store.sb
-        if sb.copy_state == CS_DUPLEX and now - self.last_rx >= self.cfg.peer_timeout_us:
+        if sb.copy_state == CS_DUPLEX and ticks_diff(now, self.last_rx) >= self.cfg.peer_timeout_us:
             # primary or link lost: resign. Released rounds are still completed
             # (a resigned board keeps obeying RELEASE for checkpoints it holds).
             transition(self.store, ROLE_SECONDARY, ev.PEER_LOST)
@@ -1091,5 +1092,9 @@ class Secondary:
 
     def deadline(self, now):
         if self.store.sb.copy_state == CS_DUPLEX:
-            return self.last_rx + self.cfg.peer_timeout_us
+            return ticks_add(self.last_rx, self.cfg.peer_timeout_us)
         return None
+
+    def age(self, now):
+        """Node.tick, at least every AGE / 2 us: keep local ticks within AGE of now."""
+        self.last_rx = ticks_age(now, self.last_rx)

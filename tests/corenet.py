@@ -14,6 +14,7 @@ from firmware.config import Config
 from firmware.deframer import Deframer
 from firmware.node import Node
 from firmware.store import Store
+from firmware.ticks import TICKS_MASK, ticks_diff
 from host_tools.sim.disk import RamDisk, FaultyDisk
 
 
@@ -37,7 +38,9 @@ class Board:
         self.rate_ppm = 0          # and runs this much fast (drift)
 
     def t(self, now):
-        return now + self.offset + now * self.rate_ppm // 1000000
+        # the board's clock as its firmware sees it: 30-bit ticks (a negative offset
+        # starts it just below the wrap)
+        return (now + self.offset + now * self.rate_ppm // 1000000) & TICKS_MASK
 
     def start(self, now):
         st = Store(self.disk)
@@ -190,7 +193,7 @@ class Net:
         while self.now < end:
             self.now = min(end, self.now + step)
             for b in list(self.boards.values()):
-                if b.alive and b.t(self.now) >= b.node.next_deadline:
+                if b.alive and ticks_diff(b.t(self.now), b.node.next_deadline) >= 0:
                     b.node.tick(b.t(self.now))
             self.pump()
 

@@ -1,8 +1,8 @@
 # rp2 HAL: runs the firmware's board loop (firmware/main.py) on an RP2040 board.
 #
 # main.py asks its HAL for: config(), block_device(), ports() -> [host, bus, peer]
-# (read_into(buf) -> n without blocking, write(frame)), ticks_us() (monotonic
-# microseconds), wait(us) (sleep until input or timeout) and log(msg).
+# (read_into(buf) -> n without blocking, write(frame)), ticks_us() (30-bit wrapping
+# microsecond ticks, firmware/ticks.py), wait(us) (sleep until input or timeout) and log(msg).
 #
 # Every class here gets its machine objects (UART, SPI card, Pin, streams, clock)
 # injected; only build() creates hardware, and nothing happens at import. That is
@@ -38,13 +38,14 @@
 # persists) makes writeblocks/readblocks return -EIO, which the store turns into
 # StoreError(S_IO_ERROR) for the node to report.
 #
-# Clock: time.ticks_us() wraps (2**30 us on the rp2 port). MonoClock accumulates
-# time.ticks_diff() steps into a monotonic count; the loop reads it every <= 20 ms,
-# far inside the +-2**29 us that ticks_diff can resolve.
+# Clock: the board clock is firmware/ticks.py's Clock over time.ticks_us(): 30-bit
+# wrapping ticks (what the rp2 port's counter is), always a small int; everything here
+# that keeps a time compares it with ticks_diff (firmware/ticks.py).
 import sys
 
 from firmware.wire import MAX_FRAME
 from firmware.config import Config
+from firmware.ticks import Clock, ticks_add, ticks_diff
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,31 +79,6 @@ def _set_kbd_intr(ch: int) -> bool:
     return True
 
 
-class MonoClock:
-    """Monotonic microseconds from a wrapping ticks counter.
-
-    `tm` offers ticks_us(), ticks_diff(a, b) and sleep_us(us): the `time` module on
-    a board, a virtual clock in tests."""
-
-    def __init__(self, tm: "Any", start: int = 1000) -> None:
-        self._ticks = tm.ticks_us
-        self._diff = tm.ticks_diff
-        self.sleep_us = tm.sleep_us
-        self._last = self._ticks()
-        self._now = start
-        self.wraps = 0
-
-    def now(self) -> int:
-        t = self._ticks()
-        d = self._diff(t, self._last)
-        if t < self._last:
-            self.wraps += 1
-        self._last = t
-        if d > 0:
-            self._now += d
-        return self._now
-
-
 class UartRx:
     """Receive side shared by the UART ports: non-blocking, at most len(buf) bytes."""
     uart = None  # type: Any
@@ -122,7 +98,7 @@ class UartRx:
 class BusPort(UartRx):
     """RS-485 half-duplex site bus: one UART, DE and /RE driven by one pin."""
 
-    def __init__(self, uart: "UART", de: "Pin", baud: int, clock: MonoClock) -> None:
+    def __init__(self, uart: "UART", de: "Pin", baud: int, clock: Clock) -> None:
         self.uart = uart
         self.de = de
         self.clock = clock
@@ -151,7 +127,7 @@ class BusPort(UartRx):
 class PeerPort(UartRx):
     """Point-to-point peer link on a full-duplex UART; writes never block."""
 
-    def __init__(self, uart: "UART", baud: int, txbuf: int, clock: MonoClock) -> None:
+    def __init__(self, uart: "UART", baud: int, txbuf: int, clock: Clock) -> None:
         self.uart = uart
         self.clock = clock
         # microseconds per character x 64, for 10.2 bit times (2 % slower than the
@@ -164,8 +140,15 @@ class PeerPort(UartRx):
         self.frames = 0
 
 
+    def _ahead(self, now: int) -> int:
+        """us until the TX ring is estimated empty (0: empty). A time a drained ring left
+        behind long ago may read as ahead once it is 2**29 us old: the ring never holds a
+        second's worth, so anything farther ahead is that."""
+        b = ticks_diff(self.busy_until, now)
+        return b if 0 < b < 1000000 else 0
+
     def _backlog(self, now: int) -> int:
-        b = self.busy_until - now
+        b = self._ahead(now)
         if b <= 0:
             return 0
         return b * 64 // self.char_q + 1
@@ -176,13 +159,13 @@ class PeerPort(UartRx):
         return b + n <= self.room or b == 0
 
     def _send(self, frame: "Any", now: int) -> None:
-        start = self.busy_until if self.busy_until > now else now
+        start = self.busy_until if self._ahead(now) > 0 else now
         self.uart.write(frame)
-        self.busy_until = start + len(frame) * self.char_q // 64 + 1
+        self.busy_until = ticks_add(start, len(frame) * self.char_q // 64 + 1)
         self.frames += 1
 
     def write(self, frame: "Any") -> None:
-        now = self.clock.now()
+        now = self.clock.ticks()
         if self.q or not self._fits(len(frame), now):
             self.q.append(frame)
             self.queued += 1
@@ -193,7 +176,7 @@ class PeerPort(UartRx):
         q = self.q
         if not q:
             return
-        now = self.clock.now()
+        now = self.clock.ticks()
         while q and self._fits(len(q[0]), now):
             self._send(q.pop(0), now)
 
@@ -201,7 +184,7 @@ class PeerPort(UartRx):
         """Microseconds until the queued head frame fits (0: now or nothing queued)."""
         if not self.q:
             return 0
-        now = self.clock.now()
+        now = self.clock.ticks()
         if self._fits(len(self.q[0]), now):
             return 0
         over = self._backlog(now) + len(self.q[0]) - self.room
@@ -214,7 +197,7 @@ class PeerPort(UartRx):
 class HostPort:
     """The USB CDC port (sys.stdin/stdout buffers) as a binary frame port."""
 
-    def __init__(self, inp: "Any", out: "Any", ready: "Callable[[], bool]", clock: MonoClock,
+    def __init__(self, inp: "Any", out: "Any", ready: "Callable[[], bool]", clock: Clock,
                  quiet_us: int = 1000000) -> None:
         self._rd = inp.readinto
         self._wr = out.write
@@ -222,7 +205,7 @@ class HostPort:
         self._b1 = bytearray(1)
         self.clock = clock
         self.quiet_us = quiet_us
-        self.last_rx = clock.now()
+        self.last_rx = clock.ticks()
         self.serving = False
 
     def any(self) -> bool:
@@ -239,8 +222,9 @@ class HostPort:
             buf[n] = b1[0]
             n += 1
         if n:
-            now = self.clock.now()
-            quiet = now - self.last_rx >= self.quiet_us
+            now = self.clock.ticks()
+            d = ticks_diff(now, self.last_rx)
+            quiet = d >= self.quiet_us or d < 0          # (< 0: 2**29 us or more ago)
             self.last_rx = now
             if quiet and is_break_in(buf, n):
                 self.escape()
@@ -366,7 +350,7 @@ class RP2Hal:
     LOG_LINES = 32
 
     def __init__(self, conf: dict, bdev: "Any", host: HostPort, bus: BusPort, peer: PeerPort,
-                 clock: MonoClock, idle: "Callable[[int], None]", led: "Any" = None) -> None:
+                 clock: Clock, idle: "Callable[[int], None]", led: "Any" = None) -> None:
         self.conf = conf
         self.bdev = bdev
         self.host = host
@@ -391,14 +375,14 @@ class RP2Hal:
         return self._ports
 
     def ticks_us(self) -> int:
-        return self.clock.now()
+        return self.clock.ticks()
 
     def wait(self, us: int) -> None:
         peer = self.peer
         peer.pump()
         if self.led is not None:
-            now = self.clock.now()
-            if now - self._led_t >= 500000:
+            now = self.clock.ticks()
+            if ticks_diff(now, self._led_t) >= 500000:
                 self._led_t = now
                 self.led.value(not self.led.value())
         if peer.q:
@@ -410,7 +394,7 @@ class RP2Hal:
         self.idle(us)
 
     def log(self, msg: str) -> None:
-        line = "%d ms: %s" % (self.clock.now() // 1000, msg)
+        line = "%d ms: %s" % (self.clock.ticks() // 1000, msg)
         logs = self.logs
         logs.append(line)
         if len(logs) > self.LOG_LINES:
@@ -423,7 +407,7 @@ class RP2Hal:
         """Make the USB port a binary host port (Ctrl-C off) for the copy service."""
         _set_kbd_intr(-1)
         self.host.serving = True
-        self.host.last_rx = self.clock.now()
+        self.host.last_rx = self.clock.ticks()
 
     def close(self) -> None:
         """Give the port back to the REPL (Ctrl-C on)."""
@@ -461,7 +445,7 @@ def build(conf: dict, board: "Any", machine: "Any" = None, sdcard: "Any" = None,
         return over[name] if name in over else getattr(board, name)
 
     cfg = Config.from_dict(conf["config"])
-    mono = MonoClock(clock)
+    mono = Clock(clock)
     # typed as the rp2 port's classes, so the calls below are checked against its stubs
     MPin = machine.Pin               # type: Type[Pin]
     MUART = machine.UART             # type: Type[UART]

@@ -30,14 +30,15 @@
 # Block device: the SD card is a file in the board's directory (the image), read and
 # written in place with seek + readinto/write on an unbuffered file.
 #
-# Clock: time.ticks_us() wraps (at 2**62 here, 2**30 on the rp2 port). MonoClock adds up
-# time.ticks_diff() steps into a monotonic count, as rp2_hal.MonoClock does; the loop reads
-# it every <= 20 ms. "clock_offset_us" starts the count at that value, e.g. just below 2**30
-# to get a board past that point without waiting 18 minutes.
+# Clock: firmware/ticks.py's Clock over time.ticks_us(), as on the rp2: ticks_us() gives
+# the firmware 30-bit wrapping ticks; the ports' pacing here uses the same clock unwrapped
+# (Clock.now(): small ints are 63-bit on this port). "clock_offset_us" starts the clock at
+# that value, e.g. just below 2**30 to get a board past the wrap without waiting 18 minutes.
 import sys
 import time
 import select
 
+from firmware.ticks import Clock
 from firmware.wire import MAX_FRAME
 
 _BLOCK = 512
@@ -68,25 +69,6 @@ def _raw_nowait(f):
     cc[5] = 0                 # VTIME
     cc[6] = 0                 # VMIN
     termios.tcsetattr(fd, termios.TCSANOW, a)
-
-
-class MonoClock:
-    """Monotonic microseconds from the wrapping time.ticks_us()."""
-
-    def __init__(self, offset=0):
-        self._last = time.ticks_us()
-        self._now = offset
-        self.wraps = 0
-
-    def now(self):
-        t = time.ticks_us()
-        d = time.ticks_diff(t, self._last)
-        if t < self._last:
-            self.wraps += 1
-        self._last = t
-        if d > 0:
-            self._now += d
-        return self._now
 
 
 class FileBlockDevice:
@@ -367,7 +349,7 @@ class UnixHal:
                 fw[k] = conf[k]
         self.fw_config = fw
         self.name = hal.get("name", "board")
-        self.clock = MonoClock(hal.get("clock_offset_us", 0))
+        self.clock = Clock(time, hal.get("clock_offset_us", 0))
         self.bdev = FileBlockDevice(hal["image"], hal.get("disk_delay_us", 0))
         clock = self.clock
         host_baud = hal.get("host_baud", 1000000)
@@ -416,7 +398,7 @@ class UnixHal:
         return self._ports
 
     def ticks_us(self):
-        return self.clock.now()
+        return self.clock.ticks()
 
     def log(self, msg):
         line = "%d ms %s: %s" % (self.clock.now() // 1000, self.name, msg)

@@ -24,8 +24,8 @@ boot.py does and calls ``main.run(hal)`` with an ``EmulatedHal``:
   written with ``os.pread``/``os.pwrite`` (no user-space buffering), so a kill -9
   loses nothing already written. Optional ``disk_delay_us`` emulates the write
   latency of an SD card.
-- ``ticks_us()``: monotonic microseconds (with an optional offset and drift, to
-  give boards distinct clocks); ``wait(us)``: select() on the ports' fds until input
+- ``ticks_us()``: 30-bit wrapping microsecond ticks, as a board's (firmware/ticks.py),
+  of a clock with an optional offset and drift (distinct clocks per board); ``wait(us)``: select() on the ports' fds until input
   arrives, a transmitter has bytes due, or the time is up.
 
 Config file (JSON): every firmware ``config.Config`` field, plus these HAL keys:
@@ -47,6 +47,8 @@ import sys
 import termios
 import time
 import tty
+
+from firmware.ticks import TICKS_MASK
 
 BLOCK_SIZE = 512
 
@@ -266,7 +268,7 @@ class EmulatedHal:
         return self._ports
 
     def ticks_us(self):
-        return self.clock.us()
+        return self.clock.us() & TICKS_MASK
 
     def log(self, msg):
         sys.stderr.write("%.3f %s: %s\n" % (time.time(), self.name, msg))

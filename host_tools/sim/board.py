@@ -19,6 +19,7 @@ Firmware modules are imported lazily, by bare name, after ``host_tools.fwpath``,
 so this module imports without them.
 """
 from functools import partial
+from firmware.ticks import TICKS_MASK, ticks_diff
 
 PORT_HOST = 0
 PORT_BUS = 1
@@ -178,7 +179,7 @@ class SimBoard:
             self.node = mk_node(self.cfg, st)
             if self.trace_sink is not None:
                 self.node.trace = self._on_trace
-            self.node.boot(local)
+            self.node.boot(local & TICKS_MASK)
         except self.powercut_exc:
             self._powercut()
             return False
@@ -290,7 +291,7 @@ class SimBoard:
         rx = rxs[port]
         before = rx.frames
         try:
-            rx.data(local, data)            # the firmware's own receive path (portrx.py)
+            rx.data(local & TICKS_MASK, data)   # the firmware's own receive path (portrx.py)
         except self.powercut_exc:
             self._powercut()
             return
@@ -309,7 +310,7 @@ class SimBoard:
             return
         local = self.clock.local_us(self.sched.now)
         try:
-            self.node.tick(local)
+            self.node.tick(local & TICKS_MASK)
         except self.powercut_exc:
             self._powercut()
             return
@@ -344,7 +345,8 @@ class SimBoard:
             return
         sched = self.sched
         now = sched.now
-        v = self.clock.to_virtual(nd)
+        # nd is a tick (firmware/ticks.py): as local time, the one within 2**29 us of now
+        v = self.clock.to_virtual(local + ticks_diff(nd, local & TICKS_MASK))
         if v <= now:
             if ticked:
                 # the deadline is still due right after a tick: a main loop would

@@ -14,7 +14,7 @@
 # visible there; a silently rejected SD block is caught by the verified writes, and
 # a block that never sticks becomes a StoreError; the bus transceiver's DE covers
 # every byte up to the last stop bit; no UART RX overrun with the computed ring
-# sizes; peer writes never block; ticks_us wraps underneath a monotonic clock; the
+# sizes; peer writes never block; the board clock (30-bit ticks) wraps during the run; the
 # host-port escape gives the REPL back; the escape pin skips the service.
 #
 # Heap: under the MicroPython runner this script runs in chunks (mp_continue below),
@@ -162,7 +162,7 @@ def block(i):
 # `code_by_module`. All of them are imported here, before the boards are built (boot_main
 # imports firmware.main only when it boots), so the code is not counted as board data.
 CODE_MODULES = ("firmware.wire", "firmware.codec", "firmware.config", "firmware.pairstate",
-                "firmware.store", "firmware.peerlink", "firmware.busmac", "firmware.deframer",
+                "firmware.store", "firmware.ticks", "firmware.peerlink", "firmware.busmac", "firmware.deframer",
                 "firmware.portrx", "firmware.primary", "firmware.secondary", "firmware.node",
                 "firmware.main", "pico", "rp2_hal", "boot_main")
 
