@@ -20,6 +20,10 @@ autosuspend   one primary with a small journal and a long outage of its peer lin
 pacing        slow peer links (or one held link) with pacing on: host completions are
               delayed (latency rises in the workload log), nothing is refused, nothing
               suspends.
+master-restart  one pair suspended, the secondary bus master (s0) switched off shortly after,
+              on again after a drawn outage, and the pair resumed right after that (0-3 s):
+              the resumed pair must reach DUPLEX within 30 s (tests/test_cli_operator.py's
+              steps on a rig).
 failback      disaster (the primary site switched off) and failover; host writes at the
               failed-over secondaries; the old primaries come back; failback in the
               order arcopy uses (FAILBACK 2 to the old primaries, their marks merged
@@ -84,7 +88,7 @@ from .scenario import MODES, CheckpointLog, recover, verdict_keys, _state_digest
 from .transport import SimTransport
 from .world import World, WorkloadDriver
 
-OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback")
+OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback", "master-restart")
 PHASE2_FIRST_ID = 1000000          # write ids of the workload at the new primaries (failback)
 
 
@@ -778,6 +782,39 @@ def _suspend(d):
     return d.finish()
 
 
+def _master_restart(d, k, pre, down, gap):
+    """Pair k suspended; the secondary bus master (s0, the lowest id) switched off `pre` after
+    the suspend, on again `down` later, and pair k resumed `gap` after that (the operator's
+    steps of tests/test_cli_operator.py on a rig: suspend, kill s0, restart s0, resume). The
+    resumed pair must show DUPLEX within 30 s, the group must be recoverable again."""
+    master = d.s(0)
+    d.run_to(int(d.rng.uniform(2.0e6, 3.0e6)))
+    st = d._sent(ops.pairs.suspend_pair(d.t, d.p(k), **d._send_kw()))
+    if st != wire.S_OK:
+        d.fail("%s: SUSPEND answered %r" % (d.p(k), st))
+    d.note("p%d SUSPEND -> %r" % (k, st))
+    d.run_to(d.now + pre)
+    d.world.kill([master])
+    d.note("%s (secondary bus master) switched off" % master)
+    d.run_to(d.now + down)
+    d.world.restart([master])
+    d.note("%s switched on" % master)
+    d.run_to(d.now + gap)
+    rec = d.start_copy(k, "RESUME")
+    lost = d.in_resync()
+    if lost is not None:
+        return lost
+    if not d.wait(lambda: _all_joined(d, {k: rec}), 30000000):
+        d.fail("p%d: the resumed pair did not reach DUPLEX within 30 s of the resume "
+               "(secondary master restarted %.0f ms before it)" % (k, gap / 1000.0))
+    d.check_copy(rec)
+    d.counts.update({"pair": k, "pre_ms": pre / 1000.0, "down_ms": down / 1000.0,
+                     "gap_ms": gap / 1000.0, "resync": d.public(rec),
+                     "copy_done": rec.get("copy_done", 0)})
+    d.before_disaster(0.3, 2.0)
+    return d.finish()
+
+
 def _torn_bitmap_marks(d, name, got, hi):
     """The marks beyond `hi` that a bitmap block torn by a power cut explains: the store takes
     such a block as all set at mount (conservative, counted in store.bm_repaired). Each group
@@ -1167,7 +1204,7 @@ def _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1, differ=())
 
 # ---------------------------------------------------------------------------------------
 DEFAULT_DURATION = {"initial-copy": 8.0, "suspend": 9.0, "autosuspend": 12.0, "pacing": 8.0,
-                    "failback": 16.0}
+                    "failback": 16.0, "master-restart": 10.0}
 
 
 def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", kind="ims",
@@ -1193,7 +1230,7 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
         wait_group, disaster_delay_s = False, 0
     if op not in OPS:
         raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
-    if pairs < 2 and op in ("suspend",):
+    if pairs < 2 and op in ("suspend", "master-restart"):
         raise ValueError("%s needs at least 2 pairs" % op)
     duration_s = DEFAULT_DURATION[op] if duration_s is None else duration_s
     from .rng import SeedTree
@@ -1230,6 +1267,10 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
             extra["hold"] = (plan.randrange(pairs), t0, t0 + int(plan.uniform(1.5e6, 3.0e6)))
     elif op == "failback":
         extra = {"pair_q": plan.random() < 0.5}
+    elif op == "master-restart":
+        extra = {"k": 1 + plan.randrange(pairs - 1), "pre": int(plan.uniform(0, 0.4e6)),
+                 "down": int(plan.uniform(0.3e6, 6.0e6)),
+                 "gap": int(plan.choice((0, plan.uniform(0, 0.6e6), plan.uniform(0, 3.0e6))))}
     d = Drill(op, seed, pairs, faults, duration_s, mode, kind, rate, concurrency,
               ckpt_interval_ms, policy, bus_baud, peer_baud or 115200, config, world_opts)
     d.wait_group = wait_group
@@ -1244,6 +1285,8 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
             return _autosuspend(d, **extra)
         if op == "pacing":
             return _pacing(d, **extra)
+        if op == "master-restart":
+            return _master_restart(d, **extra)
         return _failback(d, **extra)
     finally:
         d.close()
