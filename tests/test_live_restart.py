@@ -70,3 +70,26 @@ def test_a_primary_rebooting_after_its_join_does_not_restart_a_confirmed_resync(
     t0 = s2.store.sb.applied_t
     net.settle(1000000)
     assert s2.store.sb.applied_t > t0          # the group releases on
+
+
+def test_a_resync_joining_ahead_of_a_lagging_group_does_not_stop_its_releases():
+    """autosuspend seed 31, every fault class: the resumed pair joins at a cut ~3.6 s ahead of
+    the group's last release (pair 0's noisy link holds the group back). The master took the
+    joined pair's cut for a release an earlier master had made, and released nothing until
+    every stream held it (4.2 s); the group must go on releasing the cuts every stream holds."""
+    r = run_ops("autosuspend", seed=31, faults="all")
+    gap = r["ops"]["release_gap_after_join_ms"]
+    assert gap is not None and gap < 3000, (gap, r["op_steps"])
+    assert r["safety"] == {"violations": 0, "lost_before_cut": 0, "sites_differ": 0}
+
+
+@pytest.mark.parametrize("seed", [13, 34])
+def test_a_resync_the_host_outwrites_is_an_overload_with_evidence(seed):
+    """autosuspend seeds 13 and 34, every fault class: the resumed pair's copies keep being
+    acknowledged, but the host writes to the pair faster than the noisy link copies (each copy
+    outrun by a new mark), so the bitmap never empties at a checkpoint. The drill names that an
+    overload, with both rates, instead of a liveness failure."""
+    r = run_ops("autosuspend", seed=seed, faults="all")
+    assert r["op_failures"] == [], r["op_failures"]
+    over = [e for e in r["ops"]["overloaded"] if e.get("kind") == "resync"]
+    assert over and all(e["written_per_s"] >= e["copied_per_s"] > 0 for e in over), r["ops"]

@@ -61,8 +61,11 @@ grow on every primary, and a full one suspends its pair (R_JOURNAL_FULL, the las
 defence; under freeze the group's cut stops there). The drill samples the primaries' journal
 appends and records acknowledged every 0.5 s (harness introspection, nothing sent); a journal
 that filled while its stream kept moving (acknowledgements in both halves of the 3 s before, no
-crash, power cut or outage of that pair) at a rate below the host's is an overload. In the
-initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
+crash, power cut or outage of that pair) at a rate below the host's is an overload. So is a resync
+that has not joined when the drill stops waiting (autosuspend) while, over the 10 s before, its
+copies kept being acknowledged at a rate no higher than the host wrote to the pair (every copy
+outrun by a new mark: Drill.resync_overload; no EXPOSED flag is asked for, PENDING writes carry
+none). In the initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
 then give way (counted in ops "overloaded" and "overload_excused"), provided the overloaded
 primary flagged its host write replies exposed. A journal that filled behind a stalled stream
 excuses nothing. Pacing: a completion is bounded by pace_max_us plus the commit wait's longest
@@ -83,7 +86,8 @@ from .rng import parse_faults
 BM_BITS = BM_BYTES * 8            # blocks one change-bitmap block covers
 _SAMPLE_US = 500000               # the drill samples the primaries' stream counters this often
 _FILL_WINDOW_US = 3000000         # an overload: the stream moved through these last seconds
-_SAMPLES_KEPT = 16
+_RESYNC_WINDOW_US = 10000000      # a resync outwritten: the copy and the host over these last seconds
+_SAMPLES_KEPT = 24
 from .scenario import MODES, CheckpointLog, recover, verdict_keys, _state_digest
 from .transport import SimTransport
 from .world import World, WorkloadDriver
@@ -127,6 +131,9 @@ class Drill:
         self.world = World(seed=seed, faults=self.classes, workload=self.wl, pairs=pairs,
                            duration_us=duration_us, config=cfg, **opts)
         self.ckpts = CheckpointLog(self.world)
+        self.releases = []               # virtual us of every group release (any master)
+        self.joined_at = {}              # secondary -> [(virtual us, T)] of its join markers
+        self._untrace = self.world.add_tracer(self._on_trace)
         self.t = SimTransport(self.world, timeout=0.5)
         self.rng = self.world.tree.stream("ops/" + op)
         self.failures = []
@@ -139,10 +146,32 @@ class Drill:
         self.samples = {}                # primary -> [(t, life, next_lseq, records_acked)]
         self.was_full = {}
         self.journal_full = []           # every self-suspension for a full journal (_journal_filled)
+        self.resync_overloads = []       # resyncs the host outwrote (resync_overload)
         self.overload_from = None        # liveness expectations give way to an overload from then (µs)
         self.pending = []                # (t0, failure text) decided at the disaster (excused())
 
     # -- plumbing ------------------------------------------------------------------------
+    def _on_trace(self, name, now, event, n, t):
+        if event == "release":
+            self.releases.append(now)
+        elif event == "joined":
+            self.joined_at.setdefault(name, []).append((now, t))
+
+    def release_gap(self, sec, t1):
+        """The longest time without a group release (ms) from `sec`'s last join marker to
+        t1 (µs), or None if it joined no resync: a pair that joins ahead of a lagging group
+        waits for the group to release a cut at or after its join, and the group must go on
+        releasing meanwhile."""
+        js = self.joined_at.get(sec)
+        if not js or js[-1][0] >= t1:
+            return None
+        t0 = js[-1][0]
+        gap, last = 0, t0
+        for at in self.releases:
+            if t0 < at <= t1:
+                gap, last = max(gap, at - last), at
+        return round(max(gap, t1 - last) / 1000.0, 1)
+
     @property
     def now(self):
         return self.world.now
@@ -167,7 +196,8 @@ class Drill:
             sb = b.node.store.sb
             st = b.node.role.stats(b.local_now())
             hist = self.samples.setdefault(name, [])
-            hist.append((now, self.life(name), st.get("next_lseq", 0), st.get("records_acked", 0)))
+            hist.append((now, self.life(name), st.get("next_lseq", 0), st.get("records_acked", 0),
+                         sb.copy_state))
             if len(hist) > _SAMPLES_KEPT:
                 del hist[0]
             full = sb.copy_state == wire.CS_SUSPENDED and sb.suspend_reason == wire.R_JOURNAL_FULL
@@ -199,6 +229,37 @@ class Drill:
                   "%.1f records/s, the host journaled %.1f/s)" % (ent["acked_per_s"], ent["journaled_per_s"])
                   if ent["overload"] else "not shown to be an overload"))
 
+    def resync_overload(self, i):
+        """Pair i's resync has not joined: was it an overload? Yes if over the last
+        _RESYNC_WINDOW_US (one life, no crash, power cut or outage of its boards or link) its
+        primary stayed PENDING, its copies were acknowledged in both halves of the window (the
+        copy moved: no stall), and the host wrote to the pair at least as many blocks a second
+        as the link copied: every copy was outrun by a new mark, so the bitmap never emptied
+        at a checkpoint and the join never came. (Writes during a resync carry no EXPOSED
+        flag, SPEC section 8: STATUS copy_done and dirty_blocks show it to the host.)"""
+        name = self.p(i)
+        hist = self.samples.get(name) or []
+        now = self.world.now
+        win = [h for h in hist if h[0] >= now - _RESYNC_WINDOW_US and h[1] == self.life(name)]
+        ent = {"pair": i, "at_ms": round(now / 1000.0, 1), "overload": False, "kind": "resync"}
+        if len(win) >= 2 and win[-1][0] - win[0][0] >= _RESYNC_WINDOW_US - _SAMPLE_US and \
+                all(h[4] == wire.CS_PENDING for h in win) and \
+                not self.disturbed(win[0][0], now, boards=(name, self.s(i)), links=(i,)) and \
+                not any(a <= now and b >= win[0][0] for a, b in self.world.links[i].ab.outages):
+            secs = (win[-1][0] - win[0][0]) / 1e6
+            mid = win[len(win) // 2]
+            moving = mid[3] > win[0][3] and win[-1][3] > mid[3]
+            copied = (win[-1][3] - win[0][3]) / secs
+            wrote = sum(1 for e in self.log.entries
+                        if e.pair == i and win[0][0] <= e.issue_us < win[-1][0]) / secs
+            ent.update({"copied_per_s": round(copied, 1), "written_per_s": round(wrote, 1),
+                        "overload": moving and wrote >= copied})
+        self.resync_overloads.append(ent)
+        self.note("p%d resync not joined: %s" % (i, "overload (the link copied %.1f blocks/s, the "
+                  "host wrote %.1f/s to the pair)" % (ent["copied_per_s"], ent["written_per_s"])
+                  if ent["overload"] else "not shown to be an overload"))
+        return ent["overload"]
+
     def excused(self, t0, what):
         """May a liveness expectation (`what` did not happen) give way to an overload of the
         group from t0 on (µs; None: never)? Then it is decided at the disaster (an overload
@@ -221,12 +282,15 @@ class Drill:
             return False
         shown = []
         for e in over:
+            if e.get("kind") == "resync":
+                continue                 # (no EXPOSED flag in PENDING: see resync_overload)
             b = self.world.boards[self.p(e["pair"])]
             shown.append(b.node is None or b.node.c.get("writes_exposed", 0) > 0)
         if not all(shown):
             self.fail("an overload suspended %s but no host write reply was flagged exposed"
                       % ", ".join(self.p(e["pair"]) for e in over))
-        self.note("%s: the group was overloaded (a journal filled while its stream moved)" % what)
+        self.note("%s: the group was overloaded (a journal filled while its stream moved, or "
+                  "the host outwrote a resync)" % what)
         self.counts["overloaded"] = [dict(e) for e in over]
         self.counts["overload_excused"] = self.counts.get("overload_excused", 0) + 1
         return True
@@ -235,7 +299,8 @@ class Drill:
         """The overloads (see _journal_filled) at or after t0 (µs): a group whose host writes
         outpace a noisy link cannot hold every pair DUPLEX; a full journal suspends the
         pair (the last line of defence) and, under freeze, the group's cut stops there."""
-        return [e for e in self.journal_full if e["overload"] and e["at_ms"] * 1000 >= t0]
+        return [e for e in self.journal_full + self.resync_overloads
+                if e["overload"] and e["at_ms"] * 1000 >= t0]
 
     def fail(self, text):
         self.failures.append("%.3f s: %s" % (self.now / 1e6, text))
@@ -618,6 +683,7 @@ class Drill:
 
     def close(self):
         self.ckpts.close()
+        self._untrace()
 
 
 
@@ -812,6 +878,7 @@ def _master_restart(d, k, pre, down, gap):
                      "gap_ms": gap / 1000.0, "resync": d.public(rec),
                      "copy_done": rec.get("copy_done", 0)})
     d.before_disaster(0.3, 2.0)
+    d.counts["release_gap_after_join_ms"] = d.release_gap(d.s(k), d.now)
     return d.finish()
 
 
@@ -898,6 +965,8 @@ def _autosuspend(d, k, outage):
             break
         d.note("p%d suspended itself again during the resync" % k)
         d.run_to(d.now + 1000000)
+    if "copy_done" not in rec and not state["again"]:
+        d.resync_overload(k)
     d.check_copy(rec)
     # from the outage on (the group refuses writes briefly at boot, before its clock is warm)
     refusals = d.refused_since(t0)
@@ -910,6 +979,7 @@ def _autosuspend(d, k, outage):
                      "copy_done": rec.get("copy_done", 0), "writes_refused": sum(refusals.values()),
                      "resumes": resumes})
     d.before_disaster(0.5, 2.0)
+    d.counts["release_gap_after_join_ms"] = d.release_gap(d.s(k), d.now)
     return d.finish()
 
 
