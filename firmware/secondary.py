@@ -71,10 +71,12 @@ M_ACTIVE = const(6)
 M_STATE = const(7)
 M_ANCHOR_T = const(8)        # the image cut the member reports it keeps (0: none)
 M_KEEP = const(9)            # its pair needs the group's anchor (COPY_ACTIVE with F_ANCHOR)
-M_SEEN = const(10)           # master: heard since it took over: state (1), applied cut (2), anchor (4)
+M_SEEN = const(10)           # master: heard since it took over: state (1), applied cut (2), anchor (4);
+                             # its first applied cut since then taken into our release (8)
 _SEEN_STATE = const(1)
 _SEEN_APPLIED = const(2)
 _SEEN_ANCHOR = const(4)
+_SEEN_RAISED = const(8)
 
 
 class Secondary:
@@ -845,9 +847,20 @@ class Secondary:
             # master released it before we heard (a table refilled after a reboot or an
             # election); an anchor at our release would be one it could never keep. One
             # still in its update (the old master itself, rebooted before its RESET_UIP)
-            # reopens that round: it is released again until every member applied it
+            # reopens that round: it is released again until every member applied it.
+            # Only a member's first applied cut since we took over says so, and never a
+            # joined pair's (announced DUPLEX with F_ANCHOR: its cut is its join's, which no
+            # release decided; a resync joins ahead of a lagging group, and taken as a
+            # release its cut would hold every release back until all streams held it)
             for mid, m in self.members.items():
-                if mid != node.me and m[M_ACTIVE] and m[M_APPLIED_T] > self.rel_t:
+                seen = m[M_SEEN]
+                if mid == node.me or not m[M_ACTIVE] or seen & (_SEEN_APPLIED | _SEEN_RAISED) \
+                        != _SEEN_APPLIED:
+                    continue
+                m[M_SEEN] = seen | _SEEN_RAISED
+                if m[M_KEEP] and m[M_STATE] == CS_DUPLEX:
+                    continue
+                if m[M_APPLIED_T] > self.rel_t:
                     self.rel_n, self.rel_t = m[M_APPLIED_N], m[M_APPLIED_T]
                     self.reset_n, self.reset_t = self.rel_n, self.rel_t - 1 if m[M_UIP] else self.rel_t
         if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
