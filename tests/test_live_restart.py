@@ -81,11 +81,16 @@ def test_a_resync_joining_ahead_of_a_lagging_group_does_not_stop_its_releases():
     gap = r["ops"]["release_gap_after_join_ms"]
     assert gap is not None and gap < 3000, (gap, r["op_steps"])
     assert r["safety"] == {"violations": 0, "lost_before_cut": 0, "sites_differ": 0}
+    # it joined in time; its DUPLEX waits for the group, whose cut lags behind pair 0's stream
+    # (its noisy link acknowledges fewer records a second than the host journals): an overload
+    assert r["op_failures"] == [], r["op_failures"]
+    lag = [e for e in r["ops"]["overloaded"] if e.get("kind") == "lag"]
+    assert [e["pair"] for e in lag] == [0] and lag[0]["journaled_per_s"] > lag[0]["acked_per_s"], lag
 
 
-@pytest.mark.parametrize("seed", [13, 34])
+@pytest.mark.parametrize("seed", [13])
 def test_a_resync_the_host_outwrites_is_an_overload_with_evidence(seed):
-    """autosuspend seeds 13 and 34, every fault class: the resumed pair's copies keep being
+    """autosuspend seed 13 (and 34, 62, 78 in the sweep), every fault class: the resumed pair's copies keep being
     acknowledged, but the host writes to the pair faster than the noisy link copies (each copy
     outrun by a new mark), so the bitmap never empties at a checkpoint. The drill names that an
     overload, with both rates, instead of a liveness failure."""

@@ -65,7 +65,11 @@ crash, power cut or outage of that pair) at a rate below the host's is an overlo
 that has not joined when the drill stops waiting (autosuspend) while, over the 10 s before, its
 copies kept being acknowledged at a rate no higher than the host wrote to the pair (every copy
 outrun by a new mark: Drill.resync_overload; no EXPOSED flag is asked for, PENDING writes carry
-none). In the initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
+none); and a resumed pair that joined but still waits for a group release at or after its join
+cut while, over those 10 s, another pair's journal grew with its records acknowledged all along
+more slowly than the host journaled them, by a record a second at least (the group's cut falls
+behind that stream: Drill.lag_overload; no EXPOSED flag asked for either, the cut may be younger
+than cut_age_max_us). In the initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
 then give way (counted in ops "overloaded" and "overload_excused"), provided the overloaded
 primary flagged its host write replies exposed. A journal that filled behind a stalled stream
 excuses nothing. Pacing: a completion is bounded by pace_max_us plus the commit wait's longest
@@ -260,6 +264,45 @@ class Drill:
                   if ent["overload"] else "not shown to be an overload"))
         return ent["overload"]
 
+    def lag_overload(self, i):
+        """Pair i's primary joined (DUPLEX) but its secondary still waits for a group release
+        at or after its join cut: was the group's cut held back by an overload? Yes if over
+        the last _RESYNC_WINDOW_US another pair's primary (one life, undisturbed, DUPLEX
+        throughout) had its records acknowledged in both halves of the window, at a rate below
+        the rate it journaled them, its journal growing: its link carries less than the host
+        writes, so the group's cut falls behind its stream, and the join waits for it."""
+        now = self.world.now
+        out = []
+        for j in range(self.pairs):
+            name = self.p(j)
+            if j == i:
+                continue
+            win = [h for h in self.samples.get(name) or ()
+                   if h[0] >= now - _RESYNC_WINDOW_US and h[1] == self.life(name)]
+            if len(win) < 2 or win[-1][0] - win[0][0] < _RESYNC_WINDOW_US - _SAMPLE_US or \
+                    any(h[4] != wire.CS_DUPLEX for h in win) or \
+                    self.disturbed(win[0][0], now, boards=(name, self.s(j)), links=(j,)):
+                continue
+            secs = (win[-1][0] - win[0][0]) / 1e6
+            mid = win[len(win) // 2]
+            moving = mid[3] > win[0][3] and win[-1][3] > mid[3]
+            acked = (win[-1][3] - win[0][3]) / secs
+            wrote = (win[-1][2] - win[0][2]) / secs
+            # (grown by a record a second at least: not a batch in flight more or less)
+            grew = (win[-1][2] - win[-1][3]) - (win[0][2] - win[0][3]) >= secs
+            if moving and grew and wrote > acked:
+                out.append({"pair": j, "at_ms": round(now / 1000.0, 1), "overload": True,
+                            "kind": "lag", "acked_per_s": round(acked, 1),
+                            "journaled_per_s": round(wrote, 1),
+                            "depth": [win[0][2] - win[0][3], win[-1][2] - win[-1][3]]})
+        self.resync_overloads.extend(out)
+        self.note("p%d joined, its secondary waits for the group's release: %s" % (i, "; ".join(
+            "p%d's link acknowledged %.1f records/s, the host journaled %.1f/s (depth %d -> %d): "
+            "an overload holds the group's cut back" % (e["pair"], e["acked_per_s"],
+                                                        e["journaled_per_s"], *e["depth"])
+            for e in out) or "no overload shown"))
+        return bool(out)
+
     def excused(self, t0, what):
         """May a liveness expectation (`what` did not happen) give way to an overload of the
         group from t0 on (µs; None: never)? Then it is decided at the disaster (an overload
@@ -282,8 +325,9 @@ class Drill:
             return False
         shown = []
         for e in over:
-            if e.get("kind") == "resync":
-                continue                 # (no EXPOSED flag in PENDING: see resync_overload)
+            if e.get("kind") in ("resync", "lag"):
+                continue                 # (no EXPOSED flag in PENDING, nor while the cut's age
+                                         # is below cut_age_max_us: see resync_overload)
             b = self.world.boards[self.p(e["pair"])]
             shown.append(b.node is None or b.node.c.get("writes_exposed", 0) > 0)
         if not all(shown):
@@ -966,7 +1010,10 @@ def _autosuspend(d, k, outage):
         d.note("p%d suspended itself again during the resync" % k)
         d.run_to(d.now + 1000000)
     if "copy_done" not in rec and not state["again"]:
-        d.resync_overload(k)
+        if d.copy_state(d.p(k)) == wire.CS_DUPLEX:
+            d.lag_overload(k)
+        else:
+            d.resync_overload(k)
     d.check_copy(rec)
     # from the outage on (the group refuses writes briefly at boot, before its clock is warm)
     refusals = d.refused_since(t0)
