@@ -963,8 +963,9 @@ class Secondary:
 
     # -- the group's anchor (image cut) --------------------------------------------------
     def _known(self, now):
-        """Master: has every configured member (under continue: every one alive) told us, since
-        we took over, its state and, if it is in the group, its applied cut? Before that the
+        """Master: has every configured member (under continue: every one alive; under freeze:
+        every one alive or last seen in the group) told us, since we took over, its state and,
+        if it is in the group, its applied cut? Before that the
         table may be stale (refilled after a reboot, an election): a member that was silent
         (down, or the old master itself) may have applied a release this board never heard,
         and an anchor below that cut is one it can never keep (the group would release
@@ -980,8 +981,9 @@ class Secondary:
             if m is not None and m[M_SEEN] & _SEEN_STATE and (
                     m[M_SEEN] & _SEEN_APPLIED or not m[M_ACTIVE]):
                 continue
-            if cont and not mac.alive(mid, now):
-                continue
+            if (cont or m is not None and not m[M_ACTIVE]) and not mac.alive(mid, now):
+                continue                     # gone; (freeze) it was out of the group: it
+                                             # applied no release, it held none back
             return False
         return True
 
