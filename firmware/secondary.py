@@ -72,6 +72,12 @@ M_ACTIVE = const(6)
 M_STATE = const(7)
 M_ANCHOR_T = const(8)        # the image cut the member reports it keeps (0: none)
 M_KEEP = const(9)            # its pair needs the group's anchor (COPY_ACTIVE with F_ANCHOR)
+M_SEEN = const(10)           # master: heard since it took over: state (1), applied cut (2), anchor (4);
+                             # its first applied cut since then taken into our release (8)
+_SEEN_STATE = const(1)
+_SEEN_APPLIED = const(2)
+_SEEN_ANCHOR = const(4)
+_SEEN_RAISED = const(8)
 
 
 class Secondary:
@@ -117,6 +123,7 @@ class Secondary:
         self.anchor_n = 0            # master: the group's anchor (0: none)
         self.anchor_t = 0
         self.anchor_due = False      # report the anchor kept at the next member slot
+        self.anchor_wait = False     # master: a member needs an anchor not set yet (_known)
         self.told_t = 0              # the group's anchor as the master last announced it (0: none)
         self.drop_resend = 0
         self.img_full = 0            # applies or copies held back: the preserved-image area is full
@@ -489,7 +496,14 @@ class Secondary:
                 self.node.c["unknown_type"] += 1
                 return
             if flags & F_COPY:
-                if state != CS_PENDING or first > self.next_lseq:
+                if state == CS_DUPLEX and first <= self.next_lseq:
+                    # a resync this board joined already (its join confirmed): the primary
+                    # lost the session (a reboot, a silent link) before the join marker was
+                    # acknowledged, and its HELLO says COPY while its journal holds it. Nothing
+                    # it resends is new here; a new resync's copies start at or after our
+                    # next lseq, and the first of them starts the resync (_take)
+                    pass
+                elif state != CS_PENDING or first > self.next_lseq:
                     # a new resync (or one that restarted: the primary dropped the copies
                     # of an interrupted one, which never reached us, and marked them again)
                     self._enter_pending(first)
@@ -723,7 +737,7 @@ class Secondary:
     def _member(self, src):
         m = self.members.get(src)
         if m is None:
-            m = [0, 0, 0, 0, False, False, True, CS_DUPLEX, 0, False]
+            m = [0, 0, 0, 0, False, False, True, CS_DUPLEX, 0, False, 0]
             self.members[src] = m
         return m
 
@@ -755,7 +769,9 @@ class Secondary:
             m = self._member(src)
             if flags & F_ANCHOR:
                 m[M_ANCHOR_T] = t                # the image cut it keeps (0: none)
+                m[M_SEEN] |= _SEEN_ANCHOR
                 return
+            m[M_SEEN] |= _SEEN_APPLIED
             if t >= m[M_APPLIED_T]:
                 m[M_APPLIED_N], m[M_APPLIED_T] = n, t
             if t > m[M_HELD_T]:
@@ -776,9 +792,11 @@ class Secondary:
             m[M_RESIGNED] = state == CS_RESIGNED
             m[M_STATE] = state
             m[M_KEEP] = flags & F_ANCHOR != 0
+            m[M_SEEN] |= _SEEN_STATE
         elif mtype == T_RESIGN:
             m = self._member(src)
             m[M_RESIGNED] = True
+            m[M_SEEN] |= _SEEN_STATE
         else:
             self.node.c["unknown_type"] += 1
 
@@ -812,6 +830,8 @@ class Secondary:
             if m[M_ACTIVE] and m[M_UIP]:
                 busy = True
         self.rel_n, self.rel_t = n, t
+        for m in self.members.values():
+            m[M_SEEN] = 0                    # (what the table holds may be stale: see _known)
         # the group's anchor: the one this board keeps, else one a member reports keeping
         self.anchor_n, self.anchor_t = (sb.img_n, sb.img_t) if sb.img_state & IMG_ON else (0, 0)
         if not self.anchor_t:
@@ -838,11 +858,24 @@ class Secondary:
         if self.round() == RV_COLLECTING and not sb.uip_n:
             # another member reports a cut applied above our newest release: an earlier
             # master released it before we heard (a table refilled after a reboot or an
-            # election); an anchor at our release would be one it could never keep
+            # election); an anchor at our release would be one it could never keep. One
+            # still in its update (the old master itself, rebooted before its RESET_UIP)
+            # reopens that round: it is released again until every member applied it.
+            # Only a member's first applied cut since we took over says so, and never a
+            # joined pair's (announced DUPLEX with F_ANCHOR: its cut is its join's, which no
+            # release decided; a resync joins ahead of a lagging group, and taken as a
+            # release its cut would hold every release back until all streams held it)
             for mid, m in self.members.items():
-                if mid != node.me and m[M_ACTIVE] and not m[M_UIP] and m[M_APPLIED_T] > self.rel_t:
+                seen = m[M_SEEN]
+                if mid == node.me or not m[M_ACTIVE] or seen & (_SEEN_APPLIED | _SEEN_RAISED) \
+                        != _SEEN_APPLIED:
+                    continue
+                m[M_SEEN] = seen | _SEEN_RAISED
+                if m[M_KEEP] and m[M_STATE] == CS_DUPLEX:
+                    continue
+                if m[M_APPLIED_T] > self.rel_t:
                     self.rel_n, self.rel_t = m[M_APPLIED_N], m[M_APPLIED_T]
-                    self.reset_n, self.reset_t = self.rel_n, self.rel_t
+                    self.reset_n, self.reset_t = self.rel_n, self.rel_t - 1 if m[M_UIP] else self.rel_t
         if self.in_group() and sb.applied_t < self.rel_t <= self.ckpt_t and (
                 self.round() == RV_RELEASED or self.joining()):
             # our own pair joined (after a resync) below the newest release: the release
@@ -854,7 +887,7 @@ class Secondary:
             self._apply(self.ckpt_n, self.ckpt_t)
             self._self_entry()
         self.announce_due = False            # (the master's own entry is its announcement)
-        sent = self._anchor_cycle()
+        sent = self._anchor_cycle(now)
         grouped = self.in_group()
         if not grouped:
             # the master's own pair may be suspended or in resync: it still runs the
@@ -905,6 +938,8 @@ class Secondary:
                     if tr is not None:
                         tr(node, "reset", self.reset_n, self.reset_t)
                     self.on_reset(self.reset_n)
+            if self.anchor_wait:
+                blocked = True
             if self.anchor_t:
                 for m in table:
                     if m[M_ANCHOR_T] != self.anchor_t:
@@ -940,7 +975,32 @@ class Secondary:
         return sent
 
     # -- the group's anchor (image cut) --------------------------------------------------
-    def _anchor_cycle(self):
+    def _known(self, now):
+        """Master: has every configured member (under continue: every one alive; under freeze:
+        every one alive or last seen in the group) told us, since we took over, its state and,
+        if it is in the group, its applied cut? Before that the
+        table may be stale (refilled after a reboot, an election): a member that was silent
+        (down, or the old master itself) may have applied a release this board never heard,
+        and an anchor below that cut is one it can never keep (the group would release
+        nothing again); nor is it known yet who needs the anchor. So neither a new anchor
+        nor a drop before it. Under freeze a silent member holds the releases back anyway."""
+        me = self.node.me
+        mac = self.node.mac
+        cont = self.policy == POLICY_CONTINUE
+        for mid in self.cfg.site_nodes:
+            if mid == me:
+                continue
+            m = self.members.get(mid)
+            if m is not None and m[M_SEEN] & _SEEN_STATE and (
+                    m[M_SEEN] & _SEEN_APPLIED or not m[M_ACTIVE]):
+                continue
+            if (cont or m is not None and not m[M_ACTIVE]) and not mac.alive(mid, now):
+                continue                     # gone; (freeze) it was out of the group: it
+                                             # applied no release, it held none back
+            return False
+        return True
+
+    def _anchor_cycle(self, now):
         """Master: set the group's anchor when a member needs it, announce it, drop it when
         none does (see the module comment). -> bytes sent."""
         need = False
@@ -956,9 +1016,25 @@ class Secondary:
                 settled = False
         node = self.node
         sent = 0
-        if need and not self.anchor_t and self.rel_t:
-            # the newest release: every member counted at it holds it, none applied more
+        known = self._known(now)
+        self.anchor_wait = False
+        if not known:
+            # a new anchor or a drop waits for a known table; meanwhile nothing is released
+            # (a release without the member that needs the anchor is one it may not hold)
+            self.anchor_wait = need and not self.anchor_t and self.rel_t != 0
+        elif need and not self.anchor_t and self.rel_t:
+            # the newest release: every member counted at it holds it, none applied more --
+            # unless a member keeps the image of an anchor an earlier master set (and this one
+            # took over without knowing it): that is still the group's anchor (the releases
+            # after it did not count the pair out of the group)
             self.anchor_n, self.anchor_t = self.rel_n, self.rel_t
+            kept = 0
+            for m in self.members.values():
+                a = m[M_ANCHOR_T]
+                if m[M_SEEN] & _SEEN_ANCHOR and kept < a <= self.rel_t:
+                    kept = a
+            if kept:
+                self.anchor_n, self.anchor_t = 0, kept
             self.drop_resend = 0
             tr = node.trace
             if tr is not None:
@@ -976,7 +1052,7 @@ class Secondary:
                 sent += node.emit(PORT_BUS, T_RELEASE, BROADCAST, SZ_RELEASE, flags=F_ANCHOR)
             return sent
         self._anchor_dropped()
-        if self.drop_resend == 0 and self.cycles % _HEARTBEAT == 2:
+        if known and not need and self.drop_resend == 0 and self.cycles % _HEARTBEAT == 2:
             for m in self.members.values():
                 if m[M_ANCHOR_T]:
                     self.drop_resend = 1         # a member missed the drop

@@ -6,6 +6,7 @@
 # and which pair suspended during its run.
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -72,11 +73,9 @@ def rig(tmp_path_factory):
             pass
 
 
-# A known liveness fault, intermittent (2 of 5 full runs): after the secondary master s0 is
-# killed and restarted, the resume of pair 1 (an image cut for the group) can stall past 30 s.
-# Not strict: it depends on timing; when it fails it fails at the resume, never on safety.
-@pytest.mark.xfail(strict=False, raises=AssertionError,
-                   reason="liveness: a resume right after the secondary master restarted can stall")
+# s0 is the secondary bus master: the resume right after its restart stalled past 30 s in 2
+# of 5 full test runs before the master waited for a known table to set the group's anchor
+# (firmware/secondary.py _known; the simulator's master-restart drill reproduces it).
 def test_status_fits_80_and_100_columns_wide_json_and_watch(rig):
     d = rig
     ok("start-copy", "--dir", d)
@@ -109,9 +108,15 @@ def test_status_fits_80_and_100_columns_wide_json_and_watch(rig):
     p = subprocess.Popen([sys.executable, "-m", "host_tools.cli", "status", "--dir", d, "--watch",
                           "--interval", "0.2"], cwd=REPO, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(1.5)
+    # two frames at least before Ctrl-C (the first may take seconds on a loaded machine)
+    got = b""
+    end = time.monotonic() + 20
+    while got.count(b"-- ") < 3 and time.monotonic() < end and p.poll() is None:
+        if select.select([p.stdout], [], [], 0.2)[0]:
+            got += os.read(p.stdout.fileno(), 65536)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=20)
+    rest, err = p.communicate(timeout=20)
+    out = got.decode() + rest
     assert p.returncode == 130 and "Traceback" not in err, err
     assert "\x1b" not in out
     assert out.count("\n-- ") + out.startswith("-- ") >= 2, out

@@ -238,7 +238,8 @@ def test_cli_replay_command_names_the_operation():
 # -- longer sweeps ----------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.parametrize("op", ["initial-copy", "suspend", "autosuspend", "pacing", "failback"])
+@pytest.mark.parametrize("op", ["initial-copy", "suspend", "autosuspend", "pacing", "failback",
+                                "master-restart"])
 @pytest.mark.parametrize("faults", ["none", "loss", "jitter", "crash", "outage", "powercut", "drift",
                                     "collision"])
 def test_sweep(op, faults):

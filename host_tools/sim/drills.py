@@ -20,6 +20,10 @@ autosuspend   one primary with a small journal and a long outage of its peer lin
 pacing        slow peer links (or one held link) with pacing on: host completions are
               delayed (latency rises in the workload log), nothing is refused, nothing
               suspends.
+master-restart  one pair suspended, the secondary bus master (s0) switched off shortly after,
+              on again after a drawn outage, and the pair resumed right after that (0-3 s):
+              the resumed pair must reach DUPLEX within 30 s (tests/test_cli_operator.py's
+              steps on a rig).
 failback      disaster (the primary site switched off) and failover; host writes at the
               failed-over secondaries; the old primaries come back; failback in the
               order arcopy uses (FAILBACK 2 to the old primaries, their marks merged
@@ -57,8 +61,15 @@ grow on every primary, and a full one suspends its pair (R_JOURNAL_FULL, the las
 defence; under freeze the group's cut stops there). The drill samples the primaries' journal
 appends and records acknowledged every 0.5 s (harness introspection, nothing sent); a journal
 that filled while its stream kept moving (acknowledgements in both halves of the 3 s before, no
-crash, power cut or outage of that pair) at a rate below the host's is an overload. In the
-initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
+crash, power cut or outage of that pair) at a rate below the host's is an overload. So is a resync
+that has not joined when the drill stops waiting (autosuspend) while, over the 10 s before, its
+copies kept being acknowledged at a rate no higher than the host wrote to the pair (every copy
+outrun by a new mark: Drill.resync_overload; no EXPOSED flag is asked for, PENDING writes carry
+none); and a resumed pair that joined but still waits for a group release at or after its join
+cut while, over those 10 s, another pair's journal grew with its records acknowledged all along
+more slowly than the host journaled them, by a record a second at least (the group's cut falls
+behind that stream: Drill.lag_overload; no EXPOSED flag asked for either, the cut may be younger
+than cut_age_max_us). In the initial-copy and autosuspend drills, "reached DUPLEX" and "a common cut 20 s after the joins"
 then give way (counted in ops "overloaded" and "overload_excused"), provided the overloaded
 primary flagged its host write replies exposed. A journal that filled behind a stalled stream
 excuses nothing. Pacing: a completion is bounded by pace_max_us plus the commit wait's longest
@@ -79,12 +90,13 @@ from .rng import parse_faults
 BM_BITS = BM_BYTES * 8            # blocks one change-bitmap block covers
 _SAMPLE_US = 500000               # the drill samples the primaries' stream counters this often
 _FILL_WINDOW_US = 3000000         # an overload: the stream moved through these last seconds
-_SAMPLES_KEPT = 16
+_RESYNC_WINDOW_US = 10000000      # a resync outwritten: the copy and the host over these last seconds
+_SAMPLES_KEPT = 24
 from .scenario import MODES, CheckpointLog, recover, verdict_keys, _state_digest
 from .transport import SimTransport
 from .world import World, WorkloadDriver
 
-OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback")
+OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback", "master-restart")
 PHASE2_FIRST_ID = 1000000          # write ids of the workload at the new primaries (failback)
 
 
@@ -123,6 +135,9 @@ class Drill:
         self.world = World(seed=seed, faults=self.classes, workload=self.wl, pairs=pairs,
                            duration_us=duration_us, config=cfg, **opts)
         self.ckpts = CheckpointLog(self.world)
+        self.releases = []               # virtual us of every group release (any master)
+        self.joined_at = {}              # secondary -> [(virtual us, T)] of its join markers
+        self._untrace = self.world.add_tracer(self._on_trace)
         self.t = SimTransport(self.world, timeout=0.5)
         self.rng = self.world.tree.stream("ops/" + op)
         self.failures = []
@@ -135,10 +150,32 @@ class Drill:
         self.samples = {}                # primary -> [(t, life, next_lseq, records_acked)]
         self.was_full = {}
         self.journal_full = []           # every self-suspension for a full journal (_journal_filled)
+        self.resync_overloads = []       # resyncs the host outwrote (resync_overload)
         self.overload_from = None        # liveness expectations give way to an overload from then (µs)
         self.pending = []                # (t0, failure text) decided at the disaster (excused())
 
     # -- plumbing ------------------------------------------------------------------------
+    def _on_trace(self, name, now, event, n, t):
+        if event == "release":
+            self.releases.append(now)
+        elif event == "joined":
+            self.joined_at.setdefault(name, []).append((now, t))
+
+    def release_gap(self, sec, t1):
+        """The longest time without a group release (ms) from `sec`'s last join marker to
+        t1 (µs), or None if it joined no resync: a pair that joins ahead of a lagging group
+        waits for the group to release a cut at or after its join, and the group must go on
+        releasing meanwhile."""
+        js = self.joined_at.get(sec)
+        if not js or js[-1][0] >= t1:
+            return None
+        t0 = js[-1][0]
+        gap, last = 0, t0
+        for at in self.releases:
+            if t0 < at <= t1:
+                gap, last = max(gap, at - last), at
+        return round(max(gap, t1 - last) / 1000.0, 1)
+
     @property
     def now(self):
         return self.world.now
@@ -163,7 +200,8 @@ class Drill:
             sb = b.node.store.sb
             st = b.node.role.stats(b.local_now())
             hist = self.samples.setdefault(name, [])
-            hist.append((now, self.life(name), st.get("next_lseq", 0), st.get("records_acked", 0)))
+            hist.append((now, self.life(name), st.get("next_lseq", 0), st.get("records_acked", 0),
+                         sb.copy_state))
             if len(hist) > _SAMPLES_KEPT:
                 del hist[0]
             full = sb.copy_state == wire.CS_SUSPENDED and sb.suspend_reason == wire.R_JOURNAL_FULL
@@ -195,6 +233,76 @@ class Drill:
                   "%.1f records/s, the host journaled %.1f/s)" % (ent["acked_per_s"], ent["journaled_per_s"])
                   if ent["overload"] else "not shown to be an overload"))
 
+    def resync_overload(self, i):
+        """Pair i's resync has not joined: was it an overload? Yes if over the last
+        _RESYNC_WINDOW_US (one life, no crash, power cut or outage of its boards or link) its
+        primary stayed PENDING, its copies were acknowledged in both halves of the window (the
+        copy moved: no stall), and the host wrote to the pair at least as many blocks a second
+        as the link copied: every copy was outrun by a new mark, so the bitmap never emptied
+        at a checkpoint and the join never came. (Writes during a resync carry no EXPOSED
+        flag, SPEC section 8: STATUS copy_done and dirty_blocks show it to the host.)"""
+        name = self.p(i)
+        hist = self.samples.get(name) or []
+        now = self.world.now
+        win = [h for h in hist if h[0] >= now - _RESYNC_WINDOW_US and h[1] == self.life(name)]
+        ent = {"pair": i, "at_ms": round(now / 1000.0, 1), "overload": False, "kind": "resync"}
+        if len(win) >= 2 and win[-1][0] - win[0][0] >= _RESYNC_WINDOW_US - _SAMPLE_US and \
+                all(h[4] == wire.CS_PENDING for h in win) and \
+                not self.disturbed(win[0][0], now, boards=(name, self.s(i)), links=(i,)) and \
+                not any(a <= now and b >= win[0][0] for a, b in self.world.links[i].ab.outages):
+            secs = (win[-1][0] - win[0][0]) / 1e6
+            mid = win[len(win) // 2]
+            moving = mid[3] > win[0][3] and win[-1][3] > mid[3]
+            copied = (win[-1][3] - win[0][3]) / secs
+            wrote = sum(1 for e in self.log.entries
+                        if e.pair == i and win[0][0] <= e.issue_us < win[-1][0]) / secs
+            ent.update({"copied_per_s": round(copied, 1), "written_per_s": round(wrote, 1),
+                        "overload": moving and wrote >= copied})
+        self.resync_overloads.append(ent)
+        self.note("p%d resync not joined: %s" % (i, "overload (the link copied %.1f blocks/s, the "
+                  "host wrote %.1f/s to the pair)" % (ent["copied_per_s"], ent["written_per_s"])
+                  if ent["overload"] else "not shown to be an overload"))
+        return ent["overload"]
+
+    def lag_overload(self, i):
+        """Pair i's primary joined (DUPLEX) but its secondary still waits for a group release
+        at or after its join cut: was the group's cut held back by an overload? Yes if over
+        the last _RESYNC_WINDOW_US another pair's primary (one life, undisturbed, DUPLEX
+        throughout) had its records acknowledged in both halves of the window, at a rate below
+        the rate it journaled them, its journal growing: its link carries less than the host
+        writes, so the group's cut falls behind its stream, and the join waits for it."""
+        now = self.world.now
+        out = []
+        for j in range(self.pairs):
+            name = self.p(j)
+            if j == i:
+                continue
+            win = [h for h in self.samples.get(name) or ()
+                   if h[0] >= now - _RESYNC_WINDOW_US and h[1] == self.life(name)]
+            if len(win) < 2 or win[-1][0] - win[0][0] < _RESYNC_WINDOW_US - _SAMPLE_US or \
+                    any(h[4] != wire.CS_DUPLEX for h in win) or \
+                    self.disturbed(win[0][0], now, boards=(name, self.s(j)), links=(j,)):
+                continue
+            secs = (win[-1][0] - win[0][0]) / 1e6
+            mid = win[len(win) // 2]
+            moving = mid[3] > win[0][3] and win[-1][3] > mid[3]
+            acked = (win[-1][3] - win[0][3]) / secs
+            wrote = (win[-1][2] - win[0][2]) / secs
+            # (grown by a record a second at least: not a batch in flight more or less)
+            grew = (win[-1][2] - win[-1][3]) - (win[0][2] - win[0][3]) >= secs
+            if moving and grew and wrote > acked:
+                out.append({"pair": j, "at_ms": round(now / 1000.0, 1), "overload": True,
+                            "kind": "lag", "acked_per_s": round(acked, 1),
+                            "journaled_per_s": round(wrote, 1),
+                            "depth": [win[0][2] - win[0][3], win[-1][2] - win[-1][3]]})
+        self.resync_overloads.extend(out)
+        self.note("p%d joined, its secondary waits for the group's release: %s" % (i, "; ".join(
+            "p%d's link acknowledged %.1f records/s, the host journaled %.1f/s (depth %d -> %d): "
+            "an overload holds the group's cut back" % (e["pair"], e["acked_per_s"],
+                                                        e["journaled_per_s"], *e["depth"])
+            for e in out) or "no overload shown"))
+        return bool(out)
+
     def excused(self, t0, what):
         """May a liveness expectation (`what` did not happen) give way to an overload of the
         group from t0 on (µs; None: never)? Then it is decided at the disaster (an overload
@@ -217,12 +325,16 @@ class Drill:
             return False
         shown = []
         for e in over:
+            if e.get("kind") in ("resync", "lag"):
+                continue                 # (no EXPOSED flag in PENDING, nor while the cut's age
+                                         # is below cut_age_max_us: see resync_overload)
             b = self.world.boards[self.p(e["pair"])]
             shown.append(b.node is None or b.node.c.get("writes_exposed", 0) > 0)
         if not all(shown):
             self.fail("an overload suspended %s but no host write reply was flagged exposed"
                       % ", ".join(self.p(e["pair"]) for e in over))
-        self.note("%s: the group was overloaded (a journal filled while its stream moved)" % what)
+        self.note("%s: the group was overloaded (a journal filled while its stream moved, or "
+                  "the host outwrote a resync)" % what)
         self.counts["overloaded"] = [dict(e) for e in over]
         self.counts["overload_excused"] = self.counts.get("overload_excused", 0) + 1
         return True
@@ -231,7 +343,8 @@ class Drill:
         """The overloads (see _journal_filled) at or after t0 (µs): a group whose host writes
         outpace a noisy link cannot hold every pair DUPLEX; a full journal suspends the
         pair (the last line of defence) and, under freeze, the group's cut stops there."""
-        return [e for e in self.journal_full if e["overload"] and e["at_ms"] * 1000 >= t0]
+        return [e for e in self.journal_full + self.resync_overloads
+                if e["overload"] and e["at_ms"] * 1000 >= t0]
 
     def fail(self, text):
         self.failures.append("%.3f s: %s" % (self.now / 1e6, text))
@@ -614,6 +727,7 @@ class Drill:
 
     def close(self):
         self.ckpts.close()
+        self._untrace()
 
 
 
@@ -778,6 +892,40 @@ def _suspend(d):
     return d.finish()
 
 
+def _master_restart(d, k, pre, down, gap):
+    """Pair k suspended; the secondary bus master (s0, the lowest id) switched off `pre` after
+    the suspend, on again `down` later, and pair k resumed `gap` after that (the operator's
+    steps of tests/test_cli_operator.py on a rig: suspend, kill s0, restart s0, resume). The
+    resumed pair must show DUPLEX within 30 s, the group must be recoverable again."""
+    master = d.s(0)
+    d.run_to(int(d.rng.uniform(2.0e6, 3.0e6)))
+    st = d._sent(ops.pairs.suspend_pair(d.t, d.p(k), **d._send_kw()))
+    if st != wire.S_OK:
+        d.fail("%s: SUSPEND answered %r" % (d.p(k), st))
+    d.note("p%d SUSPEND -> %r" % (k, st))
+    d.run_to(d.now + pre)
+    d.world.kill([master])
+    d.note("%s (secondary bus master) switched off" % master)
+    d.run_to(d.now + down)
+    d.world.restart([master])
+    d.note("%s switched on" % master)
+    d.run_to(d.now + gap)
+    rec = d.start_copy(k, "RESUME")
+    lost = d.in_resync()
+    if lost is not None:
+        return lost
+    if not d.wait(lambda: _all_joined(d, {k: rec}), 30000000):
+        d.fail("p%d: the resumed pair did not reach DUPLEX within 30 s of the resume "
+               "(secondary master restarted %.0f ms before it)" % (k, gap / 1000.0))
+    d.check_copy(rec)
+    d.counts.update({"pair": k, "pre_ms": pre / 1000.0, "down_ms": down / 1000.0,
+                     "gap_ms": gap / 1000.0, "resync": d.public(rec),
+                     "copy_done": rec.get("copy_done", 0)})
+    d.before_disaster(0.3, 2.0)
+    d.counts["release_gap_after_join_ms"] = d.release_gap(d.s(k), d.now)
+    return d.finish()
+
+
 def _torn_bitmap_marks(d, name, got, hi):
     """The marks beyond `hi` that a bitmap block torn by a power cut explains: the store takes
     such a block as all set at mount (conservative, counted in store.bm_repaired). Each group
@@ -861,6 +1009,11 @@ def _autosuspend(d, k, outage):
             break
         d.note("p%d suspended itself again during the resync" % k)
         d.run_to(d.now + 1000000)
+    if "copy_done" not in rec and not state["again"]:
+        if d.copy_state(d.p(k)) == wire.CS_DUPLEX:
+            d.lag_overload(k)
+        else:
+            d.resync_overload(k)
     d.check_copy(rec)
     # from the outage on (the group refuses writes briefly at boot, before its clock is warm)
     refusals = d.refused_since(t0)
@@ -873,6 +1026,7 @@ def _autosuspend(d, k, outage):
                      "copy_done": rec.get("copy_done", 0), "writes_refused": sum(refusals.values()),
                      "resumes": resumes})
     d.before_disaster(0.5, 2.0)
+    d.counts["release_gap_after_join_ms"] = d.release_gap(d.s(k), d.now)
     return d.finish()
 
 
@@ -1167,7 +1321,7 @@ def _lose_new_primaries(d, S, P, log1, images1, t_fo1, wl2, drv2, v1, differ=())
 
 # ---------------------------------------------------------------------------------------
 DEFAULT_DURATION = {"initial-copy": 8.0, "suspend": 9.0, "autosuspend": 12.0, "pacing": 8.0,
-                    "failback": 16.0}
+                    "failback": 16.0, "master-restart": 10.0}
 
 
 def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", kind="ims",
@@ -1193,7 +1347,7 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
         wait_group, disaster_delay_s = False, 0
     if op not in OPS:
         raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
-    if pairs < 2 and op in ("suspend",):
+    if pairs < 2 and op in ("suspend", "master-restart"):
         raise ValueError("%s needs at least 2 pairs" % op)
     duration_s = DEFAULT_DURATION[op] if duration_s is None else duration_s
     from .rng import SeedTree
@@ -1230,6 +1384,10 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
             extra["hold"] = (plan.randrange(pairs), t0, t0 + int(plan.uniform(1.5e6, 3.0e6)))
     elif op == "failback":
         extra = {"pair_q": plan.random() < 0.5}
+    elif op == "master-restart":
+        extra = {"k": 1 + plan.randrange(pairs - 1), "pre": int(plan.uniform(0, 0.4e6)),
+                 "down": int(plan.uniform(0.3e6, 6.0e6)),
+                 "gap": int(plan.choice((0, plan.uniform(0, 0.6e6), plan.uniform(0, 3.0e6))))}
     d = Drill(op, seed, pairs, faults, duration_s, mode, kind, rate, concurrency,
               ckpt_interval_ms, policy, bus_baud, peer_baud or 115200, config, world_opts)
     d.wait_group = wait_group
@@ -1244,6 +1402,8 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
             return _autosuspend(d, **extra)
         if op == "pacing":
             return _pacing(d, **extra)
+        if op == "master-restart":
+            return _master_restart(d, **extra)
         return _failback(d, **extra)
     finally:
         d.close()
