@@ -164,6 +164,8 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "secondaries": sec_stats,
     }
     out.update(verdict_keys(res, ["harness: %s" % (e,) for e in stats["errors"]]))
+    if world.sched.counts is not None:
+        out["event_counts"] = dict(sorted(world.sched.counts.items()))
     return out
 
 
