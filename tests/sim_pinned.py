@@ -7,7 +7,7 @@ events, no scheduling artefacts). Of one drill:
 - "boards": every board's durable state at the end (its whole disk: superblock, journal,
   volumes), by board name;
 - "frames": every frame every board sent, in order per board and port, with the board's local
-  time of sending;
+  time of sending (one stream per board and port: the order between ports is not pinned);
 - "log": every workload log the drill wrote (every write's issue, completion time and result);
 - "result": the drill's result (checker verdict, recovered cut, recovered images' digest,
   counters of the boards) less its wall-clock and engine-event fields;
@@ -71,7 +71,7 @@ ALL_CASES = dict(CASES, **DIFF_CASES)
 
 class _Record:
     """While active: collects every Workload and World made (the drills make their own) and
-    folds every frame every board sends into a digest per board."""
+    folds every frame every board sends into a digest per board and port."""
 
     def __enter__(self):
         from host_tools.check import workload as wl_mod
@@ -79,17 +79,18 @@ class _Record:
         from host_tools.sim.board import SimBoard
         self.workloads = []
         self.worlds = []
-        self.frames = {}                 # board name -> blake2b
+        self.frames = {}                 # (board name, port) -> blake2b
         self._undo = []
         for cls, made in ((wl_mod.Workload, self.workloads), (world_mod.World, self.worlds)):
             self._wrap_init(cls, made)
         frames = self.frames
 
         def sink(board, port, local_us, frame):
-            h = frames.get(board.name)
+            key = (board.name, port)
+            h = frames.get(key)
             if h is None:
-                h = frames[board.name] = hashlib.blake2b(digest_size=16)
-            h.update(b"%d %d %d:" % (port, local_us, len(frame)))
+                h = frames[key] = hashlib.blake2b(digest_size=16)
+            h.update(b"%d %d:" % (local_us, len(frame)))
             h.update(frame)
         self._undo.append((SimBoard, "frame_sink", SimBoard.frame_sink))
         SimBoard.frame_sink = staticmethod(sink)
@@ -133,9 +134,9 @@ def _boards_digest(worlds):
 
 def _frames_digest(frames):
     h = hashlib.blake2b(digest_size=16)
-    for name in sorted(frames):
-        h.update(b"%s:" % name.encode())
-        h.update(frames[name].digest())
+    for name, port in sorted(frames):
+        h.update(b"%s %d:" % (name.encode(), port))
+        h.update(frames[name, port].digest())
     return h.hexdigest()
 
 
