@@ -447,3 +447,29 @@ def test_log_entry_keywords_and_dict_keep_the_field_order():
     log.issue(5, 0, 0, 5, 50)
     assert [e.bver for e in log] == [0, 1, 7, 2, 8] and [e.issue_seq for e in log] == [1, 2, 3, 4, 5]
     assert log.get(5).writer == 3 and log.get(5).to_dict()["complete_us"] is None
+
+
+def test_scheduler_counts_events_by_handler_without_changing_the_run():
+    from functools import partial
+
+    class H:
+        def tick(self, x):
+            pass
+
+    def run(count):
+        s = Scheduler(trace=True, count=count)
+        h = H()
+        s.schedule(5, h.tick, 1)
+        s.after(3, partial(h.tick, 2))
+        c = s.schedule(4, h.tick, 3)
+        s.cancel(c)                    # cancelled events are not counted
+        s.timer(7, print, "never")
+        s.cancel(s._serial - 1)
+        s.schedule(9, len, "ab")
+        s.run()
+        return s
+    on, off = run(True), run(False)
+    assert on.counts == {"test_scheduler_counts_events_by_handler_without_changing_the_run.<locals>.H.tick": 2,
+                         "len": 1}
+    assert off.counts is None
+    assert on.digest() == off.digest() and on.events == off.events == 3

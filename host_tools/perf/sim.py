@@ -26,10 +26,10 @@ WORKLOADS = (("light (20 writes/s)", 20.0), ("line rate (86 writes/s)", 86.0),
 GOAL = 200.0
 
 
-def _kwargs(seconds, rate, seed=1):
+def _kwargs(seconds, rate, seed=1, count_events=False):
     return dict(seed=seed, pairs=4, duration_s=seconds, faults="none", rate=rate, kind="random",
-                concurrency=16, settle_s=0.5,
-                world_opts={"disaster": False})    # the disaster comes at the end
+                concurrency=16, settle_s=0.5,       # the disaster comes at the end:
+                world_opts={"disaster": False, "count_events": count_events})
 
 
 def _speed(seconds, rate, seed=1):
@@ -121,9 +121,25 @@ def profile(seconds, rate, top):
     st.sort_stats("tottime").print_stats(top)
 
 
+def events(seconds, rate):
+    """The workload once with the engine counting its events by handler: prints them, per
+    write completed too (what a run is made of; the firmware and harness work per event is
+    in --profile)."""
+    r = run_scenario(**_kwargs(seconds, rate, count_events=True))
+    counts = r["event_counts"]
+    n = r["writes_completed"] or 1
+    print("%.1f simulated s, %d events, %d writes completed, digest %s"
+          % (r["sim_seconds"], r["events"], r["writes_completed"], r["digest"]))
+    print("  %9s  %9s  %s" % ("events", "per write", "handler"))
+    for name in sorted(counts, key=counts.get, reverse=True):
+        print("  %9d  %9.2f  %s" % (counts[name], counts[name] / n, name))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", action="store_true", help="run once under cProfile")
+    ap.add_argument("--events", action="store_true",
+                    help="run once counting the engine's events by handler")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--rate", type=float, default=200.0)
     ap.add_argument("--top", type=int, default=30)
@@ -131,6 +147,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.profile:
         profile(a.seconds, a.rate, a.top)
+        return 0
+    if a.events:
+        events(a.seconds, a.rate)
         return 0
     m = measure(a.seconds, a.rate, a.repeats)
     print("%.1f simulated s, %d events: %.1f / %.1f sim s per CPU s (best / median), "

@@ -48,12 +48,17 @@ def _firmware():
 class SimBoard:
     """A board in the simulator.
 
+    frame_sink (class attribute, for the pinned outcome digests): None, or
+    fn(board, port, local_us, frame) called for every frame the board sends, in order.
+
     sched: the Scheduler; name: "p0", "s3", ...; cfg: firmware config.Config;
     disk: a block device (a FaultyDisk to get power cuts); clock: LocalClock;
     rng: random.Random for this board's own choices (reboot clock offsets);
     powercut_exc: exception class(es) that mean "power lost" (the disk's PowerCut);
     node_factory / store_factory / deframer_factory: for tests (default: firmware).
     """
+
+    frame_sink = None
 
     def __init__(self, sched, name, cfg, disk, clock, rng, powercut_exc=None,
                  node_factory=None, store_factory=None, deframer_factory=None,
@@ -325,6 +330,7 @@ class SimBoard:
             out = node.take_out()
             senders = self.senders
             trace = self.sched.trace
+            sink = self.frame_sink
             for port, frame in out:
                 send = senders[port]
                 if send is None:
@@ -333,6 +339,8 @@ class SimBoard:
                 self.frames_out[port] += 1
                 if trace:
                     self.sched.note(self.name, port, bytes(frame))
+                if sink is not None:
+                    sink(self, port, local, frame)
                 send(frame)
                 if not self.alive:        # a sender cannot kill us, but be safe
                     return

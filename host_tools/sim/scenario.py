@@ -164,6 +164,8 @@ def run_scenario(seed=0, pairs=4, duration_s=6.0, faults="all", mode="clock", ki
         "secondaries": sec_stats,
     }
     out.update(verdict_keys(res, ["harness: %s" % (e,) for e in stats["errors"]]))
+    if world.sched.counts is not None:
+        out["event_counts"] = dict(sorted(world.sched.counts.items()))
     return out
 
 
@@ -171,11 +173,15 @@ lost_before = _verdict.lost_before       # moved to host_tools/check/verdict.py
 
 
 def _state_digest(world, images):
-    """Digest of the final state: every secondary image, the events executed and
-    the final virtual time."""
+    """Digest of the final state: every board's disk, every recovered image and the final
+    virtual time (not the number of engine events: how the engine schedules is not part of
+    the outcome)."""
     import hashlib
     h = hashlib.blake2b(digest_size=16)
-    h.update(str((world.now, world.sched.events)).encode())
+    h.update(str(world.now).encode())
+    for name in sorted(world.boards):
+        disk = world.boards[name].disk
+        h.update(bytes(getattr(getattr(disk, "inner", disk), "data", b"")))
     for i in sorted(images):
         for v in sorted(images[i]):
             h.update(images[i][v])

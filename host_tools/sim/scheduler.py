@@ -16,10 +16,13 @@ traffic only (tens of events instead of hundreds of dead timeouts), and a run is
 the same event for event.
 
 Optional tracing folds every executed event (time, callable name) into a
-BLAKE2b digest: two runs from one seed must end with the same digest.
+BLAKE2b digest: two runs from one seed must end with the same digest. Optional
+counting (``count=True``) counts the executed events by handler name in ``counts``
+(``arcopy perf`` diagnostics: which kinds of event a run is made of).
 """
 import hashlib
 from collections import deque
+from functools import partial
 from heapq import heappush, heappop
 
 
@@ -45,7 +48,7 @@ class Scheduler:
     Events scheduled in the past run at the current time (``now`` never moves back).
     """
 
-    def __init__(self, trace=False):
+    def __init__(self, trace=False, count=False):
         self.now = 0
         self._heap = []
         self._serial = 0
@@ -56,6 +59,7 @@ class Scheduler:
         self.events = 0              # events executed
         self.trace = trace
         self._digest = hashlib.blake2b(digest_size=16) if trace else None
+        self.counts = {} if count else None     # handler name -> events executed
 
     # -- scheduling ------------------------------------------------------------
     def schedule(self, at_us, fn, *args):
@@ -165,6 +169,8 @@ class Scheduler:
         n = 0
         self._stop = False
         dg = self._digest
+        counts = self.counts
+        slow = dg is not None or counts is not None
         drained = True
         if t_us is None:
             t_us = _FOREVER
@@ -190,8 +196,12 @@ class Scheduler:
                 c.discard(s)
                 continue
             self.now = at
-            if dg is not None:
-                dg.update(b"%d %d %s;" % (at, s, _fn_name(fn).encode()))
+            if slow:
+                name = _fn_name(fn.func if type(fn) is partial else fn)
+                if dg is not None:
+                    dg.update(b"%d %d %s;" % (at, s, _fn_name(fn).encode()))
+                if counts is not None:
+                    counts[name] = counts.get(name, 0) + 1
             fn(*args)
             n += 1
             if self._stop:

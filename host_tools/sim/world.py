@@ -52,6 +52,7 @@ DEFAULTS = {
     "config": None,                  # extra config.Config fields for every board
     "board_config": None,            # {board name: {field: value}}: per-board overrides of those
     "trace": False,                  # fold every event into a digest (slower)
+    "count_events": False,           # count executed events by handler (sched.counts; slower)
     "disaster": True,                # add the disaster class to `faults` (False: only if named)
 }
 
@@ -384,7 +385,7 @@ class World(Site):
             r = self.tree.stream("drift-option")
             for name in sorted(fo.drift_ppm):
                 fo.drift_ppm[name] = round(r.uniform(-o["drift_ppm"], o["drift_ppm"]), 3)
-        self.sched = sched = Scheduler(trace=o["trace"])
+        self.sched = sched = Scheduler(trace=o["trace"], count=o["count_events"])
         self.disaster_time = None
         self.errors = []                  # harness-level problems (mount failures, ...)
         self._tracers = []                # fn(board name, virtual us, event, n, t)
