@@ -86,7 +86,7 @@ DUPLEX_SEEDS ?= 100
 DRILL_OPS ?= initial-copy suspend autosuspend failback
 drills: $(STAMP)
 	mkdir -p build
-	@st=0; for op in $(DRILL_OPS) pacing; do \
+	@st=0; for op in $(DRILL_OPS) pacing master-restart; do \
 	  $(VENV)/bin/arcopy sim sweep --ops $$op --faults all --seeds $(DRILL_SEEDS) --json-out build/drills-$$op.json || st=1; \
 	done; for op in $(DRILL_OPS); do \
 	  $(VENV)/bin/arcopy sim sweep --ops $$op --faults all --seeds $(DRILL_SEEDS) --disaster-at resync --json-out build/drills-$$op-resync.json || st=1; \
