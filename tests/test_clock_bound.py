@@ -148,3 +148,19 @@ def test_clock_err_is_a_true_bound_against_the_simulated_clocks(seed):
     assert p.checks > 300
     # and it is not a vacuous bound: the clocks do move apart within it
     assert p.worst > 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="the upper end of the interval rests on sync_late_us: late reads break it")
+@pytest.mark.parametrize("seed", range(3))
+def test_clock_err_stays_true_when_boards_read_their_bus_port_late(seed):
+    # every board reads each bus transmission up to 3 ms after its last byte (the emulated rig
+    # measured 0.3 ms at least, about 1 ms typically, 10-14 ms at worst), far beyond any
+    # sync_late_us: a bound resting on a premise about read delays fails here
+    opts = {"drift_ppm": 10000} if seed == 0 else {}
+    w = World(seed=seed, faults="drift,jitter,collision", pairs=4, duration_us=4000000,
+              disaster=False, bus_read_late_us=3000, **opts)
+    p = _Probe(w, 7919)
+    w.run()
+    assert not p.failures, (len(p.failures), p.failures[:3])
+    assert p.checks > 300
+    assert p.worst > 0.05
