@@ -30,8 +30,11 @@ def test_skewed_clocks_break_the_cut_without_commit_wait_and_not_with_it():
     for r in on:
         assert r["ok"], (r["seed"], r["verdict"], r["violations"][:2])
         assert r["writes_completed"] > 500
-    # the same writes were offered: the protection costs little throughput
-    assert sum(r["writes_completed"] for r in on) > 0.9 * sum(r["writes_completed"] for r in off)
+    # the same writes were offered: the protection costs throughput at this drift, and more
+    # since the upper end comes only from round trips (a member's every third beacon or so, a
+    # cycle after its report: 1-3 ms of drift at 20,000 ppm): 0.71 of the writes (0.9 or more
+    # when one-way beacons were trusted for it)
+    assert sum(r["writes_completed"] for r in on) > 0.6 * sum(r["writes_completed"] for r in off)
 
 
 class CutAudit:
@@ -150,7 +153,6 @@ def test_clock_err_is_a_true_bound_against_the_simulated_clocks(seed):
     assert p.worst > 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="the upper end of the interval rests on sync_late_us: late reads break it")
 @pytest.mark.parametrize("seed", range(3))
 def test_clock_err_stays_true_when_boards_read_their_bus_port_late(seed):
     # every board reads each bus transmission up to 3 ms after its last byte (the emulated rig
