@@ -21,7 +21,7 @@
 # time is the upper end (never behind the master), its error bound clock_err_us the
 # width (never more ahead than that). Before a round trip with its master a member has
 # no upper end: with commit_wait its clock is not SYNCED, so it refuses writes
-# (NOT_READY) and reports every slot until a beacon echoes it.
+# (NOT_READY) until a beacon echoes a report (sent every slot with commit_wait).
 # Commit wait: a journaled write's reply waits until the stamp s is at or below the
 # lower end (sequence time - clock_err_us): the master's clock has passed s, so every
 # board, stamping at the upper end of its own interval, stamps every later write >= s,
@@ -1027,10 +1027,10 @@ class Primary:
         k = self.cycles % _HEARTBEAT
         if k == 0:
             self._copy_active_frame(BROADCAST)
-        if k == 2 or self.cfg.mode == MODE_CLOCK:
+        if k == 2 or self.cfg.mode == MODE_CLOCK and self.cfg.commit_wait:
             # clock report: what the next master must not go below; its tag (our tick
-            # now, before it is sent) makes a round trip when a beacon echoes it: in
-            # clock mode every slot (the slot is ours anyway), else every heartbeat
+            # now, before it is sent) makes a round trip when a beacon echoes it: with
+            # the commit wait every slot (the slot is ours anyway), else every heartbeat
             if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS:
                 t = self.seq_time(now) + self.rep_air
             else:
