@@ -1027,7 +1027,7 @@ class Primary:
         k = self.cycles % _HEARTBEAT
         if k == 0:
             self._copy_active_frame(BROADCAST)
-        if k == 2 or self.cfg.mode == MODE_CLOCK and self.cfg.commit_wait and (k or not self.hi_ok):
+        if k == 2 or self.cfg.mode != MODE_CLOCKLESS and self.cfg.commit_wait and (k or not self.hi_ok):
             # clock report: what the next master must not go below; its tag (our tick
             # now, before it is sent) makes a round trip when a beacon echoes it: with
             # the commit wait in every slot but the COPY_ACTIVE one (the slot is ours
