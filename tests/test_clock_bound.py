@@ -166,3 +166,21 @@ def test_clock_err_stays_true_when_boards_read_their_bus_port_late(seed):
     assert not p.failures, (len(p.failures), p.failures[:3])
     assert p.checks > 300
     assert p.worst > 0.05
+
+
+def test_a_member_without_an_upper_end_refuses_journaled_writes():
+    # tests/corenet.py moves frames in no time: a report reaches the master before its air time
+    # could have passed, a beacon arrives before its end, so no round trip gives a member an upper
+    # end it can trust (each crosses the lower end: clock_resets). With the commit wait such a
+    # member must not stamp (its stamps could fall behind the master's time): NOT_READY. Without
+    # the commit wait it stamps on its beacons' samples, as before.
+    from corenet import Net, block_of
+    for cw, want in ((True, wire.S_NOT_READY), (False, wire.S_OK)):
+        net = Net(pairs=2, commit_wait=cw)
+        net.advance(3000000)
+        m = net.prim(2)
+        r = m.node.role
+        assert not m.node.mac.is_master() and r.syncs > 20 and r.round_trips > 5
+        assert not r.hi_ok and r.clock_err(m.t(net.now)) == primary_mod.ERR_UNKNOWN
+        assert net.write(m, 0, 3, block_of("x")) == want, cw
+        assert net.write(net.prim(1), 0, 4, block_of("y")) == wire.S_OK     # the master takes it
