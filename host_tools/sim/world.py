@@ -359,14 +359,16 @@ class LateReader:
 
 
 # ---------------------------------------------------------------------------
-SIM_SYNC_LATE_US = 20    # a simulated board reads a frame the instant its last byte arrives; the
-                         # master's air-time estimate rounds down by a few us: 20 us covers it
+SIM_SYNC_LATE_US = 20    # a simulated board reads a frame the instant its last byte arrives (unless
+                         # bus_read_late_us); the master's air-time estimate rounds down by a few
+                         # us: beacons later than 20 us are counted in late_samples (no premise of
+                         # the clock bound any more: SPEC section 9)
 
 
 def _drift_config(drift_ppm):
     """Config every board gets from the hardware it runs on, as an operator sets it: drift_max_ppm,
     the largest rate between two boards' clocks (twice the worst drift, rounded up; absent when
-    within the default), and sync_late_us, how late a board reads a beacon."""
+    within the default), and sync_late_us, what a board counts as a late beacon."""
     from firmware import config as config_mod
     worst = max([abs(v) for v in drift_ppm.values()] or [0.0])
     need = int(2 * worst) + 1
