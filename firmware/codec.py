@@ -278,13 +278,18 @@ def unpack_copy_active(mv, off=0, end=None):
     return struct.unpack_from(P_COPY_ACTIVE, mv, off)
 
 
-def pack_clock_sync(buf, off, t, rnd):
+def pack_clock_sync(buf, off, t, rnd, peer=0, tag=0, hold=0):
     if not (isinstance(t, int) and isinstance(rnd, int) and isinstance(off, int)
-            and 0 <= t <= _U64 and 0 <= rnd <= _U32 and 0 <= off and off + SZ_CLOCK_SYNC <= len(buf)):
+            and 0 <= t <= _U64 and 0 <= rnd <= _U32 and 0 <= off and off + SZ_CLOCK_SYNC <= len(buf)
+            and isinstance(peer, int) and isinstance(tag, int) and isinstance(hold, int)
+            and 0 <= peer <= 255 and 0 <= tag <= _U32 and 0 <= hold <= _U32):
         _u64(t, "clock_sync.t")
         _u32(rnd, "clock_sync.round")
+        _u8(peer, "clock_sync.peer")
+        _u32(tag, "clock_sync.tag")
+        _u32(hold, "clock_sync.hold")
         _room(buf, off, SZ_CLOCK_SYNC, "clock_sync")
-    struct.pack_into(P_CLOCK_SYNC, buf, off, t, rnd)
+    struct.pack_into(P_CLOCK_SYNC, buf, off, t, rnd, peer, tag, hold)
     return off + SZ_CLOCK_SYNC
 
 

@@ -45,9 +45,9 @@ _FIELDS = (
     ("commit_wait", True),     # clock mode: a journaled write's reply waits until its stamp is
                                # below every board's sequence time (SPEC section 9, "Clock error bound and commit wait")
     ("drift_max_ppm", DRIFT_MAX_PPM),   # largest rate between two boards' clocks (ppm): the clock
-                               # error bound grows by this since the last beacon
-    ("sync_late_us", 200),     # a beacon is read at most this late after its last byte (us):
-                               # the clock error bound's floor
+                               # error bound grows by this since the last beacon or round trip
+    ("sync_late_us", 200),     # beacons read later than this behind the lower end are counted
+                               # (late_samples): a tuning figure, no premise of the bound
     ("cut_age_max_us", 5000000),    # primary: a write reply carries F_EXPOSED when its oldest
                                # unacknowledged journal entry is older than this (0 = never)
 )

@@ -208,9 +208,16 @@ class Node:
     def _beacon(self, now, bytes_before):
         # the time the beacon carries is the sender's sequence time at the END of its
         # transmission: frames queued before it, plus the beacon itself (32 bytes)
+        # (long in advance), and it echoes one member's clock report: that report's tag and
+        # how long ago, in our time, we read it (a round trip: SPEC section 9)
         air = ((bytes_before + OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud)
         t = self.role.beacon_time(now, air)
-        codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle)
+        role = self.role
+        peer = role.echo_pick(now)
+        hold = 0
+        if peer:
+            hold = ticks_diff(now, role.echo_at) + air
+        codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle, peer, role.echo_tag if peer else 0, hold)
         self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, SZ_CLOCK_SYNC, flags=F_WARM if self.mac.ready else 0)
 
     def _bus(self, now, mtype, flags, src, dst, group, payload):
@@ -223,15 +230,17 @@ class Node:
         if mtype == T_CLOCK_SYNC and dst != BROADCAST:
             # a member's clock report to the master: (its sequence time, its last checkpoint)
             if dst == self.me:
-                t, n = codec.unpack_clock_sync(payload)
-                self.role.on_clock_report(now, src, t, n)
+                t, n, _, tag, _ = codec.unpack_clock_sync(payload)
+                self.role.on_clock_report(now, src, t, n, tag)
             return
         if mtype == T_CLOCK_SYNC:
-            t, cycle = codec.unpack_clock_sync(payload)
+            t, cycle, peer, tag, hold = codec.unpack_clock_sync(payload)
             was = self.mac.master
             self.mac.on_beacon(now, src, cycle)
             if self.mac.master == src:
-                self.role.on_beacon(now, src, t, was != src, flags & F_WARM)
+                # hold < 0: the beacon echoes no report of ours
+                self.role.on_beacon(now, src, t, was != src, flags & F_WARM,
+                                    tag, hold if peer == self.me else -1)
             return
         if (mtype == T_CHECKPOINT and self.cfg.role == ROLE_SECONDARY) or \
                 (mtype == T_HELD and self.cfg.role == ROLE_PRIMARY):

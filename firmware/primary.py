@@ -10,12 +10,18 @@
 #     stamp = max(local clock + offset from the master, last stamp + 1, last checkpoint T + 1)
 # so after a checkpoint T is accepted, no later write is stamped <= T.
 # Clock error bound (commit_wait on): a member keeps the interval [lo, hi] that surely
-# holds the master's sequence time minus its own clock. A beacon read at local time
-# `now` carrying the master's time t gives [t - now - early, t - now + sync_late_us]
-# (a beacon is read late, never early, but for the master's drift over its air time),
-# and an interval widens by drift_max_ppm on each side as time passes; the interval
-# kept is the intersection. The member's sequence time is the upper end (never behind
-# the master), its error bound clock_err_us the width (never more ahead than that).
+# holds the master's sequence time minus its own clock, with no premise on how late a
+# frame is read. Lower end: a beacon read at local time `now` carrying the master's
+# time t (at the beacon's end) gives t - now - early (read late, never early, but for
+# the master's drift over its air time). Upper end: only from a round trip: our clock
+# report, sent at our tick t1 (its tag), read by the master at its time t2; a later
+# beacon echoes the tag and hold = t - t2; read at `now`, the master's time is at most
+# t2 - air(report) + (now - t1), plus drift. An interval widens by drift_max_ppm on each
+# side as time passes; the interval kept is the intersection. The member's sequence
+# time is the upper end (never behind the master), its error bound clock_err_us the
+# width (never more ahead than that). Before a round trip with its master a member has
+# no upper end: with commit_wait its clock is not SYNCED, so it refuses writes
+# (NOT_READY) until a beacon echoes a report (sent every slot with commit_wait).
 # Commit wait: a journaled write's reply waits until the stamp s is at or below the
 # lower end (sequence time - clock_err_us): the master's clock has passed s, so every
 # board, stamping at the upper end of its own interval, stamps every later write >= s,
@@ -101,7 +107,21 @@ class Primary:
         self._cu_off = None
         self.grow = False            # seq_time is ihi + growth: following a master, commit_wait on
         self.drift_k = 1000000 // self.cfg.drift_max_ppm
-        self.late_samples = 0        # beacons read later than sync_late_us (their upper end unused)
+        self.hi_ok = False           # the interval has an upper end (from a round trip)
+        self.rt_tag = -1             # member: the tick our last clock report was sent at (-1: none)
+        self.rt_dst = 0              # member: the master it was sent to
+        self.round_trips = 0         # beacons that echoed our report (an upper end)
+        self.rep_air = (OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud
+        # master: the last clock report of each site node not yet echoed: its tag, our tick
+        # when we read it (echo_due[i] set), site_nodes order; echo_tag/echo_at: echo_pick's
+        nn = len(self.cfg.site_nodes)
+        self.echo_tags = [0] * nn
+        self.echo_ats = [0] * nn
+        self.echo_due = bytearray(nn)
+        self.echo_tag = 0
+        self.echo_at = 0
+        self.echo_next = 0           # echo_pick's round robin: the index last echoed
+        self.late_samples = 0        # beacons read later than sync_late_us behind the lower end
         self.clock_resets = 0        # beacons outside the interval: the bound had failed
         self.commit_waits = 0        # host write replies held back by the commit wait
         self.next_lseq = 1
@@ -248,6 +268,9 @@ class Primary:
         self.next_ckpt = ticks_age(now, self.next_ckpt)
         if self.master_since >= 0:
             self.master_since = ticks_age(now, self.master_since)   # as mac.became_master
+        self.rt_tag = -1                 # a report this old is not echoed any more
+        for i in range(len(self.echo_due)):
+            self.echo_due[i] = 0
 
     def _rebase(self, now, L):
         """Keep local() small: once it reaches AGE it restarts from 0 here, every "master
@@ -286,7 +309,7 @@ class Primary:
         if self.sync_src == self.node.me:
             # the master's time (or, stepped down, the old master's time itself)
             return 0 if self.clock == CLOCK_SYNCED else ERR_UNKNOWN
-        if not self.sync_src or self.clock != CLOCK_SYNCED:
+        if not self.sync_src or self.clock != CLOCK_SYNCED or not self.hi_ok:
             return ERR_UNKNOWN
         g = (self.local(now) - self.sync_at) // self.drift_k + 1
         if self.grow:
@@ -359,6 +382,7 @@ class Primary:
             "role": "primary", "ckpt_n": self.ckpt_n, "synced": self.clock == CLOCK_SYNCED,
             "skew_last_us": self.skew_last, "clock_err_us": self.clock_err(now), "syncs": self.syncs,
             "late_samples": self.late_samples, "clock_resets": self.clock_resets,
+            "round_trips": self.round_trips,
             "commit_waits": self.commit_waits,
             "records_sent": self.records_moved, "records_acked": self.records_acked,
             "retransmits": self.sender.retransmits, "linked": self.link == LINK_UP,
@@ -433,6 +457,10 @@ class Primary:
         self.clock = CLOCK_COLD
         self.sync_src = 0
         self.grow = False
+        self.hi_ok = False
+        self.rt_tag = -1
+        for i in range(len(self.echo_due)):
+            self.echo_due[i] = 0
         self._cu_t = None
         self.heard_ckpt = False
         self.ckpt_known = False
@@ -704,14 +732,16 @@ class Primary:
             self.pump_due = True
 
     # -- bus -----------------------------------------------------------------------
-    def on_beacon(self, now, src, t, new_master, warm):
+    def on_beacon(self, now, src, t, new_master, warm, tag, hold):
+        """A warm beacon from our master, read at tick now: time t at its end; hold >= 0:
+        it echoes our clock report with tag `tag`, read by the master hold us before t."""
         if self.cfg.mode == MODE_CLOCKLESS or not warm or not t:
             # a master still collecting its members' clocks is no time source yet (nor
             # is a secondary, briefly master of this bus while a failback swaps roles)
             return
         # t is the master's sequence time at the end of the beacon, which is when we
         # read it (now) unless we were late to look: lateness only ever makes the
-        # sample (t - now) too small, so keep the largest of the last few samples
+        # sample (t - now) too small: it gives the lower end, whatever the delay
         self._cu_t = None                # the clock may go down: check the floor again
         # Everything below is relative to the offset (sample - offset and the interval):
         # small ints, so that a sequence time past 2**30 costs two big-int operations
@@ -719,34 +749,57 @@ class Primary:
         L = self.local(now)
         sample = (t - self.offset) - L
         fresh = new_master or self.clock != CLOCK_SYNCED or self.sync_src != src
-        # the interval this beacon allows: read late by at most sync_late_us; early only
-        # by the master's drift over the air time it added (at most a slot's worth)
-        a = sample - (self.node.mac.slot_us // self.drift_k + 2)
-        b = sample + self.cfg.sync_late_us
+        dk = self.drift_k
+        # the lower end this beacon allows: early only by the master's drift over the air
+        # time it added (at most a slot's worth)
+        a = sample - (self.node.mac.slot_us // dk + 2)
+        hi_ok = self.hi_ok and not fresh
         if fresh:
-            lo, hi = a, b
+            lo = hi = a
         else:
-            g = (L - self.sync_at) // self.drift_k + 1
+            g = (L - self.sync_at) // dk + 1
             lo = self.dlo - g
             hi = self.dhi + g
-            if a > hi:
+            if hi_ok and a > hi:
                 # the master's time is beyond what we allowed: drift above drift_max_ppm,
-                # or earlier beacons read later than sync_late_us. Start afresh.
+                # or the master's clock moved forward (a catch-up). Start afresh.
                 self.clock_resets += 1
-                lo, hi = a, b
-            elif b < lo:
-                self.late_samples += 1       # read late beyond sync_late_us: lower end only
-            else:
-                if a > lo:
+                lo = a
+                hi_ok = False
+            elif a > lo:
+                lo = a
+            if sample + self.cfg.sync_late_us < lo:
+                self.late_samples += 1       # read later than sync_late_us (a tuning figure)
+        if hold >= 0 and tag == self.rt_tag and src == self.rt_dst:
+            # a round trip: our report left at tick `tag` (not before), its last byte
+            # ended at least its air time later, the master read it at its time t - hold;
+            # since `tag` the master's time minus ours moved by 1 us per dk us at most
+            self.rt_tag = -1
+            rt = ticks_diff(now, tag)
+            if rt >= 0:
+                air = self.rep_air
+                h = sample + rt - hold - air + (air + rt) // dk + 2
+                if not hi_ok or h < hi:
+                    hi = h
+                hi_ok = True
+                self.round_trips += 1
+                if hi < lo:
+                    # the two ends crossed: the bound had failed (drift above
+                    # drift_max_ppm): start afresh from this beacon and this round trip
+                    self.clock_resets += 1
                     lo = a
-                if b < hi:
-                    hi = b
+                    hi = h
+                    hi_ok = h >= a
         if self.sync_src != src:
             self.sync_new = L
-        self.dlo, self.dhi, self.sync_at, self.sync_src = lo, hi, L, src
+        self.dlo, self.dhi, self.sync_at, self.sync_src, self.hi_ok = lo, hi, L, src, hi_ok
+        synced = True
         if self.cfg.commit_wait:
-            best = hi
-            self.grow = True
+            # the clock is the upper end; without one (no round trip yet) the lower end,
+            # and not SYNCED: no stamps that a commit wait could rely on
+            best = hi if hi_ok else lo
+            self.grow = hi_ok
+            synced = hi_ok
         else:
             ring = self.samples
             if fresh:
@@ -761,14 +814,48 @@ class Primary:
             self.skew_last = best
         if best:
             self._move(best)             # offset = the best sample
-        self.clock = CLOCK_SYNCED
+        self.clock = CLOCK_SYNCED if synced else CLOCK_COLD
         self.syncs += 1
 
-    def on_clock_report(self, now, src, t, n):
-        """A member's (sequence time, last checkpoint): as master, never let the
-        group's time or checkpoint numbering go backwards."""
+    def echo_pick(self, now):
+        """As master, for the beacon being sent: the member whose clock report it echoes
+        (0: none): round robin over the members with an unechoed report read within 2
+        heartbeats (each member's latest: its tag is the one it waits for); sets echo_tag,
+        echo_at."""
+        if self.cfg.mode == MODE_CLOCKLESS:
+            return 0
+        due = self.echo_due
+        n = len(due)
+        limit = 2 * _HEARTBEAT * self.node.mac.cycle_us
+        pick = -1
+        i = self.echo_next
+        for _ in range(n):
+            i = i + 1 if i + 1 < n else 0
+            if due[i]:
+                d = ticks_diff(now, self.echo_ats[i])
+                if d < 0 or d > limit:
+                    due[i] = 0
+                else:
+                    pick = i
+                    break
+        if pick < 0:
+            return 0
+        self.echo_next = pick
+        due[pick] = 0
+        self.echo_tag = self.echo_tags[pick]
+        self.echo_at = self.echo_ats[pick]
+        return self.cfg.site_nodes[pick]
+
+    def on_clock_report(self, now, src, t, n, tag):
+        """A member's (sequence time, last checkpoint, send tick): as master, never let the
+        group's time or checkpoint numbering go backwards; echo its tag in a beacon."""
         if not self.node.mac.is_master():
             return
+        if src in self.cfg.site_nodes:
+            i = self.cfg.site_nodes.index(src)
+            self.echo_tags[i] = tag
+            self.echo_ats[i] = now
+            self.echo_due[i] = 1
         warm = self.warm(now)               # (re)starts the report set on a new mastership
         self.reported[src] = t
         if self.cfg.mode == MODE_CLOCKLESS:
@@ -937,17 +1024,24 @@ class Primary:
 
     def member_slot(self, now):
         self.cycles += 1
-        if self.cycles % _HEARTBEAT == 0:
+        k = self.cycles % _HEARTBEAT
+        if k == 0:
             self._copy_active_frame(BROADCAST)
-        elif self.cycles % _HEARTBEAT == 2:
-            # clock report: what the next master must not go below
+        if k == 2 or self.cfg.mode != MODE_CLOCKLESS and self.cfg.commit_wait and (k or not self.hi_ok):
+            # clock report: what the next master must not go below; its tag (our tick
+            # now, before it is sent) makes a round trip when a beacon echoes it: with
+            # the commit wait in every slot but the COPY_ACTIVE one (the slot is ours
+            # anyway; one frame per slot), in that one too while we have no upper end;
+            # else every heartbeat
             if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS:
-                air = (OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud
-                t = self.seq_time(now) + air
+                t = self.seq_time(now) + self.rep_air
             else:
                 t = (self.last_stamp if self.last_stamp > self.ckpt_t else self.ckpt_t) + 1
-            codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.ckpt_n)
-            self.node.emit(PORT_BUS, T_CLOCK_SYNC, self.node.mac.master, SZ_CLOCK_SYNC)
+            mac = self.node.mac
+            codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.ckpt_n, 0, now)
+            self.rt_tag = now
+            self.rt_dst = mac.master
+            self.node.emit(PORT_BUS, T_CLOCK_SYNC, mac.master, SZ_CLOCK_SYNC)
         self.node.mac.ready = self.ready(now)
 
     def _copy_active_frame(self, dst):

@@ -728,11 +728,14 @@ class Secondary:
         return ok
 
     # -- bus -------------------------------------------------------------------------------
-    def on_beacon(self, now, src, t, new_master, warm):
+    def on_beacon(self, now, src, t, new_master, warm, tag, hold):
         self.node.mac.ready = True
 
-    def on_clock_report(self, now, src, t, n):
+    def on_clock_report(self, now, src, t, n, tag):
         pass
+
+    def echo_pick(self, now):
+        return 0
 
     def _member(self, src):
         m = self.members.get(src)

@@ -92,7 +92,7 @@ T_ERROR = const(0x3F)
 
 # ---- payload layouts (struct formats, little-endian) --------------------------
 P_COPY_ACTIVE = "<BBBBI"    # role, peer, copy_state, mode, incarnation
-P_CLOCK_SYNC = "<QI"        # master sequence time (us), sync round
+P_CLOCK_SYNC = "<QIBII"     # time (us), round, echoed member (0: none), tag, hold (us)
 P_CHECKPOINT = "<IQ"        # n, T (us, or epoch in clockless mode)
 P_RELEASE = "<IQ"           # n, T
 P_UPDATE_COMPLETE = "<IQ"   # n, T of the applied checkpoint

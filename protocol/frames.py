@@ -103,7 +103,8 @@ EMPTY = Struct(END)
 COPY_ACTIVE = Struct(
     "role" / Int8ul, "peer" / Int8ul, "copy_state" / Int8ul, "mode" / Int8ul,
     "incarnation" / Int32ul, END)
-CLOCK_SYNC = Struct("t" / Int64ul, "round" / Int32ul, END)
+CLOCK_SYNC = Struct("t" / Int64ul, "round" / Int32ul, "peer" / Int8ul, "tag" / Int32ul,
+                    "hold" / Int32ul, END)
 CHECKPOINT = Struct("n" / Int32ul, "t" / Int64ul, END)
 RELEASE = Struct("n" / Int32ul, "t" / Int64ul, END)
 UPDATE_COMPLETE = Struct("n" / Int32ul, "t" / Int64ul, END)

@@ -30,8 +30,11 @@ def test_skewed_clocks_break_the_cut_without_commit_wait_and_not_with_it():
     for r in on:
         assert r["ok"], (r["seed"], r["verdict"], r["violations"][:2])
         assert r["writes_completed"] > 500
-    # the same writes were offered: the protection costs little throughput
-    assert sum(r["writes_completed"] for r in on) > 0.9 * sum(r["writes_completed"] for r in off)
+    # the same writes were offered: the protection costs throughput at this drift, and more
+    # since the upper end comes only from round trips (a member's every third beacon or so, a
+    # cycle after its report: 1-3 ms of drift at 20,000 ppm): 0.71 of the writes (0.9 or more
+    # when one-way beacons were trusted for it)
+    assert sum(r["writes_completed"] for r in on) > 0.6 * sum(r["writes_completed"] for r in off)
 
 
 class CutAudit:
@@ -72,13 +75,14 @@ class CutAudit:
         return bad
 
 
-def _audit(seed, commit_wait, seconds=5.0):
+def _audit(seed, commit_wait, seconds=5.0, drift_ppm=10000, late_us=0):
     d_us = int(seconds * 1e6)
     wl = Workload(kind="random", pairs=4, vols=1, blocks=128, rate=0, duration_us=d_us,
                   concurrency=2, seed=seed)
     w = World(seed=seed, faults="none", workload=wl, pairs=4, duration_us=d_us + 1500000,
               disaster=False, vol_blocks=128, journal_slots=256, peer_baud=921600,
-              drift_ppm=10000, host_latency_us=50, workload_start_us=1000000,
+              drift_ppm=drift_ppm, host_latency_us=50, workload_start_us=1000000,
+              bus_read_late_us=late_us,
               config={"commit_wait": commit_wait, "peer_timeout_us": 1000000})
     a = CutAudit(w)
     w.run()
@@ -135,6 +139,14 @@ class _Probe:
         w.sched.after(self.every, self.probe)
 
 
+def test_every_cut_is_consistent_with_commit_wait_when_boards_read_late():
+    # no drift, every board reads each bus transmission up to 3 ms late: with the upper end taken
+    # from one-way beacons (trusting sync_late_us) seeds 5, 7 and 17 each cut one inconsistent cut
+    # with the commit wait on (of 18 seeds); from round trips none
+    res = [_audit(s, True, drift_ppm=0, late_us=3000) for s in (5, 7, 17)]
+    assert sum(b for b, n in res) == 0, res
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_clock_err_is_a_true_bound_against_the_simulated_clocks(seed):
     # drift (crystal-grade, or +-10,000 ppm every third seed), peer jitter, bus collisions and
@@ -148,3 +160,36 @@ def test_clock_err_is_a_true_bound_against_the_simulated_clocks(seed):
     assert p.checks > 300
     # and it is not a vacuous bound: the clocks do move apart within it
     assert p.worst > 0.05
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_clock_err_stays_true_when_boards_read_their_bus_port_late(seed):
+    # every board reads each bus transmission up to 3 ms after its last byte (the emulated rig
+    # measured 0.3 ms at least, about 1 ms typically, 10-14 ms at worst), far beyond any
+    # sync_late_us: a bound resting on a premise about read delays fails here
+    opts = {"drift_ppm": 10000} if seed == 0 else {}
+    w = World(seed=seed, faults="drift,jitter,collision", pairs=4, duration_us=4000000,
+              disaster=False, bus_read_late_us=3000, **opts)
+    p = _Probe(w, 7919)
+    w.run()
+    assert not p.failures, (len(p.failures), p.failures[:3])
+    assert p.checks > 300
+    assert p.worst > 0.05
+
+
+def test_a_member_without_an_upper_end_refuses_journaled_writes():
+    # tests/corenet.py moves frames in no time: a report reaches the master before its air time
+    # could have passed, a beacon arrives before its end, so no round trip gives a member an upper
+    # end it can trust (each crosses the lower end: clock_resets). With the commit wait such a
+    # member must not stamp (its stamps could fall behind the master's time): NOT_READY. Without
+    # the commit wait it stamps on its beacons' samples, as before.
+    from corenet import Net, block_of
+    for cw, want in ((True, wire.S_NOT_READY), (False, wire.S_OK)):
+        net = Net(pairs=2, commit_wait=cw)
+        net.advance(3000000)
+        m = net.prim(2)
+        r = m.node.role
+        assert not m.node.mac.is_master() and r.syncs > 20 and r.round_trips > 5
+        assert not r.hi_ok and r.clock_err(m.t(net.now)) == primary_mod.ERR_UNKNOWN
+        assert net.write(m, 0, 3, block_of("x")) == want, cw
+        assert net.write(net.prim(1), 0, 4, block_of("y")) == wire.S_OK     # the master takes it

@@ -38,6 +38,9 @@ DEFAULTS = {
     "host_timeout_us": 2000000,      # a host request without reply fails after this
     "peer_chunk_max": 512,           # UART driver hand-over size on the peer links (main.py reads <= 512)
     "bus_chunk_max": 0,              # 0: a bus transmission is handed over whole
+    "bus_read_late_us": 0,           # > 0: every board reads its bus port late, each transmission
+                                     # by a delay drawn in [0, this) (a board busy elsewhere, a
+                                     # master whose tick work delays its beacon's flush), in order
     "boot_spread_us": 20000,         # boards power on at random instants in [0, this)
     "workload_start_us": 1000000,
     "powercut_window_us": 200000,
@@ -337,14 +340,36 @@ class WorkloadDriver:
 
 
 # ---------------------------------------------------------------------------
-SIM_SYNC_LATE_US = 20    # a simulated board reads a frame the instant its last byte arrives; the
-                         # master's air-time estimate rounds down by a few us: 20 us covers it
+class LateReader:
+    """A board that reads its bus port late: every transmission reaches the firmware a delay
+    drawn in [0, max_us) after its last byte arrived, never before an earlier one."""
+
+    def __init__(self, sched, rng, max_us, deliver):
+        self.sched = sched
+        self.rng = rng
+        self.max_us = int(max_us)
+        self.deliver = deliver
+        self.last = 0                 # virtual time the latest delivery was scheduled for
+
+    def __call__(self, data):
+        at = self.sched.now + self.rng.randrange(self.max_us)
+        if at < self.last:
+            at = self.last
+        self.last = at
+        self.sched.schedule(at, self.deliver, bytes(data))
+
+
+# ---------------------------------------------------------------------------
+SIM_SYNC_LATE_US = 20    # a simulated board reads a frame the instant its last byte arrives (unless
+                         # bus_read_late_us); the master's air-time estimate rounds down by a few
+                         # us: beacons later than 20 us are counted in late_samples (no premise of
+                         # the clock bound any more: SPEC section 9)
 
 
 def _drift_config(drift_ppm):
     """Config every board gets from the hardware it runs on, as an operator sets it: drift_max_ppm,
     the largest rate between two boards' clocks (twice the worst drift, rounded up; absent when
-    within the default), and sync_late_us, how late a board reads a beacon."""
+    within the default), and sync_late_us, what a board counts as a late beacon."""
     from firmware import config as config_mod
     worst = max([abs(v) for v in drift_ppm.values()] or [0.0])
     need = int(2 * worst) + 1
@@ -447,6 +472,10 @@ class World(Site):
                 b = SimBoard(sched, name, cfg, disk, clock, t.stream("board/" + name),
                              powercut_exc=PowerCut, offset_max_us=o["offset_max_us"])
                 b.attach_bus(bus, cfg.node)
+                if o["bus_read_late_us"] > 0:
+                    bus.set_deliver(cfg.node, LateReader(sched, t.stream("late/" + name),
+                                                         o["bus_read_late_us"],
+                                                         b.receiver(wire.PORT_BUS)))
                 b.attach_peer(self.links[i], 0 if role == wire.ROLE_PRIMARY else 1)
                 host = HostPort(sched, b, o["host_latency_us"], o["host_timeout_us"])
                 b.attach_host(host)
