@@ -61,18 +61,28 @@ def test_campaign_usage_errors():
 
 def test_sync_cells_judge_pacing_and_autosuspend_by_sync_mode_expectations():
     """Sync mode has no pacing (a completion waits for the ACK, however long the slow or held
-    link takes) and a stalled sync pair journals only checkpoint markers (so it need not
-    suspend during an outage): those cells pass on sync semantics, safety judged as ever."""
+    link takes), and a stalled sync pair's journal grows only by the checkpoint markers and
+    the few writes that stall their transactions (about 7 entries a second here), not at the
+    host's rate: those cells pass on sync semantics, safety judged as ever. Whether such a
+    pair fills its journal before the link returns is the drawn outage's matter (seed 0:
+    32 slots and a 4.5 s outage fill up, 22 markers and 10 writes, before or after the link
+    returns depending on framing; the drill takes either), so the no-suspend case is seed 20:
+    a 4.07 s outage, 40 slots, 29 used at most (21 markers, 8 writes), measured the same
+    before and after the batch-trailer framing; a margin of 8 slots is required."""
     from host_tools.sim.drills import run_ops
-    for op, seed in (("pacing", 0), ("autosuspend", 0)):
+    for op, seed in (("pacing", 0), ("autosuspend", 0), ("autosuspend", 20)):
         r = run_ops(op, seed=seed, mode="sync", faults="none")
-        assert r["op_failures"] == [] and r["ok"], (op, r["op_failures"])
+        assert r["op_failures"] == [] and r["ok"], (op, seed, r["op_failures"])
         assert r["safety"]["violations"] == 0 and r["safety"]["lost_before_cut"] == 0
         if op == "pacing":
             assert r["ops"]["writes_paced"] == 0 and r["ops"]["writes_over_1ms"] > 0
             assert r["ops"]["latency_ms_max"] * 1000 > r["ops"]["pace_max_us"]  # ACK-bound, unpaced
+        elif seed == 20:
+            o = r["ops"]
+            assert o["journal_peak_in_outage"] <= o["journal_slots"] - 8, o
+            assert o["suspended_at_ms"] is None and o["writes_refused"] == 0
         else:
-            assert r["ops"]["suspended_at_ms"] is None and r["ops"]["writes_refused"] == 0
+            assert r["ops"]["writes_refused"] == 0
     # the same drills in clock mode still hold pacing to its bound and expect the suspend
     r = run_ops("pacing", seed=0, mode="clock", faults="none")
     assert r["op_failures"] == [] and r["ops"]["writes_paced"] > 0

@@ -141,3 +141,34 @@ def test_records_whose_lseqs_or_times_do_not_fit_one_head_go_in_separate_batches
         heads.append(codec.unpack_batch_head(payload)[:3])
     assert heads == [(2, base_l, base_t), (2, base_l + 3, base_t + 2), (1, base_l + 5, base_t + 4 + (1 << 30)),
                      (1, base_l + 6, base_t)]
+
+
+def test_sync_mode_a_marker_ending_a_batch_leaves_the_journal_with_the_batch_ack():
+    """Sync mode: the writes complete on the batch's ACK, and that ACK frees the marker carried
+    at the batch's end with the records (a stalled sync pair's journal holds only what the link
+    has not acknowledged); a marker travelling alone is freed by its own ACK."""
+    net, p, s = _duplex(mode=MODE_SYNC)
+    net.hold(("peer", p.id))
+    tags = []
+    for b in range(3):
+        tags.append(net.request(p, T_H_WRITE, bytes([0]) + (20 + b).to_bytes(4, "little")
+                                + block_of("s%d" % b)))
+        net.now += 777
+    assert all(t not in p.replies for t in tags)        # waiting for the peer's ACK
+    t = _cut(net, p)
+    assert [f[0] for f in _peer_frames(net, p)] == [T_WRITE_BATCH]
+    assert p.store.j_depth() == 4
+    seq = p.node.role.sender.next
+    net.release(("peer", p.id))
+    net.advance(20000)
+    assert [p.replies[t][0] for t in tags] == [S_OK] * 3
+    assert s.node.role.ckpt_t == t
+    assert p.store.j_depth() == 0, _entries(p)          # the trailer marker went with the batch
+    assert p.node.role.sender.next == seq               # and was not sent again on its own
+    net.hold(("peer", p.id))
+    t = _cut(net, p)
+    assert [f[0] for f in _peer_frames(net, p)][-1:] == [T_MARKER]
+    assert p.store.j_depth() == 1
+    net.release(("peer", p.id))
+    net.advance(20000)
+    assert s.node.role.ckpt_t == t and p.store.j_depth() == 0

@@ -355,10 +355,10 @@ def _print_ops(r):
                   % (x["pair"], x["at_ms"], x["marks_at_suspend"], x["written_while_suspended"], group))
             resync(x["resync"], "resume")
     elif op == "autosuspend":
-        print("auto-suspend        pair %d (journal %d slots), link out %.1f..%.1f ms, suspended at %s ms "
-              "(reason %s), writes refused %d"
-              % (o["pair"], o["journal_slots"], o["outage_ms"][0], o["outage_ms"][1],
-                 o["suspended_at_ms"], o["suspend_reason"], o["writes_refused"]))
+        print("auto-suspend        pair %d (journal %d slots, %s used at most in the outage), link out "
+              "%.1f..%.1f ms, suspended at %s ms (reason %s), writes refused %d"
+              % (o["pair"], o["journal_slots"], o["journal_peak_in_outage"], o["outage_ms"][0],
+                 o["outage_ms"][1], o["suspended_at_ms"], o["suspend_reason"], o["writes_refused"]))
         resync(o["resync"], "resume")
     elif op == "pacing":
         print("pacing              %s, peer %d baud, threshold %d, max %d us: pace_us up to %d, %d writes "

@@ -36,10 +36,11 @@ MODE_EXPECTATIONS = {
     ("sync", "pacing"): "no pacing in sync mode: completions wait for the peer's ACK, delayed by "
                         "the slow or held link itself (no pace_max_us bound); none paced, some "
                         "over 1 ms, none refused, no pair leaves DUPLEX",
-    ("sync", "autosuspend"): "the cut-off pair's writes wait for their ACK, so its journal fills "
-                             "only with checkpoint markers: it suspends during the outage only if "
-                             "the outage outlasts them (then for R_JOURNAL_FULL); none refused, "
-                             "the resync exact",
+    ("sync", "autosuspend"): "the cut-off pair's writes wait for their ACK, so its journal grows "
+                             "only by checkpoint markers and the writes that stall their "
+                             "transactions, not at the host's rate: it suspends during the outage "
+                             "only if the outage outlasts it (then for R_JOURNAL_FULL); none "
+                             "refused, the resync exact",
 }
 
 

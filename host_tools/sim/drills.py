@@ -964,6 +964,9 @@ def _autosuspend(d, k, outage):
 
     def suspended():
         st = d.status(d.p(k))
+        if st is not None:
+            # the journal's depth as STATUS shows it every 100 ms of the outage
+            seen["peak"] = max(seen.get("peak", 0), st["journal_depth"])
         if st is not None and st["copy_state"] == wire.CS_SUSPENDED:
             seen.update(at_ms=round(d.now / 1000.0, 1), reason=st["suspend_reason"],
                         dirty=st["dirty_blocks"])
@@ -974,9 +977,12 @@ def _autosuspend(d, k, outage):
     if not d.wait(suspended, t1 - t0, 100000):
         # (unless the primary itself went down meanwhile: its writes time out, their
         # blocks are never written again, and the workload may stop reaching it; or in
-        # sync mode, where pair k's writes wait for their ACK: the workload's chains stall
-        # on them, the journal fills only with checkpoint markers, and whether it fills
-        # before the link returns depends on the outage's length, not on the firmware)
+        # sync mode, where pair k's writes wait for their ACK: each stalls its transaction
+        # until the host gives up on it (host_timeout_us), so the journal grows by the
+        # checkpoint markers and those few writes (about 7 entries a second at 200 ms
+        # checkpoints, e.g. 22 markers and 10 writes in 4.4 s), not at the host's rate, and
+        # whether it fills before the link returns depends on the outage's length, not on
+        # the firmware)
         if d.mode != "sync" and not d.disturbed(t0, t1, boards=(d.p(k),), links=()):
             d.fail("p%d did not suspend itself during a %.1f s outage of its link"
                    % (k, (t1 - t0) / 1e6))
@@ -1022,6 +1028,7 @@ def _autosuspend(d, k, outage):
     d.counts.update({"pair": k, "outage_ms": [t0 / 1000.0, t1 / 1000.0],
                      "journal_slots": d.world.boards[d.p(k)].cfg.journal_slots,
                      "suspended_at_ms": seen.get("at_ms"), "suspend_reason": seen.get("reason"),
+                     "journal_peak_in_outage": seen.get("peak"),
                      "dirty_at_suspend_seen": seen.get("dirty"), "resync": d.public(rec),
                      "copy_done": rec.get("copy_done", 0), "writes_refused": sum(refusals.values()),
                      "resumes": resumes})
