@@ -1091,13 +1091,17 @@ def _pacing(d, variant, hold):
                    % (d.counts["writes_paced"], d.counts["writes_over_1ms"]))
         return d.finish()
     # a paced reply is asked the commit wait again when due (firmware/node.py): it may then
-    # wait the commit wait's longest hold, after a change of bus master cycle_us + 3 slots
-    # (SPEC section 9, "Clock error bound and commit wait"), or its stamp's distance to the
-    # lower end of the clock bound, at most the clock_err_us reported; + host round trip, a tick
+    # wait the commit wait's longest hold (SPEC section 9, "Clock error bound and commit
+    # wait"): after a change of bus master, until the member's upper end comes back from a
+    # round trip (a cycle for its report's slot, one per other primary for the beacons' round
+    # robin echo, one for asking again: pairs + 1 cycles) and the new master's cycle_us + 3
+    # slots; or its stamp's distance to the lower end of the clock bound, at most the
+    # clock_err_us reported; + host round trip
     cfg = d.world.boards["p0"].cfg
     hold_max = 0
     if d.mode == "clock" and cfg.commit_wait:
-        hold_max = max([d.world.boards[d.p(i)].cfg.cycle_us + 3 * d.world.boards[d.p(i)].cfg.slot_us
+        hold_max = max([(d.pairs + 2) * d.world.boards[d.p(i)].cfg.cycle_us
+                        + 3 * d.world.boards[d.p(i)].cfg.slot_us
                         for i in range(d.pairs)] + [err_seen])
     cap = cfg.pace_max_us + hold_max + 2000
     d.counts.update({"clock_err_us_max_seen": err_seen, "commit_hold_max_us": hold_max,
