@@ -54,7 +54,9 @@ def test_clockless_cells_only_where_meant_to_be_safe():
 def test_campaign_usage_errors():
     for argv in (["sim", "campaign", "--modes", "warp"], ["sim", "campaign", "--ops", "teleport"],
                  ["sim", "campaign", "--faults", "meteor"], ["sim", "sweep", "--ops", "replication"],
-                 ["sim", "--modes", "clock"]):
+                 ["sim", "--modes", "clock"], ["sim", "--ops", "master-restart", "--pairs", "1"],
+                 ["sim", "sweep", "--ops", "suspend", "--pairs", "1", "--seeds", "2"],
+                 ["sim", "campaign", "--ops", "master-restart", "--pairs", "1", "--seeds", "1"]):
         rc, _, err = _cli(argv)
         assert rc == 2 and "arcopy sim:" in err, (argv, err)
 

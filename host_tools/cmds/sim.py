@@ -34,7 +34,7 @@ import sys
 
 from host_tools.cmds.argtypes import nonneg_int, positive_float, positive_int
 from host_tools.sim.rng import FAULT_CLASSES, parse_faults
-from host_tools.sim.drills import OPS
+from host_tools.sim.drills import OPS, TWO_PAIR_OPS
 from host_tools.sim import sweep as _sweep
 
 SUMMARY_KEYS = ("consistent", "violations", "writes_completed", "writes_recovered", "rpo_ms",
@@ -196,6 +196,10 @@ def run(a):
     if a.pairs < 1 or a.pairs > 32:
         print("arcopy sim: --pairs must be 1..32", file=sys.stderr)
         return 2
+    if a.ops in TWO_PAIR_OPS and a.pairs < 2:
+        print("arcopy sim: --ops %s needs --pairs 2 or more (the other pairs keep releasing "
+              "meanwhile)" % a.ops, file=sys.stderr)
+        return 2
     if a.modes is not None:
         print("arcopy sim: --modes runs only with `arcopy sim campaign`", file=sys.stderr)
         return 2
@@ -248,6 +252,10 @@ def campaign(a):
         return 2
     if a.shard is not None:
         print("arcopy sim: --shard runs only with `arcopy sim sweep`", file=sys.stderr)
+        return 2
+    if a.pairs < 2 and any(op in TWO_PAIR_OPS for op in ops):
+        print("arcopy sim: the %s cells need --pairs 2 or more"
+              % ", ".join(op for op in ops if op in TWO_PAIR_OPS), file=sys.stderr)
         return 2
     engine = _engine(a)
     if engine is None:

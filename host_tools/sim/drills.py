@@ -97,6 +97,7 @@ from .transport import SimTransport
 from .world import World, WorkloadDriver
 
 OPS = ("initial-copy", "suspend", "autosuspend", "pacing", "failback", "master-restart")
+TWO_PAIR_OPS = ("suspend", "master-restart")     # the other pairs must keep releasing meanwhile
 PHASE2_FIRST_ID = 1000000          # write ids of the workload at the new primaries (failback)
 
 
@@ -1358,7 +1359,7 @@ def run_ops(op, seed=0, pairs=4, duration_s=None, faults="none", mode="clock", k
         wait_group, disaster_delay_s = False, 0
     if op not in OPS:
         raise ValueError("unknown operation %r (one of %s)" % (op, ", ".join(OPS)))
-    if pairs < 2 and op in ("suspend", "master-restart"):
+    if pairs < 2 and op in TWO_PAIR_OPS:
         raise ValueError("%s needs at least 2 pairs" % op)
     duration_s = DEFAULT_DURATION[op] if duration_s is None else duration_s
     from .rng import SeedTree
