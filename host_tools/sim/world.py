@@ -123,24 +123,29 @@ class HostPort:
         """Send a request frame; returns its tag."""
         if self._deframer is None or self._encode is None:
             self._codec()
-        pending = self._pending
-        tag = self._tag % 65535 + 1
-        if tag in pending:
-            tag = self._next_tag()
-        else:
-            self._tag = tag
+        tag = self._take_tag()
         cfg = self.board.cfg
         if self._encode_request is not None:
             frame = self._encode_request(mtype, cfg.node, payload, tag, cfg.group)
         else:
             frame = self._encode(mtype, 0, cfg.node, payload, seq=tag, group=cfg.group)
-        t = self.timeout_us if timeout_us is None else timeout_us
+        self._send(tag, frame, callback, self.timeout_us if timeout_us is None else timeout_us)
+        return tag
+
+    def _take_tag(self):
+        """The next free request tag (1..65535, round robin)."""
+        tag = self._tag % 65535 + 1
+        if tag in self._pending:
+            return self._next_tag()
+        self._tag = tag
+        return tag
+
+    def _send(self, tag, frame, callback, timeout_us):
+        """Keep the request pending (with its timeout) and put the frame on the host port."""
         sched = self.sched
-        h = sched.timer(t, self._timeout, tag) if t else None
-        pending[tag] = (callback, h)
+        self._pending[tag] = (callback, sched.timer(timeout_us, self._timeout, tag) if timeout_us else None)
         self.requests += 1
         sched.after(self.latency_us, self.board.receive, PORT_HOST, frame)
-        return tag
 
     def request_write(self, mtype, fmt, vol, block, data, callback):
         """request(mtype, struct.pack(fmt, vol, block) + data, callback), the frame built in
@@ -153,12 +158,7 @@ class HostPort:
         if build is None or not 1 <= dst <= self._layout[3]:
             return self.request(mtype, struct.pack(fmt, vol, block) + bytes(data), callback)
         hdr, overhead, host_id, _ = self._layout
-        pending = self._pending
-        tag = self._tag % 65535 + 1
-        if tag in pending:
-            tag = self._next_tag()
-        else:
-            self._tag = tag
+        tag = self._take_tag()
         hsz = struct.calcsize(fmt)
         n = len(data)
         plen = hsz + n
@@ -166,11 +166,7 @@ class HostPort:
         struct.pack_into(fmt, buf, hdr, vol, block)
         buf[hdr + hsz:hdr + plen] = data
         build(buf, mtype, 0, host_id, dst, cfg.group, tag, 0, plen)
-        t = self.timeout_us
-        sched = self.sched
-        pending[tag] = (callback, sched.timer(t, self._timeout, tag) if t else None)
-        self.requests += 1
-        sched.after(self.latency_us, self.board.receive, PORT_HOST, bytes(buf))
+        self._send(tag, bytes(buf), callback, self.timeout_us)
         return tag
 
     def from_board(self, frame):
