@@ -207,12 +207,12 @@ class Node:
     # -- bus ---------------------------------------------------------------------
     def _beacon(self, now, bytes_before):
         # the time the beacon carries is the sender's sequence time at the END of its
-        # transmission: frames queued before it, plus the beacon itself (32 bytes)
-        # (long in advance), and it echoes one member's clock report: that report's tag and
-        # how long ago, in our time, we read it (a round trip: SPEC section 9)
+        # transmission (frames queued before it, plus the beacon itself), and it echoes one
+        # member's clock report: that report's tag and how long before the beacon's end, in
+        # our time, we read it (a round trip: SPEC section 9)
         air = ((bytes_before + OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud)
-        t = self.role.beacon_time(now, air)
         role = self.role
+        t = role.beacon_time(now, air)
         peer = role.echo_pick(now)
         hold = 0
         if peer:
