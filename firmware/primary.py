@@ -53,7 +53,7 @@ from firmware.wire import (const, BROADCAST, CS_DUPLEX, CS_PENDING, CS_SIMPLEX, 
 from firmware import codec
 from firmware.codec import (SZ_BATCH_HEAD, SZ_CHECKPOINT, SZ_CLOCK_SYNC, SZ_COPY_ACTIVE, SZ_IDLE,
                             SZ_JOIN, SZ_MARKER, SZ_PEER_HELLO, SZ_SUSPEND)
-from firmware.ticks import AGE, ticks_add, ticks_age, ticks_diff, ticks_past
+from firmware.ticks import AGE, TICKS_MASK, ticks_add, ticks_age, ticks_diff, ticks_past
 from firmware.peerlink import Sender
 from firmware.store import StoreError, J_RECORD, J_CHECKPOINT, J_COPY, J_JOIN, IMG_FIRST
 from firmware import pairstate as ev
@@ -70,6 +70,11 @@ _DT_MAX = const(0x3FFFFFFF)  # largest time offset of a record in its batch (a s
 # go-back (measured on a noisy line, bit errors 5e-6 and 3 % loss: 0.704 of line rate after 4,
 # 0.681 after 2 windows; 8 drained resyncs more slowly in the autosuspend drill)
 _GROW_FRAMES = const(4)
+# firmware/ticks.py's arithmetic, inlined on the paths that run after every event:
+# ticks_diff(a, b) < 0 is (a - b) & TICKS_MASK >= _HALF; ticks_add(a, d) for 0 <= d < _HALF
+# is a - _WRAP + d, plus _WRAP when that is negative
+_HALF = const(0x20000000)
+_WRAP = const(0x40000000)         # TICKS_MASK + 1
 
 
 class Primary:
@@ -1151,6 +1156,13 @@ class Primary:
             if ticks_diff(self.tx_until, now) > self._lead_us:
                 self.fill_at = ticks_add(self.tx_until, -self._lead_us)   # come back as the line drains
                 break
+            if self._carry is None:
+                # nothing left to frame (the entries would start at send_jseq, or the
+                # journal's first entry when that is later): what _build would find
+                st = self.store
+                n = st.j_next()
+                if self.send_jseq >= n or st.j_first() >= n:
+                    break
             if entries is None:
                 entries = self._entries_from(self.send_jseq)
             f = self._build(entries, now)
@@ -1183,7 +1195,9 @@ class Primary:
 
     def _silent_since(self):
         """The peer is silent since its last frame, or since our frames left the wire."""
-        return self.last_rx if ticks_diff(self.last_rx, self.tx_until) > 0 else self.tx_until
+        rx = self.last_rx
+        u = self.tx_until
+        return rx if 0 < (rx - u) & TICKS_MASK < _HALF else u     # ticks_diff(rx, u) > 0
 
     def _entries_from(self, jseq):
         st = self.store
@@ -1312,23 +1326,39 @@ class Primary:
         return (first if first is not None else self.next_lseq), resync
 
     def deadline(self, now):
-        state = self.store.sb.copy_state
+        # (ticks arithmetic inlined, see _HALF: this runs after every event; keepalive_us
+        # and peer_timeout_us are 0..2**28-1, Config checks)
+        st = self.store
+        sb = st.sb
+        state = sb.copy_state
         if state == CS_SUSPENDED:
-            return ticks_add(self.last_tx, self.cfg.keepalive_us) if self.reason == R_OPERATOR else None
-        if state == CS_PENDING and self.store.bm_total() and \
-                self.store.j_depth() < self.cfg.copy_window:
-            return now
-        if not self.shipping():
-            return None
+            return ticks_add(self.last_tx, self.cfg.keepalive_us) if sb.suspend_reason == R_OPERATOR else None
+        if state == CS_PENDING:
+            if st.bm_total() and st.j_depth() < self.cfg.copy_window:
+                return now
+        elif state != CS_DUPLEX:
+            return None                  # not shipping()
         if self.link != LINK_UP:
             return self.hello_at
         if self.pump_due:
             return now
-        d = ticks_add(self.last_tx, self.cfg.keepalive_us)
-        if self.fill_at >= 0 and ticks_diff(self.fill_at, d) < 0:
-            d = self.fill_at if ticks_diff(self.fill_at, now) > 0 else now
+        cfg = self.cfg
+        d = self.last_tx - _WRAP + cfg.keepalive_us          # ticks_add(last_tx, keepalive_us)
+        if d < 0:
+            d += _WRAP
+        f = self.fill_at
+        if f >= 0 and (f - d) & TICKS_MASK >= _HALF:
+            d = f if 0 < (f - now) & TICKS_MASK < _HALF else now
         r = self.sender.timeout_in(now)
-        if r is not None and ticks_diff(ticks_add(now, r), d) < 0:
-            d = ticks_add(now, r)
-        p = ticks_add(self._silent_since(), self.cfg.peer_timeout_us)
-        return p if ticks_diff(p, d) < 0 else d
+        if r is not None:
+            r = ticks_add(now, r)
+            if (r - d) & TICKS_MASK >= _HALF:
+                d = r
+        rx = self.last_rx                                    # _silent_since()
+        p = self.tx_until
+        if 0 < (rx - p) & TICKS_MASK < _HALF:
+            p = rx
+        p = p - _WRAP + cfg.peer_timeout_us                  # ticks_add(p, peer_timeout_us)
+        if p < 0:
+            p += _WRAP
+        return p if (p - d) & TICKS_MASK >= _HALF else d

@@ -1171,7 +1171,10 @@ class Secondary:
 
     def deadline(self, now):
         if self.store.sb.copy_state == CS_DUPLEX:
-            return ticks_add(self.last_rx, self.cfg.peer_timeout_us)
+            # ticks_add(last_rx, peer_timeout_us), inlined (this runs after every event;
+            # peer_timeout_us is 0..2**28-1, Config checks)
+            d = self.last_rx - 0x40000000 + self.cfg.peer_timeout_us
+            return d + 0x40000000 if d < 0 else d
         return None
 
     def age(self, now):

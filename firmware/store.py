@@ -61,6 +61,8 @@ from firmware.wire import (const, BLOCK_SIZE, S_OUT_OF_RANGE, S_UNKNOWN_VOLUME, 
                   S_JOURNAL_FULL, S_IO_ERROR, S_BAD_STATE, S_NOT_READY)
 
 _crc32 = binascii.crc32
+_pack_into = struct.pack_into
+_unpack_from = struct.unpack_from
 
 # journal entry kinds
 J_RECORD = const(1)
@@ -178,6 +180,15 @@ def _max_of(code):
     return _U64_MAX
 
 
+# built once: each field's largest value (_SB_FIELDS order), and the field's index by name for
+# the fields commit() may change (-1: a fixed one)
+_SB_MAX = tuple(_max_of(c) for c in _SB_TYPES)
+_SB_POS = dict((name, -1 if name in _SB_FIXED else i) for i, name in enumerate(_SB_FIELDS))
+_J_HEAD_I = _SB_FIELDS.index("j_head")
+_J_HEAD_MAX = _SB_MAX[_J_HEAD_I]
+_SB_TAIL_ZERO = _ZERO_MV[SB_CRC_OFF + 4:]
+
+
 def _check_rc(r, what, n):
     # a block device reports failure by returning a nonzero value (MicroPython's
     # extended protocol returns 0 or a negative errno); None means success.
@@ -194,25 +205,25 @@ def _dev_write(bdev, n, buf, vbuf):
 
 
 def _pack_sb(buf, generation, values):
-    struct.pack_into(_SB_HDR, buf, 0, SB_MAGIC, STORE_VERSION, 0, generation)
-    struct.pack_into(_SB_BODY, buf, _SB_HDR_SIZE, *values)
-    struct.pack_into("<I", buf, SB_CRC_OFF, _crc32(memoryview(buf)[0:SB_CRC_OFF]))
+    _pack_into(_SB_HDR, buf, 0, SB_MAGIC, STORE_VERSION, 0, generation)
+    _pack_into(_SB_BODY, buf, _SB_HDR_SIZE, *values)
+    _pack_into("<I", buf, SB_CRC_OFF, _crc32(memoryview(buf)[0:SB_CRC_OFF]))
 
 
 def _parse_sb(buf):
     """-> (generation, values tuple) or None when the copy is not valid."""
-    magic, version, _rsv, gen = struct.unpack_from(_SB_HDR, buf, 0)
+    magic, version, _rsv, gen = _unpack_from(_SB_HDR, buf, 0)
     if magic != SB_MAGIC or version != STORE_VERSION:
         return None
-    (crc,) = struct.unpack_from("<I", buf, SB_CRC_OFF)
+    (crc,) = _unpack_from("<I", buf, SB_CRC_OFF)
     if crc != _crc32(memoryview(buf)[0:SB_CRC_OFF]):
         return None
-    return gen, struct.unpack_from(_SB_BODY, buf, _SB_HDR_SIZE)
+    return gen, _unpack_from(_SB_BODY, buf, _SB_HDR_SIZE)
 
 
 def _bm_seal(mv, off):
     # mv: memoryview over bitmap bytes; off: start of a 512-byte bitmap block
-    struct.pack_into("<I", mv, off + BM_BYTES, _crc32(mv[off:off + BM_BYTES]))
+    _pack_into("<I", mv, off + BM_BYTES, _crc32(mv[off:off + BM_BYTES]))
 
 
 def _popcount(mv):
@@ -231,6 +242,9 @@ class Store:
         self._buf = bytearray(BLOCK_SIZE)       # superblock / journal header scratch
         self._mv = memoryview(self._buf)
         self._scan_mv = self._mv[0:JH_CRC_OFF]
+        self._sbcrc_mv = self._mv[0:SB_CRC_OFF]         # what a superblock's CRC covers
+        self._sbtail_mv = self._mv[SB_CRC_OFF + 4:]     # zero in a superblock block
+        self._sbv = None                        # the superblock's values (_SB_FIELDS order) = sb's
         # the one header buffer: journal, write-intent and preserved-image headers are built
         # here in turn (see _HDR_END); _xbuf and _ihbuf are the same object
         self._hbuf = bytearray(BLOCK_SIZE)
@@ -352,6 +366,7 @@ class Store:
         sb.generation = best[0]
         for name, v in zip(_SB_FIELDS, best[1]):
             setattr(sb, name, v)
+        self._sbv = list(best[1])
         bm_blocks = (sb.vol_blocks + BM_BITS - 1) // BM_BITS
         if (sb.nvol < 1 or sb.journal_slots < 2 or sb.bm_blocks != bm_blocks or sb.bm_start != 2
                 or sb.j_start != sb.bm_start + sb.nvol * bm_blocks
@@ -378,45 +393,66 @@ class Store:
         _check_rc(self.bdev.readblocks(n, buf), "read", n)
 
     def _wr(self, n, buf):
-        _dev_write(self.bdev, n, buf, self._vbuf)
+        # _dev_write, inline (the store's one write path: every block it writes)
+        r = self.bdev.writeblocks(n, buf)
+        if r is not None and r != 0 and r is not True:
+            raise StoreError(S_IO_ERROR, "write of block %d failed (device returned %r)" % (n, r))
+        vbuf = self._vbuf
+        if vbuf is not None:
+            _check_rc(self.bdev.readblocks(n, vbuf), "verify read", n)
+            if vbuf != buf:
+                raise StoreError(S_IO_ERROR, "write of block %d did not stick (verify mismatch)" % n)
 
     # ---- superblock -----------------------------------------------------------
     def commit(self, **changes):
         """Write the superblock with `changes` applied (and the current journal head)
         to the other copy, generation + 1. Durable when it returns; on an error the
         in-RAM superblock is left unchanged."""
-        self._need()
-        sb = self.sb
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
+        # _sbv holds the values of sb (valid: unpacked at mount or checked here when
+        # set), so only the changed fields and the journal head are checked
+        values = list(self._sbv)
+        bad = False
         for name in changes:
-            if name not in _SB_FIELDS:
+            i = _SB_POS.get(name)
+            if i is None:
                 raise StoreError(S_BAD_STATE, "unknown superblock field %r" % (name,))
-            if name in _SB_FIXED:
+            if i < 0:
                 raise StoreError(S_BAD_STATE, "superblock field %r is not changeable" % (name,))
-        values = []
-        i = 0
-        for name in _SB_FIELDS:
-            if name == "j_head":
-                v = self._head
-            elif name in changes:
-                v = changes[name]
-            else:
-                v = getattr(sb, name)
-            if not isinstance(v, int) or v < 0 or v > _max_of(_SB_TYPES[i]):
-                raise StoreError(S_OUT_OF_RANGE, "superblock field %s=%r out of range" % (name, v))
-            values.append(v)
-            i += 1
+            v = changes[name]
+            if not isinstance(v, int) or v < 0 or v > _SB_MAX[i]:
+                bad = True
+            values[i] = v
+        head = self._head
+        values[_J_HEAD_I] = head
+        if bad or not isinstance(head, int) or head < 0 or head > _J_HEAD_MAX:
+            self._commit_error(values)
+        sb = self.sb
         gen = sb.generation + 1
         other = self._cur ^ 1
         buf = self._buf
-        self._mv[SB_CRC_OFF + 4:] = _ZERO_MV[SB_CRC_OFF + 4:]
-        _pack_sb(buf, gen, values)
+        self._sbtail_mv[0:] = _SB_TAIL_ZERO
+        _pack_into(_SB_HDR, buf, 0, SB_MAGIC, STORE_VERSION, 0, gen)
+        _pack_into(_SB_BODY, buf, _SB_HDR_SIZE, *values)
+        _pack_into("<I", buf, SB_CRC_OFF, _crc32(self._sbcrc_mv))
         self._wr(other, buf)
-        # durable: now publish it in RAM
+        # durable: now publish it in RAM (the unchanged fields hold their values already)
         self._cur = other
         sb.generation = gen
+        for name in changes:
+            setattr(sb, name, changes[name])
+        sb.j_head = head
+        self._sbv = values
+
+    @staticmethod
+    def _commit_error(values):
+        # the first field (in _SB_FIELDS order) whose value does not fit
         i = 0
         for name in _SB_FIELDS:
-            setattr(sb, name, values[i])
+            v = values[i]
+            if not isinstance(v, int) or v < 0 or v > _SB_MAX[i]:
+                raise StoreError(S_OUT_OF_RANGE, "superblock field %s=%r out of range" % (name, v))
             i += 1
 
     # ---- volumes --------------------------------------------------------------
@@ -428,14 +464,16 @@ class Store:
             raise StoreError(S_OUT_OF_RANGE, "block %r out of range 0..%d" % (blk, sb.vol_blocks - 1))
 
     def read_block(self, vol, blk, buf):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         self._chk(vol, blk)
         if len(buf) != BLOCK_SIZE:
             raise StoreError(S_BAD_LENGTH, "read buffer is %d bytes, need %d" % (len(buf), BLOCK_SIZE))
         self._rd(self.sb.vol_start + vol * self.sb.vol_blocks + blk, buf)
 
     def write_block(self, vol, blk, data):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         self._chk(vol, blk)
         if len(data) != BLOCK_SIZE:
             raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
@@ -455,13 +493,13 @@ class Store:
         while j - head < nslots:
             slot = j % nslots
             self._rd(sb.j_start + 2 * slot + 1, buf)
-            magic, jseq = struct.unpack_from(_JH_FMT, buf, 0)
+            magic, jseq = _unpack_from(_JH_FMT, buf, 0)
             if magic != J_MAGIC or jseq != j:
                 break
-            (hcrc,) = struct.unpack_from("<I", buf, JH_CRC_OFF)
+            (hcrc,) = _unpack_from("<I", buf, JH_CRC_OFF)
             if hcrc != _crc32(hmv):
                 break
-            kind, vol, blk, lseq, t, _dcrc = struct.unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
+            kind, vol, blk, lseq, t, _dcrc = _unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
             if kind < J_RECORD or kind > J_JOIN:
                 break
             self._idx_put(slot, kind, vol, blk, lseq, t)
@@ -474,7 +512,7 @@ class Store:
         thi = t >> 32
         if thi >= _T_HI_CARD:
             thi = _T_HI_CARD                    # read back from the header when asked for
-        struct.pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq,
+        _pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq,
                          t & 0xFFFFFFFF, thi)
 
     def _header(self, jseq):
@@ -482,11 +520,11 @@ class Store:
         (kind, vol, blk, lseq, t, data crc)."""
         buf = self._buf
         self._rd(self.sb.j_start + 2 * (jseq % self._slots) + 1, buf)
-        magic, hj = struct.unpack_from(_JH_FMT, buf, 0)
-        (hcrc,) = struct.unpack_from("<I", buf, JH_CRC_OFF)
+        magic, hj = _unpack_from(_JH_FMT, buf, 0)
+        (hcrc,) = _unpack_from("<I", buf, JH_CRC_OFF)
         if magic != J_MAGIC or hj != jseq or hcrc != _crc32(self._scan_mv):
             raise StoreError(S_IO_ERROR, "journal entry %d: header block fails its check" % jseq)
-        return struct.unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
+        return _unpack_from(_JH_ENT_FMT, buf, JH_IDX_OFF)
 
     def _append(self, kind, lseq, vol, blk, t, data, dcrc):
         j = self._tail
@@ -503,9 +541,9 @@ class Store:
         if data is not None:
             self._wr(base, data)
         buf = self._hbuf
-        struct.pack_into(_JH_FMT, buf, 0, J_MAGIC, j)
-        struct.pack_into(_JH_ENT_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
-        struct.pack_into("<I", buf, JH_CRC_OFF, _crc32(self._hcrc_mv))
+        _pack_into(_JH_FMT, buf, 0, J_MAGIC, j)
+        _pack_into(_JH_ENT_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
+        _pack_into("<I", buf, JH_CRC_OFF, _crc32(self._hcrc_mv))
         self._wr(base + 1, buf)
         self._idx_put(slot, kind, vol, blk, lseq, t)
         self._tail = j + 1
@@ -514,7 +552,8 @@ class Store:
     def j_append_record(self, lseq, vol, blk, t, data, kind=J_RECORD):
         """Journal one block write (kind J_RECORD), or one resync copy of a block
         (J_COPY); durable when it returns. -> jseq."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         if kind != J_RECORD and kind != J_COPY:
             raise StoreError(S_BAD_STATE, "kind %r is not a data entry" % (kind,))
         self._chk(vol, blk)
@@ -529,7 +568,8 @@ class Store:
     def j_append_checkpoint(self, n, t, kind=J_CHECKPOINT):
         """Journal a checkpoint marker CHECKPOINT(n, t) (or, kind J_JOIN, the marker
         that ends a resync); durable when it returns. -> jseq."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         if kind != J_CHECKPOINT and kind != J_JOIN:
             raise StoreError(S_BAD_STATE, "kind %r is not a marker" % (kind,))
         if not isinstance(n, int) or n < 0 or n > _U32_MAX:
@@ -540,10 +580,11 @@ class Store:
 
     def j_entry(self, jseq):
         """-> (jseq, kind, lseq, vol, blk, t) of one live entry."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         if jseq < self._head or jseq >= self._tail:
             raise StoreError(S_OUT_OF_RANGE, "jseq %r not live (%d..%d)" % (jseq, self._head, self._tail - 1))
-        kind, vol, blk, lseq, tlo, thi = struct.unpack_from(
+        kind, vol, blk, lseq, tlo, thi = _unpack_from(
             _IDX_FMT, self._idx, (jseq % self._slots) * IDX_SIZE)
         if thi == _T_HI_CARD:
             t = self._header(jseq)[4]
@@ -565,7 +606,8 @@ class Store:
 
     def j_read_data(self, jseq, buf):
         """Read the block of live record `jseq` into buf (512 bytes); checks its CRC."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         if jseq < self._head or jseq >= self._tail:
             raise StoreError(S_OUT_OF_RANGE, "jseq %r not live (%d..%d)" % (jseq, self._head, self._tail - 1))
         if len(buf) != BLOCK_SIZE:
@@ -589,25 +631,30 @@ class Store:
             self._head = upto_jseq
 
     def j_depth(self):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         return self._tail - self._head
 
     def j_free(self):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         return self._slots - (self._tail - self._head)
 
     def j_capacity(self):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         return self._slots
 
     def j_first(self):
         """jseq of the oldest live entry (== j_next() when empty)."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         return self._head
 
     def j_next(self):
         """jseq the next append will get."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         return self._tail
 
     # ---- change bitmaps -------------------------------------------------------
@@ -622,13 +669,13 @@ class Store:
         for g in range(nblk):
             off = g * BLOCK_SIZE
             self._rd(sb.bm_start + g, bmv[off:off + BLOCK_SIZE])
-            (crc,) = struct.unpack_from("<I", bm, off + BM_BYTES)
+            (crc,) = _unpack_from("<I", bm, off + BM_BYTES)
             if crc == _crc32(bmv[off:off + BM_BYTES]):
                 c = _popcount(bmv[off:off + BM_BYTES])
             else:
                 c = self._bm_fill(bmv, g)
                 repaired += 1
-            struct.pack_into("<H", bmc, 2 * g, c)
+            _pack_into("<H", bmc, 2 * g, c)
             tot[g // sb.bm_blocks] += c
         self._bm = bm
         self._bmv = bmv
@@ -639,7 +686,7 @@ class Store:
         if repaired:
             for g in range(nblk):
                 off = g * BLOCK_SIZE
-                (crc,) = struct.unpack_from("<I", bm, off + BM_BYTES)
+                (crc,) = _unpack_from("<I", bm, off + BM_BYTES)
                 if crc != _crc32(bmv[off:off + BM_BYTES]):
                     _bm_seal(bmv, off)
                     self._wr(sb.bm_start + g, bmv[off:off + BLOCK_SIZE])
@@ -663,15 +710,16 @@ class Store:
         return nvalid
 
     def _bm_locate(self, vol, blk):
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         self._chk(vol, blk)
         bi = blk // BM_BITS
         bit = blk - bi * BM_BITS
         return vol * self.sb.bm_blocks + bi, bit
 
     def _bm_update(self, g, delta):
-        c = struct.unpack_from("<H", self._bmc, 2 * g)[0] + delta
-        struct.pack_into("<H", self._bmc, 2 * g, c)
+        c = _unpack_from("<H", self._bmc, 2 * g)[0] + delta
+        _pack_into("<H", self._bmc, 2 * g, c)
         self._bmtot[g // self.sb.bm_blocks] += delta
         off = g * BLOCK_SIZE
         _bm_seal(self._bmv, off)
@@ -684,6 +732,19 @@ class Store:
         if self._bm[i] & m:
             return
         self._bm[i] |= m
+        self._bm_update(g, 1)
+
+    def _bm_mark(self, vol, blk):
+        # bm_set of a (vol, blk) the caller has checked (mounted, in range)
+        bi = blk // BM_BITS
+        bit = blk - bi * BM_BITS
+        g = vol * self.sb.bm_blocks + bi
+        i = g * BLOCK_SIZE + (bit >> 3)
+        m = 1 << (bit & 7)
+        bm = self._bm
+        if bm[i] & m:
+            return
+        bm[i] |= m
         self._bm_update(g, 1)
 
     def bm_clear(self, vol, blk):
@@ -714,7 +775,7 @@ class Store:
         bm = self._bm
         for bi in range(nb):
             g = vol * nb + bi
-            left = struct.unpack_from("<H", self._bmc, 2 * g)[0]
+            left = _unpack_from("<H", self._bmc, 2 * g)[0]
             off = g * BLOCK_SIZE
             byte = 0
             while left > 0 and byte < BM_BYTES:
@@ -751,7 +812,7 @@ class Store:
         nb = self.sb.bm_blocks
         for bi in range(nb):
             g = vol * nb + bi
-            c = struct.unpack_from("<H", self._bmc, 2 * g)[0]
+            c = _unpack_from("<H", self._bmc, 2 * g)[0]
             if ones:
                 n = self._bm_fill(self._bmv, g)
             else:
@@ -772,7 +833,7 @@ class Store:
         bi = start // BM_BITS
         while bi < nb:
             g = vol * nb + bi
-            if struct.unpack_from("<H", self._bmc, 2 * g)[0]:
+            if _unpack_from("<H", self._bmc, 2 * g)[0]:
                 base = bi * BM_BITS
                 lo = start - base if start > base else 0
                 byte = lo >> 3
@@ -841,10 +902,10 @@ class Store:
         belongs there (seq parity), or None."""
         buf = self._buf
         self._rd(self.sb.x_start + k, buf)
-        magic, seq, vol, blk, dcrc = struct.unpack_from(_XH_FMT, buf, 0)
+        magic, seq, vol, blk, dcrc = _unpack_from(_XH_FMT, buf, 0)
         if magic != X_MAGIC or (seq & 1) != k:
             return None
-        (hcrc,) = struct.unpack_from("<I", buf, _XH_CRC_OFF)
+        (hcrc,) = _unpack_from("<I", buf, _XH_CRC_OFF)
         if hcrc != _crc32(self._mv[0:_XH_CRC_OFF]):
             return None
         if vol >= self.sb.nvol or blk >= self.sb.vol_blocks:
@@ -860,7 +921,8 @@ class Store:
     def x_write(self, vol, blk, data):
         """A marked write, torn-proof: seal `data` in the intent area, mark the block in
         the change bitmap, then write it to the volume. Durable and marked when it returns."""
-        self._need()
+        if self._idx is None:
+            raise StoreError(S_NOT_READY, "store is not mounted")
         self._chk(vol, blk)
         if len(data) != BLOCK_SIZE:
             raise StoreError(S_BAD_LENGTH, "block data is %d bytes, need %d" % (len(data), BLOCK_SIZE))
@@ -876,11 +938,11 @@ class Store:
         self._wr(sb.x_start + 1 - k, data)
         buf = self._xbuf
         self._hgap[0:] = _HDR_GAP
-        struct.pack_into(_XH_FMT, buf, 0, X_MAGIC, seq, vol, blk, _crc32(data))
-        struct.pack_into("<I", buf, _XH_CRC_OFF, _crc32(self._xcrc_mv))
+        _pack_into(_XH_FMT, buf, 0, X_MAGIC, seq, vol, blk, _crc32(data))
+        _pack_into("<I", buf, _XH_CRC_OFF, _crc32(self._xcrc_mv))
         self._wr(sb.x_start + k, buf)
         self._x_live = True
-        self.bm_set(vol, blk)
+        self._bm_mark(vol, blk)                     # (checked above)
         self._wr(sb.vol_start + vol * sb.vol_blocks + blk, data)
 
     def x_redo(self, buf):
@@ -948,7 +1010,7 @@ class Store:
     def _img_header(self, s, buf):
         """(vol, blk, data crc) of live slot s, or None (not of this generation, torn)."""
         self._rd(self.sb.img_start + 2 * s + 1, buf)
-        magic, gen, vol, blk, dcrc, hcrc = struct.unpack_from("<IIIIII", buf, 0)
+        magic, gen, vol, blk, dcrc, hcrc = _unpack_from("<IIIIII", buf, 0)
         if magic != I_MAGIC or gen != self.sb.img_gen or hcrc != _crc32(memoryview(buf)[0:20]):
             return None
         return vol, blk, dcrc
@@ -1013,8 +1075,8 @@ class Store:
         self._wr(base, buf)
         h = self._ihbuf
         self._hgap[0:] = _HDR_GAP
-        struct.pack_into("<IIIII", h, 0, I_MAGIC, sb.img_gen, vol, blk, _crc32(buf))
-        struct.pack_into("<I", h, 20, _crc32(self._ihcrc))
+        _pack_into("<IIIII", h, 0, I_MAGIC, sb.img_gen, vol, blk, _crc32(buf))
+        _pack_into("<I", h, 20, _crc32(self._ihcrc))
         self._wr(base + 1, h)
         self._imap[i >> 3] |= m
         self._img_used = s + 1
