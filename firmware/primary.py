@@ -1278,21 +1278,34 @@ class Primary:
 
     # -- timers ----------------------------------------------------------------------
     def tick(self, now):
-        L = self.local(now)
+        # L = local(now), ticks_diff inlined (see _HALF)
+        L = (now - self.ep_k) & TICKS_MASK
+        if L >= _HALF:
+            L -= _WRAP
+        L += self.ep_t
         if L >= AGE:
             self._rebase(now, L)
-        state = self.store.sb.copy_state
+        sb = self.store.sb
+        state = sb.copy_state
         if state == CS_SUSPENDED:
-            if self.reason == R_OPERATOR and ticks_diff(now, self.last_tx) >= self.cfg.keepalive_us:
+            if sb.suspend_reason == R_OPERATOR and ticks_diff(now, self.last_tx) >= self.cfg.keepalive_us:
                 self._notify_suspend(now)    # the secondary leaves the group, not resigns
             return
         if state == CS_PENDING:
             self._copy_step(now)
         elif state != CS_DUPLEX:
             return
-        if self.link == LINK_UP and ticks_diff(now, self._silent_since()) >= self.cfg.peer_timeout_us:
-            self.link = LINK_HELLO       # peer silent: hello again until it answers
-            self.hello_at = now
+        if self.link == LINK_UP:
+            u = self.tx_until                # ticks_diff(now, _silent_since())
+            rx = self.last_rx
+            if 0 < (rx - u) & TICKS_MASK < _HALF:
+                u = rx
+            u = (now - u) & TICKS_MASK
+            if u >= _HALF:
+                u -= _WRAP
+            if u >= self.cfg.peer_timeout_us:
+                self.link = LINK_HELLO       # peer silent: hello again until it answers
+                self.hello_at = now
         if self.link != LINK_UP:
             if ticks_diff(now, self.hello_at) >= 0:
                 self.session = (self.session & ~0xFF) | ((self.session + 1) & 0xFF)
@@ -1305,7 +1318,10 @@ class Primary:
             return
         self._pump(now)
         self.pump_due = False
-        if ticks_diff(now, self.last_tx) >= self.cfg.keepalive_us:
+        d = (now - self.last_tx) & TICKS_MASK        # ticks_diff(now, last_tx)
+        if d >= _HALF:
+            d -= _WRAP
+        if d >= self.cfg.keepalive_us:
             # seq: the next sequence number the stream will use; the secondary, which
             # gets this after every frame sent before it, NAKs what it is missing
             # (not counted in tx_until: the silence of a dead peer must not be renewed)

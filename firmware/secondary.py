@@ -745,29 +745,8 @@ class Secondary:
         return m
 
     def on_bus(self, now, mtype, flags, src, payload):
-        master = self.node.mac.master
-        if mtype == T_RELEASE:
-            if src == master:
-                n, t = codec.unpack_release(payload)
-                if flags & F_ANCHOR:
-                    self.told_t = t
-                    self._anchor_told(n, t)
-                else:
-                    self.on_release(now, n, t)
-        elif mtype == T_RESET_UIP:
-            if src == master:
-                if flags & F_ANCHOR:
-                    self.told_t = 0
-                    self._anchor_dropped()
-                else:
-                    self.on_reset(codec.unpack_reset_uip(payload)[0])
-        elif mtype == T_HELD:
-            n, t = codec.unpack_held(payload)
-            m = self._member(src)
-            if t > m[M_HELD_T]:
-                m[M_HELD_N], m[M_HELD_T] = n, t
-            m[M_ACTIVE] = True
-        elif mtype == T_UPDATE_COMPLETE:
+        # (the most frequent types first)
+        if mtype == T_UPDATE_COMPLETE:
             n, t = codec.unpack_update_complete(payload)
             m = self._member(src)
             if flags & F_ANCHOR:
@@ -785,6 +764,12 @@ class Secondary:
                 m[M_STATE] = CS_DUPLEX
             if m[M_UIP] and t <= self.reset_t and self.node.mac.is_master():
                 self.reset_resend = 1
+        elif mtype == T_HELD:
+            n, t = codec.unpack_held(payload)
+            m = self._member(src)
+            if t > m[M_HELD_T]:
+                m[M_HELD_N], m[M_HELD_T] = n, t
+            m[M_ACTIVE] = True
         elif mtype == T_COPY_ACTIVE:
             role, peer, state, mode, inc = codec.unpack_copy_active(payload)
             if role != ROLE_SECONDARY:
@@ -796,6 +781,21 @@ class Secondary:
             m[M_STATE] = state
             m[M_KEEP] = flags & F_ANCHOR != 0
             m[M_SEEN] |= _SEEN_STATE
+        elif mtype == T_RESET_UIP:
+            if src == self.node.mac.master:
+                if flags & F_ANCHOR:
+                    self.told_t = 0
+                    self._anchor_dropped()
+                else:
+                    self.on_reset(codec.unpack_reset_uip(payload)[0])
+        elif mtype == T_RELEASE:
+            if src == self.node.mac.master:
+                n, t = codec.unpack_release(payload)
+                if flags & F_ANCHOR:
+                    self.told_t = t
+                    self._anchor_told(n, t)
+                else:
+                    self.on_release(now, n, t)
         elif mtype == T_RESIGN:
             m = self._member(src)
             m[M_RESIGNED] = True
