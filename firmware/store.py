@@ -390,7 +390,9 @@ class Store:
 
     # ---- device helpers -------------------------------------------------------
     def _rd(self, n, buf):
-        _check_rc(self.bdev.readblocks(n, buf), "read", n)
+        r = self.bdev.readblocks(n, buf)              # (_check_rc, inline)
+        if r is not None and r != 0 and r is not True:
+            raise StoreError(S_IO_ERROR, "read of block %d failed (device returned %r)" % (n, r))
 
     def _wr(self, n, buf):
         # _dev_write, inline (the store's one write path: every block it writes)
@@ -601,7 +603,13 @@ class Store:
             if j < self._head:
                 j = self._head
                 continue
-            yield self.j_entry(j)
+            # j_entry(j), inline (j is live)
+            kind, vol, blk, lseq, tlo, thi = _unpack_from(_IDX_FMT, self._idx, (j % self._slots) * IDX_SIZE)
+            if thi == _T_HI_CARD:
+                t = self._header(j)[4]
+            else:
+                t = tlo | thi << 32 if thi else tlo
+            yield (j, kind, lseq, vol, blk, t)
             j += 1
 
     def j_read_data(self, jseq, buf):

@@ -755,3 +755,91 @@ def test_header_blocks_keep_their_zero_tails_with_one_shared_header_buffer():
     assert b[:4] != bytes(4) and b[24:] == bytes(BLOCK_SIZE - 24)
     st2 = mounted(disk)                                   # and the store reads them all back
     assert st2.j_depth() == 3 and st2.img_used() == 1 and st2.x_redo(bytearray(BLOCK_SIZE)) is None
+
+
+def _commit_before(s, **changes):
+    """Store.commit as it was before the speed work (every field read back from sb, checked
+    and published): the reference the faster one must match."""
+    if s._idx is None:
+        raise StoreError(S_NOT_READY, "store is not mounted")
+    sb = s.sb
+    for name in changes:
+        if name not in store_mod._SB_FIELDS:
+            raise StoreError(S_BAD_STATE, "unknown superblock field %r" % (name,))
+        if name in store_mod._SB_FIXED:
+            raise StoreError(S_BAD_STATE, "superblock field %r is not changeable" % (name,))
+    values = []
+    for i, name in enumerate(store_mod._SB_FIELDS):
+        if name == "j_head":
+            v = s._head
+        elif name in changes:
+            v = changes[name]
+        else:
+            v = getattr(sb, name)
+        if not isinstance(v, int) or v < 0 or v > store_mod._max_of(store_mod._SB_TYPES[i]):
+            raise StoreError(S_OUT_OF_RANGE, "superblock field %s=%r out of range" % (name, v))
+        values.append(v)
+    gen = sb.generation + 1
+    other = s._cur ^ 1
+    s._mv[SB_CRC_OFF + 4:] = store_mod._ZERO_MV[SB_CRC_OFF + 4:]
+    store_mod._pack_sb(s._buf, gen, values)
+    s._wr(other, s._buf)
+    s._cur = other
+    sb.generation = gen
+    for i, name in enumerate(store_mod._SB_FIELDS):
+        setattr(sb, name, values[i])
+
+
+def _random_changes(rng):
+    names = list(store_mod._SB_FIELDS) + ["bogus", "generation"]
+    changes = {}
+    for _ in range(rng.choice((0, 1, 1, 2, 3, 4, 8))):
+        name = rng.choice(names)
+        if name in store_mod._SB_FIELDS and rng.random() < 0.8:
+            name = rng.choice([n for n in store_mod._SB_FIELDS if n not in store_mod._SB_FIXED])
+        top = store_mod._max_of(store_mod._SB_TYPES[store_mod._SB_FIELDS.index(name)]) \
+            if name in store_mod._SB_FIELDS else 0xFF
+        changes[name] = rng.choice((0, 1, rng.randrange(top + 1), top, top, top + 1, -1, True,
+                                    False, 1.0, None, "1", 1 << 70)
+                                   if rng.random() < 0.3 else (rng.randrange(top + 1),))
+    return changes
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_commit_matches_the_reference_on_random_change_sets(seed):
+    """The faster commit (values kept, only changed fields checked and published) gives the
+    same errors, the same disk and the same superblock as the one it replaced, whatever the
+    change set (unknown or fixed names, values out of range or not ints, several bad ones)."""
+    rng = random.Random(seed)
+    disks = [fresh(slots=6), fresh(slots=6)]
+    stores = [mounted(d) for d in disks]
+    ref = stores[1]
+    ref.commit = lambda **changes: _commit_before(ref, **changes)   # its head commits too
+    for step in range(400):
+        if rng.random() < 0.3:
+            # move the journal head (a commit persists it) and wrap the ring
+            trim = stores[0].j_free() == 0 or rng.random() < 0.5
+            keep = rng.randrange(stores[0].j_depth() + 1)
+            for s in stores:
+                if trim:
+                    s.j_trim(s.j_next() - keep)
+                if s.j_free():
+                    s.j_append_checkpoint(step, step)
+        changes = _random_changes(rng)
+        got = []
+        for s in stores:
+            try:
+                s.commit(**changes)
+                got.append(None)
+            except StoreError as e:
+                got.append((type(e), e.code, str(e)))
+        assert got[0] == got[1], (step, changes)
+        assert disks[0].data == disks[1].data, (step, changes)
+        a, b = stores[0].sb.as_dict(), stores[1].sb.as_dict()
+        assert a == b and [type(v) for v in a.values()] == [type(v) for v in b.values()], (step, changes)
+        assert stores[0]._cur == stores[1]._cur
+    # and what was published is what a mount reads back
+    again = mounted(disks[0])
+    assert again.sb.as_dict() == stores[0].sb.as_dict()
+    stores[0].commit(uip_n=1)
+    assert mounted(disks[0]).sb.as_dict() == stores[0].sb.as_dict()
