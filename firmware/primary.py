@@ -1153,7 +1153,10 @@ class Primary:
         self.rewound = False
         self.fill_at = -1
         while s.can_queue():
-            if ticks_diff(self.tx_until, now) > self._lead_us:
+            q = (self.tx_until - now) & TICKS_MASK     # ticks_diff(tx_until, now), inline
+            if q >= _HALF:
+                q -= _WRAP
+            if q > self._lead_us:
                 self.fill_at = ticks_add(self.tx_until, -self._lead_us)   # come back as the line drains
                 break
             if self._carry is None:

@@ -547,7 +547,10 @@ class Store:
         _pack_into(_JH_ENT_FMT, buf, JH_IDX_OFF, kind, vol, blk, lseq, t, dcrc)
         _pack_into("<I", buf, JH_CRC_OFF, _crc32(self._hcrc_mv))
         self._wr(base + 1, buf)
-        self._idx_put(slot, kind, vol, blk, lseq, t)
+        thi = t >> 32                           # _idx_put, inline
+        if thi >= _T_HI_CARD:
+            thi = _T_HI_CARD
+        _pack_into(_IDX_FMT, self._idx, slot * IDX_SIZE, kind, vol, blk, lseq, t & 0xFFFFFFFF, thi)
         self._tail = j + 1
         return j
 
