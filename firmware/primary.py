@@ -1196,12 +1196,6 @@ class Primary:
         start = self.tx_until if ticks_diff(self.tx_until, now) > 0 else now
         self.tx_until = ticks_add(start, nbytes * 10000 // (self.cfg.peer_baud // 1000))
 
-    def _silent_since(self):
-        """The peer is silent since its last frame, or since our frames left the wire."""
-        rx = self.last_rx
-        u = self.tx_until
-        return rx if 0 < (rx - u) & TICKS_MASK < _HALF else u     # ticks_diff(rx, u) > 0
-
     def _entries_from(self, jseq):
         st = self.store
         if jseq < st.j_first():
@@ -1299,7 +1293,9 @@ class Primary:
         elif state != CS_DUPLEX:
             return
         if self.link == LINK_UP:
-            u = self.tx_until                # ticks_diff(now, _silent_since())
+            # the peer is silent since its last frame, or since our frames left the wire
+            # (the later of last_rx and tx_until): ticks_diff(now, that)
+            u = self.tx_until
             rx = self.last_rx
             if 0 < (rx - u) & TICKS_MASK < _HALF:
                 u = rx
@@ -1373,7 +1369,7 @@ class Primary:
             r = ticks_add(now, r)
             if (r - d) & TICKS_MASK >= _HALF:
                 d = r
-        rx = self.last_rx                                    # _silent_since()
+        rx = self.last_rx                    # silent since: the later of last_rx, tx_until
         p = self.tx_until
         if 0 < (rx - p) & TICKS_MASK < _HALF:
             p = rx
