@@ -366,7 +366,6 @@ class Store:
         sb.generation = best[0]
         for name, v in zip(_SB_FIELDS, best[1]):
             setattr(sb, name, v)
-        self._sbv = list(best[1])
         bm_blocks = (sb.vol_blocks + BM_BITS - 1) // BM_BITS
         if (sb.nvol < 1 or sb.journal_slots < 2 or sb.bm_blocks != bm_blocks or sb.bm_start != 2
                 or sb.j_start != sb.bm_start + sb.nvol * bm_blocks
@@ -378,6 +377,7 @@ class Store:
         if sb.dev_blocks > count:
             raise StoreError(S_IO_ERROR, "device has %d blocks, superblock needs %d" % (count, sb.dev_blocks))
         self.sb = sb
+        self._sbv = list(best[1])               # (with sb: what commit() starts from)
         self._cur = cur
         self._load_bitmaps()
         self._scan_journal()
