@@ -20,7 +20,9 @@
 """
 import math
 
-from .link import air_us, bytes_done_by, first_byte_ending_at_or_after
+from .link import air_us, bytes_done_by, first_byte_ending_at_or_after, BITS_PER_BYTE
+
+_BITS_US = BITS_PER_BYTE * 1000000
 
 # transmission record fields (a list, mutated in place)
 _SID, _START, _END, _BUF, _NSENT, _HIT = range(6)
@@ -142,7 +144,8 @@ class Bus:
         if n == 0:
             return max(now, st.tx_free)
         start = st.tx_free if st.tx_free > now else now
-        end = start + air_us(n, self.baud)
+        baud = self.baud
+        end = start + (n * _BITS_US + baud - 1) // baud      # air_us(n, baud), inlined
         st.tx_free = end
         st.frames_tx += 1
         st.bytes_tx += n
@@ -169,7 +172,8 @@ class Bus:
                         self.frames_collided += 1
         live.append(rec)
         self._live = live
-        self._noise(rec[_BUF], n)
+        if self.burst_rate or self._ber_gap is not None:   # (_noise draws nothing otherwise)
+            self._noise(rec[_BUF], n)
         if self.chunk_max:
             i = 0
             rng = self.rng
@@ -221,16 +225,18 @@ class Bus:
             j = nsent
         if j <= i:
             return
-        data = bytes(rec[_BUF][i:j])
+        buf = rec[_BUF]
+        data = bytes(buf) if i == 0 and j == len(buf) else bytes(buf[i:j])
         sid = rec[_SID]
         start = rec[_START]
-        if i == 0:
-            self.receptions += 1
+        first = 1 if i == 0 else 0
+        self.receptions += first
+        n = j - i
         for st in self._order:
             if st.sid == sid or not st.up or st.up_since > start or st.deliver is None:
                 continue
-            st.frames_rx += 1 if i == 0 else 0
-            st.bytes_rx += j - i
+            st.frames_rx += first
+            st.bytes_rx += n
             st.deliver(data)
 
     def stats(self):
