@@ -377,7 +377,10 @@ class Workload(object):
         self._poll_hint = None
         self._token_wait = False
         if not self.stopped:
-            self._check_stop(now_us)
+            mw = self.max_writes        # as _check_stop (inlined: this runs twice per write)
+            if now_us >= self._end or (mw is not None and self.issued >= mw):
+                self.stopped = True
+                self._next_burst = None
         out = []
         if self.stopped:
             return out
@@ -394,8 +397,14 @@ class Workload(object):
                 self._next_burst = None
         if self._bready:                # (an empty queue: _drain would do nothing)
             self._drain(self._bready, now_us, out, paced=False)
-        if self._ready:
-            self._drain(self._ready, now_us, out, paced=self.rate is not None)
+        q = self._ready
+        if q:
+            if self.rate is None:
+                self._drain(q, now_us, out, paced=False)
+            elif now_us < self._t_next and (self.max_writes is None or self.issued < self.max_writes):
+                self._token_wait = True     # what _drain would find first: no token yet
+            else:
+                self._drain(q, now_us, out, paced=True)
         return out
 
     def complete(self, write_id, now_us, ok=True):
@@ -424,8 +433,11 @@ class Workload(object):
         if s is not None:
             (self._bready if s.transient else self._ready).append(s)
         if not self.stopped:
-            self._check_stop(now_us)
-            if not self.stopped:
+            mw = self.max_writes        # as _check_stop, inlined
+            if now_us >= self._end or (mw is not None and self.issued >= mw):
+                self.stopped = True
+                self._next_burst = None
+            else:
                 self._poll_hint = now_us
 
     def abandon(self, write_id):
