@@ -19,7 +19,7 @@ from firmware.codec import (RES, STATUS_FIELDS, SZ_RESIGN, SZ_DIRTY_HEAD, SZ_H_W
                             unpack_marker, unpack_record,
                             _bad, _u8, _u32, _u64, _room, _span, _exact)
 
-__all__ = ("STATUS_FIELDS", "encode", "decode", "build_frame_host", "unpack_resign", "pack_idle", "unpack_idle",
+__all__ = ("STATUS_FIELDS", "encode", "decode", "unpack_resign", "pack_idle", "unpack_idle",
            "pack_write_batch", "unpack_write_batch", "write_batch_records", "pack_nak", "unpack_nak", "unpack_dirty_list",
            "pack_h_write", "pack_h_read", "pack_h_status", "unpack_h_status", "pack_h_command",
            "unpack_h_reply", "unpack_error", "unpack_status_body")
@@ -34,34 +34,6 @@ def encode(mtype, src, dst, payload=b"", seq=0, ack=0, flags=0, group=0):
     buf[HDR_SIZE:HDR_SIZE + plen] = payload
     build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen)
     return bytes(buf)
-
-
-_HDR_CHK = struct.Struct(HDR_FMT + "H")      # the header with its check
-_HDR_NOCHK = struct.Struct(HDR_FMT)
-_CRC_TRAILER = struct.Struct("<I")
-
-
-def build_frame_host(buf, mtype, flags, src, dst, group, seq, ack, plen):
-    """firmware.codec.build_frame for a host: the same bytes in buf (payload already at
-    buf[HDR_SIZE:HDR_SIZE+plen]), the same ValueError for a bad field, the same length
-    returned; the CRCs are taken over views of buf (a board's build_frame copies the frame
-    into a scratch buffer for them)."""
-    try:
-        # (build_frame's own test: a negative field fails it too)
-        ok = not ((mtype | flags | src | dst | group) >> 8 or (seq | ack) >> 16 or plen >> 13) \
-            and plen <= MAX_PAYLOAD
-    except TypeError:
-        ok = False
-    n = HDR_SIZE + plen
-    if not ok or n + 4 > len(buf):
-        return build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen)   # it raises
-    hc = binascii.crc32(_HDR_NOCHK.pack(MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group,
-                                        seq, ack, plen)) & 0xFFFF
-    _HDR_CHK.pack_into(buf, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group, seq, ack,
-                       plen, hc)
-    with memoryview(buf) as mv:
-        _CRC_TRAILER.pack_into(buf, n, binascii.crc32(mv[:n]))
-    return n + 4
 
 
 def decode(frame):

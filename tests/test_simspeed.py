@@ -530,24 +530,3 @@ def test_checker_reads_log_entries_as_their_dicts():
     assert checker.check(log, imgs).to_dict() == checker.check(d, imgs).to_dict()
     assert payload.decode(log.payload(5)).serial == 5
 
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(-2, 260), st.integers(-1, 256), st.integers(0, 255), st.integers(0, 256),
-       st.integers(-1, 255), st.integers(-1, 65536), st.integers(0, 65535),
-       st.integers(-1, wire.MAX_PAYLOAD + 1), st.integers(0, 8), st.randoms(use_true_random=False))
-def test_host_frame_builder_equals_build_frame(mtype, flags, src, dst, group, seq, ack, plen,
-                                               spare, rnd):
-    # hostcodec.build_frame_host (the simulator's host port) writes build_frame's bytes and
-    # raises its errors
-    size = max(plen, 0) + OVERHEAD + spare - 4
-    fill = bytes(rnd.getrandbits(8) for _ in range(max(size, 0)))
-    a, b = bytearray(fill), bytearray(fill)
-    try:
-        want = codec.build_frame(a, mtype, flags, src, dst, group, seq, ack, plen)
-    except ValueError as e:
-        with pytest.raises(ValueError) as got:
-            hostcodec.build_frame_host(b, mtype, flags, src, dst, group, seq, ack, plen)
-        assert str(got.value) == str(e)
-        return
-    assert hostcodec.build_frame_host(b, mtype, flags, src, dst, group, seq, ack, plen) == want
-    assert a == b and hostcodec.decode(bytes(b[:want]))[0] == mtype

@@ -78,8 +78,7 @@ class HostPort:
         self._encode = encode
         self._deframer = deframer
         self._encode_request = None   # the default encoder, called directly
-        self._build_frame = None      # hostcodec.build_frame_host (firmware.codec.build_frame's
-                                      # bytes), with the default encoder
+        self._build_frame = None      # firmware.codec.build_frame, with the default encoder
         self._layout = None           # (HDR_SIZE, OVERHEAD, HOST_ID, BROADCAST) of firmware.wire
         self._decode = None           # protocol.hostcodec.decode (fast path for whole frames)
         self._pending = {}            # tag -> (callback, timeout handle)
@@ -97,7 +96,7 @@ class HostPort:
             from firmware import wire
             if self._encode is None:
                 from host_tools.transport.messages import encode_request
-                from protocol.hostcodec import build_frame_host as build_frame
+                from firmware.codec import build_frame
                 # request_write's encoder (the same frame) and the frame layout it needs
                 self._build_frame = build_frame
                 self._layout = (wire.HDR_SIZE, wire.OVERHEAD, wire.HOST_ID, wire.BROADCAST)
