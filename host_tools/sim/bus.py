@@ -38,6 +38,14 @@ def _xor_nonzero(buf, a, b, rng):
     buf[a:b] = (int.from_bytes(buf[a:b], "little") ^ int.from_bytes(mask, "little")).to_bytes(k, "little")
 
 
+def _mutable(rec):
+    """rec's buffer as a bytearray (converted in place the first time)."""
+    buf = rec[_BUF]
+    if type(buf) is not bytearray:
+        buf = rec[_BUF] = bytearray(buf)
+    return buf
+
+
 class _Station:
     __slots__ = ("sid", "deliver", "up", "up_since", "tx_free", "frames_tx", "bytes_tx",
                  "frames_rx", "bytes_rx")
@@ -152,7 +160,9 @@ class Bus:
         self.frames += 1
         self.bytes += n
         self.air_us += end - start
-        rec = [sid, start, end, bytearray(data), n, False]
+        # the bytes on the air: an immutable bytes object as it is (no copy), else a copy; made
+        # a bytearray only when a collision or noise garbles it
+        rec = [sid, start, end, data if type(data) is bytes else bytes(data), n, False]
         live = self._live
         if live:
             live = [r for r in live if r[_END] > now]
@@ -173,7 +183,7 @@ class Bus:
         live.append(rec)
         self._live = live
         if self.burst_rate or self._ber_gap is not None:   # (_noise draws nothing otherwise)
-            self._noise(rec[_BUF], n)
+            self._noise(_mutable(rec), n)
         if self.chunk_max:
             i = 0
             rng = self.rng
@@ -193,11 +203,11 @@ class Bus:
         baud = self.baud
         a = first_byte_ending_at_or_after(os_ - s + 1, baud)
         b = first_byte_ending_at_or_after(oe - s, baud) + 1 if oe > s else 0
-        buf = rec[_BUF]
-        if b > len(buf):
-            b = len(buf)
+        n = len(rec[_BUF])
+        if b > n:
+            b = n
         if b > a:
-            _xor_nonzero(buf, a, b, self.rng)
+            _xor_nonzero(_mutable(rec), a, b, self.rng)
 
     def _noise(self, buf, n):
         rng = self.rng
