@@ -473,3 +473,60 @@ def test_scheduler_counts_events_by_handler_without_changing_the_run():
                          "len": 1}
     assert off.counts is None
     assert on.digest() == off.digest() and on.events == off.events == 3
+
+
+# ---- round 4 (sim): the workload's inlined address draws, the checker's direct log reading ----
+class _PlainRandom(random.Random):
+    """A Random subclass: Workload._pick then draws through rng.randrange (the reference)."""
+
+
+@pytest.mark.parametrize("seed,pairs,vols,blocks", [(0, 4, 1, 128), (1, 3, 2, 100), (2, 1, 1, 1),
+                                                     (3, 5, 3, 257), (4, 2, 1, 256)])
+def test_workload_inlined_address_draws_are_randrange_draws(seed, pairs, vols, blocks):
+    # Workload._pick inlines rng._randbelow (getrandbits of n.bit_length() bits, redrawn while
+    # >= n) for a plain random.Random: the same addresses, the same generator state after
+    from host_tools.check.workload import Workload, drive_virtual
+
+    def run(ref):
+        wl = Workload("random", pairs=pairs, vols=vols, blocks=blocks, rate=None,
+                      duration_us=2000000, concurrency=6, seed=seed)
+        if ref:
+            wl.rng = _PlainRandom(seed)
+        log = drive_virtual(wl, lambda r: 1000 + r.block % 7)
+        return [e.to_dict() for e in log], wl.rng.random()
+
+    fast, ref = run(False), run(True)
+    assert len(fast[0]) > 100 and fast == ref
+
+
+def test_checker_reads_log_entries_as_their_dicts():
+    # verdict.judge hands the checker the log's entries (no to_dict copies) and checker._load_log
+    # reads a LogEntry directly: the same report and verdict as from the log's dict
+    from host_tools.check import checker, verdict, payload
+    from host_tools.check.workload import Workload, drive_virtual
+    wl = Workload("ims", pairs=3, vols=1, blocks=64, rate=None, duration_us=300000,
+                  concurrency=5, seed=9)
+    log = drive_virtual(wl, lambda r: None if r.id in (400, 401) else 500 + r.id % 5,
+                        until_us=250000)
+    # images: each pair's volume holds the writes issued up to a cut, pair 2 missing
+    imgs = {}
+    for e in log:
+        if e.pair != 2 and e.issue_us < 120000 + 30000 * e.pair:
+            vol = imgs.setdefault(e.pair, {}).setdefault(e.vol, bytearray(64 * 512))
+            vol[e.block * 512:(e.block + 1) * 512] = log.payload(e.id)
+    log.get(3).writer = None           # an entry without a writer takes the log's
+    d = log.to_dict()
+    reps = []
+    for pairs in ([0, 1, 2], [0, 1], [1]):
+        a_rep, a_v = verdict.judge(log, imgs, pairs, no_image=[2], disaster_us=250000,
+                                   cut_at_us=200000)
+        b_rep, b_v = verdict.judge(d, imgs, pairs, no_image=[2], disaster_us=250000,
+                                   cut_at_us=200000)
+        assert a_rep.to_dict() == b_rep.to_dict() and a_v == b_v
+        reps.append((a_rep, a_v))
+    rep, v = reps[0]
+    assert rep.writes_total > 50 and rep.lost_acked > 0 and rep.writes_inflight > 0
+    assert not v["ok"] and v["liveness"]["no_image"] == 1
+    assert checker.check(log, imgs).to_dict() == checker.check(d, imgs).to_dict()
+    assert payload.decode(log.payload(5)).serial == 5
+

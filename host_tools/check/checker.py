@@ -90,8 +90,12 @@ def _load_log(log):
         raw = log["writes"]
     else:
         raw = list(log)
+    from host_tools.check.workload import LogEntry
     out = []
     for d in raw:
+        if type(d) is LogEntry:
+            out.append(_from_entry(d, writer))
+            continue
         if isinstance(d, dict):
             get = d.get
         else:                           # a LogEntry (or any object with the same attributes)
@@ -122,6 +126,33 @@ def _load_log(log):
         w.state = None
         out.append(w)
     return out, writer, end_us
+
+
+def _from_entry(e, writer):
+    """_load_log's reading of one LogEntry (every field is an attribute of it), direct."""
+    w = _W()
+    w.id = e.id
+    if w.id is None:
+        raise ValueError("a write of the log has no id")
+    w.writer = writer if e.writer is None else e.writer
+    w.pair, w.vol, w.block = int(e.pair), int(e.vol), int(e.block)
+    w.address = (w.pair, w.vol, w.block)
+    w.bver = e.bver
+    w.dep = e.dep
+    w.tag = e.tag
+    w.issue_us = e.issue_us
+    if w.issue_us is None:
+        raise ValueError("write %r of the log has no issue_us" % (w.id,))
+    w.complete_us = c = e.complete_us
+    ok = e.ok
+    if c is None:
+        w.ok = None
+    else:
+        w.ok = True if ok is None else bool(ok)
+    w.ikey = (w.issue_us, e.issue_seq or 0)
+    w.ckey = None if c is None else (c, e.complete_seq or 0)
+    w.state = None
+    return w
 
 
 def _as_index(k):

@@ -48,6 +48,7 @@ CRC_OFF = BLOCK_SIZE - 4
 FILLER_SIZE = CRC_OFF - HEADER_SIZE
 ZERO_BLOCK = bytes(BLOCK_SIZE)
 _CRC = struct.Struct("<I")
+_pack, _pack_crc, _shake, _crc32 = _HDR.pack, _CRC.pack, hashlib.shake_128, zlib.crc32
 
 # write roles (the ``tag`` field)
 TAG_PLAIN = 0
@@ -110,13 +111,14 @@ def encode(writer, serial, pair, vol, block, issue_us=0, bver=0, chain=0, step=0
     ``tag`` is a TAG_* number or its name. Fully deterministic in its arguments."""
     if serial < 1:
         raise ValueError("write serial must be >= 1 (0 means 'no dependency')")
+    code = TAG_CODES.get(tag) if tag.__class__ is str else None     # a name: the usual case
     try:
-        hdr = _HDR.pack(MAGIC, FORMAT_VERSION, _tag_code(tag), writer, serial, pair, vol,
-                        block, bver, chain, step, issue_us, dep or 0)
+        hdr = _pack(MAGIC, FORMAT_VERSION, _tag_code(tag) if code is None else code, writer,
+                    serial, pair, vol, block, bver, chain, step, issue_us, dep or 0)
     except struct.error as e:
         raise ValueError("payload field out of range: %s" % e)
-    body = hdr + hashlib.shake_128(hdr).digest(FILLER_SIZE)
-    return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
+    body = hdr + _shake(hdr).digest(FILLER_SIZE)
+    return body + _pack_crc(_crc32(body) & 0xFFFFFFFF)
 
 
 def inspect(data):

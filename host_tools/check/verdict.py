@@ -29,13 +29,29 @@ from host_tools.check import checker
 SKEW_MARGIN_US = 20000
 
 
+class _Writes(object):
+    """Some writes of a WorkloadLog (its entries, not copied), as the checker reads a log:
+    entries, writer, end_us; get(id) -> entry."""
+
+    def __init__(self, writer, end_us, entries):
+        self.writer = writer
+        self.end_us = end_us
+        self.entries = entries
+        self._by_id = None
+
+    def get(self, id):
+        if self._by_id is None:
+            self._by_id = {e.id: e for e in self.entries}
+        return self._by_id[id]
+
+
 def _restrict(log, pairs):
-    """The writes of `log` (a WorkloadLog or its to_dict()) on `pairs`, as a log dict."""
+    """The writes of `log` (a WorkloadLog or its to_dict()) on `pairs`: a _Writes over the
+    log's entries, or a log dict."""
     pairs = set(pairs)
     if hasattr(log, "entries"):
-        writes = [e.to_dict() for e in log.entries if e.pair in pairs]
-        return {"writer": getattr(log, "writer", None), "end_us": getattr(log, "end_us", None),
-                "writes": writes}
+        return _Writes(getattr(log, "writer", None), getattr(log, "end_us", None),
+                       [e for e in log.entries if e.pair in pairs])
     if isinstance(log, dict):
         return dict(log, writes=[w for w in log["writes"] if int(w["pair"]) in pairs])
     return [w for w in log if int(w["pair"]) in pairs]

@@ -85,6 +85,9 @@ class WriteRequest(namedtuple("WriteRequest", "id pair vol block data dep tag"))
     __slots__ = ()
 
 
+_new_tuple = tuple.__new__     # WriteRequest(*fields) without its Python-level __new__
+
+
 class LogEntry(object):
     """One write of the log. Times in microseconds; ``complete_us`` and ``ok`` are None
     while the write is outstanding (and stay None if it never completed); ``issue_seq``
@@ -296,6 +299,8 @@ class Workload(object):
         self.max_writes = max_writes
         self.writer = writer
         self.rng = random.Random(seed)
+        self._addr_bits = (pairs.bit_length(), vols.bit_length(), blocks.bit_length())
+        self._tag = None if kind == "ims" else _KIND_TAG[kind]    # None: the plan step's name
 
         if kind == "ims":
             if log_blocks is None:
@@ -372,7 +377,10 @@ class Workload(object):
         self._poll_hint = None
         self._token_wait = False
         if not self.stopped:
-            self._check_stop(now_us)
+            mw = self.max_writes        # as _check_stop (inlined: this runs twice per write)
+            if now_us >= self._end or (mw is not None and self.issued >= mw):
+                self.stopped = True
+                self._next_burst = None
         out = []
         if self.stopped:
             return out
@@ -389,8 +397,14 @@ class Workload(object):
                 self._next_burst = None
         if self._bready:                # (an empty queue: _drain would do nothing)
             self._drain(self._bready, now_us, out, paced=False)
-        if self._ready:
-            self._drain(self._ready, now_us, out, paced=self.rate is not None)
+        q = self._ready
+        if q:
+            if self.rate is None:
+                self._drain(q, now_us, out, paced=False)
+            elif now_us < self._t_next and (self.max_writes is None or self.issued < self.max_writes):
+                self._token_wait = True     # what _drain would find first: no token yet
+            else:
+                self._drain(q, now_us, out, paced=True)
         return out
 
     def complete(self, write_id, now_us, ok=True):
@@ -419,8 +433,11 @@ class Workload(object):
         if s is not None:
             (self._bready if s.transient else self._ready).append(s)
         if not self.stopped:
-            self._check_stop(now_us)
-            if not self.stopped:
+            mw = self.max_writes        # as _check_stop, inlined
+            if now_us >= self._end or (mw is not None and self.issued >= mw):
+                self.stopped = True
+                self._next_burst = None
+            else:
                 self._poll_hint = now_us
 
     def abandon(self, write_id):
@@ -518,6 +535,35 @@ class Workload(object):
     def _pick(self, what, pair):
         """Address for the next write of a plan step, or None if none is free now."""
         rng, busy = self.rng, self._busy
+        if what == "random":
+            if type(rng) is random.Random:
+                # rng.randrange(n) for n >= 1 is rng._randbelow(n), which for the Mersenne
+                # Twister is getrandbits(n.bit_length()) redrawn while >= n: the same draws,
+                # inlined (three per write; tests/test_simspeed.py checks they are equal)
+                bits = rng.getrandbits
+                pairs, vols, blocks = self.pairs, self.vols, self.blocks
+                kp, kv, kb = self._addr_bits
+                for _ in range(16):
+                    p = bits(kp)
+                    while p >= pairs:
+                        p = bits(kp)
+                    v = bits(kv)
+                    while v >= vols:
+                        v = bits(kv)
+                    b = bits(kb)
+                    while b >= blocks:
+                        b = bits(kb)
+                    addr = (p, v, b)
+                    if addr not in busy:
+                        return addr
+                return None
+            below = rng.randrange
+            pairs, vols, blocks = self.pairs, self.vols, self.blocks
+            for _ in range(16):
+                addr = (below(pairs), below(vols), below(blocks))
+                if addr not in busy:
+                    return addr
+            return None
         if what == "log" or what == "commit":
             for _ in range(self.log_blocks):
                 blk = self._log_cursor[pair]
@@ -529,16 +575,6 @@ class Workload(object):
             for _ in range(16):
                 k = self.log_blocks + rng.randrange(self._data_per_pair)
                 addr = (pair, k // self.blocks, k % self.blocks)
-                if addr not in busy:
-                    return addr
-            return None
-        if what == "random":
-            # rng._randbelow(n) is the very draw rng.randrange(n) makes for n >= 1 (one call
-            # less for every number of every write; tests/test_workload.py checks)
-            below = rng._randbelow if type(rng) is random.Random else rng.randrange
-            pairs, vols, blocks = self.pairs, self.vols, self.blocks
-            for _ in range(16):
-                addr = (below(pairs), below(vols), below(blocks))
                 if addr not in busy:
                     return addr
             return None
@@ -565,20 +601,20 @@ class Workload(object):
         addr = self._pick(what, pair)
         if addr is None:
             return None
-        tag = what if self.kind == "ims" else _KIND_TAG[self.kind]
+        tag = self._tag or what
         wid = self._next_id
         self._next_id = wid + 1
         p, v, b = addr
         last, chain, step = s.last, s.chain, s.step
-        e = self.log.issue(wid, p, v, b, now_us, last, None, chain, step, tag)
-        data = _payload.encode(self.writer, wid, p, v, b, now_us, e.bver, chain, step, last, tag)
+        bver = self.log.issue(wid, p, v, b, now_us, last, None, chain, step, tag).bver
+        data = _payload.encode(self.writer, wid, p, v, b, now_us, bver, chain, step, last, tag)
         self._busy.add(addr)
         waiting = self._waiting
         waiting[wid] = s
         self.issued += 1
         if len(waiting) > self.max_outstanding:
             self.max_outstanding = len(waiting)
-        return WriteRequest(wid, p, v, b, data, last, tag)
+        return _new_tuple(WriteRequest, (wid, p, v, b, data, last, tag))
 
 
 def drive_virtual(workload, latency_us, start_us=0, until_us=None):

@@ -19,7 +19,11 @@ Firmware modules are imported lazily, by bare name, after ``host_tools.fwpath``,
 so this module imports without them.
 """
 from functools import partial
-from firmware.ticks import TICKS_MASK, ticks_diff
+from firmware.ticks import TICKS_MASK
+
+_TICKS_HALF = (TICKS_MASK + 1) >> 1
+_TICKS_WRAP = TICKS_MASK + 1
+_PPB = 1000000000            # host_tools/sim/clock.py's rate unit (LocalClock is inlined below)
 
 PORT_HOST = 0
 PORT_BUS = 1
@@ -289,9 +293,11 @@ class SimBoard:
         """Bytes arrived on `port` (a link/bus/host deliver callback)."""
         if not self.alive:
             return
-        local = self.clock.local_us(self.sched.now)
+        # local = self.clock.local_us(now), inlined (this runs for every delivery)
+        c = self.clock
+        local = c.offset + ((self.sched.now - c.v0) * c._rate) // _PPB
         rxs = self._rx
-        if rxs is None or rxs[port].node is not self.node:
+        if rxs is None:                  # made once per boot (power_on resets it)
             rxs = self._rx = [_port_rx()(self.node, p, self.deframers[p]) for p in range(3)]
         rx = rxs[port]
         before = rx.frames
@@ -313,7 +319,8 @@ class SimBoard:
         self._tick_at = None
         if not self.alive:
             return
-        local = self.clock.local_us(self.sched.now)
+        c = self.clock                   # local_us(now), inlined as in receive
+        local = c.offset + ((self.sched.now - c.v0) * c._rate) // _PPB
         try:
             self.node.tick(local & TICKS_MASK)
         except self.powercut_exc:
@@ -354,7 +361,13 @@ class SimBoard:
         sched = self.sched
         now = sched.now
         # nd is a tick (firmware/ticks.py): as local time, the one within 2**29 us of now
-        v = self.clock.to_virtual(local + ticks_diff(nd, local & TICKS_MASK))
+        # (ticks_diff(nd, local & TICKS_MASK), inlined), then clock.to_virtual of it, inlined
+        d = (nd - local) & TICKS_MASK
+        if d >= _TICKS_HALF:
+            d -= _TICKS_WRAP
+        c = self.clock
+        d += local - c.offset
+        v = c.v0 if d <= 0 else c.v0 + (d * _PPB + c._rate - 1) // c._rate
         if v <= now:
             if ticked:
                 # the deadline is still due right after a tick: a main loop would

@@ -20,7 +20,9 @@
 """
 import math
 
-from .link import air_us, bytes_done_by, first_byte_ending_at_or_after
+from .link import air_us, bytes_done_by, first_byte_ending_at_or_after, BITS_PER_BYTE
+
+_BITS_US = BITS_PER_BYTE * 1000000
 
 # transmission record fields (a list, mutated in place)
 _SID, _START, _END, _BUF, _NSENT, _HIT = range(6)
@@ -34,6 +36,14 @@ def _xor_nonzero(buf, a, b, rng):
     k = b - a
     mask = rng.randbytes(k).translate(_NONZERO)
     buf[a:b] = (int.from_bytes(buf[a:b], "little") ^ int.from_bytes(mask, "little")).to_bytes(k, "little")
+
+
+def _mutable(rec):
+    """rec's buffer as a bytearray (converted in place the first time)."""
+    buf = rec[_BUF]
+    if type(buf) is not bytearray:
+        buf = rec[_BUF] = bytearray(buf)
+    return buf
 
 
 class _Station:
@@ -142,14 +152,17 @@ class Bus:
         if n == 0:
             return max(now, st.tx_free)
         start = st.tx_free if st.tx_free > now else now
-        end = start + air_us(n, self.baud)
+        baud = self.baud
+        end = start + (n * _BITS_US + baud - 1) // baud      # air_us(n, baud), inlined
         st.tx_free = end
         st.frames_tx += 1
         st.bytes_tx += n
         self.frames += 1
         self.bytes += n
         self.air_us += end - start
-        rec = [sid, start, end, bytearray(data), n, False]
+        # the bytes on the air: an immutable bytes object as it is (no copy), else a copy; made
+        # a bytearray only when a collision or noise garbles it
+        rec = [sid, start, end, data if type(data) is bytes else bytes(data), n, False]
         live = self._live
         if live:
             live = [r for r in live if r[_END] > now]
@@ -169,7 +182,8 @@ class Bus:
                         self.frames_collided += 1
         live.append(rec)
         self._live = live
-        self._noise(rec[_BUF], n)
+        if self.burst_rate or self._ber_gap is not None:   # (_noise draws nothing otherwise)
+            self._noise(_mutable(rec), n)
         if self.chunk_max:
             i = 0
             rng = self.rng
@@ -189,11 +203,11 @@ class Bus:
         baud = self.baud
         a = first_byte_ending_at_or_after(os_ - s + 1, baud)
         b = first_byte_ending_at_or_after(oe - s, baud) + 1 if oe > s else 0
-        buf = rec[_BUF]
-        if b > len(buf):
-            b = len(buf)
+        n = len(rec[_BUF])
+        if b > n:
+            b = n
         if b > a:
-            _xor_nonzero(buf, a, b, self.rng)
+            _xor_nonzero(_mutable(rec), a, b, self.rng)
 
     def _noise(self, buf, n):
         rng = self.rng
@@ -221,16 +235,18 @@ class Bus:
             j = nsent
         if j <= i:
             return
-        data = bytes(rec[_BUF][i:j])
+        buf = rec[_BUF]
+        data = bytes(buf) if i == 0 and j == len(buf) else bytes(buf[i:j])
         sid = rec[_SID]
         start = rec[_START]
-        if i == 0:
-            self.receptions += 1
+        first = 1 if i == 0 else 0
+        self.receptions += first
+        n = j - i
         for st in self._order:
             if st.sid == sid or not st.up or st.up_since > start or st.deliver is None:
                 continue
-            st.frames_rx += 1 if i == 0 else 0
-            st.bytes_rx += j - i
+            st.frames_rx += first
+            st.bytes_rx += n
             st.deliver(data)
 
     def stats(self):

@@ -12,6 +12,9 @@ instant at which the local clock reads >= local.
 
 A reboot restarts the clock (``restart``) at a new offset, as a board's
 ticks_us counter starts afresh at power-on.
+
+host_tools/sim/board.py computes both formulas inline from ``offset``, ``v0`` and
+``_rate`` on its per-event path: change them together.
 """
 
 _PPB = 1000000000
