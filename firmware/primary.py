@@ -23,18 +23,17 @@
 # no upper end: with commit_wait its clock is not SYNCED, so it refuses writes
 # (NOT_READY) until a beacon echoes a report (sent every slot with commit_wait).
 # Commit wait, on the cut grid: with the commit wait the master cuts only at multiples of
-# CUT_GRID us of sequence time, each once its clock has passed it (T = the grid point at or
-# below its time). A board stamps s = max(lower end, g + 1), g the grid point at or below
-# the upper end of its interval (and the floors below), so s is above every cut already
-# made (each <= the master's time <= the upper end). A journaled write's reply waits until
-# s <= G(lower end) + CUT_GRID, G rounding down to the grid: every cut made after the reply
-# is > G(master's time then) >= G(lower end), so >= G(lower end) + CUT_GRID >= s, and holds
-# the write. Then no cut holds a write without the writes acknowledged before it was
-# issued: a later write is stamped above every cut made before it, so a cut T that holds
-# it (s' <= T) was made after the reply of any write acknowledged before it, and holds
-# that write too (s <= T). A write stamped at the lower end is replied to at once; only a
-# write whose interval straddles a grid point (g >= lower end: s = g + 1) waits, until the
-# lower end reaches g (at most clock_err_us). (Without the grid: wait until s <= lower end.)
+# CUT_GRID us of sequence time (T = the grid point at or below its clock). A board stamps
+# s = max(lower end, g + 1) (and the floors below), g the grid point at or below the upper
+# end of its interval, G() rounding down to the grid. A journaled write's reply (stamp s)
+# waits until s <= G(lower end) + CUT_GRID. Then no cut holds a write W' issued after that
+# reply without this write: W' is stamped s' > G(its board's upper end) >= G(master's time
+# then) >= G(master's time at the reply) >= G(lower end at the reply); a cut T holding W'
+# is a grid point >= s', so T >= G(lower end at the reply) + CUT_GRID >= s: it holds this
+# write too (stamped <= T, hence before its board took T). A write stamped at the lower end
+# is replied to at once; only one whose interval straddles a grid point (g >= lower end,
+# s = g + 1) waits, until the lower end reaches g: at most clock_err_us. (Before the grid:
+# stamps at the upper end, every reply waited until s <= lower end.)
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
 # checkpoint at this board is the boundary.
 #
