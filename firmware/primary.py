@@ -22,10 +22,18 @@
 # width (never more ahead than that). Before a round trip with its master a member has
 # no upper end: with commit_wait its clock is not SYNCED, so it refuses writes
 # (NOT_READY) until a beacon echoes a report (sent every slot with commit_wait).
-# Commit wait: a journaled write's reply waits until the stamp s is at or below the
-# lower end (sequence time - clock_err_us): the master's clock has passed s, so every
-# board, stamping at the upper end of its own interval, stamps every later write >= s,
-# and no cut can hold a write without the writes completed before it was issued.
+# Commit wait, on the cut grid: with the commit wait the master cuts only at multiples of
+# CUT_GRID us of sequence time (T = the grid point at or below its clock). A board stamps
+# s = max(lower end, g + 1) (and the floors below), g the grid point at or below the upper
+# end of its interval, G() rounding down to the grid. A journaled write's reply (stamp s)
+# waits until s <= G(lower end) + CUT_GRID. Then no cut holds a write W' issued after that
+# reply without this write: W' is stamped s' > G(its board's upper end) >= G(master's time
+# then) >= G(master's time at the reply) >= G(lower end at the reply); a cut T holding W'
+# is a grid point >= s', so T >= G(lower end at the reply) + CUT_GRID >= s: it holds this
+# write too (stamped <= T, hence before its board took T). A write stamped at the lower end
+# is replied to at once; only one whose interval straddles a grid point (g >= lower end,
+# s = g + 1) waits, until the lower end reaches g: at most clock_err_us. (Before the grid:
+# stamps at the upper end, every reply waited until s <= lower end.)
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
 # checkpoint at this board is the boundary.
 #
@@ -75,6 +83,11 @@ _GROW_FRAMES = const(4)
 # is a - _WRAP + d, plus _WRAP when that is negative
 _HALF = const(0x20000000)
 _WRAP = const(0x40000000)         # TICKS_MASK + 1
+# commit wait: cuts fall on multiples of this many us of sequence time (see the header). Every
+# board of a group must use the same grid, so it is not a setting. Finer: more writes whose
+# clock interval straddles a grid point wait; coarser: cuts come later than their interval
+# (by CUT_GRID / 2 on average)
+CUT_GRID = const(8192)
 
 
 class Primary:
@@ -89,6 +102,7 @@ class Primary:
         self.ckpt_n = 0
         self.ckpt_t = 0
         self.offset = 0              # sequence time = local clock + offset
+        self.off_r = 0               # offset % CUT_GRID (grid points found from small ints)
         # the local clock for sequence times: `now` unwrapped (see local()): ep_t at tick ep_k
         self.ep_t = 0
         self.ep_k = 0
@@ -285,12 +299,14 @@ class Primary:
         self.ep_k = now
         self.ep_t = 0
         self.offset += L
+        self.off_r = (self.off_r + L) % CUT_GRID
         self.sync_at -= L
         self.sync_new -= L
 
     def _move(self, d):
         """offset += d, the interval and the samples staying where they are (absolute)."""
         self.offset += d
+        self.off_r = (self.off_r + d) % CUT_GRID
         self.dlo -= d
         self.dhi -= d
         ring = self.samples
@@ -348,13 +364,17 @@ class Primary:
                 return h
         # else still on an older master's time while a new one warms up: the new one's time
         # will not be behind it, so a stamp the old time has passed is safe to release
-        # d = stamp - our time t: stamp - offset first (a small int: one temporary)
+        # the grid rule (header): wait until the lower end reaches c, the first grid point at
+        # or above stamp - CUT_GRID. All relative to the offset (small ints: one temporary)
         if self.grow:
-            # t: the lower end of the interval, L + offset + g - ihi + ilo - 2 g
+            # the lower end of the interval, L + offset + g - ihi + ilo - 2 g
             g = (L - self.sync_at) // self.drift_k + 1
-            d = (stamp - self.offset) - (L - g + self.dlo - self.dhi)
+            lo = L - g + self.dlo - self.dhi
         else:
-            d = (stamp - self.offset) - L
+            lo = L
+        c = (stamp - self.offset) - CUT_GRID
+        c += -(self.off_r + c) % CUT_GRID
+        d = c - lo
         if d <= 0:
             return 0
         if self.grow:
@@ -493,9 +513,27 @@ class Primary:
         return S_OK
 
     def stamp(self, now):
-        t = self.seq_time(now)
-        if self.cfg.mode != MODE_CLOCKLESS:
-            self.last_stamp = t
+        cfg = self.cfg
+        if not cfg.commit_wait or cfg.mode != MODE_CLOCK:
+            t = self.seq_time(now)
+            if cfg.mode != MODE_CLOCKLESS:
+                self.last_stamp = t
+            return t
+        # the cut grid (header): max(lower end, 1 + the grid point at or below the upper end)
+        L = self.local(now)
+        if self.grow:
+            g = (L - self.sync_at) // self.drift_k + 1
+            hi = L + g                       # clock_now() - offset
+            lo = L - g + self.dlo - self.dhi
+        else:
+            hi = lo = L
+        b = hi - (self.off_r + hi) % CUT_GRID + 1
+        t = self.offset + (b if b > lo else lo)
+        if t <= self.last_stamp:
+            t = self.last_stamp + 1
+        if t <= self.ckpt_t:
+            t = self.ckpt_t + 1
+        self.last_stamp = t
         return t
 
     def host_write(self, now, tag, vol, blk, data):
@@ -1006,14 +1044,26 @@ class Primary:
             self._catch_up(now, self.last_stamp)
         if warm:
             self.clock = CLOCK_SYNCED    # we are the group's time now
+        t = 0
         if group_active and warm and ticks_diff(now, self.next_ckpt) >= 0:
+            if self.cfg.mode == MODE_CLOCKLESS:
+                t = self.ckpt_t + 1
+            elif self.cfg.commit_wait and self.cfg.mode == MODE_CLOCK:
+                # on the grid (header): the grid point at or below our clock, once past the
+                # last cut (else next cycle)
+                c = self.clock_now(now) - self.offset
+                t = self.offset + c - (self.off_r + c) % CUT_GRID
+                if t <= self.ckpt_t:
+                    t = 0
+            else:
+                t = self.seq_time(now)
+        if t:
             # from the nominal time, so cuts come every interval on average (a cut waits
             # for the next bus cycle); after a long pause start afresh rather than catch up
             self.next_ckpt = ticks_add(self.next_ckpt, self.cfg.ckpt_interval_us)
             if ticks_diff(self.next_ckpt, now) <= 0:
                 self.next_ckpt = ticks_add(now, self.cfg.ckpt_interval_us)
             n = self.ckpt_n + 1
-            t = self.ckpt_t + 1 if self.cfg.mode == MODE_CLOCKLESS else self.seq_time(now)
             self.accept_checkpoint(now, n, t)
             self.checkpoints_issued += 1
             self.ckpt_resend = _RESEND_CKPT + 1

@@ -193,3 +193,24 @@ def test_a_member_without_an_upper_end_refuses_journaled_writes():
         assert not r.hi_ok and r.clock_err(m.t(net.now)) == primary_mod.ERR_UNKNOWN
         assert net.write(m, 0, 3, block_of("x")) == want, cw
         assert net.write(net.prim(1), 0, 4, block_of("y")) == wire.S_OK     # the master takes it
+
+
+def test_cuts_fall_on_the_grid_and_a_member_holds_only_writes_that_straddle_a_grid_point():
+    # crystal-grade clocks (bounds of tens of us): with the commit wait, every cut is a multiple
+    # of the grid, and a member primary replies at once to a write whose clock interval holds no
+    # grid point (stamped at its lower end), so it holds few of its writes (it held every one
+    # when each reply waited until the lower end passed a stamp taken at the upper end)
+    d_us = 4000000
+    wl = Workload(kind="random", pairs=4, vols=1, blocks=128, rate=400.0, duration_us=d_us,
+                  concurrency=2, seed=3)
+    w = World(seed=3, faults="none", workload=wl, pairs=4, duration_us=d_us + 1500000,
+              disaster=False, vol_blocks=128, journal_slots=256, workload_start_us=1000000)
+    a = CutAudit(w)
+    w.run()
+    assert len(a.cuts) > 10 and not a.inconsistent(wl.log)
+    assert all(t % primary_mod.CUT_GRID == 0 for t in a.cuts), sorted(a.cuts)[:5]
+    members = [b.node for b in w.primaries if not b.node.mac.is_master()]
+    writes = sum(n.c["writes_completed"] for n in members)
+    held = sum(n.role.commit_waits for n in members)
+    assert writes > 500
+    assert held < 0.1 * writes, (held, writes)

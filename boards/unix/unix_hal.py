@@ -23,7 +23,10 @@
 #              rp2 board's escape back to the REPL.
 # select.poll tells wait() when any port has input. Every port paces its transmitter like a
 # UART: a byte reaches the line only once the 10 bit times (8N1) of the byte before it at
-# the port's baud rate have passed; what the far end does not take is dropped. Bytes wait
+# the port's baud rate have passed; what the far end does not take is dropped. A frame's
+# bytes go out together once its last byte's time has passed (one wake-up per frame for
+# this board, the hub and the receivers; bytes of a frame the ring cannot hold whole go out
+# in 1 ms grains), and read_into sends what is due (the loop polls while it spins). Bytes wait
 # in a fixed TX ring per port (Port: the bus and the host port block the writer while it is
 # full, the peer port queues whole frames instead), never in a buffer that grows.
 #
@@ -43,6 +46,7 @@ from firmware.wire import MAX_FRAME
 
 _BLOCK = 512
 _GRAIN_US = 1000          # pacing: wake the transmitter at most this often
+_FRAME_ENDS = 16          # frames mode: ends of queued frames kept (beyond: they leave in grains)
 _BREAK_OK = (1, 2, 3, 4, 10, 13)
 
 # keys of a board's config file that are the HAL's, not the firmware's
@@ -134,7 +138,7 @@ class Port:
     No per-byte loops: bytes move in at most two slice copies into the ring, and out in at
     most two writes to the file per pump."""
 
-    def __init__(self, f, baud, clock, name, ring=1024, queue=False, sleep_us=None):
+    def __init__(self, f, baud, clock, name, ring=1024, queue=False, sleep_us=None, frames=False):
         self.f = f
         self.name = name
         self.clock = clock
@@ -154,8 +158,17 @@ class Port:
         self.rx_bytes = 0
         self.tx_bytes = 0
         self.tx_dropped = 0
+        # frames: whole frames leave at once; fends is a small ring of the ends of the frames
+        # in the ring (as counts of bytes ever put: put_n), oldest at fh
+        self.fends = [0] * _FRAME_ENDS if frames else None
+        self.fh = 0
+        self.nf = 0
+        self.put_n = 0               # bytes ever put in the ring
+        self.out_n = 0               # bytes ever taken off it (to the line)
 
     def read_into(self, buf):
+        if self.rlen:
+            self.pump(self.clock.now() * 64)
         try:
             n = self.f.readinto(buf)
         except OSError:              # EIO: the other end is away for now
@@ -186,7 +199,18 @@ class Port:
         if a < n:
             self.rv[0:n - a] = mv[off + a:off + n]
         self.rlen += n
+        self.put_n += n
         return n
+
+    def _end(self):
+        # a whole frame is in the ring (frames mode): remember where it ends
+        if self.fends is None or self.nf == _FRAME_ENDS:
+            return
+        i = self.fh + self.nf
+        if i >= _FRAME_ENDS:
+            i -= _FRAME_ENDS
+        self.fends[i] = self.put_n
+        self.nf += 1
 
     def write(self, frame):
         now64 = self.clock.now() * 64
@@ -215,6 +239,7 @@ class Port:
             now64 = self.clock.now() * 64
             self.pump(now64)
             done += self._put(mv, done, n - done)
+        self._end()
         return n
 
     def _out(self, mv):
@@ -228,9 +253,27 @@ class Port:
         left = self.rlen
         if left:
             k = (now64 - self.t64) // self.char64
+            if k > left:
+                k = left
+            if k > 0 and self.nf:
+                # whole frames: up to the end of the last frame that is due; none due: nothing,
+                # unless the ring is full (a writer waits for room)
+                fe = self.fends
+                due = self.out_n + k
+                i = self.fh
+                e = -1
+                for _ in range(self.nf):
+                    if fe[i] > due:
+                        break
+                    e = fe[i]
+                    i += 1
+                    if i == _FRAME_ENDS:
+                        i = 0
+                if e >= 0:
+                    k = e - self.out_n
+                elif left < self.size:
+                    k = 0
             if k > 0:
-                if k > left:
-                    k = left
                 h = self.rhead
                 a = self.size - h
                 if a > k:
@@ -247,6 +290,12 @@ class Port:
                 self.rhead = h
                 self.rlen = left - k
                 self.t64 += k * self.char64
+                self.out_n += k
+                while self.nf and self.fends[self.fh] <= self.out_n:
+                    self.fh += 1
+                    if self.fh == _FRAME_ENDS:
+                        self.fh = 0
+                    self.nf -= 1
         wq = self.wq
         if wq:
             if not self.rlen and self.t64 < now64:
@@ -255,12 +304,15 @@ class Port:
                 f = wq.pop(0)
                 self.wq_bytes -= len(f)
                 self._put(memoryview(f), 0, len(f))
+                self._end()
 
     def due64(self):
         """Clock time (us x 64) when the next chunk of queued bytes is on the line, or -1."""
         left = self.rlen
         if not left:
             return -1
+        if self.nf:
+            return self.t64 + self.char64 * (self.fends[self.fh] - self.out_n)
         return self.t64 + self.char64 * (left if left < self.grain else self.grain)
 
 
@@ -354,15 +406,16 @@ class UnixHal:
         clock = self.clock
         host_baud = hal.get("host_baud", 1000000)
         if "host_fd" in hal:
-            host = Port(open(hal["host_fd"], "r+b", 0), host_baud, clock, "host", ring=HOST_TXBUF)
+            host = Port(open(hal["host_fd"], "r+b", 0), host_baud, clock, "host", ring=HOST_TXBUF,
+                        frames=True)
             self.stdio = False
         else:
             host = StdioHostPort(host_baud, clock, hal.get("escape_quiet_us", 1000000))
             self.stdio = True
         bus = Port(self._open_tty(hal["bus_tty"]), fw.get("bus_baud", 115200), clock, "bus",
-                   ring=BUS_TXBUF)
+                   ring=BUS_TXBUF, frames=True)
         peer = Port(self._open_tty(hal["peer_tty"]), fw.get("peer_baud", 115200), clock, "peer",
-                    ring=PEER_TXBUF, queue=True)
+                    ring=PEER_TXBUF, queue=True, frames=True)
         self._ports = [host, bus, peer]
         p = select.poll()
         for port in self._ports:

@@ -15,11 +15,16 @@ boot.py does and calls ``main.run(hal)`` with an ``EmulatedHal``:
       device node and flushes whatever was queued while it was down.
   Every port paces its transmitter: a byte reaches the other end only once its
   10 bit times (8N1) at the port's baud rate have elapsed after the previous one, so
-  a port never sends faster than baud/10 bytes per second. Bytes that are due go out
-  in grains of up to 1 ms of line time (4 ms on the peer port, so the copy stream
-  wakes this board, the hub and the receiver a few hundred times a second, not
-  thousands); the last byte of a frame still leaves at its own time. Bytes that the far end
-  cannot take (nobody reading, buffer full) are dropped, as a UART would.
+  a port never sends faster than baud/10 bytes per second. The firmware writes whole
+  frames, and a frame's bytes go out together once its last byte's line time has passed:
+  a frame costs the sender, the hub and every receiver one wake-up (in 1 ms grains of line
+  time, as before, a copy-stream frame of 4 KB at 115200 baud cost each of them 90, and the
+  stream's wake-ups delayed every other process of the rig), and no receiver could act on
+  a frame before its last byte anyway (the hub sees when it started: its arrival minus its
+  line time). Queued bytes are also sent from read_into (the firmware's loop polls the
+  ports every pass, also while it spins on a held reply instead of sleeping in wait()).
+  Bytes that the far end cannot take (nobody reading, buffer full) are dropped, as a UART
+  would. (PtyPort still paces in grains when not given frames.)
 - ``block_device()`` -> ``FileBlockDevice``: the SD card as an image file, read and
   written with ``os.pread``/``os.pwrite`` (no user-space buffering), so a kill -9
   loses nothing already written. Optional ``disk_delay_us`` emulates the write
@@ -59,9 +64,6 @@ HAL_KEYS = ("name", "image", "host_link", "bus_tty", "peer_tty", "host_baud", "s
 # pacing: wake the transmitter at most this often (bytes are released in chunks of
 # at least one byte, at most what this many microseconds of line time carries)
 _TX_GRAIN_US = 1000
-# the peer link carries the copy stream (frames of up to ~4 KB): coarser grains there, so the
-# stream wakes this board, the hub and the receiver a quarter as often
-_PEER_GRAIN_US = 4000
 
 
 class FileBlockDevice:
@@ -139,13 +141,17 @@ class Clock:
 class PtyPort:
     """One UART-like port on a file descriptor: non-blocking reads, paced writes."""
 
-    def __init__(self, fd, baud, clock, name="", grain_us=_TX_GRAIN_US):
+    def __init__(self, fd, baud, clock, name="", grain_us=_TX_GRAIN_US, frames=False):
         self.fd = fd
         self.name = name
         self.clock = clock
         self.byte_us = 10000000.0 / baud
         self.grain = max(1, int(grain_us / self.byte_us))
         self.q = bytearray()
+        # frames: whole frames go out at once, when the last byte's time has passed; ends
+        # holds the end of every queued frame, as an offset into q
+        self.frames = frames
+        self.ends = []
         self.t0 = 0.0              # when the head byte of q started on the line
         self.line_free = 0.0       # when the line finished its last byte
         os.set_blocking(fd, False)
@@ -155,6 +161,8 @@ class PtyPort:
 
     # -- machine.UART-like interface used by main.py ------------------------------
     def read_into(self, buf):
+        if self.q:
+            self.pump(self.clock.us())
         try:
             n = os.readv(self.fd, [buf])
         except (BlockingIOError, InterruptedError):
@@ -169,6 +177,8 @@ class PtyPort:
         if not self.q:
             self.t0 = now if now > self.line_free else self.line_free
         self.q += frame
+        if self.frames:
+            self.ends.append(len(self.q))
         self.pump(now)
         return len(frame)
 
@@ -182,6 +192,16 @@ class PtyPort:
             return
         if k > len(q):
             k = len(q)
+        ends = self.ends
+        if self.frames:
+            j = 0                          # the frames whose last byte is due
+            for e in ends:
+                if e > k:
+                    break
+                j = e
+            if not j:
+                return
+            k = j
         try:
             n = os.write(self.fd, q[:k])
         except (BlockingIOError, InterruptedError):
@@ -192,6 +212,8 @@ class PtyPort:
             self.tx_dropped += k - n       # nobody takes them: lost on the line
         self.tx_bytes += n
         del q[:k]
+        if self.frames:
+            self.ends = [e - k for e in ends if e > k]
         self.t0 += k * self.byte_us
         self.line_free = self.t0
 
@@ -199,6 +221,8 @@ class PtyPort:
         """Clock time at which the next chunk of queued bytes is on the wire, or None."""
         if not self.q:
             return None
+        if self.frames:
+            return self.t0 + self.byte_us * self.ends[0]
         return self.t0 + self.byte_us * min(len(self.q), self.grain)
 
 
@@ -245,10 +269,11 @@ class EmulatedHal:
         tty.setraw(s)
         self._host_slave = s
         self.host_tty = os.ttyname(s)
-        host = PtyPort(m, hal.get("host_baud", 1000000), self.clock, "host")
-        bus = PtyPort(_open_tty(hal["bus_tty"]), conf.get("bus_baud", 115200), self.clock, "bus")
+        host = PtyPort(m, hal.get("host_baud", 1000000), self.clock, "host", frames=True)
+        bus = PtyPort(_open_tty(hal["bus_tty"]), conf.get("bus_baud", 115200), self.clock, "bus",
+                      frames=True)
         peer = PtyPort(_open_tty(hal["peer_tty"]), conf.get("peer_baud", 115200), self.clock, "peer",
-                       _PEER_GRAIN_US)
+                       frames=True)
         self._ports = [host, bus, peer]
         self._fds = [p.fd for p in self._ports]
         if hal.get("host_link"):
@@ -301,6 +326,18 @@ class EmulatedHal:
                 return
 
 
+def punctual_timers():
+    """Ask Linux to end this process's sleeps when they are due: by default a sleep may
+    overrun its timeout by up to 50 us of "timer slack", on every paced byte grain and every
+    timed wake of the rig. Nothing happens elsewhere (no prctl)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(29, 1, 0, 0, 0)         # PR_SET_TIMERSLACK, 1 ns
+    except (OSError, AttributeError):
+        pass
+
+
 def load_config(path):
     with open(path) as f:
         return json.load(f)
@@ -311,6 +348,7 @@ def main(argv=None):
                                  description="Run the firmware as an emulated board on ptys.")
     ap.add_argument("--config", required=True, help="board config JSON")
     args = ap.parse_args(argv)
+    punctual_timers()
     hal = EmulatedHal(load_config(args.config))
     hal.log("up: host port %s, image %s" % (hal.host_tty, hal.bdev.path))
     from firmware import main as firmware_main            # firmware/main.py, unmodified

@@ -153,8 +153,13 @@ class Line:
             start = last
         t = Transmission(src, start)
         if self.shared:
+            # every transmission of another sender that overlaps this one: still open, or
+            # already over (a sender that hands over whole frames shows one only at its end)
             for o in self.active.values():
                 if o.end(bt) > start:
+                    self.collisions += 1
+            for s, e, o in self.history:
+                if o is not src and e > start:
                     self.collisions += 1
         self.active[src] = t
         t.data += data
@@ -618,6 +623,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with open(args.config) as f:
         conf = json.load(f)
+    from host_tools.rig.board import punctual_timers
+    punctual_timers()
     hub = Hub(conf)
     st = conf.get("state_file")
     if st:

@@ -346,6 +346,7 @@ def member_beacons():
     Primary.on_beacon; every beacon echoes the member's clock report sent 9 ms before, a
     round trip) and per commit-wait check."""
     from firmware import codec
+    from firmware.primary import CUT_GRID as GRID
     h = Hal(dict(P_CONF, node=2, peer=102, site_nodes=[1, 2]), make_clock())
     b = Board(h)
     b.node.boot(h.ticks_us())
@@ -369,10 +370,14 @@ def member_beacons():
         m0 = mem()
         t, cyc, peer, tg, hold = codec.unpack_clock_sync(buf)
         r.on_beacon(now, 1, t, False, 8, tg, hold if peer == 2 else -1)
+        beacon += mem() - m0
+        # a write that waits: stamped just past the grid point above the lower end
+        # (firmware/primary.py header: the cut grid)
+        lo = r.seq_time(now) - r.clock_err(now)
+        s = lo + (-lo) % GRID + 1
         m1 = mem()
-        d = r.commit_delay(now, t)
+        d = r.commit_delay(now, s)
         m2 = mem()
-        beacon += m1 - m0
         wait += m2 - m1
     err = r.clock_err(now)
     ahead = r.seq_time(now) - (t0 + n * 10000)
@@ -380,7 +385,7 @@ def member_beacons():
           "per commit-wait check %.1f; clock_err %d us, seq_time - master's %d us"
           % (beacon / n, wait / n, err, ahead))
     assert 0 <= ahead <= err and err < 2000, (ahead, err)
-    assert 0 < d <= err + 100, d
+    assert 0 < d <= GRID + 100, d
     return beacon / n, wait / n
 
 
