@@ -209,10 +209,13 @@ def _exact(mv, off, end, size, what):
 
 
 # ---- frames -------------------------------------------------------------------------
-def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
+def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen, view=None):
     """Complete a frame in place: the payload is already at buf[HDR_SIZE:HDR_SIZE+plen]; write the
     header with its check and the CRC trailer. Returns the frame length. Allocates nothing (for a buf
-    of at most MAX_FRAME + 4 bytes; a longer one grows a scratch buffer once)."""
+    of at most MAX_FRAME + 4 bytes; a longer one grows a scratch buffer once).
+    view: None, or a memoryview of buf for a caller that allocates anyway (it copies the frame out
+    next): the CRC is then taken through a slice of it (one small object, and on MicroPython the
+    CRC may be a long int) instead of a copy of the whole buf into the scratch."""
     try:
         ok = not ((mtype | flags | src | dst | group) >> 8 or (seq | ack) >> 16 or plen >> 13) \
             and plen <= MAX_PAYLOAD
@@ -235,6 +238,9 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
     buf[0:HCHECK_OFF] = _H14      # the header as packed above (same length: no resize), then the check
     buf[HCHECK_OFF] = hc & 0xFF
     buf[HCHECK_OFF + 1] = hc >> 8
+    if view is not None:
+        struct.pack_into("<I", buf, n, binascii.crc32(view[:n]))
+        return n + CRC_SIZE
     # _crc_prefix_into(buf, n, buf, n), inlined
     s = _S
     s[0:] = buf

@@ -94,8 +94,9 @@ class Node:
     # -- output ----------------------------------------------------------------
     def emit(self, port, mtype, dst, plen, seq=0, ack=0, flags=0):
         """Seal the payload already packed at tx[HDR_SIZE:] and queue the frame."""
-        n = codec.build_frame(self.tx, mtype, flags, self.me, dst, self.cfg.group, seq, ack, plen)
-        self.out.append((port, bytes(self.txv[:n])))
+        txv = self.txv          # (the frame is copied out: its CRC through a slice, not the scratch)
+        n = codec.build_frame(self.tx, mtype, flags, self.me, dst, self.cfg.group, seq, ack, plen, txv)
+        self.out.append((port, bytes(txv[:n])))
         self.c["frames_out"] += 1
         return n
 

@@ -61,7 +61,7 @@ class Sender:
     def commit(self, mtype, src, dst, group, plen, tag, now, flags=0):
         """Seal the frame built in slot(); returns the frame (bytes, to queue on the wire)."""
         seq = self.next
-        n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen)
+        n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen, self.view)
         self.tags[seq % self.window] = tag
         if seq == self.base:
             self.sent_at = now & TICKS_MASK

@@ -547,13 +547,14 @@ def _ref_build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
 @given(h=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
                    st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)),
        payload=st.binary(max_size=wire.MAX_PAYLOAD), junk=st.binary(min_size=64, max_size=64),
-       view=st.booleans())
-def test_build_frame_bytes_match_the_reference(h, payload, junk, view):
+       view=st.booleans(), through=st.booleans())
+def test_build_frame_bytes_match_the_reference(h, payload, junk, view, through):
     size = HDR_SIZE + len(payload) + 4 + len(junk) % 9
     a, b = bytearray(junk * (size // 64 + 1))[:size], bytearray(junk * (size // 64 + 1))[:size]
     a[HDR_SIZE:HDR_SIZE + len(payload)] = payload
     b[HDR_SIZE:HDR_SIZE + len(payload)] = payload
-    n = codec.build_frame(memoryview(a) if view else a, *h, len(payload))
+    n = codec.build_frame(memoryview(a) if view else a, *h, len(payload),
+                          memoryview(a) if through else None)     # the CRC through a view, or the scratch
     assert n == _ref_build_frame(b, *h, len(payload))
     assert a == b
 
