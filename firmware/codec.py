@@ -342,7 +342,8 @@ def pack_marker(buf, off, n, t):
 
 
 def unpack_marker(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_MARKER, "marker")
+    if end is not None or off or len(mv) != SZ_MARKER or not isinstance(off, int):
+        _exact(mv, off, end, SZ_MARKER, "marker")         # (the whole payload needs no call)
     return struct.unpack_from(P_MARKER, mv, off)
 
 
@@ -360,7 +361,8 @@ def pack_release(buf, off, n, t):
 
 
 def unpack_release(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_RELEASE, "release")
+    if end is not None or off or len(mv) != SZ_RELEASE or not isinstance(off, int):
+        _exact(mv, off, end, SZ_RELEASE, "release")         # (the whole payload needs no call)
     return struct.unpack_from(P_RELEASE, mv, off)
 
 
@@ -383,7 +385,8 @@ def pack_reset_uip(buf, off, n):
 
 
 def unpack_reset_uip(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_RESET_UIP, "reset_uip")
+    if end is not None or off or len(mv) != SZ_RESET_UIP or not isinstance(off, int):
+        _exact(mv, off, end, SZ_RESET_UIP, "reset_uip")         # (the whole payload needs no call)
     return struct.unpack_from(P_RESET_UIP, mv, off)
 
 

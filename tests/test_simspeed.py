@@ -560,7 +560,7 @@ def test_build_frame_bytes_match_the_reference(h, payload, junk, view, through):
 
 
 @pytest.mark.parametrize("name", ["copy_active", "clock_sync", "checkpoint", "held", "update_complete",
-                                  "ack", "h_write"])
+                                  "ack", "h_write", "marker", "release", "reset_uip"])
 def test_unpackers_take_and_refuse_what_exact_did(name):
     size = getattr(codec, "SZ_" + name.upper())
     fmt = getattr(wire, "P_" + name.upper())
