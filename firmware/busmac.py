@@ -279,15 +279,16 @@ class BusMac:
         if self._w_master != master or (now - self._w_at) & TICKS_MASK >= self._w_for:
             self._wait_at(now)
         w = self._w
-        # ticks_add(self.last_beacon, w) and ticks_diff(s, d) < 0, inlined
-        if w >= 0:
+        lb = self.last_beacon
+        # ticks_add(lb, w) and ticks_diff(s, d) < 0, inlined (None: before boot, as ticks_add)
+        if w >= 0 and lb is not None:
             if w >= _HALF:
                 w = _HALF - 1
-            d = self.last_beacon - TICKS_MASK - 1 + w
+            d = lb - TICKS_MASK - 1 + w
             if d < 0:
                 d = d + TICKS_MASK + 1
         else:
-            d = ticks_add(self.last_beacon, w)
+            d = ticks_add(lb, w)
         s = self.slot_open
         if s is not None and (s - d) & TICKS_MASK >= _HALF:
             d = s
