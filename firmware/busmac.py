@@ -44,6 +44,19 @@ class BusMac:
         self.elections = 0
         self.became_master = 0                 # local time this board last became master
         self.ready = False                     # set by the role: allowed to preempt
+        # The election wait (_election_wait), cached: it depends on time only through the
+        # aliveness of the lower ids and the boot window, each a function of now mod 2**30 that
+        # changes at known ticks, so it is valid for now in [_w_at, _w_at + _w_for) (mod 2**30)
+        # while `master` is _w_master and `heard`/`boot_us` change only through these methods
+        # (they update or drop it). _w_for 0: nothing cached. All small ints (no allocation).
+        self._w = 0                            # the election wait
+        self._w_rank = 0                       # rank (as _rank) it was computed from
+        self._w_boot = False                   # in the boot window then
+        self._w_master = -1
+        self._w_at = 0
+        self._w_for = 0
+        # caching needs 0 < member_timeout_us < 2**29 (config: below 2**28); else none
+        self._w_ok = 0 < member_timeout_us < _HALF
 
     # -- helpers ---------------------------------------------------------------
     def is_master(self):
@@ -97,11 +110,37 @@ class BusMac:
         self.last_beacon = now
         self.master = 0
         self.slot_open = None
+        self._w_for = 0
 
     def on_heard(self, now, src):
         """Any valid frame from src on the bus (liveness)."""
-        if src != self.me and src in self.members:
-            self.heard[src] = now
+        me = self.me
+        if src != me and src in self.members:
+            heard = self.heard
+            if src < me and self._w_for:
+                # a lower id counts in the rank (unless it is the master): keep the cached
+                # election wait exact. It is alive from now for member_timeout_us
+                master = self.master
+                if self._w_master != master:
+                    self._w_for = 0
+                elif src != master:
+                    at = (now - self._w_at) & TICKS_MASK
+                    if at < self._w_for:
+                        # cached and valid now: src was counted as alive or not, and is
+                        # alive from now on; the rest stays as it is for the rest of the window
+                        t = heard.get(src)
+                        if t is None:
+                            t = self.boot_us
+                        d = (now - t) & TICKS_MASK
+                        if not (d < self.member_timeout_us or d >= _HALF):
+                            self._set_wait(self._w_rank + 1, self._w_boot)
+                        left = self._w_for - at
+                        tmo = self.member_timeout_us
+                        self._w_at = now
+                        self._w_for = left if left < tmo else tmo
+                    else:
+                        self._w_for = 0
+            heard[src] = now
 
     def on_beacon(self, now, src, cycle):
         """A beacon from src ended at local time now."""
@@ -133,23 +172,27 @@ class BusMac:
 
     def poll(self, now):
         """What the bus layer wants to do at local time now (call from tick)."""
+        # (ticks_diff(a, b) >= 0 is (a - b) & TICKS_MASK < _HALF, and is then a - b: inlined)
         if self.master == self.me:
-            if ticks_diff(now, self.next_cycle) >= 0:
+            if (now - self.next_cycle) & TICKS_MASK < _HALF:
                 self.cycle = (self.cycle + 1) & 0xFFFFFFFF
                 self.next_cycle = ticks_add(now, self.cycle_us + self._jitter())
                 return ACT_MASTER
             return ACT_NONE
-        if self.slot_open is not None and ticks_diff(now, self.slot_open) >= 0:
-            late = ticks_diff(now, self.slot_open)
-            self.slot_open = None
-            if late <= self.slot_us // 2:
-                return ACT_SLOT
-            return ACT_NONE                 # missed our slot: wait for the next beacon
+        s = self.slot_open
+        if s is not None:
+            late = (now - s) & TICKS_MASK
+            if late < _HALF:
+                self.slot_open = None
+                if late <= self.slot_us // 2:
+                    return ACT_SLOT
+                return ACT_NONE             # missed our slot: wait for the next beacon
         silent = ticks_diff(now, self.last_beacon)
         if silent >= self._election_wait(now):
             # no beacon for too long: the master is gone (or never was)
             if self.master:
                 self.heard.pop(self.master, None)
+                self._w_for = 0
             self.master = self.me
             self.elections += 1
             self.became_master = now
@@ -158,14 +201,70 @@ class BusMac:
         return ACT_NONE
 
     def _election_wait(self, now):
-        rank = self._rank(now)
+        if self._w_master != self.master or (now - self._w_at) & TICKS_MASK >= self._w_for:
+            self._wait_at(now)
+        return self._w
+
+    def _set_wait(self, rank, boot):
         w = (3 + rank) * self.cycle_us
-        if ticks_diff(now, self.boot_us) < self.member_timeout_us:
+        if boot:
             # just booted: let the boards that were running settle first
             b = self.member_timeout_us + rank * self.cycle_us
             if b > w:
                 w = b
-        return w
+        self._w = w
+        self._w_rank = rank
+        self._w_boot = boot
+
+    def _wait_at(self, now):
+        # the election wait at now (as _rank and the boot window), and how long it holds: a
+        # kept time t reads alive while d = (now - t) mod 2**30 is below the member timeout
+        # or at least 2**29 (ahead: ticks_diff < 0); that changes when d reaches the timeout
+        # (alive -> not), 2**29 (not -> alive) or wraps to 0 from above 2**29 (stays alive,
+        # then the timeout again)
+        master = self.master
+        self._w_master = master
+        self._w_at = now
+        if not self._w_ok:
+            # (a timeout these windows do not describe: the rule as it reads, nothing cached)
+            self._set_wait(self._rank(now), ticks_diff(now, self.boot_us) < self.member_timeout_us)
+            self._w_for = 0
+            return
+        tmo = self.member_timeout_us
+        me = self.me
+        heard = self.heard
+        boot = self.boot_us
+        d = (now - boot) & TICKS_MASK
+        if d < tmo:
+            inboot = True
+            left = tmo - d
+        elif d >= _HALF:
+            inboot = True
+            left = TICKS_MASK - d + 1 + tmo
+        else:
+            inboot = False
+            left = _HALF - d
+        r = 0
+        for m in self.members:
+            if m >= me:
+                break
+            if m != master:
+                t = heard.get(m)
+                if t is None:
+                    t = boot
+                d = (now - t) & TICKS_MASK
+                if d < tmo:
+                    r += 1
+                    k = tmo - d
+                elif d >= _HALF:
+                    r += 1
+                    k = TICKS_MASK - d + 1 + tmo
+                else:
+                    k = _HALF - d
+                if k < left:
+                    left = k
+        self._set_wait(r, inboot)
+        self._w_for = left
 
     def _jitter(self):
         # deterministic pseudo-random start offset, so that two boards that both
@@ -174,11 +273,24 @@ class BusMac:
         return (x >> 4) % self.slot_us
 
     def deadline(self, now):
-        if self.master == self.me:
+        master = self.master
+        if master == self.me:
             return self.next_cycle
-        d = ticks_add(self.last_beacon, self._election_wait(now))
+        if self._w_master != master or (now - self._w_at) & TICKS_MASK >= self._w_for:
+            self._wait_at(now)
+        w = self._w
+        lb = self.last_beacon
+        # ticks_add(lb, w) and ticks_diff(s, d) < 0, inlined (None: before boot, as ticks_add)
+        if w >= 0 and lb is not None:
+            if w >= _HALF:
+                w = _HALF - 1
+            d = lb - TICKS_MASK - 1 + w
+            if d < 0:
+                d = d + TICKS_MASK + 1
+        else:
+            d = ticks_add(lb, w)
         s = self.slot_open
-        if s is not None and ticks_diff(s, d) < 0:
+        if s is not None and (s - d) & TICKS_MASK >= _HALF:
             d = s
         return d
 
@@ -193,3 +305,4 @@ class BusMac:
         heard = self.heard
         for m in heard:
             heard[m] = ticks_age(now, heard[m])
+        self._w_for = 0

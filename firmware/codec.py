@@ -139,7 +139,6 @@ def _crc_small_into(s, n, dst, doff):
     raise RuntimeError("crc: no candidate matched")   # unreachable: one of four always does
 
 
-_HDR_FMT_H = HDR_FMT + "H"      # header including the check
 _H14 = bytearray(HCHECK_OFF)
 _H18 = bytearray(HCHECK_OFF + 4)
 _T4 = bytearray(4)
@@ -210,10 +209,13 @@ def _exact(mv, off, end, size, what):
 
 
 # ---- frames -------------------------------------------------------------------------
-def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
+def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen, view=None):
     """Complete a frame in place: the payload is already at buf[HDR_SIZE:HDR_SIZE+plen]; write the
     header with its check and the CRC trailer. Returns the frame length. Allocates nothing (for a buf
-    of at most MAX_FRAME + 4 bytes; a longer one grows a scratch buffer once)."""
+    of at most MAX_FRAME + 4 bytes; a longer one grows a scratch buffer once).
+    view: None, or a memoryview of buf for a caller that allocates anyway (it copies the frame out
+    next): the CRC is then taken through a slice of it (one small object, and on MicroPython the
+    CRC may be a long int) instead of a copy of the whole buf into the scratch."""
     try:
         ok = not ((mtype | flags | src | dst | group) >> 8 or (seq | ack) >> 16 or plen >> 13) \
             and plen <= MAX_PAYLOAD
@@ -233,8 +235,12 @@ def build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
         struct.pack_into(HDR_FMT, h, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group, seq, ack, plen)
         _crc_small_into(h, HCHECK_OFF, _T4, 0)
         hc = _T4[0] | (_T4[1] << 8)
-    struct.pack_into(_HDR_FMT_H, buf, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group,
-                     seq, ack, plen, hc)
+    buf[0:HCHECK_OFF] = _H14      # the header as packed above (same length: no resize), then the check
+    buf[HCHECK_OFF] = hc & 0xFF
+    buf[HCHECK_OFF + 1] = hc >> 8
+    if view is not None:
+        struct.pack_into("<I", buf, n, binascii.crc32(view[:n]))
+        return n + CRC_SIZE
     # _crc_prefix_into(buf, n, buf, n), inlined
     s = _S
     s[0:] = buf
@@ -274,7 +280,8 @@ def pack_copy_active(buf, off, role, peer, copy_state, mode, incarnation):
 
 
 def unpack_copy_active(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_COPY_ACTIVE, "copy_active")
+    if end is not None or off or len(mv) != SZ_COPY_ACTIVE or not isinstance(off, int):
+        _exact(mv, off, end, SZ_COPY_ACTIVE, "copy_active")         # (the whole payload needs no call)
     return struct.unpack_from(P_COPY_ACTIVE, mv, off)
 
 
@@ -294,7 +301,8 @@ def pack_clock_sync(buf, off, t, rnd, peer=0, tag=0, hold=0):
 
 
 def unpack_clock_sync(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_CLOCK_SYNC, "clock_sync")
+    if end is not None or off or len(mv) != SZ_CLOCK_SYNC or not isinstance(off, int):
+        _exact(mv, off, end, SZ_CLOCK_SYNC, "clock_sync")         # (the whole payload needs no call)
     return struct.unpack_from(P_CLOCK_SYNC, mv, off)
 
 
@@ -314,7 +322,8 @@ def pack_checkpoint(buf, off, n, t):
 
 
 def unpack_checkpoint(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_CHECKPOINT, "checkpoint")
+    if end is not None or off or len(mv) != SZ_CHECKPOINT or not isinstance(off, int):
+        _exact(mv, off, end, SZ_CHECKPOINT, "checkpoint")         # (the whole payload needs no call)
     return struct.unpack_from(P_CHECKPOINT, mv, off)
 
 
@@ -323,7 +332,8 @@ def pack_held(buf, off, n, t):
 
 
 def unpack_held(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_HELD, "held")
+    if end is not None or off or len(mv) != SZ_HELD or not isinstance(off, int):
+        _exact(mv, off, end, SZ_HELD, "held")         # (the whole payload needs no call)
     return struct.unpack_from(P_HELD, mv, off)
 
 
@@ -332,7 +342,8 @@ def pack_marker(buf, off, n, t):
 
 
 def unpack_marker(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_MARKER, "marker")
+    if end is not None or off or len(mv) != SZ_MARKER or not isinstance(off, int):
+        _exact(mv, off, end, SZ_MARKER, "marker")         # (the whole payload needs no call)
     return struct.unpack_from(P_MARKER, mv, off)
 
 
@@ -350,7 +361,8 @@ def pack_release(buf, off, n, t):
 
 
 def unpack_release(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_RELEASE, "release")
+    if end is not None or off or len(mv) != SZ_RELEASE or not isinstance(off, int):
+        _exact(mv, off, end, SZ_RELEASE, "release")         # (the whole payload needs no call)
     return struct.unpack_from(P_RELEASE, mv, off)
 
 
@@ -360,7 +372,8 @@ def pack_update_complete(buf, off, n, t):
 
 
 def unpack_update_complete(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_UPDATE_COMPLETE, "update_complete")
+    if end is not None or off or len(mv) != SZ_UPDATE_COMPLETE or not isinstance(off, int):
+        _exact(mv, off, end, SZ_UPDATE_COMPLETE, "update_complete")         # (the whole payload needs no call)
     return struct.unpack_from(P_UPDATE_COMPLETE, mv, off)
 
 
@@ -372,7 +385,8 @@ def pack_reset_uip(buf, off, n):
 
 
 def unpack_reset_uip(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_RESET_UIP, "reset_uip")
+    if end is not None or off or len(mv) != SZ_RESET_UIP or not isinstance(off, int):
+        _exact(mv, off, end, SZ_RESET_UIP, "reset_uip")         # (the whole payload needs no call)
     return struct.unpack_from(P_RESET_UIP, mv, off)
 
 
@@ -459,7 +473,8 @@ def pack_ack(buf, off, lseq):
 
 
 def unpack_ack(mv, off=0, end=None):
-    _exact(mv, off, end, SZ_ACK, "ack")
+    if end is not None or off or len(mv) != SZ_ACK or not isinstance(off, int):
+        _exact(mv, off, end, SZ_ACK, "ack")         # (the whole payload needs no call)
     return struct.unpack_from(P_ACK, mv, off)
 
 
@@ -508,7 +523,8 @@ def pack_dirty_list(buf, off, nxt, blocks, count):
 
 def unpack_h_write(mv, off=0, end=None):
     """-> (vol, block, data memoryview of BLOCK_SIZE bytes)."""
-    _exact(mv, off, end, SZ_H_WRITE, "h_write")
+    if end is not None or off or len(mv) != SZ_H_WRITE or not isinstance(off, int):
+        _exact(mv, off, end, SZ_H_WRITE, "h_write")             # (the whole payload needs no call)
     vol, block = struct.unpack_from(P_H_WRITE, mv, off)
     o = off + SZ_H_WRITE - BLOCK_SIZE
     return vol, block, memoryview(mv)[o:o + BLOCK_SIZE]
@@ -536,7 +552,8 @@ def pack_h_reply(buf, off, status, body=b""):
         _room(buf, off, SZ_H_REPLY_HEAD + blen, "h_reply")
     buf[off] = status
     o = off + SZ_H_REPLY_HEAD
-    buf[o:o + blen] = body
+    if blen:
+        buf[o:o + blen] = body
     return o + blen
 
 

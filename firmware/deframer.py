@@ -6,6 +6,7 @@
 #       use d.mtype, d.flags, d.src, d.dst, d.group, d.seq, d.ack, d.plen and
 #       d.frame[d.poff:d.poff + d.plen]   (d.frame: bytearray holding exactly the frame)
 #       or d.payload                      (a memoryview of exactly the payload; allocates)
+#   d.buf                         # the bytes buffered (read only): while empty, next() is False
 #
 # Resync rule: hunt for the magic; validate the header check before trusting anything else in the
 # header; then the version; then the length (<= max_payload); wait for the whole frame; check the
@@ -65,6 +66,7 @@ class Deframer:
         self.capacity = max_payload + OVERHEAD + slack
         self._in = bytearray(self.capacity)      # bytes received and not yet consumed
         self._in[0:] = _EMPTY
+        self.buf = self._in      # the same, for readers (PortRx): next() finds nothing while empty
         # _s: exact-length copy of the header or frame under check. Allocated at full length,
         # then cut to length by next(): MicroPython keeps the storage, so regrowing within it
         # never allocates
@@ -174,6 +176,42 @@ class Deframer:
                     continue
                 if n < HDR_SIZE:
                     return False
+                plen = b[HCHECK_OFF - 2] | (b[HCHECK_OFF - 1] << 8)
+                if n == plen + OVERHEAD and plen <= self.max_payload:
+                    # the buffer is exactly one candidate frame (the usual case: a frame per
+                    # chunk): one copy. Its CRC on the copy, then the header check on the
+                    # buffer cut to the header (consumed whole anyway if the frame is good)
+                    s = self._s
+                    try:
+                        s[0:] = b
+                    except _BufferError:
+                        s = self._s = bytearray(self.capacity)
+                        s[0:] = b
+                    try:
+                        ok = binascii.crc32(s) == RES
+                    except MemoryError:
+                        ok = False
+                    if ok and s[2] == VERSION:
+                        b[HDR_SIZE:] = _EMPTY
+                        try:
+                            ok = binascii.crc32(b, HCHECK_INIT) < 0x10000
+                        except MemoryError:
+                            ok = False
+                        if ok:
+                            b[0:] = _EMPTY
+                            self.frame = s
+                            self.mtype = s[3]
+                            self.flags = s[4]
+                            self.src = s[5]
+                            self.dst = s[6]
+                            self.group = s[7]
+                            self.seq = s[8] | (s[9] << 8)
+                            self.ack = s[10] | (s[11] << 8)
+                            self.plen = plen
+                            self.frames += 1
+                            return True
+                        b[0:] = s        # as it was
+                    # something is wrong with it: the checks one by one below count what
                 # _s = exactly the header (a copy of the buffer cut to length)
                 s = self._s
                 try:

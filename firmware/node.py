@@ -44,6 +44,7 @@ from firmware.ticks import AGE, TICKS_MASK, ticks_add, ticks_diff
 
 _BODY = HDR_SIZE + SZ_H_REPLY_HEAD      # where a host reply's body starts in tx
 _HALF = const(0x20000000)               # firmware/ticks.py: a tick difference's sign bit
+_AGE_EVERY = AGE // 2                   # how often kept local times are aged (Node.tick)
 
 
 class Node:
@@ -93,8 +94,9 @@ class Node:
     # -- output ----------------------------------------------------------------
     def emit(self, port, mtype, dst, plen, seq=0, ack=0, flags=0):
         """Seal the payload already packed at tx[HDR_SIZE:] and queue the frame."""
-        n = codec.build_frame(self.tx, mtype, flags, self.me, dst, self.cfg.group, seq, ack, plen)
-        self.out.append((port, bytes(self.txv[:n])))
+        txv = self.txv          # (the frame is copied out: its CRC through a slice, not the scratch)
+        n = codec.build_frame(self.tx, mtype, flags, self.me, dst, self.cfg.group, seq, ack, plen, txv)
+        self.out.append((port, bytes(txv[:n])))
         self.c["frames_out"] += 1
         return n
 
@@ -143,13 +145,13 @@ class Node:
         self.c["frames_in"] += 1
         self.now = now
         try:
-            if port == PORT_HOST:
+            if port == PORT_BUS:                 # (the most frequent first)
+                self._bus(now, mtype, flags, src, dst, group, payload)
+            elif port == PORT_HOST:
                 if dst == self.me or dst == BROADCAST:
                     self._host(now, mtype, flags, src, seq, payload)
                 else:
                     self.c["not_mine"] += 1      # for another board: not answered
-            elif port == PORT_BUS:
-                self._bus(now, mtype, flags, src, dst, group, payload)
             elif port == PORT_PEER:
                 if src != self.cfg.peer or group != self.cfg.group:
                     self.c["unknown_src"] += 1
@@ -172,7 +174,8 @@ class Node:
 
     def tick(self, now):
         self.now = now
-        if ticks_diff(now, self.aged) >= AGE // 2:
+        d = (now - self.aged) & TICKS_MASK      # ticks_diff(now, self.aged) >= AGE // 2, inlined
+        if _AGE_EVERY <= d < _HALF:
             # local times kept for long never get 2**29 us old (firmware/ticks.py)
             self.aged = now
             self.mac.age(now)
@@ -194,11 +197,12 @@ class Node:
         # (ticks_diff(a, d) < 0, inlined: this runs after every event)
         if r is not None and (r - d) & TICKS_MASK >= _HALF:
             d = r
-        rd = None
-        for e in self.deferred:
-            if rd is None or (e[0] - rd) & TICKS_MASK >= _HALF:
-                rd = e[0]
-        if rd is not None:
+        deferred = self.deferred
+        if deferred:
+            rd = None
+            for e in deferred:
+                if rd is None or (e[0] - rd) & TICKS_MASK >= _HALF:
+                    rd = e[0]
             self.reply_due = rd      # meaningful only while `deferred` holds replies
             if (rd - d) & TICKS_MASK >= _HALF:
                 d = rd
@@ -221,29 +225,32 @@ class Node:
         self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, SZ_CLOCK_SYNC, flags=F_WARM if self.mac.ready else 0)
 
     def _bus(self, now, mtype, flags, src, dst, group, payload):
-        if src not in self.cfg.site_nodes or src == self.me or group != self.cfg.group:
+        cfg = self.cfg
+        me = self.me
+        if src == me or group != cfg.group or src not in cfg.site_nodes:
             self.c["unknown_src"] += 1
             return
-        self.mac.on_heard(now, src)
+        mac = self.mac
+        mac.on_heard(now, src)
         # every board takes in every valid frame on its bus: reports addressed to the
         # master are overheard by all, so whoever is elected next starts with a warm table
-        if mtype == T_CLOCK_SYNC and dst != BROADCAST:
-            # a member's clock report to the master: (its sequence time, its last checkpoint)
-            if dst == self.me:
-                t, n, _, tag, _ = codec.unpack_clock_sync(payload)
-                self.role.on_clock_report(now, src, t, n, tag)
-            return
         if mtype == T_CLOCK_SYNC:
+            if dst != BROADCAST:
+                # a member's clock report to the master: (its sequence time, its last checkpoint)
+                if dst == me:
+                    t, n, _, tag, _ = codec.unpack_clock_sync(payload)
+                    self.role.on_clock_report(now, src, t, n, tag)
+                return
             t, cycle, peer, tag, hold = codec.unpack_clock_sync(payload)
-            was = self.mac.master
-            self.mac.on_beacon(now, src, cycle)
-            if self.mac.master == src:
+            was = mac.master
+            mac.on_beacon(now, src, cycle)
+            if mac.master == src:
                 # hold < 0: the beacon echoes no report of ours
                 self.role.on_beacon(now, src, t, was != src, flags & F_WARM,
-                                    tag, hold if peer == self.me else -1)
+                                    tag, hold if peer == me else -1)
             return
-        if (mtype == T_CHECKPOINT and self.cfg.role == ROLE_SECONDARY) or \
-                (mtype == T_HELD and self.cfg.role == ROLE_PRIMARY):
+        if (mtype == T_CHECKPOINT and cfg.role == ROLE_SECONDARY) or \
+                (mtype == T_HELD and cfg.role == ROLE_PRIMARY):
             # the other site's message (this bus is changing roles in a failback): a
             # primary master's cut reaches no secondary, a held report no primary
             self.c["unknown_src"] += 1
@@ -332,7 +339,8 @@ class Node:
     def _release_deferred(self, now):
         keep = []
         for e in self.deferred:
-            if ticks_diff(e[0], now) <= 0:
+            d = (e[0] - now) & TICKS_MASK       # ticks_diff(e[0], now) <= 0, inlined
+            if d == 0 or d >= _HALF:
                 w = self.role.commit_delay(now, e[2]) if e[2] else 0
                 if w > 0:
                     keep.append((ticks_add(now, w), e[1], e[2]))

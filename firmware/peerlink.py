@@ -52,7 +52,7 @@ class Sender:
         return (self.next - self.base) & _SEQ_MASK
 
     def can_queue(self):
-        return self.in_flight() < self.window
+        return (self.next - self.base) & _SEQ_MASK < self.window      # in_flight(), inlined
 
     def slot(self):
         """Buffer in which to build the next frame's payload (at HDR_SIZE)."""
@@ -61,7 +61,7 @@ class Sender:
     def commit(self, mtype, src, dst, group, plen, tag, now, flags=0):
         """Seal the frame built in slot(); returns the frame (bytes, to queue on the wire)."""
         seq = self.next
-        n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen)
+        n = codec.build_frame(self.buf, mtype, flags, src, dst, group, seq, 0, plen, self.view)
         self.tags[seq % self.window] = tag
         if seq == self.base:
             self.sent_at = now & TICKS_MASK
@@ -73,7 +73,7 @@ class Sender:
         """Cumulative ack: -> how many frames it newly acknowledges (0: none); the newest
         one's tag is then acked_tag."""
         n = seq_diff(ack, self.base)
-        if n <= 0 or n > self.in_flight():
+        if n <= 0 or n > (self.next - self.base) & _SEQ_MASK:
             return 0
         self.base = (self.base + n) & _SEQ_MASK
         self.acked_tag = self.tags[(self.base - 1) % self.window]
@@ -90,13 +90,17 @@ class Sender:
 
     def timed_out(self, now):
         """Frames are in flight and the base has waited a whole retransmit timeout."""
-        return self.in_flight() != 0 and ticks_diff(now & TICKS_MASK, self.sent_at) >= self.rto_us
+        return (self.next - self.base) & _SEQ_MASK != 0 and \
+            ticks_diff(now & TICKS_MASK, self.sent_at) >= self.rto_us
 
     def timeout_in(self, now):
         """Microseconds from now until the retransmit timeout expires (<= 0: due; None:
         nothing in flight). Relative, so that it holds on any caller's clock."""
-        if self.in_flight():
-            return self.rto_us - ticks_diff(now & TICKS_MASK, self.sent_at)
+        if (self.next - self.base) & _SEQ_MASK:          # in_flight(), inlined
+            d = (now - self.sent_at) & TICKS_MASK       # ticks_diff(now & TICKS_MASK, sent_at)
+            if d >= _TICKS_HALF:
+                d = d - TICKS_MASK - 1
+            return self.rto_us - d
         return None
 
 

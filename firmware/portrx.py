@@ -14,16 +14,20 @@
 # before that frame is delivered) or when the line has been quiet for QUIET_US.
 # node.on_garbage(now, port, n) gets n = the bytes discarded in the run.
 from firmware.wire import const
-from firmware.ticks import ticks_diff
+from firmware.ticks import TICKS_MASK, ticks_diff
 
 QUIET_US = const(100000)    # below the peer keepalive (200 ms): retries cannot keep a dead frame alive
+_HALF = const(0x20000000)   # firmware/ticks.py: a tick difference's sign bit
 
 
 class PortRx:
     def __init__(self, node, port, deframer):
+        """deframer: a Deframer (or anything with its feed/next/abandon, frame fields,
+        payload, discarded and buf: the bytes buffered, next() finding nothing while empty)."""
         self.node = node
         self.port = port
         self.d = deframer
+        self.buf = deframer.buf
         self.last_rx = None
         self.garbage = 0          # bytes discarded, as of the last report
         self.frames = 0
@@ -31,14 +35,18 @@ class PortRx:
     def data(self, now, chunk):
         """Bytes arrived at local time now."""
         last = self.last_rx
-        if last is not None and ticks_diff(now, last) > QUIET_US:
+        # ticks_diff(now, last) > QUIET_US, inlined
+        if last is not None and QUIET_US < (now - last) & TICKS_MASK < _HALF:
             self._quiet(now)          # anything pending predates a silence: it is dead
         self.last_rx = now
         d = self.d
         d.feed(chunk)
+        buf = self.buf
         node = self.node
         port = self.port
-        while d.next():               # as _drain (inlined: this runs for every chunk)
+        # as _drain (inlined: this runs for every chunk); no call of next() once the buffer
+        # is empty (it would find nothing)
+        while buf and d.next():
             e = d.discarded
             if e != self.garbage:     # the garbage before this frame, if any: one run
                 node.on_garbage(now, port, e - self.garbage)

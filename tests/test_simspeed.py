@@ -261,6 +261,408 @@ def test_unpack_of_a_whole_payload_and_of_a_region_agree():
         codec.unpack_checkpoint(bytes(codec.SZ_CHECKPOINT), 0.0)
 
 
+# ---- third round (firmware per-frame path): reference copies of the code it replaced -------------
+import struct                                                               # noqa: E402
+
+from firmware.busmac import BusMac                                          # noqa: E402
+from firmware.portrx import QUIET_US                                        # noqa: E402
+from firmware.ticks import TICKS_MASK, ticks_add, ticks_age, ticks_diff     # noqa: E402
+
+
+class RefPortRx2(RefPortRx):
+    """PortRx.data as it was before the third round (ticks_diff called, and next() called once
+    more per chunk to find the buffer empty; the garbage from RefDeframer's counters)."""
+
+    def data(self, now, chunk):
+        last = self.last_rx
+        if last is not None and ticks_diff(now, last) > QUIET_US:
+            self._quiet(now)
+        self.last_rx = now
+        d = self.d
+        d.feed(chunk)
+        while d.next():
+            self._report(now)
+            self.frames += 1
+            self.node.on_frame(now, self.port, d.mtype, d.flags, d.src, d.dst, d.group, d.seq, d.ack,
+                               d.payload)
+
+
+class RefBusMac:
+    """firmware/busmac.py's BusMac as it was before the election wait was cached."""
+
+    def __init__(self, me, members, slot_us, cycle_us, member_timeout_us):
+        self.me = me
+        self.members = members
+        self.slot_us = slot_us
+        self.cycle_us = cycle_us + (me % 8) * 97
+        self.member_timeout_us = member_timeout_us
+        self.heard = {}
+        self.master = 0
+        self.boot_us = None
+        self.last_beacon = None
+        self.next_cycle = 0
+        self.slot_open = None
+        self.cycle = 0
+        self.elections = 0
+        self.became_master = 0
+        self.ready = False
+
+    def _rank(self, now):
+        r = 0
+        for m in self.members:
+            if m >= self.me:
+                break
+            if m != self.master:
+                t = self.heard.get(m)
+                if t is None:
+                    t = self.boot_us
+                d = (now - t) & TICKS_MASK
+                if d < self.member_timeout_us or d >= 0x20000000:
+                    r += 1
+        return r
+
+    def _slot_index(self):
+        i = 0
+        for m in self.members:
+            if m == self.master:
+                continue
+            if m == self.me:
+                return i
+            i += 1
+        return -1
+
+    def boot(self, now):
+        self.boot_us = now
+        self.last_beacon = now
+        self.master = 0
+        self.slot_open = None
+
+    def on_heard(self, now, src):
+        if src != self.me and src in self.members:
+            self.heard[src] = now
+
+    def on_beacon(self, now, src, cycle):
+        if src == self.me or src not in self.members:
+            return
+        if self.master == self.me:
+            if src < self.me:
+                self.master = src
+            else:
+                return
+        elif self.master and src > self.master and ticks_diff(now, self.last_beacon) < 2 * self.cycle_us:
+            return
+        self.master = src
+        self.cycle = cycle
+        self.last_beacon = now
+        if self.me < src and self.ready and self._rank(now) == 0 \
+                and ticks_diff(now, self.boot_us) >= self.member_timeout_us:
+            self.master = self.me
+            self.elections += 1
+            self.became_master = now
+            self.slot_open = None
+            self.next_cycle = ticks_add(now, (len(self.members) - 1) * self.slot_us + self.slot_us // 2)
+            return
+        idx = self._slot_index()
+        self.slot_open = ticks_add(now, idx * self.slot_us) if idx >= 0 else None
+
+    def poll(self, now):
+        if self.master == self.me:
+            if ticks_diff(now, self.next_cycle) >= 0:
+                self.cycle = (self.cycle + 1) & 0xFFFFFFFF
+                self.next_cycle = ticks_add(now, self.cycle_us + self._jitter())
+                return 1
+            return 0
+        if self.slot_open is not None and ticks_diff(now, self.slot_open) >= 0:
+            late = ticks_diff(now, self.slot_open)
+            self.slot_open = None
+            if late <= self.slot_us // 2:
+                return 2
+            return 0
+        silent = ticks_diff(now, self.last_beacon)
+        if silent >= self._election_wait(now):
+            if self.master:
+                self.heard.pop(self.master, None)
+            self.master = self.me
+            self.elections += 1
+            self.became_master = now
+            self.next_cycle = now
+            return self.poll(now)
+        return 0
+
+    def _election_wait(self, now):
+        rank = self._rank(now)
+        w = (3 + rank) * self.cycle_us
+        if ticks_diff(now, self.boot_us) < self.member_timeout_us:
+            b = self.member_timeout_us + rank * self.cycle_us
+            if b > w:
+                w = b
+        return w
+
+    def _jitter(self):
+        x = (self.cycle * 2654435761 + self.me * 40503) & 0xFFFFFF
+        return (x >> 4) % self.slot_us
+
+    def deadline(self, now):
+        if self.master == self.me:
+            return self.next_cycle
+        d = ticks_add(self.last_beacon, self._election_wait(now))
+        s = self.slot_open
+        if s is not None and ticks_diff(s, d) < 0:
+            d = s
+        return d
+
+    def age(self, now):
+        self.boot_us = ticks_age(now, self.boot_us)
+        self.last_beacon = ticks_age(now, self.last_beacon)
+        self.became_master = ticks_age(now, self.became_master)
+        if self.master != self.me:
+            self.next_cycle = ticks_age(now, self.next_cycle)
+        for m in self.heard:
+            self.heard[m] = ticks_age(now, self.heard[m])
+
+
+_MAC_STATE = ("me", "members", "slot_us", "cycle_us", "member_timeout_us", "heard", "master", "boot_us",
+              "last_beacon", "next_cycle", "slot_open", "cycle", "elections", "became_master", "ready")
+
+
+def _mac_state(m):
+    return [getattr(m, k) for k in _MAC_STATE]
+
+
+def _mac_run(seed, steps=1500):
+    """Random bus events on a cached and a reference MAC: every result and all state agree."""
+    rng = random.Random(seed)
+    members = tuple(sorted(rng.sample(range(1, 12), rng.randint(1, 6))))
+    me = rng.choice(members)
+    slot = rng.choice([1000, 2500, 7000])
+    cycle = rng.choice([5000, 20000, 50000])
+    tmo = rng.choice([1, 3000, 8 * cycle, (1 << 28) - 1, 0, -5, 1 << 29, (1 << 29) + 7])
+    new = BusMac(me, members, slot, cycle, tmo)
+    ref = RefBusMac(me, members, slot, cycle, tmo)
+    now = rng.choice([0, 12345, TICKS_MASK - 3 * cycle, (1 << 29) - 100])
+    new.boot(now)
+    ref.boot(now)
+    for _ in range(steps):
+        r = rng.random()
+        if r < 0.75:
+            now = (now + rng.choice([0, 1, rng.randint(0, 2 * slot), rng.randint(0, 4 * cycle),
+                                     rng.randint(0, abs(tmo) + 2)])) & TICKS_MASK
+        elif r < 0.85:
+            now = (now + rng.randint(0, TICKS_MASK)) & TICKS_MASK        # far ahead (or behind)
+        elif r < 0.9:
+            now = (now - rng.randint(0, 3 * cycle)) & TICKS_MASK          # back in time
+        op = rng.random()
+        if op < 0.3:
+            src = rng.choice(members + (0, 99))
+            new.on_heard(now, src)
+            ref.on_heard(now, src)
+        elif op < 0.45:
+            src = rng.choice(members + (99,))
+            c = rng.randint(0, 1000)
+            new.on_beacon(now, src, c)
+            ref.on_beacon(now, src, c)
+        elif op < 0.65:
+            assert new.poll(now) == ref.poll(now)
+        elif op < 0.67:
+            new.age(now)
+            ref.age(now)
+        elif op < 0.68:
+            new.boot(now)
+            ref.boot(now)
+        elif op < 0.70:
+            new.master = ref.master = rng.choice(members + (0,))           # a direct write
+        elif op < 0.72:
+            new.ready = ref.ready = rng.random() < 0.5
+        elif op < 0.75:
+            t = rng.randint(0, TICKS_MASK)                                 # a deadline anywhere
+            assert new.deadline(t) == ref.deadline(t)
+            assert new._election_wait(t) == ref._election_wait(t)
+        assert new.deadline(now) == ref.deadline(now)
+        assert new._rank(now) == ref._rank(now)
+        assert _mac_state(new) == _mac_state(ref)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_busmac_cached_election_wait_matches_the_reference(seed):
+    _mac_run(seed)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_busmac_cache_holds_exactly_to_each_change_of_aliveness(seed):
+    """A wait cached at any point (a kept time behind or ahead of it) and asked for at every
+    tick where a lower id's or the boot window's aliveness changes, and one either side."""
+    rng = random.Random(seed)
+    tmo = (1, 777, 70000, 160000)[seed % 4]    # above 3 cycles (60 ms) the boot window counts
+    members = (1, 2, 3, 5, 8)
+    b0 = rng.randint(0, TICKS_MASK)
+    new, ref = BusMac(8, members, 2000, 20000, tmo), RefBusMac(8, members, 2000, 20000, tmo)
+    new.boot(b0)
+    ref.boot(b0)
+    for m in ((1, 3, 5), (1, 2, 3, 5))[seed // 4 % 2]:    # all heard: only the boot window uses b0
+        t = rng.randint(0, TICKS_MASK)
+        new.on_heard(t, m)
+        ref.on_heard(t, m)
+    new.master = ref.master = rng.choice([0, 1, 2])
+    points = set()
+    for t in [b0] + list(ref.heard.values()):
+        for base in (t, t + tmo, t + (1 << 29), t - 5):
+            points.update((base + k) & TICKS_MASK for k in (-1, 0, 1))
+    points = sorted(points)
+    cache = ("_w", "_w_rank", "_w_boot", "_w_master", "_w_at", "_w_for")
+    for x0 in points:
+        new._w_for = 0
+        assert new.deadline(x0) == ref.deadline(x0)
+        kept = [getattr(new, k) for k in cache]
+        for x in points:
+            for k, v in zip(cache, kept):
+                setattr(new, k, v)             # as cached at x0
+            assert new.deadline(x) == ref.deadline(x), (x0, x)
+
+
+def test_busmac_caches_the_election_wait_between_events():
+    m = BusMac(3, (1, 2, 3, 4), 2000, 20000, 160000)
+    m.boot(1000)
+    m.on_beacon(2000, 1, 1)
+    calls = []
+    real = m._wait_at
+    m._wait_at = lambda now: (calls.append(now), real(now))
+    for t in range(2000, 100000, 500):
+        m.deadline(t)
+    assert len(calls) == 1                         # member 2 and the boot window: alive to 161000
+    m.on_heard(100000, 2)                          # a lower id: updated in place
+    assert m.deadline(100001) == RefBusMac.deadline(m, 100001)
+    assert len(calls) == 1
+
+
+def _ref_build_frame(buf, mtype, flags, src, dst, group, seq, ack, plen):
+    h = struct.pack(wire.HDR_FMT, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group, seq, ack, plen)
+    struct.pack_into(wire.HDR_FMT + "H", buf, 0, MAGIC0, MAGIC1, VERSION, mtype, flags, src, dst, group,
+                     seq, ack, plen, binascii.crc32(h) & 0xFFFF)
+    n = HDR_SIZE + plen
+    struct.pack_into("<I", buf, n, binascii.crc32(bytes(buf[:n])))
+    return n + 4
+
+
+@settings(max_examples=150, deadline=None)
+@given(h=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
+                   st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)),
+       payload=st.binary(max_size=wire.MAX_PAYLOAD), junk=st.binary(min_size=64, max_size=64),
+       view=st.booleans(), through=st.booleans())
+def test_build_frame_bytes_match_the_reference(h, payload, junk, view, through):
+    size = HDR_SIZE + len(payload) + 4 + len(junk) % 9
+    a, b = bytearray(junk * (size // 64 + 1))[:size], bytearray(junk * (size // 64 + 1))[:size]
+    a[HDR_SIZE:HDR_SIZE + len(payload)] = payload
+    b[HDR_SIZE:HDR_SIZE + len(payload)] = payload
+    n = codec.build_frame(memoryview(a) if view else a, *h, len(payload),
+                          memoryview(a) if through else None)     # the CRC through a view, or the scratch
+    assert n == _ref_build_frame(b, *h, len(payload))
+    assert a == b
+
+
+@pytest.mark.parametrize("name", ["copy_active", "clock_sync", "checkpoint", "held", "update_complete",
+                                  "ack", "h_write", "marker", "release", "reset_uip"])
+def test_unpackers_take_and_refuse_what_exact_did(name):
+    size = getattr(codec, "SZ_" + name.upper())
+    fmt = getattr(wire, "P_" + name.upper())
+    unpack = getattr(codec, "unpack_" + name)
+
+    def ref(mv, off=0, end=None):
+        codec._exact(mv, off, end, size, name)
+        return struct.unpack_from(fmt, mv, off)
+
+    data = bytes((7 + i) & 0xFF for i in range(size + 6))
+    for mv, off, end in ((data[:size], 0, None), (data[:size], False, None), (data, 3, 3 + size),
+                         (data[:size], 0, size), (memoryview(data)[:size], 0, None),
+                         (data[:size + 1], 0, None), (data[:size - 1], 0, None), (data[:size], 0.0, None),
+                         (data[:size], None, None), (data, 2, None), (data[:size], 0, size + 1),
+                         (data[:size], 1, None)):
+        try:
+            want = ref(mv, off, end)
+        except ValueError as e:
+            want = str(e)
+        try:
+            got = unpack(mv, off, end)
+        except ValueError as e:
+            got = str(e)
+        if name == "h_write" and not isinstance(got, str):
+            o = off + size - BLOCK_SIZE
+            assert bytes(got[2]) == bytes(mv[o:o + BLOCK_SIZE])
+            got = got[:2]
+        assert got == want, (mv, off, end)
+
+
+def test_h_reply_with_and_without_a_body():
+    a = bytearray(b"\xEE" * 40)
+    assert codec.pack_h_reply(a, 16, 3) == 17 and a[16] == 3 and a[17:] == b"\xEE" * 23
+    assert codec.pack_h_reply(a, 16, 0, b"xyz") == 20 and a[16:20] == b"\0xyz"
+
+
+def _resealed(k, plen, version, hcheck_ok):
+    """A frame with a good CRC whose version or header check is wrong (or not)."""
+    f = bytearray(_frame(k, plen))
+    f[2] = version
+    hc = binascii.crc32(bytes(f[:14])) & 0xFFFF
+    f[14:16] = (hc if hcheck_ok else hc ^ 1).to_bytes(2, "little")
+    n = len(f) - 4
+    f[n:] = binascii.crc32(bytes(f[:n])).to_bytes(4, "little")
+    return bytes(f)
+
+
+WHOLE = st.one_of(PIECE, st.builds(_resealed, st.integers(0, 99), st.integers(0, 300),
+                                   st.sampled_from([VERSION, VERSION + 1, 0]), st.booleans()))
+
+
+@settings(max_examples=150, deadline=None)
+@given(pieces=st.lists(WHOLE, max_size=14), max_payload=st.sampled_from([64, 256, wire.MAX_PAYLOAD]),
+       join=st.lists(st.integers(1, 3), min_size=1, max_size=5))
+def test_deframer_matches_the_reference_fed_a_piece_at_a_time(pieces, max_payload, join):
+    """Chunks that are exactly one candidate frame (the single-copy path), whole or damaged,
+    and sometimes two or three pieces in one chunk."""
+    new = Deframer(max_payload, slack=128)
+    ref = RefDeframer(max_payload, slack=128)
+    i = k = 0
+    while i < len(pieces):
+        j = join[k % len(join)]
+        chunk = b"".join(pieces[i:i + (j if k % 3 == 2 else 1)])
+        i += j if k % 3 == 2 else 1
+        k += 1
+        assert new.feed(chunk) == ref.feed(chunk)
+        while True:
+            a, b = new.next(), ref.next()
+            assert a == b
+            if not a:
+                break
+            assert bytes(new.frame) == bytes(ref.frame)
+            assert (new.mtype, new.flags, new.src, new.dst, new.group, new.seq, new.ack, new.plen) == \
+                (ref.mtype, ref.flags, ref.src, ref.dst, ref.group, ref.seq, ref.ack, ref.plen)
+            assert bytes(new.payload) == bytes(ref.payload)
+        assert bytes(new.buf) == bytes(ref._in) and new.pending == ref.pending
+        assert [getattr(new, c) for c in COUNTERS] == [getattr(ref, c) for c in COUNTERS]
+        assert new.discarded == (new.bad_magic + new.overflow + 2 * (
+            new.bad_version + new.bad_hcheck + new.bad_length + new.bad_crc + new.abandoned))
+
+
+@settings(max_examples=80, deadline=None)
+@given(pieces=st.lists(WHOLE, max_size=10),
+       gaps=st.lists(st.one_of(st.integers(0, 250000),
+                               st.sampled_from([QUIET_US, QUIET_US + 1, -1, -QUIET_US - 5, 1 << 29,
+                                                (1 << 29) + QUIET_US])), min_size=1, max_size=8),
+       start=st.sampled_from([0, TICKS_MASK - 120000, (1 << 29) - 50000]))
+def test_portrx_matches_the_reference_a_piece_at_a_time_across_the_wrap(pieces, gaps, start):
+    nn, rn = _Node(), _Node()
+    new = PortRx(nn, 1, Deframer(wire.MAX_BUS_PAYLOAD, slack=512))
+    ref = RefPortRx2(rn, 1, RefDeframer(wire.MAX_BUS_PAYLOAD, slack=512))
+    now = start
+    for i, p in enumerate(pieces):
+        now = (now + gaps[i % len(gaps)]) & TICKS_MASK
+        new.data(now, p)
+        ref.data(now, p)
+        new.idle((now + 50000) & TICKS_MASK)
+        ref.idle((now + 50000) & TICKS_MASK)
+    assert nn.calls == rn.calls
+    assert new.frames == ref.frames and new.garbage == ref.garbage
+
+
 # ---- engine shortcuts -------------------------------------------------------------------------
 def test_random_randint_is_randbelow_as_the_link_draws_it():
     for seed in range(5):
