@@ -410,11 +410,12 @@ class Store:
         """Write the superblock with `changes` applied (and the current journal head)
         to the other copy, generation + 1. Durable when it returns; on an error the
         in-RAM superblock is left unchanged."""
-        if self._idx is None:
+        sbv = self._sbv
+        if self._idx is None or sbv is None:
             raise StoreError(S_NOT_READY, "store is not mounted")
         # _sbv holds the values of sb (valid: unpacked at mount or checked here when
         # set), so only the changed fields and the journal head are checked
-        values = list(self._sbv)
+        values = list(sbv)
         bad = False
         for name in changes:
             i = _SB_POS.get(name)
