@@ -39,14 +39,21 @@
 # board late, or not at all until a resend): a journaled write's reply (stamp s) waits until
 # every primary that may acknowledge writes has taken checkpoint s - 1, so a write issued
 # after that reply, on any board, is stamped >= s, and a cut holding it holds this one. Each
-# member reports its last T (every heartbeat, and in every slot while the master has not
-# confirmed it); the master's beacon carries `t` = the newest T every primary it counts has
-# reported (its own included; 0 while one it counts has not reported to it since it became
-# master) and `tag` = the mask (site_nodes order) of the members it heard within
-# member_timeout_us: a member acknowledges journaled writes only while it holds a lease, a
-# beacon of its master with its bit read within _LEASE cycles; the master counts a primary
-# until it has not heard it for 2 x member_timeout_us, so a member it stops counting lost its
-# lease long before (unless a beacon is read more than member_timeout_us - _LEASE cycles late).
+# member reports its last T (every heartbeat, and in every slot while it holds no lease or
+# the master has not confirmed its T). The master's beacon carries `t` = C, the newest T
+# every primary it counts has reported (its own included), never lower than a C it announced
+# before in this mastership nor than its own T when it first announced one (once every member
+# heard lately has reported to it); and `tag` = the mask (site_nodes order) of the counted
+# primaries it heard within member_timeout_us. It counts a primary that reported to it in this
+# mastership (members without a lease report in every slot). A
+# member acknowledges journaled writes, and accepts them, only while it holds a lease: a
+# beacon of its master with its bit, read within _LEASE cycles, whose C is not above its own
+# T (else it is stale: it missed a checkpoint, and waits for the resend). The master counts a
+# primary until it has not heard it for 2 x member_timeout_us (a member it stops counting lost
+# its lease long before, unless it reads a beacon member_timeout_us - _LEASE cycles late); a
+# primary newly counted with a T below C announced is stale on its first lease; so every
+# board that may acknowledge after a reply stamped s (C >= s - 1) has taken T >= s - 1.
+# (Residual: two masters at once on a split bus, each counting boards the other leases.)
 #
 # Pair states (superblock copy_state; every change goes through pairstate.transition(),
 # whose table says which events move the pair where):
@@ -160,6 +167,7 @@ class Primary:
         self.bar_ts = [0] * nn
         self.bar_in = bytearray(nn)
         self.bar_mask = 0
+        self.bar_top = -1            # master: C announced this mastership (-1: none yet)
         self.bar_bit = 1 << self.cfg.site_nodes.index(node.me)
         # member: the T the master's last beacon that counted us confirmed, when we read it,
         # from which master (0: no lease)
@@ -259,6 +267,7 @@ class Primary:
             bi = self.bar_in
             for i in range(len(bi)):
                 bi[i] = 0
+            self.bar_top = -1
         if ticks_diff(now, mac.became_master) < self._warmup():
             return False
         if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
@@ -424,35 +433,51 @@ class Primary:
     def _bar_lease(self, now):
         """Clockless member: our master counts us (a beacon with our bit, read lately)."""
         mac = self.node.mac
-        return self.bar_src != 0 and self.bar_src == mac.master and \
-            ticks_diff(now, self.bar_at) < _LEASE * mac.cycle_us
+        return self.bar_src != 0 and self.bar_src == mac.master and self.bar_seen <= self.ckpt_t \
+            and ticks_diff(now, self.bar_at) < _LEASE * mac.cycle_us
 
     def _bar_confirmed(self, now):
-        """Clockless master: the newest T every primary it counts has taken (ours included;
-        0 while one of them has not reported since we became master); sets bar_mask."""
+        """Clockless master: C (header), the newest T every primary it counts has taken (ours
+        included), never below a C announced before in this mastership; sets bar_mask."""
         mac = self.node.mac
+        if mac.became_master != self.master_since:
+            self.warm(now)                  # a new mastership: forget the old one's reports
         tmo = mac.member_timeout_us
+        fresh = 2 * mac.cycle_us
         heard = mac.heard
         c = self.ckpt_t
         mask = 0
+        wait = False
         nodes = self.cfg.site_nodes
         me = self.node.me
         for i in range(len(nodes)):
             m = nodes[i]
-            if m == me or not (self.bar_in[i] or m in self.active):
-                continue
             h = heard.get(m)
-            d = ticks_diff(now, mac.boot_us if h is None else h)
+            if m == me or h is None:
+                continue
+            d = ticks_diff(now, h)
+            if not self.bar_in[i]:
+                # not counted (it holds no lease of ours); one heard lately reports soon
+                if 0 <= d < fresh:
+                    wait = True
+                continue
             if d < 0 or d >= 2 * tmo:
                 continue
             if d < tmo:
                 mask |= 1 << i
-            if not self.bar_in[i]:
-                c = 0
-            elif self.bar_ts[i] < c:
+            if self.bar_ts[i] < c:
                 c = self.bar_ts[i]
+        if self.bar_top < 0:
+            if wait:
+                # a new mastership: the first C waits for the members alive to report, so
+                # that our T (raised to theirs, on_clock_report) is the group's newest
+                self.bar_mask = 0
+                return 0
+            self.bar_top = self.ckpt_t
         self.bar_mask = mask
-        return c
+        if c > self.bar_top:
+            self.bar_top = c
+        return self.bar_top
 
     def lag_us(self, now):
         st = self.store
@@ -1173,7 +1198,7 @@ class Primary:
         if k == 0:
             self._copy_active_frame(BROADCAST)
         if k == 2 or self.cfg.mode != MODE_CLOCKLESS and self.cfg.commit_wait and (k or not self.hi_ok) \
-                or self.cfg.mode == MODE_CLOCKLESS and self.bar_seen < self.ckpt_t:
+                or self.cfg.mode == MODE_CLOCKLESS and (self.bar_src == 0 or self.bar_seen < self.ckpt_t):
             # clock report: what the next master must not go below; its tag (our tick
             # now, before it is sent) makes a round trip when a beacon echoes it: with
             # the commit wait in every slot but the COPY_ACTIVE one (the slot is ours
