@@ -1087,8 +1087,12 @@ class Primary:
         try:
             self.store.j_append_checkpoint(n, t, kind)
         except StoreError:
-            # journal full: the next checkpoint covers this one
+            # journal full: the next checkpoint covers this one (no cut T holds this pair).
+            # Clockless: stamps move past T all the same, and the barrier counts T taken (else
+            # the group's replies would wait for this pair, and its own for ever)
             self.node.c["markers_dropped"] += 1
+            if self.cfg.mode == MODE_CLOCKLESS:
+                self.ckpt_n, self.ckpt_t = n, t
             return False
         self.ckpt_n, self.ckpt_t = n, t
         self.ckpt_known = True
