@@ -41,3 +41,35 @@ def test_every_clockless_cut_is_consistent(faults):
     # before the barrier: 2-6 inconsistent cuts of 28 on each of these seeds
     res = [_audit(s, faults) for s in (0, 1)]
     assert sum(b for b, n in res) == 0, res
+
+
+def test_a_member_that_missed_the_checkpoint_holds_back_the_masters_replies():
+    # step by step (tests/corenet.py): the bus frames to p2 are held while the master cuts T,
+    # so p2 neither takes T nor sees the beacons that confirm it
+    from corenet import Net, block_of
+    from firmware.wire import S_NOT_READY, S_OK, T_H_WRITE
+    net = Net(pairs=2, mode=wire.MODE_CLOCKLESS, ckpt_interval_us=10 ** 9)
+    net.advance(1000000)
+    p1, p2 = net.prim(1), net.prim(2)
+    assert p1.node.mac.is_master()
+    net.hold(("busto", p2.id))
+    T = p1.node.role.ckpt_t + 1
+    p1.node.role.next_ckpt = 0
+    net.advance(60000)
+    assert p1.node.role.ckpt_t == T and p2.node.role.ckpt_t == T - 1
+    # the master's write is stamped T + 1: its reply waits for p2 to take T
+    tag = net.request(p1, T_H_WRITE, bytes([0]) + (1).to_bytes(4, "little") + block_of("m"))
+    net.advance(30000)
+    assert tag not in p1.replies
+    # p2 still holds a lease from a beacon before the hold: its write is stamped T (in cut T)
+    assert net.write(p2, 0, 2, block_of("a")) == S_OK
+    # three cycles without a beacon that counts it: no lease, journaled writes refused
+    net.advance(150000)
+    assert net.write(p2, 0, 3, block_of("b")) == S_NOT_READY
+    assert tag not in p1.replies
+    # the checkpoint (and the beacons) reach p2: it reports T, the master confirms it
+    net.release(("busto", p2.id))
+    net.advance(200000)
+    assert p2.node.role.ckpt_t >= T
+    assert p1.replies[tag][0] == S_OK
+    assert net.write(p2, 0, 4, block_of("c")) == S_OK
