@@ -90,6 +90,9 @@ class Config:
         self.site_nodes = nodes
         if self.mode not in MODES:
             raise ConfigError("mode must be 0 (clock), 1 (clockless) or 2 (sync)")
+        if self.mode == MODE_CLOCKLESS and len(nodes) > 30:
+            # the checkpoint barrier's member mask (a beacon's tag) must stay a small int
+            raise ConfigError("clockless mode allows at most 30 site_nodes")
         if self.policy not in POLICIES:
             raise ConfigError("policy must be 0 (freeze) or 1 (continue)")
         if not 1 <= self.nvol <= 255:

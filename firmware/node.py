@@ -213,7 +213,8 @@ class Node:
         # the time the beacon carries is the sender's sequence time at the END of its
         # transmission (frames queued before it, plus the beacon itself), and it echoes one
         # member's clock report: that report's tag and how long before the beacon's end, in
-        # our time, we read it (a round trip: SPEC section 9)
+        # our time, we read it (a round trip: SPEC section 9); clockless: t and tag are the
+        # checkpoint barrier's confirmed T and member mask (primary.py's header)
         air = ((bytes_before + OVERHEAD + SZ_CLOCK_SYNC) * 10000000 // self.cfg.bus_baud)
         role = self.role
         t = role.beacon_time(now, air)
@@ -221,7 +222,7 @@ class Node:
         hold = 0
         if peer:
             hold = ticks_diff(now, role.echo_at) + air
-        codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle, peer, role.echo_tag if peer else 0, hold)
+        codec.pack_clock_sync(self.tx, HDR_SIZE, t, self.mac.cycle, peer, role.echo_tag if peer else role.bar_mask, hold)
         self.emit(PORT_BUS, T_CLOCK_SYNC, BROADCAST, SZ_CLOCK_SYNC, flags=F_WARM if self.mac.ready else 0)
 
     def _bus(self, now, mtype, flags, src, dst, group, payload):

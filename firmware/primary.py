@@ -35,7 +35,25 @@
 # s = g + 1) waits, until the lower end reaches g: at most clock_err_us. (Before the grid:
 # stamps at the upper end, every reply waited until s <= lower end.)
 # Clockless mode stamps every write with (last checkpoint T + 1): arrival of the
-# checkpoint at this board is the boundary.
+# checkpoint at this board is the boundary. Checkpoint barrier (a broadcast may reach one
+# board late, or not at all until a resend): a journaled write's reply (stamp s) waits until
+# every primary that may acknowledge writes has taken checkpoint s - 1, so a write issued
+# after that reply, on any board, is stamped >= s, and a cut holding it holds this one. Each
+# member reports its last T (every heartbeat, and in every slot while it holds no lease or
+# the master has not confirmed its T). The master's beacon carries `t` = C, the newest T
+# every primary it counts has reported (its own included), never lower than a C it announced
+# before in this mastership nor than its own T when it first announced one (once every member
+# heard lately has reported to it); and `tag` = the mask (site_nodes order) of the counted
+# primaries it heard within member_timeout_us. It counts a primary that reported to it in this
+# mastership (members without a lease report in every slot). A
+# member acknowledges journaled writes, and accepts them, only while it holds a lease: a
+# beacon of its master with its bit, read within _LEASE cycles, whose C is not above its own
+# T (else it is stale: it missed a checkpoint, and waits for the resend). The master counts a
+# primary until it has not heard it for 2 x member_timeout_us (a member it stops counting lost
+# its lease long before, unless it reads a beacon member_timeout_us - _LEASE cycles late); a
+# primary newly counted with a T below C announced is stale on its first lease; so every
+# board that may acknowledge after a reply stamped s (C >= s - 1) has taken T >= s - 1.
+# (Residual: two masters at once on a split bus, each counting boards the other leases.)
 #
 # Pair states (superblock copy_state; every change goes through pairstate.transition(),
 # whose table says which events move the pair where):
@@ -71,6 +89,7 @@ _RESEND_CKPT = const(2)      # cycles a new checkpoint is broadcast again
 _HEARTBEAT = const(4)        # COPY_ACTIVE every this many cycles or slots
 _UNKNOWN_SESSION = const(0xFFFFFFFF)   # a secondary's HELLO meaning "start a new session"
 _SYNC_SAMPLES = const(4)     # beacons over which the least-delayed clock sample is kept
+_LEASE = const(3)            # clockless: cycles a beacon that counts a member is its lease
 _COPY_PER_TICK = const(4)    # resync: blocks journaled per tick at most (bounded work per tick)
 ERR_UNKNOWN = const(0xFFFFFFFF)   # clock_err_us of a board that follows no master's time
 _DT_MAX = const(0x3FFFFFFF)  # largest time offset of a record in its batch (a small int on the RP2040)
@@ -142,7 +161,19 @@ class Primary:
         self.echo_next = 0           # echo_pick's round robin: the index last echoed
         self.late_samples = 0        # beacons read later than sync_late_us behind the lower end
         self.clock_resets = 0        # beacons outside the interval: the bound had failed
-        self.commit_waits = 0        # host write replies held back by the commit wait
+        self.commit_waits = 0        # host write replies held back by the commit wait (or barrier)
+        # clockless checkpoint barrier (header). Master: each site node's last reported T and
+        # whether it reported since this mastership; bar_mask: the last beacon's member mask
+        self.bar_ts = [0] * nn
+        self.bar_in = bytearray(nn)
+        self.bar_mask = 0
+        self.bar_top = -1            # master: C announced this mastership (-1: none yet)
+        self.bar_bit = 1 << self.cfg.site_nodes.index(node.me)
+        # member: the T the master's last beacon that counted us confirmed, when we read it,
+        # from which master (0: no lease)
+        self.bar_seen = 0
+        self.bar_at = 0
+        self.bar_src = 0
         self.next_lseq = 1
         self.send_jseq = 0           # next journal entry to put on the link
         self.session = 0
@@ -233,6 +264,10 @@ class Primary:
         if mac.became_master != self.master_since:
             self.master_since = mac.became_master
             self.reported = {}
+            bi = self.bar_in
+            for i in range(len(bi)):
+                bi[i] = 0
+            self.bar_top = -1
         if ticks_diff(now, mac.became_master) < self._warmup():
             return False
         if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS and self.heard_ckpt:
@@ -285,6 +320,7 @@ class Primary:
         self.back_until = ticks_age(now, self.back_until)
         self.hello_at = ticks_age(now, self.hello_at)
         self.next_ckpt = ticks_age(now, self.next_ckpt)
+        self.bar_at = ticks_age(now, self.bar_at)
         if self.master_since >= 0:
             self.master_since = ticks_age(now, self.master_since)   # as mac.became_master
         self.rt_tag = -1                 # a report this old is not echoed any more
@@ -346,6 +382,8 @@ class Primary:
         """Commit wait: 0 if a write stamped `stamp` may be acknowledged now (the master's
         time has surely passed it), else how long to wait before asking again."""
         cfg = self.cfg
+        if cfg.mode == MODE_CLOCKLESS:
+            return self._bar_delay(now, stamp)
         if not cfg.commit_wait or cfg.mode != MODE_CLOCK:
             return 0
         mac = self.node.mac
@@ -380,6 +418,66 @@ class Primary:
         if self.grow:
             d += d // (self.drift_k - 1) + 1    # the lower end advances 1 - 1/drift_k per us
         return d
+
+    def _bar_delay(self, now, stamp):
+        """Clockless checkpoint barrier (header): 0 if a write stamped `stamp` may be
+        acknowledged now, else how long to wait before asking again."""
+        mac = self.node.mac
+        if mac.is_master():
+            if self._bar_confirmed(now) >= stamp - 1:
+                return 0
+        elif self._bar_lease(now) and self.bar_seen >= stamp - 1:
+            return 0
+        return mac.slot_us // 4 + 1
+
+    def _bar_lease(self, now):
+        """Clockless member: our master counts us (a beacon with our bit, read lately)."""
+        mac = self.node.mac
+        return self.bar_src != 0 and self.bar_src == mac.master and self.bar_seen <= self.ckpt_t \
+            and ticks_diff(now, self.bar_at) < _LEASE * mac.cycle_us
+
+    def _bar_confirmed(self, now):
+        """Clockless master: C (header), the newest T every primary it counts has taken (ours
+        included), never below a C announced before in this mastership; sets bar_mask."""
+        mac = self.node.mac
+        if mac.became_master != self.master_since:
+            self.warm(now)                  # a new mastership: forget the old one's reports
+        tmo = mac.member_timeout_us
+        fresh = 2 * mac.cycle_us
+        heard = mac.heard
+        c = self.ckpt_t
+        mask = 0
+        wait = False
+        nodes = self.cfg.site_nodes
+        me = self.node.me
+        for i in range(len(nodes)):
+            m = nodes[i]
+            h = heard.get(m)
+            if m == me or h is None:
+                continue
+            d = ticks_diff(now, h)
+            if not self.bar_in[i]:
+                # not counted (it holds no lease of ours); one heard lately reports soon
+                if 0 <= d < fresh:
+                    wait = True
+                continue
+            if d < 0 or d >= 2 * tmo:
+                continue
+            if d < tmo:
+                mask |= 1 << i
+            if self.bar_ts[i] < c:
+                c = self.bar_ts[i]
+        if self.bar_top < 0:
+            if wait:
+                # a new mastership: the first C waits for the members alive to report, so
+                # that our T (raised to theirs, on_clock_report) is the group's newest
+                self.bar_mask = 0
+                return 0
+            self.bar_top = self.ckpt_t
+        self.bar_mask = mask
+        if c > self.bar_top:
+            self.bar_top = c
+        return self.bar_top
 
     def lag_us(self, now):
         st = self.store
@@ -489,6 +587,9 @@ class Primary:
         self._cu_t = None
         self.heard_ckpt = False
         self.ckpt_known = False
+        self.bar_src = 0
+        for i in range(len(self.bar_in)):
+            self.bar_in[i] = 0
         self.session = (sb.incarnation & 0xFFFFFF) << 8
         self.link = LINK_HELLO
         self.hello_at = now
@@ -556,7 +657,8 @@ class Primary:
                 return
             self._write_marked(tag, vol, blk, data)
             return
-        if not self.ready(now):
+        if not self.ready(now) or self.cfg.mode == MODE_CLOCKLESS and \
+                not self.node.mac.is_master() and not self._bar_lease(now):
             self.node.reply(tag, S_NOT_READY)
             return
         t = self.stamp(now)
@@ -575,7 +677,7 @@ class Primary:
         self.store.write_block(vol, blk, data)
         if self.cfg.mode == MODE_SYNC:
             self.sync_wait[lseq] = tag
-        elif self.cfg.commit_wait and self.cfg.mode == MODE_CLOCK:
+        elif self.cfg.commit_wait and self.cfg.mode == MODE_CLOCK or self.cfg.mode == MODE_CLOCKLESS:
             d = self._pace()
             w = self.commit_delay(now, t)
             if w:
@@ -778,7 +880,14 @@ class Primary:
     def on_beacon(self, now, src, t, new_master, warm, tag, hold):
         """A warm beacon from our master, read at tick now: time t at its end; hold >= 0:
         it echoes our clock report with tag `tag`, read by the master hold us before t."""
-        if self.cfg.mode == MODE_CLOCKLESS or not warm or not t:
+        if self.cfg.mode == MODE_CLOCKLESS:
+            # the barrier (header): t is what the master confirmed, tag its member mask
+            if tag & self.bar_bit and hold < 0:
+                self.bar_seen, self.bar_at, self.bar_src = t, now, src
+            else:
+                self.bar_src = 0
+            return
+        if not warm or not t:
             # a master still collecting its members' clocks is no time source yet (nor
             # is a secondary, briefly master of this bus while a failback swaps roles)
             return
@@ -902,6 +1011,10 @@ class Primary:
         warm = self.warm(now)               # (re)starts the report set on a new mastership
         self.reported[src] = t
         if self.cfg.mode == MODE_CLOCKLESS:
+            if src in self.cfg.site_nodes:
+                i = self.cfg.site_nodes.index(src)
+                self.bar_ts[i] = t - 1           # the report's t is its last T + 1
+                self.bar_in[i] = 1
             if n > self.ckpt_n:
                 self.ckpt_n, self.ckpt_t = n, t - 1 if t - 1 > self.ckpt_t else self.ckpt_t
                 self.ckpt_known = False
@@ -940,6 +1053,8 @@ class Primary:
                 self.active[src] = state
             else:
                 self.active.pop(src, None)
+                if src in self.cfg.site_nodes:
+                    self.bar_in[self.cfg.site_nodes.index(src)] = 0   # no primary: not counted
 
     def accept_checkpoint(self, now, n, t):
         # A checkpoint is identified by its time T: during a change of master two
@@ -972,8 +1087,12 @@ class Primary:
         try:
             self.store.j_append_checkpoint(n, t, kind)
         except StoreError:
-            # journal full: the next checkpoint covers this one
+            # journal full: the next checkpoint covers this one (no cut T holds this pair).
+            # Clockless: stamps move past T all the same, and the barrier counts T taken (else
+            # the group's replies would wait for this pair, and its own for ever)
             self.node.c["markers_dropped"] += 1
+            if self.cfg.mode == MODE_CLOCKLESS:
+                self.ckpt_n, self.ckpt_t = n, t
             return False
         self.ckpt_n, self.ckpt_t = n, t
         self.ckpt_known = True
@@ -1010,7 +1129,7 @@ class Primary:
 
     def beacon_time(self, now, air_us):
         if self.cfg.mode == MODE_CLOCKLESS:
-            return 0
+            return self._bar_confirmed(now)      # and bar_mask, the beacon's tag
         if self.cfg.commit_wait:
             return self.clock_now(now, air_us)    # the clock itself: a stamp floor above it
                                                   # would make members' samples early
@@ -1082,13 +1201,16 @@ class Primary:
         k = self.cycles % _HEARTBEAT
         if k == 0:
             self._copy_active_frame(BROADCAST)
-        if k == 2 or self.cfg.mode != MODE_CLOCKLESS and self.cfg.commit_wait and (k or not self.hi_ok):
+        if k == 2 or self.cfg.mode != MODE_CLOCKLESS and self.cfg.commit_wait and (k or not self.hi_ok) \
+                or self.cfg.mode == MODE_CLOCKLESS and (self.bar_src == 0 or self.bar_seen < self.ckpt_t):
             # clock report: what the next master must not go below; its tag (our tick
             # now, before it is sent) makes a round trip when a beacon echoes it: with
             # the commit wait in every slot but the COPY_ACTIVE one (the slot is ours
             # anyway; one frame per slot), in that one too while we have no upper end;
             # else every heartbeat
-            if self.clock == CLOCK_SYNCED or self.cfg.mode == MODE_CLOCKLESS:
+            if self.cfg.mode == MODE_CLOCKLESS:
+                t = self.ckpt_t + 1              # the barrier (header): our last T + 1
+            elif self.clock == CLOCK_SYNCED:
                 t = self.seq_time(now) + self.rep_air
             else:
                 t = (self.last_stamp if self.last_stamp > self.ckpt_t else self.ckpt_t) + 1

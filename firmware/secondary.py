@@ -81,6 +81,8 @@ _SEEN_RAISED = const(8)
 
 
 class Secondary:
+    bar_mask = 0                 # a beacon's tag when it echoes no report (primary: clockless barrier)
+
     def __init__(self, node):
         self.node = node
         self.cfg = node.cfg

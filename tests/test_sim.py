@@ -69,23 +69,16 @@ SLOW_BUS = dict(faults="none", duration_s=30.0, rate=200.0, kind="ims", concurre
                 bus_baud=9600, workload_start_s=10.0)
 
 
-def test_clockless_mode_breaks_when_checkpoints_propagate_slower_than_host_io():
-    # at 9600 baud a CHECKPOINT frame takes ~33 ms on the primary bus, far longer than
-    # a host write round trip: the master's own writes cross the boundary before the
-    # others hear of it, and the checker names the pair of writes that proves it
-    found = None
-    for seed in range(6):
+def test_clockless_mode_over_a_slow_bus_is_consistent_with_the_checkpoint_barrier():
+    # at 9600 baud a CHECKPOINT frame takes ~33 ms on the primary bus, far longer than a host
+    # write round trip: before the checkpoint barrier the master's own writes crossed the
+    # boundary before the others heard of it (seeds 1, 2, 3 and 5 were inconsistent). Now a
+    # write stamped after a checkpoint is acknowledged only once every primary has taken it (a
+    # beacon later: a 427 ms cycle here, so far fewer writes complete)
+    for seed in (1, 2, 3, 5):
         r = run_scenario(seed=seed, mode="clockless", **SLOW_BUS)
-        if not r["checker_consistent"]:
-            found = r
-            break
-    assert found is not None, "clockless mode over a slow bus never showed its weakness"
-    v = found["violations"][0]
-    assert v["included"]["id"] != v["lost"]["id"]
-    assert v["included"]["issue_us"] > v["lost"]["complete_us"]
-    # the same workload and bus in clock mode stays consistent
-    r = run_scenario(seed=found["seed"], mode="clock", **SLOW_BUS)
-    assert r["consistent"], _why(r)
+        assert r["checker_consistent"] and r["consistent"], _why(r)
+        assert r["writes_completed"] > 40, r["writes_completed"]
 
 
 def test_clockless_mode_holds_when_propagation_is_much_faster_than_host_io():

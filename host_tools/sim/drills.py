@@ -1104,6 +1104,14 @@ def _pacing(d, variant, hold):
         hold_max = max([(d.pairs + 2) * d.world.boards[d.p(i)].cfg.cycle_us
                         + 3 * d.world.boards[d.p(i)].cfg.slot_us
                         for i in range(d.pairs)] + [err_seen])
+    elif d.mode == "clockless":
+        # the checkpoint barrier (SPEC section 9): a reply stamped after a checkpoint waits for
+        # the beacon that confirms every primary took it (a cycle, asked again every slot / 4);
+        # across a change of master: the election (3 + pairs cycles without beacons), the new
+        # master's warm-up (2 heartbeats, 8 cycles) before it cuts a checkpoint that a stale
+        # member takes, that member's report and the next beacon (2 cycles)
+        hold_max = max((d.pairs + 13) * d.world.boards[d.p(i)].cfg.cycle_us
+                       + 3 * d.world.boards[d.p(i)].cfg.slot_us for i in range(d.pairs))
     cap = cfg.pace_max_us + hold_max + 2000
     d.counts.update({"clock_err_us_max_seen": err_seen, "commit_hold_max_us": hold_max,
                      "latency_bound_us": cap})
