@@ -101,11 +101,12 @@ def add_arguments(p):
     p.add_argument("--mode", choices=("clock", "clockless", "sync"), default="clock")
     p.add_argument("--modes", default=None,
                    help="campaign: comma list of clock,clockless,sync (default all three). "
-                        "Clockless cells run only with the fast bus (--bus-baud >= %d) and a low "
-                        "rate (--rate <= %g, the defaults), where a checkpoint crosses the bus in a "
-                        "few ms against a host round trip of tens of ms: the condition under which "
-                        "clockless is meant to be safe; otherwise they are skipped"
-                        % (_campaign.CLOCKLESS_MIN_BAUD, _campaign.CLOCKLESS_MAX_RATE))
+                        "Clockless %s cells run only with the fast bus (--bus-baud >= %d) and a "
+                        "low rate (--rate <= %g, the defaults): their expectations assume writes "
+                        "at the host's rate, which the checkpoint barrier slows on a slow bus; "
+                        "otherwise they are skipped (the other clockless cells always run)"
+                        % ("/".join(_campaign.CLOCKLESS_RATE_OPS), _campaign.CLOCKLESS_MIN_BAUD,
+                           _campaign.CLOCKLESS_MAX_RATE))
     p.add_argument("--policy", choices=("freeze", "continue"), default="freeze")
     p.add_argument("--disaster-at", choices=("drawn", "resync", "duplex"), default="drawn",
                    help="with --ops: when the disaster strikes: drawn (after the group is "
