@@ -199,17 +199,7 @@ class Deframer:
                             ok = False
                         if ok:
                             b[0:] = _EMPTY
-                            self.frame = s
-                            self.mtype = s[3]
-                            self.flags = s[4]
-                            self.src = s[5]
-                            self.dst = s[6]
-                            self.group = s[7]
-                            self.seq = s[8] | (s[9] << 8)
-                            self.ack = s[10] | (s[11] << 8)
-                            self.plen = plen
-                            self.frames += 1
-                            return True
+                            return self._take(s, plen)
                         b[0:] = s        # as it was
                     # something is wrong with it: the checks one by one below count what
                 # _s = exactly the header (a copy of the buffer cut to length)
@@ -264,14 +254,18 @@ class Deframer:
                 b[0:2] = _EMPTY
                 continue
             b[0:need] = _EMPTY
-            self.frame = s
-            self.mtype = s[3]
-            self.flags = s[4]
-            self.src = s[5]
-            self.dst = s[6]
-            self.group = s[7]
-            self.seq = s[8] | (s[9] << 8)
-            self.ack = s[10] | (s[11] << 8)
-            self.plen = need - OVERHEAD
-            self.frames += 1
-            return True
+            return self._take(s, need - OVERHEAD)
+
+    def _take(self, s, plen):
+        # a valid frame (exactly, in s) with plen payload bytes: publish its header fields
+        self.frame = s
+        self.mtype = s[3]
+        self.flags = s[4]
+        self.src = s[5]
+        self.dst = s[6]
+        self.group = s[7]
+        self.seq = s[8] | (s[9] << 8)
+        self.ack = s[10] | (s[11] << 8)
+        self.plen = plen
+        self.frames += 1
+        return True
