@@ -57,6 +57,7 @@ class BusMac:
         self._w_for = 0
         # caching needs 0 < member_timeout_us < 2**29 (config: below 2**28); else none
         self._w_ok = 0 < member_timeout_us < _HALF
+        self._left = 0                         # _rank: how long its count holds
 
     # -- helpers ---------------------------------------------------------------
     def is_master(self):
@@ -74,13 +75,17 @@ class BusMac:
     def alive_members(self, now):
         return [m for m in self.members if self.alive(m, now)]
 
-    def _rank(self, now):
-        # lower ids than mine, other than the master, alive (as alive(), inlined: this runs
-        # for every deadline)
+    def _rank(self, now, left=_HALF):
+        """Lower ids than mine, other than the master, alive (as alive(), inlined: this runs
+        for every election wait); sets _left = the smaller of `left` and the time until one
+        of them changes (a kept time t reads alive while d = (now - t) mod 2**30 is below the
+        member timeout or at least 2**29; that changes when d reaches the timeout, 2**29, or
+        wraps to 0 from above 2**29)."""
         r = 0
         me = self.me
         master = self.master
         heard = self.heard
+        boot = self.boot_us
         tmo = self.member_timeout_us
         for m in self.members:
             if m >= me:
@@ -88,10 +93,19 @@ class BusMac:
             if m != master:
                 t = heard.get(m)
                 if t is None:
-                    t = self.boot_us
-                d = (now - t) & TICKS_MASK       # ticks_diff(now, t) < tmo, inlined
-                if d < tmo or d >= _HALF:
+                    t = boot
+                d = (now - t) & TICKS_MASK
+                if d < tmo:
                     r += 1
+                    k = tmo - d
+                elif d >= _HALF:
+                    r += 1
+                    k = TICKS_MASK - d + 1 + tmo
+                else:
+                    k = _HALF - d
+                if k < left:
+                    left = k
+        self._left = left
         return r
 
     def _slot_index(self):
@@ -222,8 +236,7 @@ class BusMac:
         # or at least 2**29 (ahead: ticks_diff < 0); that changes when d reaches the timeout
         # (alive -> not), 2**29 (not -> alive) or wraps to 0 from above 2**29 (stays alive,
         # then the timeout again)
-        master = self.master
-        self._w_master = master
+        self._w_master = self.master
         self._w_at = now
         if not self._w_ok:
             # (a timeout these windows do not describe: the rule as it reads, nothing cached)
@@ -231,10 +244,7 @@ class BusMac:
             self._w_for = 0
             return
         tmo = self.member_timeout_us
-        me = self.me
-        heard = self.heard
-        boot = self.boot_us
-        d = (now - boot) & TICKS_MASK
+        d = (now - self.boot_us) & TICKS_MASK
         if d < tmo:
             inboot = True
             left = tmo - d
@@ -244,27 +254,9 @@ class BusMac:
         else:
             inboot = False
             left = _HALF - d
-        r = 0
-        for m in self.members:
-            if m >= me:
-                break
-            if m != master:
-                t = heard.get(m)
-                if t is None:
-                    t = boot
-                d = (now - t) & TICKS_MASK
-                if d < tmo:
-                    r += 1
-                    k = tmo - d
-                elif d >= _HALF:
-                    r += 1
-                    k = TICKS_MASK - d + 1 + tmo
-                else:
-                    k = _HALF - d
-                if k < left:
-                    left = k
+        r = self._rank(now, left)
         self._set_wait(r, inboot)
-        self._w_for = left
+        self._w_for = self._left
 
     def _jitter(self):
         # deterministic pseudo-random start offset, so that two boards that both
